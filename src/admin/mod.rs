@@ -1,0 +1,1 @@
+//! admin module (filled in by its issue).

@@ -1,0 +1,1 @@
+//! balance module (filled in by its issue).

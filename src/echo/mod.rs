@@ -1,0 +1,1 @@
+//! echo module (filled in by its issue).

@@ -1,0 +1,1 @@
+//! http module (filled in by its issue).

@@ -1,0 +1,1 @@
+//! proxy module (filled in by its issue).

@@ -1,0 +1,1 @@
+//! registry module (filled in by its issue).

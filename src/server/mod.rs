@@ -1,0 +1,1 @@
+//! server module (filled in by its issue).

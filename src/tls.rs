@@ -1,0 +1,1 @@
+//! rustls acceptor and connector.

@@ -1,0 +1,1 @@
+//! ws module (filled in by its issue).
