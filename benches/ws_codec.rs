@@ -1,0 +1,2 @@
+//! Criterion benchmarks (placeholder until filled in).
+fn main() {}
