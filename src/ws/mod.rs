@@ -9,11 +9,17 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod origin;
 pub mod scanner;
 pub mod utf8;
 
 pub use close::{is_valid_close_code, parse_close_payload, write_close_frame};
 pub use frame::{encode_header, parse_header, write_frame, FrameHeader, FrameLimits, OpCode};
+pub use handshake::{
+    accept_key, check_client_request, check_server_response, generate_client_key,
+    is_upgrade_request, is_valid_client_key, write_client_request, write_server_response,
+    ClientHandshake, HandshakeError, OriginPolicy, WS_GUID,
+};
 pub use mask::{apply_mask, apply_mask_naive};
 pub use message::{Message, MessageReader};
 pub use scanner::{control_payload, FrameScanner, ScannerConfig, Segment};

@@ -129,7 +129,7 @@ mod tests {
         // Carry completed by an invalid continuation.
         let mut v = Utf8Validator::new();
         assert_eq!(v.feed(&[0xE2, 0x82]), Ok(()));
-        assert_eq!(v.feed(&[b'x', b'y']), Err(WsError::InvalidUtf8));
+        assert_eq!(v.feed(b"xy"), Err(WsError::InvalidUtf8));
     }
 
     #[test]
