@@ -10,6 +10,8 @@ pub mod handshake;
 pub mod mask;
 pub mod message;
 pub mod origin;
+#[cfg(test)]
+mod proptests;
 pub mod scanner;
 pub mod utf8;
 
