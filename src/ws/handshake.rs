@@ -6,6 +6,8 @@ use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
 pub use super::origin::OriginPolicy;
+/// Re-exported because its `Header` type is part of this module's API.
+pub use httparse;
 
 /// The GUID appended to the client key before hashing (RFC 6455 1.3).
 pub const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
