@@ -21,7 +21,7 @@ pub struct ForwardInfo {
 
 /// A parsed request head. Ranges index the input buffer given to
 /// [`parse_request`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedRequest {
     /// Bytes of the head at the front of the input, final CRLFCRLF included.
     pub head_len: usize,

@@ -11,7 +11,7 @@ use super::{BodyKind, HttpError, Limits, Method, MAX_HEADERS_CAP};
 use std::mem::MaybeUninit;
 
 /// A parsed response head.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParsedResponse {
     /// Bytes of the head at the front of the input, final CRLFCRLF included.
     pub head_len: usize,
