@@ -74,7 +74,8 @@ pub(crate) fn parse_error(buf: &[u8], e: httparse::Error) -> HttpError {
 /// Content-Length is kept; `X-Forwarded-For` gets the client ip appended to
 /// any incoming values (all joined into one field); `X-Forwarded-Proto` is
 /// replaced. Every other field is kept in order, byte-exact (values as
-/// trimmed by httparse).
+/// trimmed by httparse). An HTTP/1.0 request without Host gets an empty
+/// `Host:` so that the HTTP/1.1 head sent on is valid.
 ///
 /// `Ok(None)`: the head is incomplete and shorter than the limit. On `Err`
 /// nothing is appended to `out`.
@@ -220,6 +221,11 @@ pub fn parse_request(
             continue;
         }
         push_field(out, n.as_bytes(), h.value);
+    }
+    if hosts == 0 {
+        // HTTP/1.0 without Host goes out as HTTP/1.1, which needs one: an
+        // empty Host is what RFC 9112 section 3.2 says for a missing authority.
+        out.extend_from_slice(b"Host: \r\n");
     }
     if upgrade_websocket {
         out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: websocket\r\n");

@@ -280,8 +280,9 @@ fn refuse_missing_or_double_host() {
         refuse(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
         HttpError::Malformed(_)
     ));
-    let (r, _) = parse(b"GET / HTTP/1.0\r\n\r\n");
+    let (r, out) = parse(b"GET / HTTP/1.0\r\n\r\n");
     assert_eq!(r.host, None);
+    assert!(out.starts_with("GET / HTTP/1.1\r\nHost: \r\n"), "{out}");
 }
 
 #[test]
