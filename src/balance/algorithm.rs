@@ -20,7 +20,9 @@ pub enum Algorithm {
 
 /// An algorithm name that is not one of ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown balancing algorithm {0:?} (expected random, round-robin, p2c or fewest-connections)")]
+#[error(
+    "unknown balancing algorithm {0:?} (expected random, round-robin, p2c or fewest-connections)"
+)]
 pub struct AlgorithmParseError(pub String);
 
 impl FromStr for Algorithm {

@@ -35,7 +35,10 @@ fn counts(p: &Picker, snap: &PoolSnapshot, n: usize, exclude: &[usize]) -> Vec<u
 
 fn assert_near(got: usize, want: f64, tol: f64) {
     let g = got as f64;
-    assert!((g - want).abs() <= want * tol, "got {got}, want {want} ±{tol}");
+    assert!(
+        (g - want).abs() <= want * tol,
+        "got {got}, want {want} ±{tol}"
+    );
 }
 
 #[test]
@@ -135,7 +138,12 @@ fn reported_load_counts_too() {
 #[test]
 fn fewest_ties_spread() {
     let snap = pool(&[1, 1, 1]);
-    let c = counts(&Picker::new(Algorithm::FewestConnections, 5), &snap, 30_000, &[]);
+    let c = counts(
+        &Picker::new(Algorithm::FewestConnections, 5),
+        &snap,
+        30_000,
+        &[],
+    );
     for n in c {
         assert_near(n, 10_000.0, 0.05);
     }
@@ -146,10 +154,20 @@ fn fewest_uses_load_per_weight() {
     let snap = pool(&[1, 3]);
     snap.backends[0].stats.active.store(10, Relaxed);
     snap.backends[1].stats.active.store(20, Relaxed); // 20/3 < 10/1
-    let c = counts(&Picker::new(Algorithm::FewestConnections, 5), &snap, 100, &[]);
+    let c = counts(
+        &Picker::new(Algorithm::FewestConnections, 5),
+        &snap,
+        100,
+        &[],
+    );
     assert_eq!(c, vec![0, 100]);
     snap.backends[1].stats.active.store(31, Relaxed); // 31/3 > 10/1
-    let c = counts(&Picker::new(Algorithm::FewestConnections, 5), &snap, 100, &[]);
+    let c = counts(
+        &Picker::new(Algorithm::FewestConnections, 5),
+        &snap,
+        100,
+        &[],
+    );
     assert_eq!(c, vec![100, 0]);
 }
 

@@ -86,7 +86,10 @@ mod tests {
     fn backoff_doubles_and_caps() {
         let p = HealthPolicy::default();
         let got: Vec<u64> = (1..=8).map(|c| p.ejection_ms(c)).collect();
-        assert_eq!(got, vec![1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
+        assert_eq!(
+            got,
+            vec![1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
         assert_eq!(p.ejection_ms(u32::MAX), 30000);
         let p3 = HealthPolicy {
             failures_to_eject: 3,

@@ -147,7 +147,12 @@ mod tests {
         let full = pool(&[("a", 1), ("b", 1), ("c", 1), ("d", 1)]);
         let less = PoolSnapshot {
             generation: 2,
-            backends: full.backends.iter().filter(|b| &*b.id != "c").cloned().collect(),
+            backends: full
+                .backends
+                .iter()
+                .filter(|b| &*b.id != "c")
+                .cloned()
+                .collect(),
         };
         let mut moved_to_new = 0;
         for k in 0..4000u64 {
