@@ -32,8 +32,6 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run the demo/test backend: HTTP and WebSocket echo.
     Echo(EchoArgs),
-    /// Load generator for HTTP/1.1 and WebSocket.
-    Bench(crate::bench::BenchArgs),
 }
 
 /// Flags of `wslb serve`.

@@ -41,7 +41,6 @@ fn main() -> ExitCode {
             })
             .map_err(|e| format!("echo: {e}"))
         }
-        Command::Bench(args) => wslb::bench::run(args).map_err(|e| format!("bench: {e}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::io::{write_range, write_vec, ReadBuf};
 use crate::http::{parse_response, BodyKind, BodyTracker, Limits, ParsedRequest};
@@ -300,7 +300,6 @@ where
             send_client(client_w, resp_out).await?;
             send_client_range(client_w, buf, first.consumed).await?;
         }
-        started = true;
         while !tracker.is_done() {
             let n = read_backend(backend_r, buf, opts.read_timeout, true).await?;
             if n == 0 {

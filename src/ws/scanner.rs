@@ -87,6 +87,12 @@ impl FrameScanner {
         self.in_message
     }
 
+    /// Inside a frame's payload: the next byte is not a frame header, so
+    /// nothing may be injected into the stream here.
+    pub fn in_frame(&self) -> bool {
+        self.remaining > 0
+    }
+
     /// The config this scanner was built with.
     pub fn config(&self) -> &ScannerConfig {
         &self.cfg
