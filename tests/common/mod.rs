@@ -2,3 +2,5 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod client;
+pub mod proc;
