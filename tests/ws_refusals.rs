@@ -35,19 +35,42 @@ fn origin_refused_with_403_before_any_backend() {
     trap.set_nonblocking(true).expect("nonblocking");
     let trap_url = format!("http://{}", trap.local_addr().expect("addr"));
     let l = Proc::start(&[
-        "serve", "--listen", "127.0.0.1:0", "--no-pin", "--workers", "1", "--admin-listen", "off",
-        "--backend", &trap_url, "--allowed-origins", "http://localhost:*,https://app.example.com",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-pin",
+        "--workers",
+        "1",
+        "--admin-listen",
+        "off",
+        "--backend",
+        &trap_url,
+        "--allowed-origins",
+        "http://localhost:*,https://app.example.com",
     ]);
-    for origin in ["Origin: http://evil.example\r\n", "Origin: https://localhost:8080\r\n", ""] {
+    for origin in [
+        "Origin: http://evil.example\r\n",
+        "Origin: https://localhost:8080\r\n",
+        "",
+    ] {
         let r = answer(l.http(), &upgrade_head("13", KEY, origin));
         assert_eq!(r.status, 403, "origin {origin:?}");
     }
     std::thread::sleep(Duration::from_millis(100));
-    assert!(trap.accept().is_err(), "a refused upgrade reached the backend");
+    assert!(
+        trap.accept().is_err(),
+        "a refused upgrade reached the backend"
+    );
 
     // Allowed origins pass through to a real backend.
     let e = echo("e");
-    let l = serve(&[&e], &["--allowed-origins", "http://localhost:*,https://app.example.com"]);
+    let l = serve(
+        &[&e],
+        &[
+            "--allowed-origins",
+            "http://localhost:*,https://app.example.com",
+        ],
+    );
     for origin in ["http://localhost:3000", "https://app.example.com"] {
         let mut ws = WsConn::try_connect(l.http(), "/", &[("Origin", origin)])
             .unwrap_or_else(|r| panic!("{origin} refused: {}", r.status));
@@ -65,13 +88,26 @@ fn wrong_version_426_and_bad_key_400() {
         for v in ["8", "12", "14", ""] {
             let r = answer(l.http(), &upgrade_head(v, KEY, ""));
             assert_eq!(r.status, 426, "version {v:?}");
-            assert_eq!(r.header("sec-websocket-version"), Some("13"), "426 names the version");
+            assert_eq!(
+                r.header("sec-websocket-version"),
+                Some("13"),
+                "426 names the version"
+            );
         }
         let missing = "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                        Sec-WebSocket-Version: 13\r\n\r\n";
         assert_eq!(answer(l.http(), missing).status, 400, "missing key");
-        for key in ["short", "dGhlIHNhbXBsZSBub25jZQ", "AAAAAAAAAAAAAAAAAAAAAAAA", "dGhlIHNhbXBsZSBub25jZQ=!"] {
-            assert_eq!(answer(l.http(), &upgrade_head("13", key, "")).status, 400, "key {key:?}");
+        for key in [
+            "short",
+            "dGhlIHNhbXBsZSBub25jZQ",
+            "AAAAAAAAAAAAAAAAAAAAAAAA",
+            "dGhlIHNhbXBsZSBub25jZQ=!",
+        ] {
+            assert_eq!(
+                answer(l.http(), &upgrade_head("13", key, "")).status,
+                400,
+                "key {key:?}"
+            );
         }
         // The same connection shape with a good key and version upgrades.
         let mut ws = WsConn::connect(l.http());
@@ -86,7 +122,10 @@ fn expect_close_after(l: &Proc, bytes: &[u8], code: u16, what: &str) -> String {
     assert!(ws.send_raw(bytes), "{what}: send");
     let got = ws.recv_close();
     assert_eq!(got.as_ref().map(|c| c.0), Some(code), "{what}");
-    assert!(ws.closes_within(Duration::from_secs(3)), "{what}: connection closed");
+    assert!(
+        ws.closes_within(Duration::from_secs(3)),
+        "{what}: connection closed"
+    );
     got.map(|c| c.1).unwrap_or_default()
 }
 
@@ -102,7 +141,12 @@ const M: Option<[u8; 4]> = Some([1, 2, 3, 4]);
 fn too_big_closes_1009() {
     let e = echo("e");
     let l = serve(&[&e], &["--ws-mode", "inspect", "--max-message-size", "4k"]);
-    expect_close_after(&l, &frame(true, OpCode::Binary, M, &[0; 5000]), 1009, "one big frame");
+    expect_close_after(
+        &l,
+        &frame(true, OpCode::Binary, M, &[0; 5000]),
+        1009,
+        "one big frame",
+    );
     // Three fragments of 2 KiB: the message grows past the limit.
     let mut b = frame(false, OpCode::Text, M, &[b'a'; 2048]);
     b.extend(frame(false, OpCode::Continuation, M, &[b'a'; 2048]));
@@ -126,7 +170,10 @@ fn invalid_utf8_closes_1007_when_validating() {
     let bad = frame(true, OpCode::Text, M, &[b'o', b'k', 0xED, 0xA0, 0x80]);
     let reason = expect_close_after(&l, &bad, 1007, "invalid text");
     // The echo closes with an empty reason; the balancer names its refusal.
-    assert!(!reason.is_empty(), "1007 came from the backend, not the balancer");
+    assert!(
+        !reason.is_empty(),
+        "1007 came from the backend, not the balancer"
+    );
     // Invalid in a later fragment, and a truncated sequence at the end.
     let mut b = frame(false, OpCode::Text, M, "é".as_bytes());
     b.extend(frame(true, OpCode::Continuation, M, &[0xFF]));
@@ -148,7 +195,12 @@ fn protocol_errors_close_1002_in_both_modes() {
     for mode in ["inspect", "tunnel"] {
         let l = serve(&[&e], &["--ws-mode", mode]);
         let unmasked = frame(true, OpCode::Text, None, b"no mask");
-        expect_close_after(&l, &unmasked, 1002, &format!("{mode}: unmasked client frame"));
+        expect_close_after(
+            &l,
+            &unmasked,
+            1002,
+            &format!("{mode}: unmasked client frame"),
+        );
         for rsv in [0x40u8, 0x20, 0x10] {
             let mut b = frame(true, OpCode::Text, M, b"rsv");
             b[0] |= rsv;
@@ -160,10 +212,20 @@ fn protocol_errors_close_1002_in_both_modes() {
             expect_close_after(&l, &b, 1002, &format!("{mode}: opcode {op:#x}"));
         }
         let cont = frame(true, OpCode::Continuation, M, b"orphan");
-        expect_close_after(&l, &cont, 1002, &format!("{mode}: continuation without a message"));
+        expect_close_after(
+            &l,
+            &cont,
+            1002,
+            &format!("{mode}: continuation without a message"),
+        );
         let frag_ping = frame(false, OpCode::Ping, M, b"");
         expect_close_after(&l, &frag_ping, 1002, &format!("{mode}: fragmented ping"));
         let bad_code = frame(true, OpCode::Close, M, &1005u16.to_be_bytes());
-        expect_close_after(&l, &bad_code, 1002, &format!("{mode}: close code 1005 on the wire"));
+        expect_close_after(
+            &l,
+            &bad_code,
+            1002,
+            &format!("{mode}: close code 1005 on the wire"),
+        );
     }
 }
