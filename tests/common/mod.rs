@@ -4,3 +4,4 @@
 pub mod certs;
 pub mod client;
 pub mod proc;
+pub mod ws_client;
