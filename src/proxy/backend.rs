@@ -190,7 +190,10 @@ mod tests {
 
     #[test]
     fn cookie_values() {
-        assert_eq!(cookie_value(b"a=1; sid=xyz; b=2", b"sid"), Some(&b"xyz"[..]));
+        assert_eq!(
+            cookie_value(b"a=1; sid=xyz; b=2", b"sid"),
+            Some(&b"xyz"[..])
+        );
         assert_eq!(cookie_value(b"sid=", b"sid"), Some(&b""[..]));
         assert_eq!(cookie_value(b"a=1", b"sid"), None);
         assert_eq!(cookie_value(b"garbage", b"sid"), None);
