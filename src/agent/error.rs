@@ -22,8 +22,12 @@ pub enum AgentError {
     BadDuration(&'static str),
     #[error("TLS setup for wss:// balancers failed: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("bad metadata JSON: {0}")]
+    BadMetadata(String),
     #[error("cannot start the agent thread: {0}")]
     Spawn(#[source] std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
 }
 
 /// Why one control session (connect, handshake, register, heartbeats) ended.

@@ -15,7 +15,13 @@ use crate::proxy::io::{write_range, write_vec, ReadBuf};
 
 const CHUNK: usize = 64 * 1024;
 
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, name: Rc<str>) {
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    name: Rc<str>,
+    load: std::sync::Arc<std::sync::atomic::AtomicU32>,
+) {
+    let _load = crate::agent::LoadGuard::new(&load);
     let limits = Limits {
         max_header_bytes: 64 * 1024,
         max_headers: 128,
