@@ -226,3 +226,50 @@ fn agent_with_a_wrong_token_keeps_trying_and_registers_nothing() {
     assert!(backend(admin, "ext-2").is_none());
     assert_eq!(agent.terminate(), Some(0));
 }
+
+#[test]
+fn agent_registers_over_wss_trusting_a_ca_file() {
+    let cert = common::certs::generate(&["127.0.0.1", "localhost"]);
+    let (cert_path, key_path) = (
+        cert.cert.display().to_string(),
+        cert.key.display().to_string(),
+    );
+    let lb = Proc::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert_path,
+        "--tls-key",
+        &key_path,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--no-pin",
+        "--register-token",
+        TOKEN,
+    ]);
+    let admin = lb.addr("admin");
+    let be = echo("tls-reg");
+    let port = be.http().port().to_string();
+    let url = format!("wss://{}/_lb/register", lb.addr("https"));
+    let _agent = Agent::start(&[
+        "--lb",
+        &url,
+        "--token",
+        TOKEN,
+        "--id",
+        "ext-tls",
+        "--advertise-port",
+        &port,
+        "--tls-ca",
+        &cert_path,
+    ]);
+    wait_for(admin, WAIT, "ext-tls registered over wss", |l| {
+        l.iter().any(|b| b["id"] == "ext-tls")
+    });
+    cert.cleanup();
+}

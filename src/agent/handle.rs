@@ -117,6 +117,15 @@ impl Shared {
         self.changed.notify_all();
     }
 
+    /// Marks every session stopped (the agent thread is ending).
+    pub fn mark_all_stopped(&self) {
+        for s in self.lock().iter_mut() {
+            s.state = LinkState::Stopped;
+            s.retry_at = None;
+        }
+        self.changed.notify_all();
+    }
+
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
