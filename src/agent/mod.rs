@@ -71,6 +71,16 @@ fn run_thread(
     cfg: Arc<AgentConfig>,
     tls: Option<monoio_rustls::TlsConnector>,
 ) {
+    let last = shared.clone();
+    run_runtime(shared, cfg, tls);
+    last.mark_all_stopped();
+}
+
+fn run_runtime(
+    shared: Arc<Shared>,
+    cfg: Arc<AgentConfig>,
+    tls: Option<monoio_rustls::TlsConnector>,
+) {
     let main = async move {
         let mut tasks = Vec::new();
         for (index, url) in cfg.balancers.iter().enumerate() {
