@@ -46,11 +46,17 @@ fn random_spreads_over_three_backends() {
 #[test]
 fn round_robin_cycles_in_order() {
     let (a, b, c) = (echo("alpha"), echo("beta"), echo("gamma"));
-    let lb = serve(&[&a, &b, &c], &["--algorithm", "round-robin", "--workers", "1"]);
+    let lb = serve(
+        &[&a, &b, &c],
+        &["--algorithm", "round-robin", "--workers", "1"],
+    );
     let mut conn = HttpConn::connect(lb.http());
     let seen = names(&mut conn, 12, "/");
     let first: Vec<&String> = seen[..3].iter().collect();
-    assert!(first[0] != first[1] && first[1] != first[2] && first[0] != first[2], "{seen:?}");
+    assert!(
+        first[0] != first[1] && first[1] != first[2] && first[0] != first[2],
+        "{seen:?}"
+    );
     for (i, s) in seen.iter().enumerate() {
         assert_eq!(s, &seen[i % 3], "not a cycle: {seen:?}");
     }
@@ -60,7 +66,17 @@ fn round_robin_cycles_in_order() {
 fn round_robin_honours_weights_one_to_three() {
     let (a, b) = (echo("light"), echo("heavy"));
     let heavy = format!("http://{},weight=3", b.http());
-    let lb = serve(&[&a], &["--algorithm", "round-robin", "--workers", "1", "--backend", &heavy]);
+    let lb = serve(
+        &[&a],
+        &[
+            "--algorithm",
+            "round-robin",
+            "--workers",
+            "1",
+            "--backend",
+            &heavy,
+        ],
+    );
     let mut conn = HttpConn::connect(lb.http());
     let seen = names(&mut conn, 40, "/");
     let m = counts(&seen);
@@ -97,12 +113,23 @@ fn fewest_connections_avoids_busy_backends() {
         .map(|s| {
             let r = s.read_response(false).expect("slow response");
             assert_eq!(r.status, 200);
-            r.text().split_whitespace().next().unwrap_or_default().to_string()
+            r.text()
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
         })
         .collect();
-    assert_ne!(busy[0], busy[1], "the second slow request joined a busy backend");
+    assert_ne!(
+        busy[0], busy[1],
+        "the second slow request joined a busy backend"
+    );
     let m = counts(&seen);
-    assert_eq!(m.len(), 1, "quick requests went to busy backends too: {m:?} busy={busy:?}");
+    assert_eq!(
+        m.len(),
+        1,
+        "quick requests went to busy backends too: {m:?} busy={busy:?}"
+    );
     assert!(!busy.contains(&seen[0]), "{m:?} busy={busy:?}");
 }
 
@@ -118,7 +145,11 @@ fn keep_alive_reused_on_client_and_backend_sides() {
         assert_ne!(r.header("connection"), Some("close"));
         // The echo counts the requests served on its side of the connection:
         // one pooled backend connection carries them all.
-        assert_eq!(r.header("x-conn-requests"), Some(i.to_string().as_str()), "request {i}");
+        assert_eq!(
+            r.header("x-conn-requests"),
+            Some(i.to_string().as_str()),
+            "request {i}"
+        );
     }
     assert_eq!(conn.stream.local_addr().expect("local addr"), local);
     drop(conn);
@@ -140,11 +171,18 @@ fn killed_backend_is_avoided_without_errors() {
     let mut seen = Vec::new();
     for i in 0..60 {
         // Mix reused and fresh client connections.
-        let r = if i % 2 == 0 { conn.get("/") } else { get(lb.http(), "/") };
+        let r = if i % 2 == 0 {
+            conn.get("/")
+        } else {
+            get(lb.http(), "/")
+        };
         statuses.push(r.status);
         seen.push(r.text().trim().to_string());
     }
-    assert!(statuses.iter().all(|s| *s == 200), "errors after a backend died: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "errors after a backend died: {statuses:?}"
+    );
     assert!(!seen.iter().any(|s| s == "beta"), "{seen:?}");
     let m = counts(&seen);
     assert!(m.get("alpha").is_some_and(|n| *n >= 15), "{m:?}");

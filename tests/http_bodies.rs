@@ -28,7 +28,14 @@ fn chunked_request_and_response_bodies() {
     assert_eq!(r.text(), "hello world");
     // Streamed in pieces with pauses, split inside size lines and data.
     conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
-    for piece in [&b"1"[..], b"0\r\n0123456", b"789abcdef\r\n", b"3\r\nxyz\r", b"\n0\r\n", b"\r\n"] {
+    for piece in [
+        &b"1"[..],
+        b"0\r\n0123456",
+        b"789abcdef\r\n",
+        b"3\r\nxyz\r",
+        b"\n0\r\n",
+        b"\r\n",
+    ] {
         std::thread::sleep(Duration::from_millis(30));
         conn.send(piece);
     }
@@ -46,7 +53,13 @@ fn content_length_body_echoed_and_connection_kept() {
     let lb = serve(&[&a], &[]);
     let mut conn = HttpConn::connect(lb.http());
     let body = vec![b'z'; 100_000];
-    conn.send(format!("PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+    conn.send(
+        format!(
+            "PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
     conn.send(&body);
     let r = conn.read_response(false).expect("response");
     assert_eq!(r.status, 200);
@@ -55,7 +68,10 @@ fn content_length_body_echoed_and_connection_kept() {
 }
 
 /// Samples the RSS of `pid` every 100 ms until `stop` is set; returns the peak.
-fn watch_rss(pid: u32, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<u64> {
+fn watch_rss(
+    pid: u32,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let mut peak = 0;
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -74,7 +90,9 @@ fn one_gib_upload_streams_through_in_bounded_memory() {
     let watcher = watch_rss(lb.child.id(), stop.clone());
     let started = Instant::now();
     let mut conn = HttpConn::connect(lb.http());
-    conn.send(format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {GIB}\r\n\r\n").as_bytes());
+    conn.send(
+        format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {GIB}\r\n\r\n").as_bytes(),
+    );
     let mut writer = conn.stream.try_clone().expect("clone");
     let upload = std::thread::spawn(move || {
         let block = vec![b'u'; 1 << 20];
@@ -84,14 +102,24 @@ fn one_gib_upload_streams_through_in_bounded_memory() {
     });
     let head = conn.read_head().expect("response head");
     assert_eq!(head.status, 200);
-    assert_eq!(head.header("content-length"), Some(GIB.to_string().as_str()));
+    assert_eq!(
+        head.header("content-length"),
+        Some(GIB.to_string().as_str())
+    );
     let got = conn.count_body(GIB);
     upload.join().expect("upload thread");
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let peak = watcher.join().expect("watcher");
-    eprintln!("1 GiB upload echoed in {:?}, balancer peak RSS {} KiB", started.elapsed(), peak);
+    eprintln!(
+        "1 GiB upload echoed in {:?}, balancer peak RSS {} KiB",
+        started.elapsed(),
+        peak
+    );
     assert_eq!(got, GIB);
-    assert!(peak > 0 && peak < RSS_LIMIT_KIB, "balancer RSS peaked at {peak} KiB");
+    assert!(
+        peak > 0 && peak < RSS_LIMIT_KIB,
+        "balancer RSS peaked at {peak} KiB"
+    );
     // Same connection still works.
     assert_eq!(conn.get("/").text(), "alpha\n");
 }
@@ -107,13 +135,23 @@ fn one_gib_download_streams_through_in_bounded_memory() {
     conn.send(format!("GET /bytes/{GIB} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
     let head = conn.read_head().expect("response head");
     assert_eq!(head.status, 200);
-    assert_eq!(head.header("content-length"), Some(GIB.to_string().as_str()));
+    assert_eq!(
+        head.header("content-length"),
+        Some(GIB.to_string().as_str())
+    );
     let got = conn.count_body(GIB);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let peak = watcher.join().expect("watcher");
-    eprintln!("1 GiB download in {:?}, balancer peak RSS {} KiB", started.elapsed(), peak);
+    eprintln!(
+        "1 GiB download in {:?}, balancer peak RSS {} KiB",
+        started.elapsed(),
+        peak
+    );
     assert_eq!(got, GIB);
-    assert!(peak > 0 && peak < RSS_LIMIT_KIB, "balancer RSS peaked at {peak} KiB");
+    assert!(
+        peak > 0 && peak < RSS_LIMIT_KIB,
+        "balancer RSS peaked at {peak} KiB"
+    );
     assert_eq!(conn.get("/").text(), "alpha\n");
 }
 
@@ -141,8 +179,14 @@ GET /status/202 HTTP/1.1\r\nHost: t\r\n\r\n",
         (202, false, "status 202 from alpha\n"),
     ];
     for (i, (status, head, body)) in expect.iter().enumerate() {
-        let r = conn.read_response(*head).unwrap_or_else(|| panic!("response {i} missing"));
-        assert_eq!((r.status, r.text().as_str()), (*status, *body), "response {i}");
+        let r = conn
+            .read_response(*head)
+            .unwrap_or_else(|| panic!("response {i} missing"));
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (*status, *body),
+            "response {i}"
+        );
     }
     assert_eq!(conn.get("/").text(), "alpha\n");
 }
@@ -152,9 +196,15 @@ fn expect_100_continue_is_relayed_before_the_body() {
     let a = echo("alpha");
     let lb = serve(&[&a], &[]);
     let mut conn = HttpConn::connect(lb.http());
-    conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
-    conn.stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    let interim = conn.read_response(false).expect("100 Continue before the body");
+    conn.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    conn.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .ok();
+    let interim = conn
+        .read_response(false)
+        .expect("100 Continue before the body");
     assert_eq!(interim.status, 100);
     conn.send(b"hello");
     let r = conn.read_response(false).expect("final response");
@@ -180,12 +230,17 @@ fn head_204_and_304_carry_no_body() {
     // Any stray body byte would corrupt this answer.
     let r = conn.get("/");
     assert_eq!((r.status, r.text().as_str()), (200, "alpha\n"));
-    assert!(!conn.is_closed(Duration::from_millis(200)), "connection should stay open");
+    assert!(
+        !conn.is_closed(Duration::from_millis(200)),
+        "connection should stay open"
+    );
 }
 
 #[test]
 fn response_delimited_by_close_is_relayed_then_closed() {
-    let raw = RawBackend::start(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello until close\nsecond line\n");
+    let raw = RawBackend::start(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello until close\nsecond line\n",
+    );
     let url = raw.url();
     let lb = serve(&[], &["--backend", &url]);
     let mut conn = HttpConn::connect(lb.http());
@@ -213,10 +268,21 @@ X-Forwarded-Proto: https\r\nX-Kept: yes\r\n\r\n",
     let seen = r.text().to_ascii_lowercase();
     assert!(seen.contains("\r\nhost: example.test:8080\r\n"), "{seen}");
     assert!(seen.contains("\r\nx-kept: yes\r\n"), "{seen}");
-    for gone in ["connection:", "x-private", "keep-alive", "\r\nte:", "trailer:", "proxy-connection", "upgrade:"] {
+    for gone in [
+        "connection:",
+        "x-private",
+        "keep-alive",
+        "\r\nte:",
+        "trailer:",
+        "proxy-connection",
+        "upgrade:",
+    ] {
         assert!(!seen.contains(gone), "{gone:?} forwarded: {seen}");
     }
-    assert!(seen.contains("\r\nx-forwarded-for: 10.1.2.3, 127.0.0.1\r\n"), "{seen}");
+    assert!(
+        seen.contains("\r\nx-forwarded-for: 10.1.2.3, 127.0.0.1\r\n"),
+        "{seen}"
+    );
     assert!(seen.contains("\r\nx-forwarded-proto: http\r\n"), "{seen}");
     assert_eq!(seen.matches("x-forwarded-proto").count(), 1, "{seen}");
     // The backend's own hop-by-hop fields are not relayed either.

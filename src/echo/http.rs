@@ -8,7 +8,9 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
-use crate::http::{parse_request, reply, BodyKind, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest};
+use crate::http::{
+    parse_request, reply, BodyKind, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest,
+};
 use crate::proxy::io::{write_range, write_vec, ReadBuf};
 
 const CHUNK: usize = 64 * 1024;
@@ -33,7 +35,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, name: Rc<str>) {
                 Ok(Some(req)) => break req,
                 Ok(None) => {}
                 Err(e) => {
-                    let _ = write_vec(&mut stream, reply::error_response(e.status()).to_vec()).await;
+                    let _ =
+                        write_vec(&mut stream, reply::error_response(e.status()).to_vec()).await;
                     return;
                 }
             }
@@ -115,13 +118,24 @@ async fn route(
         }
         (Method::Get | Method::Head, p) if p.starts_with("/status/") => {
             buf.consume(req.head_len);
-            let code: u16 = p["/status/".len()..].parse().ok().filter(|c| (200..600).contains(c)).unwrap_or(400);
+            let code: u16 = p["/status/".len()..]
+                .parse()
+                .ok()
+                .filter(|c| (200..600).contains(c))
+                .unwrap_or(400);
             if code == 204 || code == 304 {
                 let line = format!("HTTP/1.1 {code} No Body\r\nX-Backend: {name}\r\n\r\n");
                 out.extend_from_slice(line.as_bytes());
             } else {
                 let body = format!("status {code} from {name}\n");
-                reply::write_response(out, code, "text/plain", &[("X-Backend", name)], body.as_bytes(), true);
+                reply::write_response(
+                    out,
+                    code,
+                    "text/plain",
+                    &[("X-Backend", name)],
+                    body.as_bytes(),
+                    true,
+                );
             }
             send(stream, out).await?;
             Ok(true)
@@ -197,7 +211,9 @@ async fn send_bytes<S: AsyncReadRent + AsyncWriteRent>(
     head_only: bool,
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n\r\n");
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n\r\n"
+    );
     out.extend_from_slice(head.as_bytes());
     if head_only {
         return send(stream, out).await;

@@ -119,7 +119,14 @@ where
             .scan(&client_buf.data()[start..start + buffered_body])
             .map_err(|_| ExchangeError::ClientGone)?;
         client_buf.consume(start + sent.consumed);
-        pump_request(client_r, client_buf, backend_w, &mut request_tracker, opts.client_timeout).await
+        pump_request(
+            client_r,
+            client_buf,
+            backend_w,
+            &mut request_tracker,
+            opts.client_timeout,
+        )
+        .await
     };
     let response = pump_response(client_w, backend_r, backend_buf, req, resp_out, opts);
 
@@ -142,7 +149,13 @@ where
     .await;
     match (outcome, request_failed) {
         (_, Some(e)) => Err(e),
-        (Some(Ok(ExchangeEnd::Done { backend_reusable, client_keep_alive })), None) => {
+        (
+            Some(Ok(ExchangeEnd::Done {
+                backend_reusable,
+                client_keep_alive,
+            })),
+            None,
+        ) => {
             // A response that ended before its request body was sent whole
             // leaves both connections in an unknown state: close them.
             let whole = request_done;
@@ -210,7 +223,10 @@ async fn read_backend<BR: AsyncReadRent>(
     }
 }
 
-async fn send_client<CW: AsyncWriteRent>(w: &mut CW, buf: &mut Vec<u8>) -> Result<(), ExchangeError> {
+async fn send_client<CW: AsyncWriteRent>(
+    w: &mut CW,
+    buf: &mut Vec<u8>,
+) -> Result<(), ExchangeError> {
     let (res, b) = write_vec(w, std::mem::take(buf)).await;
     *buf = b;
     res.map_err(|_| ExchangeError::ClientGone)
@@ -259,7 +275,11 @@ where
             detail: "backend sent a malformed response head",
         })?;
         let Some(resp) = parsed else {
-            let timeout = if started { opts.read_timeout } else { opts.head_timeout };
+            let timeout = if started {
+                opts.read_timeout
+            } else {
+                opts.head_timeout
+            };
             let n = read_backend(backend_r, buf, timeout, started).await;
             match n {
                 Ok(0) | Err(ExchangeError::Failed { .. }) if !received => {
@@ -276,7 +296,8 @@ where
             }
             continue;
         };
-        let extensions = resp.upgrade && has_header(&buf.data()[..resp.head_len], b"sec-websocket-extensions");
+        let extensions =
+            resp.upgrade && has_header(&buf.data()[..resp.head_len], b"sec-websocket-extensions");
         buf.consume(resp.head_len);
         if resp.informational {
             send_client(client_w, resp_out).await?;
@@ -288,10 +309,12 @@ where
             return Ok(ExchangeEnd::Upgraded { extensions });
         }
         let mut tracker = BodyTracker::new(resp.body);
-        let first = tracker.scan(buf.data()).map_err(|_| ExchangeError::Failed {
-            response_started: false,
-            detail: "backend sent a malformed body",
-        })?;
+        let first = tracker
+            .scan(buf.data())
+            .map_err(|_| ExchangeError::Failed {
+                response_started: false,
+                detail: "backend sent a malformed body",
+            })?;
         if first.consumed <= COALESCE_LIMIT {
             resp_out.extend_from_slice(&buf.data()[..first.consumed]);
             send_client(client_w, resp_out).await?;
@@ -311,10 +334,12 @@ where
                     detail: "backend closed in the middle of a response body",
                 });
             }
-            let p = tracker.scan(buf.data()).map_err(|_| ExchangeError::Failed {
-                response_started: true,
-                detail: "backend sent a malformed body",
-            })?;
+            let p = tracker
+                .scan(buf.data())
+                .map_err(|_| ExchangeError::Failed {
+                    response_started: true,
+                    detail: "backend sent a malformed body",
+                })?;
             send_client_range(client_w, buf, p.consumed).await?;
         }
         let until_close = resp.body == BodyKind::UntilClose;

@@ -13,7 +13,9 @@ use super::io::write_static;
 use super::ClientConn;
 use crate::balance::health::{record_failure, record_success, HealthPolicy};
 use crate::config::WsMode;
-use crate::http::{error_response, parse_request, BodyKind, ForwardInfo, Limits, Method, ParsedRequest};
+use crate::http::{
+    error_response, parse_request, BodyKind, ForwardInfo, Limits, Method, ParsedRequest,
+};
 use crate::server::conns::{ConnCommand, ConnKind};
 use crate::server::worker::WorkerCtx;
 use crate::ws::handshake::is_valid_client_key;
@@ -83,10 +85,7 @@ fn check_upgrade<S: AsyncWriteRent>(
     let data = client.buf.data();
     let policy = &ctx.shared.cfg.allowed_origins;
     if !policy.is_empty() {
-        let allowed = req
-            .origin
-            .clone()
-            .is_some_and(|r| policy.allows(&data[r]));
+        let allowed = req.origin.clone().is_some_and(|r| policy.allows(&data[r]));
         if !allowed {
             return Err(403);
         }
@@ -149,7 +148,8 @@ where
             Some(Ok(Ok(0))) | Some(Ok(Err(_))) => return HeadWait::Close,
             Some(Ok(Ok(_))) => {
                 if header_deadline.is_none() {
-                    header_deadline = Some(monoio::time::Instant::now() + cfg.client_header_timeout);
+                    header_deadline =
+                        Some(monoio::time::Instant::now() + cfg.client_header_timeout);
                 }
             }
         }
@@ -195,15 +195,24 @@ where
         };
         tried.push(idx);
         let guard = backend.stats.begin();
-        let pooled = if upgrade { None } else { ctx.idle.take(backend.addr) };
+        let pooled = if upgrade {
+            None
+        } else {
+            ctx.idle.take(backend.addr)
+        };
         let mut conn: BackendConn = match pooled {
             Some(c) => c,
             None => match connect(backend.addr, cfg.backend_connect_timeout).await {
                 Ok(c) => c,
                 Err(e) => {
-                    let ejected = record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
+                    let ejected =
+                        record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
                     tracing::warn!(backend = %backend.id, error = ?e, ejected, "backend connect failed");
-                    last_status = if matches!(e, ConnectError::Timeout) { 504 } else { 502 };
+                    last_status = if matches!(e, ConnectError::Timeout) {
+                        504
+                    } else {
+                        502
+                    };
                     continue;
                 }
             },
@@ -213,7 +222,11 @@ where
                 max_header_bytes: cfg.max_header_bytes,
                 max_headers: 100,
             },
-            head_timeout: if upgrade { cfg.ws_handshake_timeout } else { cfg.backend_timeout },
+            head_timeout: if upgrade {
+                cfg.ws_handshake_timeout
+            } else {
+                cfg.backend_timeout
+            },
             read_timeout: cfg.backend_timeout,
             client_timeout: cfg.idle_timeout,
             client_keep_alive: req.keep_alive && !ctx.draining.is_fired(),
@@ -229,7 +242,10 @@ where
         let BackendConn { r, w, buf, .. } = &mut conn;
         let result = exchange(side, &mut client.w, r, w, buf, scratch, resp_out, opts).await;
         match result {
-            Ok(ExchangeEnd::Done { backend_reusable, client_keep_alive }) => {
+            Ok(ExchangeEnd::Done {
+                backend_reusable,
+                client_keep_alive,
+            }) => {
                 record_success(&backend.stats);
                 if replayable {
                     client.buf.consume(req.head_len + buffered_body);
@@ -251,7 +267,9 @@ where
                 drop(guard);
                 return false;
             }
-            Err(ExchangeError::ClosedEarly) if replayable && (conn.reused || req.method.is_idempotent()) => {
+            Err(ExchangeError::ClosedEarly)
+                if replayable && (conn.reused || req.method.is_idempotent()) =>
+            {
                 // A pooled connection the backend had closed, or an
                 // idempotent request: safe to send again.
                 if !conn.reused {
@@ -277,7 +295,10 @@ where
                 let _ = write_static(&mut client.w, error_response(502)).await;
                 return false;
             }
-            Err(ExchangeError::Failed { response_started, detail }) => {
+            Err(ExchangeError::Failed {
+                response_started,
+                detail,
+            }) => {
                 tracing::warn!(backend = %backend.id, detail, "backend failed");
                 record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
                 if !response_started {

@@ -64,8 +64,10 @@ pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
         (&cfg.tls_listen, ListenerKind::Tls),
     ] {
         for addr in addrs {
-            let set = bind_set(*addr, kind, workers)
-                .map_err(|source| ServeError::Bind { addr: *addr, source })?;
+            let set = bind_set(*addr, kind, workers).map_err(|source| ServeError::Bind {
+                addr: *addr,
+                source,
+            })?;
             sets.push(set);
         }
     }
@@ -112,9 +114,11 @@ pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
         handles.push(handle);
     }
 
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
-            .map_err(ServeError::Signals)?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(ServeError::Signals)?;
     let signal_shared = shared.clone();
     std::thread::Builder::new()
         .name("wslb-signals".into())

@@ -76,7 +76,12 @@ impl HttpConn {
                 let hs: Vec<(String, String)> = resp
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect();
                 self.buf.drain(..n);
                 let get = |name: &str| {
@@ -84,9 +89,15 @@ impl HttpConn {
                         .find(|(k, _)| k.eq_ignore_ascii_case(name))
                         .map(|(_, v)| v.clone())
                 };
-                let body = if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
+                let body = if head_request
+                    || status == 204
+                    || status == 304
+                    || (100..200).contains(&status)
+                {
                     Vec::new()
-                } else if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+                } else if get("transfer-encoding")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+                {
                     self.read_chunked()?
                 } else if let Some(cl) = get("content-length") {
                     let n: usize = cl.trim().parse().ok()?;
@@ -165,7 +176,9 @@ impl HttpConn {
                 Err(_) => break false,
             }
         };
-        self.stream.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .ok();
         closed
     }
 }
@@ -182,7 +195,12 @@ impl HttpConn {
                 let headers = resp
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect();
                 self.buf.drain(..n);
                 return Some(Response {

@@ -22,7 +22,10 @@ impl Proc {
     pub fn start(args: &[&str]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wslb"))
             .args(args)
-            .env("RUST_LOG", std::env::var("WSLB_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("WSLB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
