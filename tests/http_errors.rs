@@ -152,3 +152,21 @@ fn smuggling_shapes_refused_and_never_forwarded() {
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
     assert!(String::from_utf8_lossy(&raw.received()).starts_with("GET /clean HTTP/1.1\r\n"));
 }
+
+#[test]
+fn oversized_backend_head_gets_502() {
+    let mut reply = b"HTTP/1.1 200 OK\r\nX-Huge: ".to_vec();
+    reply.extend(std::iter::repeat_n(b'h', 40_000));
+    reply.extend_from_slice(b"\r\nContent-Length: 2\r\n\r\nok");
+    let reply: &'static [u8] = Box::leak(reply.into_boxed_slice());
+    let raw = RawBackend::start(reply);
+    let url = raw.url();
+    let lb = serve(&[], &["--backend", &url]);
+    let r = get(lb.http(), "/");
+    assert_eq!(
+        r.status,
+        502,
+        "{}",
+        r.header("x-huge").map(str::len).unwrap_or(0)
+    );
+}

@@ -88,6 +88,8 @@ fn sigterm_drains_in_flight_request_and_exits_zero() {
         (r.status, r.text().as_str()),
         (200, "alpha delayed 1500ms\n")
     );
+    // The answer tells the client not to send another request on it.
+    assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
     assert!(
         busy.is_closed(Duration::from_secs(2)),
         "kept alive during drain"
@@ -224,7 +226,7 @@ fn help_lists_every_serve_flag_with_its_default() {
         .filter(|l| l.starts_with('-'))
     {
         let name = line
-            .split(|c: char| c == ' ' || c == ',')
+            .split([' ', ','])
             .find(|t| t.starts_with("--"))
             .unwrap_or(line);
         assert!(
@@ -232,4 +234,22 @@ fn help_lists_every_serve_flag_with_its_default() {
             "{name} has no entry in this test"
         );
     }
+}
+
+#[test]
+fn idle_keep_alive_client_closed_after_idle_timeout() {
+    let a = echo("alpha");
+    let lb = serve(&[&a], &["--idle-timeout", "400ms"]);
+    let mut conn = HttpConn::connect(lb.http());
+    assert_eq!(conn.get("/").status, 200);
+    let started = Instant::now();
+    assert!(
+        conn.is_closed(Duration::from_secs(3)),
+        "idle connection kept open"
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
 }

@@ -23,14 +23,22 @@ struct Seen {
 
 /// Sends one request with `Connection: close` over TLS to `addr`, naming
 /// `server_name` (SNI for DNS names; none for an IP), reads to EOF.
-fn https_get(addr: SocketAddr, config: Arc<rustls::ClientConfig>, server_name: &str, path: &str) -> Seen {
+fn https_get(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    server_name: &str,
+    path: &str,
+) -> Seen {
     let name = ServerName::try_from(server_name.to_string()).expect("server name");
     let conn = rustls::ClientConnection::new(config, name).expect("client connection");
     let tcp = TcpStream::connect(addr).expect("connect");
     tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n").as_bytes())
-        .expect("TLS write (handshake)");
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .expect("TLS write (handshake)");
     let mut out = Vec::new();
     let mut tmp = [0u8; 8192];
     loop {
@@ -42,7 +50,9 @@ fn https_get(addr: SocketAddr, config: Arc<rustls::ClientConfig>, server_name: &
             Err(e) => panic!("TLS read: {e}"),
         }
     }
-    let leaf = tls.conn.peer_certificates().expect("peer certificates")[0].clone().into_owned();
+    let leaf = tls.conn.peer_certificates().expect("peer certificates")[0]
+        .clone()
+        .into_owned();
     Seen {
         response: String::from_utf8_lossy(&out).into_owned(),
         leaf,
@@ -66,16 +76,35 @@ fn https_get_through_tls_listener() {
     let a = echo("alpha");
     let lb = serve(
         &[&a],
-        &["--tls-listen", "127.0.0.1:0", "--tls-cert", path(&cert.cert), "--tls-key", path(&cert.key)],
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            path(&cert.cert),
+            "--tls-key",
+            path(&cert.key),
+        ],
     );
     let config = client_config(&cert.cert_pem);
     let seen = https_get(lb.addr("https"), config.clone(), "localhost", "/");
-    assert!(seen.response.starts_with("HTTP/1.1 200 "), "{}", seen.response);
-    assert!(seen.response.ends_with("\r\n\r\nalpha\n"), "{}", seen.response);
+    assert!(
+        seen.response.starts_with("HTTP/1.1 200 "),
+        "{}",
+        seen.response
+    );
+    assert!(
+        seen.response.ends_with("\r\n\r\nalpha\n"),
+        "{}",
+        seen.response
+    );
     assert_eq!(seen.leaf, der(&cert));
     // The backend learns the client came over TLS.
     let seen = https_get(lb.addr("https"), config, "localhost", "/headers");
-    assert!(seen.response.contains("X-Forwarded-Proto: https\r\n"), "{}", seen.response);
+    assert!(
+        seen.response.contains("X-Forwarded-Proto: https\r\n"),
+        "{}",
+        seen.response
+    );
     // The plain listener still answers plain HTTP.
     assert_eq!(common::client::get(lb.http(), "/").text(), "alpha\n");
     cert.cleanup();
@@ -124,7 +153,16 @@ fn sni_selects_the_named_certificate() {
 /// code and stderr. Panics if it is still running after 10 s.
 fn startup_failure(args: &[&str]) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wslb"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--no-pin", "--workers", "1"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+            "--no-pin",
+            "--workers",
+            "1",
+        ])
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -143,7 +181,12 @@ fn startup_failure(args: &[&str]) -> (Option<i32>, String) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut err = String::new();
-    child.stderr.take().expect("stderr").read_to_string(&mut err).ok();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .ok();
     (status.code(), err)
 }
 
@@ -161,7 +204,10 @@ fn missing_certificate_file_is_a_clear_startup_error() {
     ]);
     assert_ne!(code, Some(0));
     assert!(code.is_some(), "killed by a signal: {err}");
-    assert!(err.contains(path(&missing)), "message does not name the file: {err}");
+    assert!(
+        err.contains(path(&missing)),
+        "message does not name the file: {err}"
+    );
     assert!(err.contains("certificate"), "{err}");
     // A missing key file is named too.
     let missing_key = good.dir.join("no-such-key.pem");
@@ -191,8 +237,14 @@ fn mismatched_key_is_a_clear_startup_error() {
         path(&other.key),
     ]);
     assert!(code.is_some_and(|c| c != 0), "{code:?}: {err}");
-    assert!(err.contains(path(&other.key)), "message does not name the key: {err}");
-    assert!(err.contains(path(&one.cert)), "message does not name the certificate: {err}");
+    assert!(
+        err.contains(path(&other.key)),
+        "message does not name the key: {err}"
+    );
+    assert!(
+        err.contains(path(&one.cert)),
+        "message does not name the certificate: {err}"
+    );
     assert!(err.contains("does not match"), "{err}");
     // Also for an SNI certificate.
     let sni = format!("api.test={},{}", path(&one.cert), path(&other.key));
@@ -226,13 +278,18 @@ fn stalled_tls_handshake_does_not_block_others() {
     );
     let addr = lb.addr("https");
     let mut stalled = TcpStream::connect(addr).expect("connect");
-    stalled.write_all(&[0x16, 0x03, 0x01]).expect("partial record");
+    stalled
+        .write_all(&[0x16, 0x03, 0x01])
+        .expect("partial record");
     let seen = https_get(addr, client_config(&cert.cert_pem), "localhost", "/");
     assert!(seen.response.ends_with("alpha\n"));
     stalled.set_read_timeout(Some(Duration::from_secs(3))).ok();
     let started = Instant::now();
     let mut tmp = [0u8; 64];
     let _ = stalled.read(&mut tmp);
-    assert!(started.elapsed() < Duration::from_millis(2500), "stalled handshake kept open");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "stalled handshake kept open"
+    );
     cert.cleanup();
 }
