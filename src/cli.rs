@@ -32,6 +32,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run the demo/test backend: HTTP and WebSocket echo.
     Echo(EchoArgs),
+    /// Start a balancer on 127.0.0.1:8080 with three self-registering echo backends.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Flags of `wslb serve`.

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
             })
             .map_err(|e| format!("echo: {e}"))
         }
+        Command::Demo(args) => wslb::demo::run(args).map_err(|e| format!("demo: {e}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,8 +3,6 @@
 //! pick a backend and run the exchange, retrying where that is safe, and
 //! hand WebSocket upgrades to the relay.
 
-use std::time::Duration;
-
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::{connect, pick, sticky_key, BackendConn, ConnectError, Tried};
@@ -16,7 +14,7 @@ use crate::config::WsMode;
 use crate::http::{
     error_response, parse_request, BodyKind, ForwardInfo, Limits, Method, ParsedRequest,
 };
-use crate::server::conns::{ConnCommand, ConnKind};
+use crate::server::conns::ConnKind;
 use crate::server::worker::WorkerCtx;
 use crate::ws::handshake::is_valid_client_key;
 
@@ -59,12 +57,16 @@ where
             }
         };
         let path = &client.buf.data()[req.path.clone()];
-        if path.starts_with(b"/_lb/") {
-            let _ = write_static(&mut client.w, error_response(404)).await;
+        if path.starts_with(b"/_lb/") || client.control {
+            if super::endpoints::serve(ctx, client, &req).await {
+                continue;
+            }
             return;
         }
         if req.upgrade_websocket {
-            if let Err(status) = check_upgrade(ctx, client, &req) {
+            if let Err(status) =
+                check_origin(ctx, client, &req).and_then(|()| check_handshake(client, &req))
+            {
                 let _ = write_static(&mut client.w, error_response(status)).await;
                 return;
             }
@@ -76,20 +78,31 @@ where
     }
 }
 
-/// Origin and handshake checks before any backend is chosen.
-fn check_upgrade<S: AsyncWriteRent>(
+/// The allowed-origins policy, applied before any backend is chosen.
+fn check_origin<S: AsyncWriteRent>(
     ctx: &WorkerCtx,
     client: &ClientConn<S>,
     req: &ParsedRequest,
 ) -> Result<(), u16> {
-    let data = client.buf.data();
     let policy = &ctx.shared.cfg.allowed_origins;
-    if !policy.is_empty() {
-        let allowed = req.origin.clone().is_some_and(|r| policy.allows(&data[r]));
-        if !allowed {
-            return Err(403);
-        }
+    if policy.is_empty() {
+        return Ok(());
     }
+    let data = client.buf.data();
+    let allowed = req.origin.clone().is_some_and(|r| policy.allows(&data[r]));
+    if allowed {
+        Ok(())
+    } else {
+        Err(403)
+    }
+}
+
+/// RFC 6455 handshake checks: GET, HTTP/1.1, version 13 (426), a valid key.
+pub fn check_handshake<S: AsyncWriteRent>(
+    client: &ClientConn<S>,
+    req: &ParsedRequest,
+) -> Result<(), u16> {
+    let data = client.buf.data();
     if req.method != Method::Get || req.minor_version < 1 || req.body != BodyKind::Empty {
         return Err(400);
     }
@@ -330,11 +343,3 @@ fn retry_same(tried: Tried, idx: usize) -> Tried {
     }
     next
 }
-
-/// Whether a pending command asks this connection to stop.
-pub fn wants_close(cmd: &ConnCommand) -> bool {
-    matches!(cmd, ConnCommand::Drain | ConnCommand::Close(_))
-}
-
-/// Unused-duration guard for clippy on platforms without timers.
-pub const _MIN_TIMEOUT: Duration = Duration::from_millis(1);

@@ -186,14 +186,16 @@ async fn serve_accepted(
     let _permit = OpenConnPermit(ctx.shared.clone());
     let _ = stream.set_nodelay(true);
     match kind {
-        ListenerKind::Plain => crate::proxy::serve_client(ctx, stream, peer, false).await,
+        ListenerKind::Plain | ListenerKind::Control => {
+            crate::proxy::serve_client(ctx, stream, peer, kind).await
+        }
         ListenerKind::Tls => {
             let Some(acceptor) = ctx.tls.clone() else {
                 return;
             };
             let timeout = ctx.shared.cfg.client_header_timeout;
             match monoio::time::timeout(timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => crate::proxy::serve_client(ctx, tls, peer, true).await,
+                Ok(Ok(tls)) => crate::proxy::serve_client(ctx, tls, peer, kind).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
