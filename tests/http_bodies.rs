@@ -288,3 +288,42 @@ X-Forwarded-Proto: https\r\nX-Kept: yes\r\n\r\n",
     // The backend's own hop-by-hop fields are not relayed either.
     assert!(r.header("keep-alive").is_none());
 }
+
+#[test]
+fn http_1_0_clients_get_1_0_answers_and_their_keep_alive() {
+    let a = echo("alpha");
+    let lb = serve(&[&a], &[]);
+    let mut conn = HttpConn::connect(lb.http());
+    conn.send(b"GET / HTTP/1.0\r\n\r\n");
+    let r = conn.read_response(false).expect("response");
+    assert_eq!((r.status, r.text().as_str()), (200, "alpha\n"));
+    assert!(
+        conn.is_closed(Duration::from_secs(2)),
+        "HTTP/1.0 without keep-alive must close"
+    );
+    let mut conn = HttpConn::connect(lb.http());
+    conn.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let r = conn.read_response(false).expect("response");
+    assert_eq!(
+        r.header("connection")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("keep-alive")
+    );
+    conn.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(
+        conn.read_response(false).expect("second response").text(),
+        "alpha\n"
+    );
+    // A chunked answer cannot go to an HTTP/1.0 client as it is: the
+    // balancer relays it and closes.
+    conn.send(b"POST /e HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nhi");
+    let mut raw = Vec::new();
+    conn.stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .ok();
+    let _ = std::io::Read::read_to_end(&mut conn.stream, &mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+    assert!(text.ends_with("hi"), "{text}");
+}

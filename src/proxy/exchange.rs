@@ -12,6 +12,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::io::{write_range, write_vec, ReadBuf};
 use crate::http::{parse_response, BodyKind, BodyTracker, Limits, ParsedRequest};
+use crate::server::notify::LocalEvent;
 
 /// Read size for body streaming.
 pub const CHUNK: usize = 32 * 1024;
@@ -48,12 +49,15 @@ pub enum ExchangeError {
 
 /// Timeouts and limits of one exchange.
 #[derive(Clone, Copy)]
-pub struct ExchangeOpts {
+pub struct ExchangeOpts<'a> {
     pub limits: Limits,
     pub head_timeout: Duration,
     pub read_timeout: Duration,
     pub client_timeout: Duration,
     pub client_keep_alive: bool,
+    /// The worker's drain event: a response head written after it fired
+    /// says `Connection: close`, since the connection closes after it.
+    pub draining: &'a LocalEvent,
 }
 
 /// The request side: where it comes from and how much is already buffered.
@@ -81,7 +85,7 @@ pub async fn exchange<CR, CW, BR, BW>(
     backend_buf: &mut ReadBuf,
     scratch: &mut Vec<u8>,
     resp_out: &mut Vec<u8>,
-    opts: ExchangeOpts,
+    opts: ExchangeOpts<'_>,
 ) -> Result<ExchangeEnd, ExchangeError>
 where
     CR: AsyncReadRent,
@@ -252,7 +256,7 @@ async fn pump_response<CW, BR>(
     buf: &mut ReadBuf,
     req: &ParsedRequest,
     resp_out: &mut Vec<u8>,
-    opts: ExchangeOpts,
+    opts: ExchangeOpts<'_>,
 ) -> Result<ExchangeEnd, ExchangeError>
 where
     CW: AsyncWriteRent,
@@ -267,7 +271,7 @@ where
             &opts.limits,
             req.method,
             req.minor_version,
-            opts.client_keep_alive,
+            opts.client_keep_alive && !opts.draining.is_fired(),
             resp_out,
         )
         .map_err(|_| ExchangeError::Failed {

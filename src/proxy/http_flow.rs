@@ -243,6 +243,7 @@ where
             read_timeout: cfg.backend_timeout,
             client_timeout: cfg.idle_timeout,
             client_keep_alive: req.keep_alive && !ctx.draining.is_fired(),
+            draining: &ctx.draining,
         };
         let side = RequestSide {
             r: &mut client.r,
