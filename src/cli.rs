@@ -242,6 +242,9 @@ pub struct EchoArgs {
     /// Base reconnect delay for --register (`2`, `500ms`, `2s`, `1m`).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub auto_restart: Duration,
+    /// Largest delay between reconnect attempts for --register.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub max_backoff: Duration,
 }
 
 /// Flags of `wslb agent`.

@@ -86,6 +86,8 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
     children.0.push(spawn(
         "the balancer",
         &[
+            "--log-level".into(),
+            "warn".into(),
             "serve".into(),
             "--listen".into(),
             args.listen.to_string(),
@@ -104,6 +106,8 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
         children.0.push(spawn(
             &format!("echo backend {i}"),
             &[
+                "--log-level".into(),
+                "warn".into(),
                 "echo".into(),
                 "--listen".into(),
                 "127.0.0.1:0".into(),

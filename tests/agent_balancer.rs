@@ -146,6 +146,8 @@ fn echo_registers_again_after_the_balancer_restarts() {
         "echo-p",
         "--auto-restart",
         "200ms",
+        "--max-backoff",
+        "1s",
     ]);
     wait_for(lb.addr("admin"), WAIT, "echo-p registered", |l| {
         l.iter().any(|b| b["id"] == "echo-p")
@@ -153,10 +155,18 @@ fn echo_registers_again_after_the_balancer_restarts() {
     lb.kill();
     std::thread::sleep(Duration::from_millis(500));
     let lb = balancer(&listen);
+    let restarted = std::time::Instant::now();
     let admin = lb.addr("admin");
     wait_for(admin, WAIT, "echo-p registered again", |l| {
         l.iter().any(|b| b["id"] == "echo-p")
     });
+    // Back within the restart interval plus the capped backoff (and slack
+    // for a loaded machine).
+    let took = restarted.elapsed();
+    assert!(
+        took < Duration::from_millis(200 + 1000 + 1500),
+        "re-registered after {took:?}"
+    );
     let r = get(lb.http(), "/");
     assert_eq!((r.status, r.text().trim()), (200, "phoenix"));
 }
@@ -272,4 +282,34 @@ fn agent_registers_over_wss_trusting_a_ca_file() {
         l.iter().any(|b| b["id"] == "ext-tls")
     });
     cert.cleanup();
+}
+
+#[test]
+fn an_agent_registered_with_two_balancers_shows_in_both() {
+    let lb1 = balancer("127.0.0.1:0");
+    let lb2 = balancer("127.0.0.1:0");
+    let (u1, u2) = (control_url(&lb1), control_url(&lb2));
+    let _be = Proc::start(&[
+        "echo",
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        "twin",
+        "--register",
+        &u1,
+        "--register",
+        &u2,
+        "--token",
+        TOKEN,
+        "--id",
+        "echo-twin",
+    ]);
+    for lb in [&lb1, &lb2] {
+        wait_for(lb.addr("admin"), WAIT, "echo-twin registered", |l| {
+            l.iter()
+                .any(|b| b["id"] == "echo-twin" && b["source"] == "registered")
+        });
+        let r = get(lb.http(), "/");
+        assert_eq!((r.status, r.text().trim()), (200, "twin"));
+    }
 }

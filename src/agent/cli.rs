@@ -69,6 +69,7 @@ pub fn echo_agent(args: &EchoArgs) -> Option<AgentConfig> {
     cfg.id = args.id.clone().unwrap_or_else(generate_id);
     cfg.weight = args.weight;
     cfg.auto_restart = args.auto_restart;
+    cfg.max_backoff = args.max_backoff;
     Some(cfg)
 }
 
