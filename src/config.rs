@@ -1,1 +1,174 @@
-//! Validated configuration.
+//! Validated configuration: raw command-line values are converted here, once,
+//! into real types (addresses, durations, policies); the rest of the code never
+//! parses strings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::balance::{Algorithm, StickyMode};
+use crate::tls::TlsSettings;
+use crate::ws::handshake::OriginPolicy;
+
+/// How WebSocket sessions are relayed after the 101.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WsMode {
+    /// Frames parsed both ways and forwarded without re-encoding; limits,
+    /// pings and meaningful close codes.
+    Inspect,
+    /// Bytes both ways, nothing parsed.
+    Tunnel,
+}
+
+impl std::str::FromStr for WsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "inspect" => Ok(WsMode::Inspect),
+            "tunnel" => Ok(WsMode::Tunnel),
+            other => Err(format!("unknown ws mode {other:?} (expected inspect or tunnel)")),
+        }
+    }
+}
+
+/// Everything `wslb serve` needs, validated.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: Vec<SocketAddr>,
+    pub tls_listen: Vec<SocketAddr>,
+    pub tls: Option<TlsSettings>,
+    pub workers: usize,
+    pub pin: bool,
+    pub backends: Vec<(String, u32)>,
+    pub algorithm: Algorithm,
+    pub sticky: StickyMode,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub client_header_timeout: Duration,
+    pub backend_connect_timeout: Duration,
+    pub backend_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub max_retries: usize,
+    pub ws_mode: WsMode,
+    pub max_message_size: u64,
+    pub ws_validate_utf8: bool,
+    pub ws_ping_interval: Option<Duration>,
+    pub ws_pong_timeout: Duration,
+    pub ws_handshake_timeout: Duration,
+    pub allowed_origins: OriginPolicy,
+    pub admin_listen: Option<SocketAddr>,
+    pub admin_token: Option<String>,
+    pub control_listen: Option<SocketAddr>,
+    pub register_token: Option<String>,
+    pub heartbeat_timeout: Duration,
+    pub balancer_id: String,
+}
+
+/// Parses a duration given as plain seconds (`2`, `0.5`) or with a unit
+/// (`500ms`, `2s`, `1m`, `1h`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    if num.is_empty() {
+        return Err(format!("invalid duration {s:?}: expected e.g. 2, 500ms, 2s, 1m"));
+    }
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: bad number"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "us" => 0.000_001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("invalid duration {s:?}: unknown unit {other:?}")),
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("invalid duration {s:?}: out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a byte size: `65536`, `64k`, `16m`, `1g` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let lower = s.to_ascii_lowercase();
+    let (num, mult) = match lower.trim_end_matches(['b', 'i']).chars().last() {
+        Some('k') => (&lower[..lower.find('k').unwrap_or(0)], 1u64 << 10),
+        Some('m') => (&lower[..lower.find('m').unwrap_or(0)], 1u64 << 20),
+        Some('g') => (&lower[..lower.find('g').unwrap_or(0)], 1u64 << 30),
+        _ => (lower.as_str(), 1),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected e.g. 65536, 64k, 16m"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
+}
+
+/// Parses `http://HOST:PORT[,weight=N]` (also `ws://`) into (url, weight).
+pub fn parse_backend_arg(s: &str) -> Result<(String, u32), String> {
+    let mut parts = s.split(',');
+    let url = parts.next().unwrap_or_default().trim().to_string();
+    let mut weight = 1u32;
+    for opt in parts {
+        match opt.trim().split_once('=') {
+            Some(("weight", w)) => {
+                weight = w
+                    .parse()
+                    .ok()
+                    .filter(|w| (1..=1000).contains(w))
+                    .ok_or_else(|| format!("backend {s:?}: weight must be 1..=1000"))?;
+            }
+            _ => return Err(format!("backend {s:?}: unknown option {opt:?}")),
+        }
+    }
+    if !(url.starts_with("http://") || url.starts_with("ws://")) {
+        return Err(format!("backend {s:?}: expected http://HOST:PORT or ws://HOST:PORT"));
+    }
+    Ok((url, weight))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_with_and_without_units() {
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("0.25").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("ms").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536").unwrap(), 65536);
+        assert_eq!(parse_size("64k").unwrap(), 65536);
+        assert_eq!(parse_size("16m").unwrap(), 16 << 20);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn backend_args() {
+        assert_eq!(
+            parse_backend_arg("http://127.0.0.1:80,weight=3").unwrap(),
+            ("http://127.0.0.1:80".to_string(), 3)
+        );
+        assert_eq!(parse_backend_arg("ws://h:1").unwrap().1, 1);
+        assert!(parse_backend_arg("http://h:1,weight=0").is_err());
+        assert!(parse_backend_arg("ftp://h:1").is_err());
+        assert!(parse_backend_arg("http://h:1,speed=3").is_err());
+    }
+}

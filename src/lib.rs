@@ -8,6 +8,7 @@ pub mod admin;
 pub mod agent;
 pub mod balance;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod echo;
 pub mod http;

@@ -1,8 +1,52 @@
-//! `wslb` command-line entry point.
+//! `wslb` command-line entry point: parses flags, sets up logging, and runs
+//! the chosen subcommand.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use wslb::cli::{Cli, Command};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() {
-    println!("wslb {}", env!("CARGO_PKG_VERSION"));
+fn init_logging(level: &str, format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, &cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => args
+            .into_config()
+            .map_err(|e| format!("invalid configuration: {e}"))
+            .and_then(|cfg| wslb::server::run_serve(cfg).map_err(|e| e.to_string())),
+        Command::Echo(args) => {
+            let name = args
+                .name
+                .unwrap_or_else(|| format!("echo-{}", args.listen.port()));
+            wslb::echo::run_echo(wslb::echo::EchoConfig {
+                listen: args.listen,
+                name,
+                workers: args.workers,
+            })
+            .map_err(|e| format!("echo: {e}"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wslb: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,1 +1,48 @@
-//! proxy module (filled in by its issue).
+//! Per-connection flow: read a request, classify it (plain HTTP, WebSocket
+//! upgrade, the balancer's own `/_lb/` endpoints), pick a backend, relay.
+
+pub mod backend;
+pub mod exchange;
+pub mod http_flow;
+pub mod io;
+pub mod tunnel;
+pub mod ws_relay;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
+
+use crate::server::conns::ConnHandle;
+use crate::server::worker::WorkerCtx;
+use io::ReadBuf;
+
+/// The client side of a proxied connection, split for concurrent relay.
+pub struct ClientConn<S: AsyncWriteRent> {
+    pub r: OwnedReadHalf<S>,
+    pub w: OwnedWriteHalf<S>,
+    pub buf: ReadBuf,
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub handle: Rc<ConnHandle>,
+}
+
+/// Serves one accepted client connection (plain or TLS) until it ends.
+pub async fn serve_client<S>(ctx: Rc<WorkerCtx>, stream: S, peer: SocketAddr, tls: bool)
+where
+    S: AsyncReadRent + AsyncWriteRent + Split + 'static,
+{
+    let entry = ctx.conns.insert();
+    let (r, w) = stream.into_split();
+    let mut client = ClientConn {
+        r,
+        w,
+        buf: ReadBuf::with_capacity(8 * 1024),
+        peer,
+        tls,
+        handle: entry.handle.clone(),
+    };
+    http_flow::run(&ctx, &mut client).await;
+    exchange::shutdown_quietly(&mut client.w).await;
+    drop(entry);
+}

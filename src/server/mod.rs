@@ -1,1 +1,141 @@
-//! server module (filled in by its issue).
+//! `wslb serve`: builds the shared state, binds every listener, starts one
+//! pinned worker per core, and turns SIGTERM/SIGINT into a graceful drain.
+
+pub mod conns;
+pub mod listener;
+pub mod notify;
+pub mod worker;
+
+use std::io::Write;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use crate::balance::SharedPool;
+use crate::config::ServeConfig;
+use crate::registry::Registry;
+use listener::{bind_set, ListenerKind};
+use notify::{Lifecycle, Phase};
+
+/// Process-wide state shared by every worker (read-mostly; counters atomic).
+pub struct Shared {
+    pub cfg: ServeConfig,
+    pub pool: Arc<SharedPool>,
+    pub registry: Arc<Registry>,
+    pub lifecycle: Lifecycle,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub open_connections: AtomicUsize,
+}
+
+/// Why `wslb serve` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("backend: {0}")]
+    Backend(String),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("cannot start worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Runs the balancer until SIGTERM/SIGINT and the drain that follows.
+pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
+    let pool = Arc::new(SharedPool::new());
+    let registry = Arc::new(Registry::new(pool.clone()));
+    for (url, weight) in &cfg.backends {
+        registry
+            .add_static(url, *weight)
+            .map_err(|e| ServeError::Backend(format!("{url}: {e}")))?;
+    }
+    let tls = match &cfg.tls {
+        Some(settings) => Some(crate::tls::build_server_config(settings)?),
+        None => None,
+    };
+    let workers = cfg.workers;
+    let mut sets = Vec::new();
+    for (addrs, kind) in [
+        (&cfg.listen, ListenerKind::Plain),
+        (&cfg.tls_listen, ListenerKind::Tls),
+    ] {
+        for addr in addrs {
+            let set = bind_set(*addr, kind, workers)
+                .map_err(|source| ServeError::Bind { addr: *addr, source })?;
+            sets.push(set);
+        }
+    }
+    let shared = Arc::new(Shared {
+        lifecycle: Lifecycle::new(workers),
+        pool,
+        registry,
+        tls,
+        open_connections: AtomicUsize::new(0),
+        cfg,
+    });
+
+    // Machine-readable lines for scripts and tests, then "ready".
+    {
+        let mut out = std::io::stdout().lock();
+        for set in &sets {
+            let _ = writeln!(out, "listening {} {}", set.kind.as_str(), set.addr);
+            tracing::info!(kind = set.kind.as_str(), addr = %set.addr, "listening");
+        }
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+    }
+
+    let mut per_worker: Vec<Vec<(ListenerKind, std::net::TcpListener)>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    for set in sets {
+        for (i, l) in set.per_worker.into_iter().enumerate() {
+            per_worker[i].push((set.kind, l));
+        }
+    }
+    let cores = if shared.cfg.pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let mut handles = Vec::new();
+    for (i, listeners) in per_worker.into_iter().enumerate() {
+        let shared = shared.clone();
+        let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+        let handle = std::thread::Builder::new()
+            .name(format!("wslb-worker-{i}"))
+            .spawn(move || worker::run_worker(i, shared, listeners, core))
+            .map_err(ServeError::Thread)?;
+        handles.push(handle);
+    }
+
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+            .map_err(ServeError::Signals)?;
+    let signal_shared = shared.clone();
+    std::thread::Builder::new()
+        .name("wslb-signals".into())
+        .spawn(move || {
+            let mut count = 0;
+            for sig in signals.forever() {
+                count += 1;
+                if count == 1 {
+                    tracing::info!(signal = sig, "shutting down: draining");
+                    signal_shared.lifecycle.advance(Phase::Draining);
+                } else {
+                    tracing::warn!("second signal: exiting now");
+                    std::process::exit(1);
+                }
+            }
+        })
+        .map_err(ServeError::Thread)?;
+
+    for h in handles {
+        let _ = h.join();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

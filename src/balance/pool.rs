@@ -1,0 +1,239 @@
+//! The pool: an immutable snapshot of the backends, published by the registry
+//! (`SharedPool`, a mutex off the hot path plus a generation counter) and
+//! cached per worker (`LocalPool`, one atomic load per refresh check).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::clock;
+use super::stats::BackendStats;
+
+/// Where a backend came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Configured on the command line or in the config file; never expires.
+    Static,
+    /// Joined through the control channel; expires without heartbeats.
+    Registered,
+}
+
+/// One backend as seen by a snapshot. Immutable; its counters are shared.
+#[derive(Debug)]
+pub struct Backend {
+    /// Stable identity (static: the URL; registered: the id it sent).
+    pub id: Arc<str>,
+    /// Where the proxy connects.
+    pub addr: SocketAddr,
+    /// URLs, the first one is the primary, e.g. "http://127.0.0.1:9001".
+    pub bindings: Vec<Arc<str>>,
+    /// Relative weight, >= 1 (0 is treated as 1 by the pickers).
+    pub weight: u32,
+    pub source: Source,
+    /// Counters shared across workers, snapshots and re-registrations.
+    pub stats: Arc<BackendStats>,
+    /// Wall-clock time it joined (for display).
+    pub since_unix_ms: u64,
+    /// Free-form metadata sent at registration.
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl Backend {
+    /// A backend with fresh counters, one binding `http://addr`, joined now.
+    pub fn new(id: &str, addr: SocketAddr, weight: u32, source: Source) -> Self {
+        Backend {
+            id: Arc::from(id),
+            addr,
+            bindings: vec![Arc::from(format!("http://{addr}").as_str())],
+            weight: weight.max(1),
+            source,
+            stats: Arc::new(BackendStats::default()),
+            since_unix_ms: clock::unix_ms(),
+            metadata: None,
+        }
+    }
+
+    /// Not draining and not ejected at `now_ms` (monotonic, `clock::now_ms`).
+    #[inline]
+    pub fn is_available(&self, now_ms: u64) -> bool {
+        !self.stats.draining.load(Ordering::Relaxed)
+            && self.stats.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
+
+    /// Weight as the pickers use it (never 0).
+    #[inline]
+    pub fn effective_weight(&self) -> u32 {
+        self.weight.max(1)
+    }
+
+    /// The primary binding URL (empty if there are none).
+    pub fn primary_url(&self) -> &str {
+        self.bindings.first().map_or("", |b| b)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn new_for_test(id: &str, weight: u32, source: Source) -> Self {
+        let port = 9000 + (super::sticky::sticky_hash(id.as_bytes()) % 1000) as u16;
+        Backend::new(id, SocketAddr::from(([127, 0, 0, 1], port)), weight, source)
+    }
+}
+
+/// An immutable view of the pool at one generation.
+#[derive(Debug, Default)]
+pub struct PoolSnapshot {
+    pub generation: u64,
+    pub backends: Vec<Arc<Backend>>,
+}
+
+impl PoolSnapshot {
+    /// Index of the backend with this id.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.backends.iter().position(|b| &*b.id == id)
+    }
+
+    /// How many backends are available at `now_ms`.
+    pub fn available_count(&self, now_ms: u64) -> usize {
+        self.backends
+            .iter()
+            .filter(|b| b.is_available(now_ms))
+            .count()
+    }
+}
+
+/// The published pool, shared by all workers.
+#[derive(Debug)]
+pub struct SharedPool {
+    current: Mutex<Arc<PoolSnapshot>>,
+    generation: AtomicU64,
+}
+
+impl Default for SharedPool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SharedPool {
+    /// An empty pool at generation 0.
+    pub fn new() -> Self {
+        SharedPool {
+            current: Mutex::new(Arc::new(PoolSnapshot::default())),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// The generation of the latest published snapshot (Acquire load).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The latest snapshot.
+    pub fn load(&self) -> Arc<PoolSnapshot> {
+        Arc::clone(&self.lock())
+    }
+
+    /// Replace the pool and bump the generation. The snapshot is stored before
+    /// the generation moves, so whoever sees the new generation loads it.
+    pub fn publish(&self, backends: Vec<Arc<Backend>>) -> u64 {
+        let mut cur = self.lock();
+        let generation = cur.generation + 1;
+        *cur = Arc::new(PoolSnapshot {
+            generation,
+            backends,
+        });
+        self.generation.store(generation, Ordering::Release);
+        generation
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Arc<PoolSnapshot>> {
+        // A panic while holding the lock cannot leave the Arc half-written.
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A worker's cached view of the pool.
+#[derive(Debug)]
+pub struct LocalPool {
+    shared: Arc<SharedPool>,
+    snap: Arc<PoolSnapshot>,
+}
+
+impl LocalPool {
+    pub fn new(shared: Arc<SharedPool>) -> Self {
+        let snap = shared.load();
+        LocalPool { shared, snap }
+    }
+
+    /// The current snapshot, reloaded first if the generation moved (one
+    /// atomic load when it did not).
+    #[inline]
+    pub fn current(&mut self) -> &Arc<PoolSnapshot> {
+        if self.shared.generation() != self.snap.generation {
+            self.snap = self.shared.load();
+        }
+        &self.snap
+    }
+
+    /// The shared pool this view follows.
+    pub fn shared(&self) -> &Arc<SharedPool> {
+        &self.shared
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn b(id: &str) -> Arc<Backend> {
+        Arc::new(Backend::new_for_test(id, 1, Source::Static))
+    }
+
+    #[test]
+    fn publish_bumps_generation_and_local_refreshes() {
+        let shared = Arc::new(SharedPool::new());
+        assert_eq!(shared.generation(), 0);
+        let mut local = LocalPool::new(Arc::clone(&shared));
+        assert!(local.current().backends.is_empty());
+
+        assert_eq!(shared.publish(vec![b("a")]), 1);
+        assert_eq!(shared.generation(), 1);
+        let snap = Arc::clone(local.current());
+        assert_eq!(snap.generation, 1);
+        assert_eq!(snap.backends.len(), 1);
+
+        // No change: the same Arc comes back.
+        assert!(Arc::ptr_eq(&snap, local.current()));
+
+        shared.publish(vec![b("a"), b("c")]);
+        assert_eq!(local.current().generation, 2);
+        assert_eq!(local.current().backends.len(), 2);
+        assert_eq!(local.current().position("c"), Some(1));
+    }
+
+    #[test]
+    fn availability_follows_draining_and_ejection() {
+        let x = b("x");
+        assert!(x.is_available(0));
+        x.stats.ejected_until_ms.store(100, Relaxed);
+        assert!(!x.is_available(99));
+        assert!(x.is_available(100));
+        x.stats.draining.store(true, Relaxed);
+        assert!(!x.is_available(1000));
+    }
+
+    #[test]
+    fn refresh_seen_from_another_thread() {
+        let shared = Arc::new(SharedPool::new());
+        let s2 = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            s2.publish(vec![b("a"), b("b")]);
+        })
+        .join()
+        .expect("publisher");
+        let mut local = LocalPool::new(shared);
+        assert_eq!(local.current().backends.len(), 2);
+    }
+}

@@ -1,0 +1,224 @@
+//! Command-line definitions (clap) for every subcommand, and their conversion
+//! into validated configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::balance::{Algorithm, StickyMode};
+use crate::config::{parse_backend_arg, parse_duration, parse_size, ServeConfig, WsMode};
+use crate::tls::{parse_sni_arg, CertPair, TlsSettings};
+use crate::ws::handshake::OriginPolicy;
+
+/// wslb: a thread-per-core WebSocket and HTTP/1.1 load balancer.
+#[derive(Parser, Debug)]
+#[command(name = "wslb", version, about, long_about = None)]
+pub struct Cli {
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    /// Log format: text or json.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the load balancer.
+    Serve(Box<ServeArgs>),
+    /// Run the demo/test backend: HTTP and WebSocket echo.
+    Echo(EchoArgs),
+}
+
+/// Flags of `wslb serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Plain HTTP/WebSocket listen address (repeatable).
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<SocketAddr>,
+    /// TLS listen address (repeatable); needs --tls-cert/--tls-key or --tls-sni.
+    #[arg(long = "tls-listen", value_name = "ADDR")]
+    pub tls_listen: Vec<SocketAddr>,
+    /// PEM certificate chain for TLS listeners.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, RSA or EC) matching --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Extra certificate chosen by SNI: HOST=CERT,KEY (repeatable).
+    #[arg(long = "tls-sni", value_name = "HOST=CERT,KEY")]
+    pub tls_sni: Vec<String>,
+    /// Worker threads, one runtime each [default: number of cores].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Do not pin workers to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Static backend http://HOST:PORT[,weight=N] (repeatable; ws:// accepted).
+    #[arg(long = "backend", value_name = "URL", value_parser = parse_backend_arg)]
+    pub backends: Vec<(String, u32)>,
+    /// Pick algorithm: random, round-robin, p2c, fewest-connections.
+    #[arg(long, default_value = "random")]
+    pub algorithm: Algorithm,
+    /// Sticky sessions: none, ip, cookie:NAME, header:NAME.
+    #[arg(long, default_value = "none")]
+    pub sticky: StickyMode,
+    /// Largest request or response head accepted (bytes; k/m suffixes).
+    #[arg(long, default_value = "16k", value_parser = parse_size)]
+    pub max_header_bytes: u64,
+    /// Most client connections open at once, over all workers.
+    #[arg(long, default_value_t = 9000)]
+    pub max_connections: usize,
+    /// Time allowed for a client to send a whole request head (slowloris guard).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub client_header_timeout: Duration,
+    /// Time allowed to connect to a backend.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub backend_connect_timeout: Duration,
+    /// Time allowed for a backend to answer (and between reads of its response).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub backend_timeout: Duration,
+    /// Idle keep-alive time of a client connection between requests.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// On SIGTERM/SIGINT: time allowed for in-flight work before closing.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Other backends tried when one refuses the connection.
+    #[arg(long, default_value_t = 2)]
+    pub max_retries: usize,
+    /// WebSocket relay mode: inspect (frame-aware) or tunnel (bytes).
+    #[arg(long, default_value = "inspect")]
+    pub ws_mode: WsMode,
+    /// Largest WebSocket message in inspect mode (close 1009 beyond it).
+    #[arg(long, default_value = "16m", value_parser = parse_size)]
+    pub max_message_size: u64,
+    /// Validate UTF-8 of text messages in inspect mode (close 1007).
+    #[arg(long)]
+    pub ws_validate_utf8: bool,
+    /// Ping idle WebSocket clients after this long (0 = never).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub ws_ping_interval: Duration,
+    /// Time a client has to answer a ping before it is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub ws_pong_timeout: Duration,
+    /// Time allowed for the backend's answer to a WebSocket upgrade.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub ws_handshake_timeout: Duration,
+    /// Allowed Origin values for WebSocket upgrades, comma separated
+    /// (e.g. https://app.example.com,http://localhost:*); empty allows all.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Admin API listen address (set to `off` to disable).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: String,
+    /// Bearer token required by the admin API.
+    #[arg(long, env = "WSLB_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+    /// Separate listener for the backend control channel.
+    #[arg(long, value_name = "ADDR")]
+    pub control_listen: Option<SocketAddr>,
+    /// Bearer token backends present to register.
+    #[arg(long, env = "WSLB_REGISTER_TOKEN")]
+    pub register_token: Option<String>,
+    /// A registered backend silent for this long leaves the pool.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub heartbeat_timeout: Duration,
+    /// This balancer's id, reported to registering backends [default: random].
+    #[arg(long)]
+    pub balancer_id: Option<String>,
+}
+
+impl ServeArgs {
+    /// Validates the flags into a [`ServeConfig`].
+    pub fn into_config(self) -> Result<ServeConfig, String> {
+        if self.listen.is_empty() && self.tls_listen.is_empty() {
+            return Err("nothing to listen on: give --listen ADDR or --tls-listen ADDR".into());
+        }
+        let mut tls = None;
+        if !self.tls_listen.is_empty() {
+            let default_cert = match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(CertPair { cert, key }),
+                (None, None) => None,
+                _ => return Err("--tls-cert and --tls-key go together".into()),
+            };
+            let mut sni = Vec::new();
+            for s in &self.tls_sni {
+                sni.push(parse_sni_arg(s).map_err(|e| e.to_string())?);
+            }
+            if default_cert.is_none() && sni.is_empty() {
+                return Err("--tls-listen needs --tls-cert/--tls-key or --tls-sni".into());
+            }
+            tls = Some(TlsSettings { default_cert, sni });
+        }
+        let workers = match self.workers {
+            Some(0) => return Err("--workers must be at least 1".into()),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let admin_listen = match self.admin_listen.as_str() {
+            "off" | "" => None,
+            s => Some(
+                s.parse()
+                    .map_err(|_| format!("--admin-listen {s:?}: not an address"))?,
+            ),
+        };
+        let allowed_origins = OriginPolicy::parse(&self.allowed_origins)?;
+        let max_header_bytes = usize::try_from(self.max_header_bytes)
+            .ok()
+            .filter(|n| (1024..=1 << 20).contains(n))
+            .ok_or("--max-header-bytes must be between 1k and 1m")?;
+        let balancer_id = self
+            .balancer_id
+            .unwrap_or_else(|| format!("lb-{:08x}", fastrand::u32(..)));
+        Ok(ServeConfig {
+            listen: self.listen,
+            tls_listen: self.tls_listen,
+            tls,
+            workers,
+            pin: !self.no_pin,
+            backends: self.backends,
+            algorithm: self.algorithm,
+            sticky: self.sticky,
+            max_header_bytes,
+            max_connections: self.max_connections.max(1),
+            client_header_timeout: self.client_header_timeout,
+            backend_connect_timeout: self.backend_connect_timeout,
+            backend_timeout: self.backend_timeout,
+            idle_timeout: self.idle_timeout,
+            drain_timeout: self.drain_timeout,
+            max_retries: self.max_retries,
+            ws_mode: self.ws_mode,
+            max_message_size: self.max_message_size,
+            ws_validate_utf8: self.ws_validate_utf8,
+            ws_ping_interval: Some(self.ws_ping_interval).filter(|d| !d.is_zero()),
+            ws_pong_timeout: self.ws_pong_timeout,
+            ws_handshake_timeout: self.ws_handshake_timeout,
+            allowed_origins,
+            admin_listen,
+            admin_token: self.admin_token,
+            control_listen: self.control_listen,
+            register_token: self.register_token,
+            heartbeat_timeout: self.heartbeat_timeout,
+            balancer_id,
+        })
+    }
+}
+
+/// Flags of `wslb echo`.
+#[derive(Args, Debug, Clone)]
+pub struct EchoArgs {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    pub listen: SocketAddr,
+    /// Name answered on `GET /` [default: echo-PORT].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+}

@@ -1,0 +1,291 @@
+//! Header helpers shared by the request and response codecs: token lists,
+//! hop-by-hop names, Content-Length / Transfer-Encoding framing analysis,
+//! obs-fold detection and turning borrowed slices back into input ranges.
+
+use super::HttpError;
+use std::ops::Range;
+
+/// True when the comma-separated `value` holds `token` (ASCII
+/// case-insensitive, optional whitespace around elements trimmed).
+pub fn header_has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|item| trim_ows(item).eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Hop-by-hop fields (RFC 9110 section 7.6.1) that a proxy never forwards
+/// as they are. `Transfer-Encoding` is handled by the framing code instead.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    const HOP: [&str; 6] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+    ];
+    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Value of the first field called `name` (case-insensitive).
+pub fn find_header<'a>(headers: &[httparse::Header<'a>], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+/// Trim optional whitespace (SP / HTAB) on both sides.
+pub fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Range of `sub` inside `buf`; `sub` must be a sub-slice of `buf` (httparse
+/// hands out such slices). Falls back to an empty range at 0 otherwise.
+pub fn range_in(buf: &[u8], sub: &[u8]) -> Range<usize> {
+    let start = (sub.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    match start.checked_add(sub.len()) {
+        Some(end) if end <= buf.len() => start..end,
+        _ => 0..0,
+    }
+}
+
+/// True when a field line in `head` starts with SP or HTAB (obsolete line
+/// folding, RFC 9112 section 5.2), scanning up to the empty line that ends
+/// the head (or the end of `head`).
+pub fn has_obs_fold(head: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(pos) = head[i..].iter().position(|&b| b == b'\n') {
+        let next = i + pos + 1;
+        match head.get(next..) {
+            Some([b' ' | b'\t', ..]) => return true,
+            Some([b'\n', ..]) | Some([b'\r', b'\n', ..]) => return false,
+            _ => {}
+        }
+        i = next;
+    }
+    false
+}
+
+/// A field value may not carry NUL, CR or LF (httparse refuses them too;
+/// this is the belt to its braces).
+pub fn value_is_clean(value: &[u8]) -> bool {
+    !value.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n')
+}
+
+/// Parse one Content-Length value: ASCII digits only, no sign, no list, no
+/// inner whitespace, no overflow.
+pub fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
+    if value.is_empty() {
+        return Err(HttpError::Smuggling("empty Content-Length"));
+    }
+    let mut n: u64 = 0;
+    for &b in value {
+        if !b.is_ascii_digit() {
+            return Err(HttpError::Smuggling("Content-Length is not a number"));
+        }
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .ok_or(HttpError::Smuggling("Content-Length overflow"))?;
+    }
+    Ok(n)
+}
+
+/// What the Transfer-Encoding fields of a message say, all fields taken as
+/// one list of codings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TeCodings {
+    /// No Transfer-Encoding field.
+    Absent,
+    /// Exactly one coding, `chunked`.
+    Chunked,
+    /// `chunked` is last (once) but other codings come before it.
+    ChunkedAfterOthers,
+    /// `chunked` is missing, not last, or repeated (or the list is empty).
+    NotChunkedLast,
+}
+
+/// Framing fields gathered from a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    /// The (agreed) Content-Length, when there is one.
+    pub content_length: Option<u64>,
+    /// The Transfer-Encoding codings.
+    pub te: TeCodings,
+}
+
+/// Gather Content-Length and Transfer-Encoding from `headers`. Refuses bad or
+/// disagreeing Content-Length values (`Smuggling`); does not judge CL + TE
+/// (the caller does, with the version at hand).
+pub fn framing(headers: &[httparse::Header<'_>]) -> Result<Framing, HttpError> {
+    let mut content_length = None;
+    let mut codings = 0usize;
+    let mut chunked_seen = 0usize;
+    let mut last_is_chunked = false;
+    let mut te_present = false;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(h.value)?;
+            match content_length {
+                Some(prev) if prev != n => {
+                    return Err(HttpError::Smuggling("conflicting Content-Length values"))
+                }
+                _ => content_length = Some(n),
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            te_present = true;
+            for item in h.value.split(|&b| b == b',') {
+                let item = trim_ows(item);
+                if item.is_empty() {
+                    continue;
+                }
+                codings += 1;
+                last_is_chunked = item.eq_ignore_ascii_case(b"chunked");
+                if last_is_chunked {
+                    chunked_seen += 1;
+                }
+            }
+        }
+    }
+    let te = if !te_present {
+        TeCodings::Absent
+    } else if !last_is_chunked || chunked_seen != 1 {
+        TeCodings::NotChunkedLast
+    } else if codings == 1 {
+        TeCodings::Chunked
+    } else {
+        TeCodings::ChunkedAfterOthers
+    };
+    Ok(Framing { content_length, te })
+}
+
+/// Whether a field must be dropped because a `Connection` field names it.
+/// Framing fields and Host are never dropped this way: letting a client
+/// strip `Content-Length` through `Connection` would desync the backend.
+pub fn named_in_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    const PROTECTED: [&str; 3] = ["content-length", "transfer-encoding", "host"];
+    if PROTECTED.iter().any(|p| name.eq_ignore_ascii_case(p)) {
+        return false;
+    }
+    headers
+        .iter()
+        .any(|c| c.name.eq_ignore_ascii_case("connection") && header_has_token(c.value, name))
+}
+
+/// Append `name: value\r\n`.
+pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h<'a>(name: &'a str, value: &'a [u8]) -> httparse::Header<'a> {
+        httparse::Header { name, value }
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(header_has_token(b"keep-alive, Upgrade", "upgrade"));
+        assert!(header_has_token(b" close ", "close"));
+        assert!(header_has_token(b"a,\tCLOSE\t,b", "close"));
+        assert!(!header_has_token(b"closed", "close"));
+        assert!(!header_has_token(b"", "close"));
+    }
+
+    #[test]
+    fn hop_by_hop_names() {
+        for n in [
+            "Connection",
+            "keep-alive",
+            "Proxy-Connection",
+            "TE",
+            "Trailer",
+            "UPGRADE",
+        ] {
+            assert!(is_hop_by_hop(n), "{n}");
+        }
+        for n in ["Transfer-Encoding", "Host", "Content-Length", "Tea"] {
+            assert!(!is_hop_by_hop(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn find_and_connection_names() {
+        let hs = [
+            h("Host", b"a"),
+            h("Connection", b"x-foo, Content-Length"),
+            h("X-Foo", b"1"),
+        ];
+        assert_eq!(find_header(&hs, "host"), Some(&b"a"[..]));
+        assert_eq!(find_header(&hs, "nope"), None);
+        assert!(named_in_connection(&hs, "x-foo"));
+        assert!(!named_in_connection(&hs, "content-length"));
+        assert!(!named_in_connection(&hs, "x-bar"));
+    }
+
+    #[test]
+    fn content_length_values() {
+        assert_eq!(parse_content_length(b"0"), Ok(0));
+        assert_eq!(parse_content_length(b"0012"), Ok(12));
+        assert_eq!(parse_content_length(b"18446744073709551615"), Ok(u64::MAX));
+        for bad in [
+            &b""[..],
+            b"+5",
+            b"-5",
+            b"5 5",
+            b"5,5",
+            b"0x10",
+            b"18446744073709551616",
+        ] {
+            assert!(
+                matches!(parse_content_length(bad), Err(HttpError::Smuggling(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn te_codings() {
+        let te = |vals: &[&'static [u8]]| {
+            let hs: Vec<_> = vals.iter().map(|v| h("Transfer-Encoding", v)).collect();
+            framing(&hs).map(|f| f.te)
+        };
+        assert_eq!(te(&[]), Ok(TeCodings::Absent));
+        assert_eq!(te(&[b"chunked"]), Ok(TeCodings::Chunked));
+        assert_eq!(te(&[b"Chunked"]), Ok(TeCodings::Chunked));
+        assert_eq!(te(&[b"gzip, chunked"]), Ok(TeCodings::ChunkedAfterOthers));
+        assert_eq!(
+            te(&[b"gzip", b"chunked"]),
+            Ok(TeCodings::ChunkedAfterOthers)
+        );
+        assert_eq!(te(&[b"chunked, gzip"]), Ok(TeCodings::NotChunkedLast));
+        assert_eq!(te(&[b"chunked", b"chunked"]), Ok(TeCodings::NotChunkedLast));
+        assert_eq!(te(&[b"gzip"]), Ok(TeCodings::NotChunkedLast));
+        assert_eq!(te(&[b""]), Ok(TeCodings::NotChunkedLast));
+        assert_eq!(te(&[b"chunked;x=1"]), Ok(TeCodings::NotChunkedLast));
+    }
+
+    #[test]
+    fn obs_fold_and_ranges() {
+        assert!(has_obs_fold(b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n"));
+        assert!(has_obs_fold(b"GET / HTTP/1.1\r\nA: b\r\n\tc\r\n\r\n"));
+        assert!(!has_obs_fold(b"GET / HTTP/1.1\r\nA: b\r\n\r\n body"));
+        let buf = b"hello world";
+        assert_eq!(range_in(buf, &buf[6..]), 6..11);
+        assert_eq!(range_in(buf, b"other"), 0..0);
+        assert!(value_is_clean(b"abc\t def"));
+        assert!(!value_is_clean(b"a\0b"));
+    }
+}

@@ -1,0 +1,273 @@
+//! Request heads: parse with httparse, refuse anything that could be framed
+//! two ways (smuggling), and write the head to forward to a backend
+//! (HTTP/1.1, hop-by-hop fields removed, X-Forwarded-* added).
+
+use super::headers::{
+    framing, has_obs_fold, header_has_token, is_hop_by_hop, named_in_connection, push_field,
+    range_in, value_is_clean, TeCodings,
+};
+use super::{BodyKind, HttpError, Limits, Method, MAX_HEADERS_CAP};
+use std::io::Write as _;
+use std::mem::MaybeUninit;
+use std::net::IpAddr;
+use std::ops::Range;
+
+/// Who the request came from, for X-Forwarded-For / X-Forwarded-Proto.
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardInfo {
+    pub client_ip: IpAddr,
+    pub tls: bool,
+}
+
+/// A parsed request head. Ranges index the input buffer given to
+/// [`parse_request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParsedRequest {
+    /// Bytes of the head at the front of the input, final CRLFCRLF included.
+    pub head_len: usize,
+    pub method: Method,
+    /// The request target, byte-exact.
+    pub path: Range<usize>,
+    /// 0 or 1.
+    pub minor_version: u8,
+    /// `Empty`, `Length(n)` with n > 0 (`Content-Length: 0` gives `Empty`),
+    /// or `Chunked`; never `UntilClose`.
+    pub body: BodyKind,
+    /// The client connection may be reused after this exchange.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent (the field is still forwarded).
+    pub expect_continue: bool,
+    /// HTTP/1.1 with `Connection: upgrade` and `Upgrade: websocket`. The
+    /// method is not checked here (the handshake code does).
+    pub upgrade_websocket: bool,
+    pub host: Option<Range<usize>>,
+    pub origin: Option<Range<usize>>,
+    pub authorization: Option<Range<usize>>,
+    pub cookie: Option<Range<usize>>,
+    pub ws_key: Option<Range<usize>>,
+    pub ws_version: Option<Range<usize>>,
+}
+
+/// Map an httparse error, telling obs-fold (a smuggling vector) apart.
+pub(crate) fn parse_error(buf: &[u8], e: httparse::Error) -> HttpError {
+    match e {
+        httparse::Error::TooManyHeaders => HttpError::HeadersTooLarge,
+        _ if has_obs_fold(buf) => HttpError::Smuggling("obsolete line folding"),
+        httparse::Error::HeaderName => HttpError::Malformed("invalid header name"),
+        httparse::Error::HeaderValue => HttpError::Malformed("invalid header value"),
+        httparse::Error::NewLine => HttpError::Malformed("invalid line ending"),
+        httparse::Error::Version => HttpError::Malformed("unsupported HTTP version"),
+        httparse::Error::Token => HttpError::Malformed("invalid method"),
+        httparse::Error::Status => HttpError::Malformed("invalid status"),
+    }
+}
+
+/// Parse a request head at the front of `buf` and APPEND to `out` the head
+/// to send to a backend.
+///
+/// The request line is rewritten as HTTP/1.1 (method and target byte-exact);
+/// hop-by-hop fields are removed (Connection, Keep-Alive, Proxy-Connection,
+/// TE, Trailer, Upgrade and any field named in Connection, except framing
+/// fields and Host), except that a websocket upgrade keeps
+/// `Connection: Upgrade` and `Upgrade: websocket`; `Transfer-Encoding:
+/// chunked` is kept for a chunked body (forwarded verbatim); the first
+/// Content-Length is kept; `X-Forwarded-For` gets the client ip appended to
+/// any incoming values (all joined into one field); `X-Forwarded-Proto` is
+/// replaced. Every other field is kept in order, byte-exact (values as
+/// trimmed by httparse). An HTTP/1.0 request without Host gets an empty
+/// `Host:` so that the HTTP/1.1 head sent on is valid.
+///
+/// `Ok(None)`: the head is incomplete and shorter than the limit. On `Err`
+/// nothing is appended to `out`.
+pub fn parse_request(
+    buf: &[u8],
+    limits: &Limits,
+    fwd: &ForwardInfo,
+    out: &mut Vec<u8>,
+) -> Result<Option<ParsedRequest>, HttpError> {
+    let mut storage = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS_CAP];
+    let max = limits.max_headers.min(MAX_HEADERS_CAP);
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut storage[..max]) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= limits.max_header_bytes => {
+            return Err(HttpError::HeadersTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(parse_error(buf, e)),
+    };
+    if head_len > limits.max_header_bytes {
+        return Err(HttpError::HeadersTooLarge);
+    }
+    if has_obs_fold(&buf[..head_len]) {
+        return Err(HttpError::Smuggling("obsolete line folding"));
+    }
+    let (Some(method), Some(path), Some(minor_version)) = (req.method, req.path, req.version)
+    else {
+        return Err(HttpError::Malformed("incomplete request line"));
+    };
+    let headers: &[httparse::Header<'_>] = req.headers;
+
+    let mut host = None;
+    let mut hosts = 0usize;
+    let mut origin = None;
+    let mut authorization = None;
+    let mut cookie = None;
+    let mut ws_key = None;
+    let mut ws_version = None;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut conn_upgrade = false;
+    let mut upgrade_ws = false;
+    let mut expect_continue = false;
+    for h in headers {
+        if !value_is_clean(h.value) {
+            return Err(HttpError::Malformed("control character in header value"));
+        }
+        let n = h.name;
+        let first = |slot: &mut Option<Range<usize>>| {
+            if slot.is_none() {
+                *slot = Some(range_in(buf, h.value));
+            }
+        };
+        if n.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            first(&mut host);
+        } else if n.eq_ignore_ascii_case("connection") {
+            conn_close |= header_has_token(h.value, "close");
+            conn_keep_alive |= header_has_token(h.value, "keep-alive");
+            conn_upgrade |= header_has_token(h.value, "upgrade");
+        } else if n.eq_ignore_ascii_case("upgrade") {
+            upgrade_ws |= header_has_token(h.value, "websocket");
+        } else if n.eq_ignore_ascii_case("expect") {
+            expect_continue |= h.value.eq_ignore_ascii_case(b"100-continue");
+        } else if n.eq_ignore_ascii_case("origin") {
+            first(&mut origin);
+        } else if n.eq_ignore_ascii_case("authorization") {
+            first(&mut authorization);
+        } else if n.eq_ignore_ascii_case("cookie") {
+            first(&mut cookie);
+        } else if n.eq_ignore_ascii_case("sec-websocket-key") {
+            first(&mut ws_key);
+        } else if n.eq_ignore_ascii_case("sec-websocket-version") {
+            first(&mut ws_version);
+        }
+    }
+
+    let f = framing(headers)?;
+    if f.te != TeCodings::Absent && minor_version == 0 {
+        return Err(HttpError::Smuggling(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
+    }
+    if f.te != TeCodings::Absent && f.content_length.is_some() {
+        return Err(HttpError::Smuggling(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    let body = match (f.te, f.content_length) {
+        (TeCodings::Chunked, _) => BodyKind::Chunked,
+        (TeCodings::ChunkedAfterOthers, _) => return Err(HttpError::UnsupportedTransferEncoding),
+        (TeCodings::NotChunkedLast, _) => {
+            return Err(HttpError::Smuggling(
+                "chunked is not the final transfer coding",
+            ))
+        }
+        (TeCodings::Absent, Some(0) | None) => BodyKind::Empty,
+        (TeCodings::Absent, Some(n)) => BodyKind::Length(n),
+    };
+    if hosts > 1 {
+        return Err(HttpError::Malformed("more than one Host field"));
+    }
+    if hosts == 0 && minor_version == 1 {
+        return Err(HttpError::Malformed("missing Host field"));
+    }
+
+    let upgrade_websocket = minor_version == 1 && conn_upgrade && upgrade_ws;
+    let keep_alive = !conn_close && (minor_version == 1 || conn_keep_alive);
+
+    // Validated: now write the head for the backend.
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut cl_written = false;
+    let mut te_written = false;
+    let mut xff_seen = false;
+    for h in headers {
+        let n = h.name;
+        if is_hop_by_hop(n) || n.eq_ignore_ascii_case("x-forwarded-proto") {
+            continue;
+        }
+        if n.eq_ignore_ascii_case("x-forwarded-for") {
+            xff_seen = true;
+            continue;
+        }
+        if n.eq_ignore_ascii_case("transfer-encoding") {
+            if !te_written {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                te_written = true;
+            }
+            continue;
+        }
+        if n.eq_ignore_ascii_case("content-length") {
+            if !cl_written {
+                push_field(out, n.as_bytes(), h.value);
+                cl_written = true;
+            }
+            continue;
+        }
+        if named_in_connection(headers, n) {
+            continue;
+        }
+        push_field(out, n.as_bytes(), h.value);
+    }
+    if hosts == 0 {
+        // HTTP/1.0 without Host goes out as HTTP/1.1, which needs one: an
+        // empty Host is what RFC 9112 section 3.2 says for a missing authority.
+        out.extend_from_slice(b"Host: \r\n");
+    }
+    if upgrade_websocket {
+        out.extend_from_slice(b"Connection: Upgrade\r\nUpgrade: websocket\r\n");
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if xff_seen {
+        for h in headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+        {
+            if !h.value.is_empty() {
+                out.extend_from_slice(h.value);
+                out.extend_from_slice(b", ");
+            }
+        }
+    }
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{}", fwd.client_ip);
+    out.extend_from_slice(if fwd.tls {
+        b"\r\nX-Forwarded-Proto: https\r\n\r\n"
+    } else {
+        b"\r\nX-Forwarded-Proto: http\r\n\r\n"
+    });
+
+    Ok(Some(ParsedRequest {
+        head_len,
+        method: Method::from_bytes(method.as_bytes()),
+        path: range_in(buf, path.as_bytes()),
+        minor_version,
+        body,
+        keep_alive,
+        expect_continue,
+        upgrade_websocket,
+        host,
+        origin,
+        authorization,
+        cookie,
+        ws_key,
+        ws_version,
+    }))
+}
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

@@ -1,0 +1,214 @@
+//! Backend side of a proxied request: picking a backend (algorithm or sticky
+//! key), connecting with a timeout, and the worker's pool of idle keep-alive
+//! backend connections.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+
+use super::io::ReadBuf;
+use crate::balance::clock::now_ms;
+use crate::balance::{sticky, Backend, PoolSnapshot, StickyMode};
+use crate::server::worker::WorkerCtx;
+
+/// Idle connections kept per backend address, per worker.
+const MAX_IDLE_PER_BACKEND: usize = 128;
+/// An idle backend connection older than this is not reused.
+const IDLE_MAX_AGE_MS: u64 = 30_000;
+
+/// An open connection to a backend, split so both directions can run at once.
+pub struct BackendConn {
+    pub r: OwnedReadHalf<TcpStream>,
+    pub w: OwnedWriteHalf<TcpStream>,
+    pub buf: ReadBuf,
+    pub addr: SocketAddr,
+    /// Taken from the idle pool (the backend may have closed it meanwhile).
+    pub reused: bool,
+    idle_since_ms: u64,
+}
+
+/// Why a backend connection could not be made.
+#[derive(Debug)]
+pub enum ConnectError {
+    Refused(io::Error),
+    Timeout,
+}
+
+/// Connects to `addr` within `timeout`.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<BackendConn, ConnectError> {
+    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            let (r, w) = stream.into_split();
+            Ok(BackendConn {
+                r,
+                w,
+                buf: ReadBuf::with_capacity(16 * 1024),
+                addr,
+                reused: false,
+                idle_since_ms: 0,
+            })
+        }
+        Ok(Err(e)) => Err(ConnectError::Refused(e)),
+        Err(_) => Err(ConnectError::Timeout),
+    }
+}
+
+/// A worker's idle keep-alive connections, by backend address.
+#[derive(Default)]
+pub struct IdlePool {
+    idle: RefCell<HashMap<SocketAddr, Vec<BackendConn>>>,
+}
+
+impl IdlePool {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The most recently parked connection to `addr` that is young enough.
+    pub fn take(&self, addr: SocketAddr) -> Option<BackendConn> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&addr)?;
+        let now = now_ms();
+        while let Some(mut conn) = list.pop() {
+            if now.saturating_sub(conn.idle_since_ms) < IDLE_MAX_AGE_MS {
+                conn.reused = true;
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Parks a connection whose last response ended cleanly.
+    pub fn put(&self, mut conn: BackendConn) {
+        if !conn.buf.is_empty() {
+            return; // unexpected bytes after a response: not reusable
+        }
+        conn.idle_since_ms = now_ms();
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(conn.addr).or_default();
+        if list.len() >= MAX_IDLE_PER_BACKEND {
+            list.remove(0);
+        }
+        list.push(conn);
+    }
+
+    pub fn len(&self) -> usize {
+        self.idle.borrow().values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Fixed-capacity list of backend indexes already tried for one request.
+#[derive(Default)]
+pub struct Tried {
+    list: [usize; 8],
+    len: usize,
+}
+
+impl Tried {
+    pub fn push(&mut self, idx: usize) {
+        if self.len < self.list.len() {
+            self.list[self.len] = idx;
+            self.len += 1;
+        }
+    }
+
+    pub fn as_slice(&self) -> &[usize] {
+        &self.list[..self.len]
+    }
+
+    pub fn count(&self) -> usize {
+        self.len
+    }
+}
+
+/// The sticky key of a request, if the mode has one and the request carries it.
+pub fn sticky_key(mode: &StickyMode, head: &[u8], peer: SocketAddr) -> Option<u64> {
+    match mode {
+        StickyMode::None => None,
+        StickyMode::ClientIp => Some(match peer.ip() {
+            std::net::IpAddr::V4(ip) => sticky::sticky_hash(&ip.octets()),
+            std::net::IpAddr::V6(ip) => sticky::sticky_hash(&ip.octets()),
+        }),
+        StickyMode::Cookie(name) => {
+            let cookie = find_header(head, "cookie")?;
+            cookie_value(cookie, name.as_bytes()).map(sticky::sticky_hash)
+        }
+        StickyMode::Header(name) => find_header(head, name).map(sticky::sticky_hash),
+    }
+}
+
+/// Value of the first header `name` in a raw request head.
+fn find_header<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(head).ok()?;
+    req.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+/// Value of cookie `name` in a Cookie header (`a=1; b=2`).
+fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (pair[..eq].trim_ascii() == name).then(|| pair[eq + 1..].trim_ascii())
+    })
+}
+
+/// Picks a backend for a request: by sticky key when there is one, else by
+/// the worker's algorithm; `None` when no backend is available.
+pub fn pick(
+    ctx: &WorkerCtx,
+    snap: &PoolSnapshot,
+    key: Option<u64>,
+    tried: &Tried,
+) -> Option<(usize, Arc<Backend>)> {
+    let now = now_ms();
+    let idx = match key {
+        Some(k) => sticky::pick_sticky(snap, now, k, tried.as_slice()),
+        None => ctx.picker.pick(snap, now, tried.as_slice()),
+    }?;
+    snap.backends.get(idx).map(|b| (idx, b.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_values() {
+        assert_eq!(cookie_value(b"a=1; sid=xyz; b=2", b"sid"), Some(&b"xyz"[..]));
+        assert_eq!(cookie_value(b"sid=", b"sid"), Some(&b""[..]));
+        assert_eq!(cookie_value(b"a=1", b"sid"), None);
+        assert_eq!(cookie_value(b"garbage", b"sid"), None);
+    }
+
+    #[test]
+    fn headers_in_raw_head() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-User: 42\r\n\r\n";
+        assert_eq!(find_header(head, "x-user"), Some(&b"42"[..]));
+        assert_eq!(find_header(head, "cookie"), None);
+    }
+
+    #[test]
+    fn tried_is_bounded() {
+        let mut t = Tried::default();
+        for i in 0..20 {
+            t.push(i);
+        }
+        assert_eq!(t.count(), 8);
+    }
+}

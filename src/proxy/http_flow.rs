@@ -1,0 +1,318 @@
+//! The client connection's keep-alive loop: read a request head (with the
+//! slowloris and idle timeouts), answer what the balancer answers itself,
+//! pick a backend and run the exchange, retrying where that is safe, and
+//! hand WebSocket upgrades to the relay.
+
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use super::backend::{connect, pick, sticky_key, BackendConn, ConnectError, Tried};
+use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
+use super::io::write_static;
+use super::ClientConn;
+use crate::balance::health::{record_failure, record_success, HealthPolicy};
+use crate::config::WsMode;
+use crate::http::{error_response, parse_request, BodyKind, ForwardInfo, Limits, Method, ParsedRequest};
+use crate::server::conns::{ConnCommand, ConnKind};
+use crate::server::worker::WorkerCtx;
+use crate::ws::handshake::is_valid_client_key;
+
+const HEAD_READ: usize = 8 * 1024;
+
+/// What happened while waiting for a request head.
+enum HeadWait {
+    Request(ParsedRequest),
+    /// Close quietly (EOF, idle timeout, drain).
+    Close,
+    /// Answer this error and close.
+    Refuse(u16),
+}
+
+/// Serves requests on one client connection until it closes.
+pub async fn run<S>(ctx: &WorkerCtx, client: &mut ClientConn<S>)
+where
+    S: AsyncReadRent + AsyncWriteRent + 'static,
+{
+    let cfg = &ctx.shared.cfg;
+    let limits = Limits {
+        max_header_bytes: cfg.max_header_bytes,
+        max_headers: 100,
+    };
+    let fwd = ForwardInfo {
+        client_ip: client.peer.ip(),
+        tls: client.tls,
+    };
+    let mut head = Vec::with_capacity(1024);
+    let mut scratch = Vec::new();
+    let mut resp_out = Vec::with_capacity(1024);
+    loop {
+        head.clear();
+        let req = match read_head(ctx, client, &limits, &fwd, &mut head).await {
+            HeadWait::Request(req) => req,
+            HeadWait::Close => return,
+            HeadWait::Refuse(status) => {
+                let _ = write_static(&mut client.w, error_response(status)).await;
+                return;
+            }
+        };
+        let path = &client.buf.data()[req.path.clone()];
+        if path.starts_with(b"/_lb/") {
+            let _ = write_static(&mut client.w, error_response(404)).await;
+            return;
+        }
+        if req.upgrade_websocket {
+            if let Err(status) = check_upgrade(ctx, client, &req) {
+                let _ = write_static(&mut client.w, error_response(status)).await;
+                return;
+            }
+        }
+        let keep = proxy_request(ctx, client, &req, &head, &mut scratch, &mut resp_out).await;
+        if !keep || ctx.draining.is_fired() || client.handle.try_next().is_some() {
+            return;
+        }
+    }
+}
+
+/// Origin and handshake checks before any backend is chosen.
+fn check_upgrade<S: AsyncWriteRent>(
+    ctx: &WorkerCtx,
+    client: &ClientConn<S>,
+    req: &ParsedRequest,
+) -> Result<(), u16> {
+    let data = client.buf.data();
+    let policy = &ctx.shared.cfg.allowed_origins;
+    if !policy.is_empty() {
+        let allowed = req
+            .origin
+            .clone()
+            .is_some_and(|r| policy.allows(&data[r]));
+        if !allowed {
+            return Err(403);
+        }
+    }
+    if req.method != Method::Get || req.minor_version < 1 || req.body != BodyKind::Empty {
+        return Err(400);
+    }
+    match req.ws_version.clone().map(|r| &data[r]) {
+        Some(b"13") => {}
+        _ => return Err(426),
+    }
+    match req.ws_key.clone().map(|r| &data[r]) {
+        Some(key) if is_valid_client_key(key) => Ok(()),
+        _ => Err(400),
+    }
+}
+
+async fn read_head<S>(
+    ctx: &WorkerCtx,
+    client: &mut ClientConn<S>,
+    limits: &Limits,
+    fwd: &ForwardInfo,
+    out: &mut Vec<u8>,
+) -> HeadWait
+where
+    S: AsyncReadRent + AsyncWriteRent,
+{
+    let cfg = &ctx.shared.cfg;
+    let started = monoio::time::Instant::now();
+    let mut header_deadline = (!client.buf.is_empty()).then(|| started + cfg.client_header_timeout);
+    loop {
+        out.clear();
+        match parse_request(client.buf.data(), limits, fwd, out) {
+            Ok(Some(req)) => return HeadWait::Request(req),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(peer = %client.peer, error = %e, "refused request");
+                return HeadWait::Refuse(e.status());
+            }
+        }
+        let deadline = header_deadline.unwrap_or(started + cfg.idle_timeout);
+        let read = client.buf.read_from(&mut client.r, HEAD_READ);
+        let outcome = monoio::select! {
+            r = monoio::time::timeout_at(deadline, read) => Some(r),
+            cmd = client.handle.next() => {
+                // Drain or close: an idle connection just goes.
+                let _ = cmd;
+                None
+            },
+        };
+        match outcome {
+            None => return HeadWait::Close,
+            Some(Err(_)) => {
+                // Slowloris: a head begun but not finished in time.
+                if header_deadline.is_some() && !client.buf.is_empty() {
+                    return HeadWait::Refuse(408);
+                }
+                return HeadWait::Close;
+            }
+            Some(Ok(Ok(0))) | Some(Ok(Err(_))) => return HeadWait::Close,
+            Some(Ok(Ok(_))) => {
+                if header_deadline.is_none() {
+                    header_deadline = Some(monoio::time::Instant::now() + cfg.client_header_timeout);
+                }
+            }
+        }
+    }
+}
+
+/// Proxies one request; returns whether the client connection stays open.
+async fn proxy_request<S>(
+    ctx: &WorkerCtx,
+    client: &mut ClientConn<S>,
+    req: &ParsedRequest,
+    head: &[u8],
+    scratch: &mut Vec<u8>,
+    resp_out: &mut Vec<u8>,
+) -> bool
+where
+    S: AsyncReadRent + AsyncWriteRent + 'static,
+{
+    let cfg = &ctx.shared.cfg;
+    let policy = HealthPolicy::default();
+    // How much of the body is already here, and is all of it?
+    let mut probe = crate::http::BodyTracker::new(req.body);
+    let after_head = &client.buf.data()[req.head_len..];
+    let (buffered_body, whole_body) = match probe.scan(after_head) {
+        Ok(p) => (p.consumed, probe.is_done()),
+        Err(e) => {
+            let _ = write_static(&mut client.w, error_response(e.status())).await;
+            return false;
+        }
+    };
+    let replayable = whole_body && !req.expect_continue;
+    let key = sticky_key(&cfg.sticky, &client.buf.data()[..req.head_len], client.peer);
+    let snap = ctx.pool.borrow_mut().current().clone();
+    let mut tried = Tried::default();
+    let mut last_status = 503;
+    let upgrade = req.upgrade_websocket;
+    loop {
+        if tried.count() > cfg.max_retries {
+            break;
+        }
+        let Some((idx, backend)) = pick(ctx, &snap, key, &tried) else {
+            break;
+        };
+        tried.push(idx);
+        let guard = backend.stats.begin();
+        let pooled = if upgrade { None } else { ctx.idle.take(backend.addr) };
+        let mut conn: BackendConn = match pooled {
+            Some(c) => c,
+            None => match connect(backend.addr, cfg.backend_connect_timeout).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let ejected = record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
+                    tracing::warn!(backend = %backend.id, error = ?e, ejected, "backend connect failed");
+                    last_status = if matches!(e, ConnectError::Timeout) { 504 } else { 502 };
+                    continue;
+                }
+            },
+        };
+        let opts = ExchangeOpts {
+            limits: Limits {
+                max_header_bytes: cfg.max_header_bytes,
+                max_headers: 100,
+            },
+            head_timeout: if upgrade { cfg.ws_handshake_timeout } else { cfg.backend_timeout },
+            read_timeout: cfg.backend_timeout,
+            client_timeout: cfg.idle_timeout,
+            client_keep_alive: req.keep_alive && !ctx.draining.is_fired(),
+        };
+        let side = RequestSide {
+            r: &mut client.r,
+            buf: &mut client.buf,
+            req,
+            head,
+            buffered_body,
+            replayable,
+        };
+        let BackendConn { r, w, buf, .. } = &mut conn;
+        let result = exchange(side, &mut client.w, r, w, buf, scratch, resp_out, opts).await;
+        match result {
+            Ok(ExchangeEnd::Done { backend_reusable, client_keep_alive }) => {
+                record_success(&backend.stats);
+                if replayable {
+                    client.buf.consume(req.head_len + buffered_body);
+                }
+                drop(guard);
+                if backend_reusable {
+                    ctx.idle.put(conn);
+                }
+                return client_keep_alive;
+            }
+            Ok(ExchangeEnd::Upgraded { extensions }) => {
+                record_success(&backend.stats);
+                client.buf.consume(req.head_len);
+                client.handle.set_kind(ConnKind::WebSocket);
+                match cfg.ws_mode {
+                    WsMode::Tunnel => super::tunnel::relay(ctx, client, conn).await,
+                    WsMode::Inspect => super::ws_relay::relay(ctx, client, conn, extensions).await,
+                }
+                drop(guard);
+                return false;
+            }
+            Err(ExchangeError::ClosedEarly) if replayable && (conn.reused || req.method.is_idempotent()) => {
+                // A pooled connection the backend had closed, or an
+                // idempotent request: safe to send again.
+                if !conn.reused {
+                    record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
+                }
+                tracing::debug!(backend = %backend.id, reused = conn.reused, "retrying request");
+                if conn.reused {
+                    // Not this backend's fault: allow it again.
+                    tried = retry_same(tried, idx);
+                }
+                last_status = 502;
+                continue;
+            }
+            Err(ExchangeError::ClientGone) => return false,
+            Err(ExchangeError::Timeout { response_started }) => {
+                tracing::warn!(backend = %backend.id, "backend timed out");
+                if !response_started {
+                    let _ = write_static(&mut client.w, error_response(504)).await;
+                }
+                return false;
+            }
+            Err(ExchangeError::ClosedEarly) => {
+                let _ = write_static(&mut client.w, error_response(502)).await;
+                return false;
+            }
+            Err(ExchangeError::Failed { response_started, detail }) => {
+                tracing::warn!(backend = %backend.id, detail, "backend failed");
+                record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
+                if !response_started {
+                    let _ = write_static(&mut client.w, error_response(502)).await;
+                }
+                return false;
+            }
+        }
+    }
+    if tried.count() == 0 {
+        last_status = 503;
+    }
+    let _ = write_static(&mut client.w, error_response(last_status)).await;
+    false
+}
+
+/// The tried list without `idx`, so a stale pooled connection does not count
+/// against its backend.
+fn retry_same(tried: Tried, idx: usize) -> Tried {
+    let mut next = Tried::default();
+    let mut skipped = false;
+    for &i in tried.as_slice() {
+        if i == idx && !skipped {
+            skipped = true;
+            continue;
+        }
+        next.push(i);
+    }
+    next
+}
+
+/// Whether a pending command asks this connection to stop.
+pub fn wants_close(cmd: &ConnCommand) -> bool {
+    matches!(cmd, ConnCommand::Drain | ConnCommand::Close(_))
+}
+
+/// Unused-duration guard for clippy on platforms without timers.
+pub const _MIN_TIMEOUT: Duration = Duration::from_millis(1);

@@ -1,0 +1,160 @@
+//! I/O helpers over monoio's owned-buffer traits: append-reads into a
+//! connection's buffer, whole writes of a slice of a buffer, and a tiny
+//! worker-local async lock for writers shared by two relay directions.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::task::{Poll, Waker};
+
+use monoio::buf::{IoBuf, IoBufMut, SliceMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+
+/// A connection's read buffer with a consumed prefix (`pos`): bytes before
+/// `pos` are done with; `data()` is what is left to handle.
+pub struct ReadBuf {
+    pub buf: Vec<u8>,
+    pub pos: usize,
+}
+
+impl ReadBuf {
+    pub fn with_capacity(cap: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(cap),
+            pos: 0,
+        }
+    }
+
+    pub fn from_vec(buf: Vec<u8>, pos: usize) -> Self {
+        Self { buf, pos }
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// Moves unconsumed bytes to the front and makes room for `want` more.
+    pub fn make_room(&mut self, want: usize) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let spare = self.buf.capacity() - self.buf.len();
+        if spare < want {
+            self.buf.reserve(want - spare);
+        }
+    }
+
+    /// Reads once, appending to the unconsumed bytes; Ok(0) is end of stream.
+    pub async fn read_from<R: AsyncReadRent>(&mut self, r: &mut R, want: usize) -> io::Result<usize> {
+        self.make_room(want);
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let cap = buf.capacity();
+        let slice: SliceMut<Vec<u8>> = buf.slice_mut(len..cap);
+        let (res, slice) = r.read(slice).await;
+        self.buf = slice.into_inner();
+        res
+    }
+}
+
+/// Writes `buf[range]` whole and gives the buffer back.
+pub async fn write_range<W: AsyncWriteRentExt>(
+    w: &mut W,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+) -> (io::Result<()>, Vec<u8>) {
+    if start >= end {
+        return (Ok(()), buf);
+    }
+    let (res, slice) = w.write_all(buf.slice(start..end)).await;
+    (res.map(|_| ()), slice.into_inner())
+}
+
+/// Writes the whole of `buf` and gives it back.
+pub async fn write_vec<W: AsyncWriteRentExt>(w: &mut W, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    let end = buf.len();
+    write_range(w, buf, 0, end).await
+}
+
+/// Writes a static byte string (error answers).
+pub async fn write_static<W: AsyncWriteRentExt>(w: &mut W, bytes: &'static [u8]) -> io::Result<()> {
+    let (res, _) = w.write_all(bytes).await;
+    res.map(|_| ())
+}
+
+/// A worker-local async mutex: the value is moved out while held, so no
+/// RefCell borrow lives across an await.
+pub struct LocalLock<T> {
+    slot: RefCell<Option<T>>,
+    waiters: RefCell<VecDeque<Waker>>,
+}
+
+impl<T> LocalLock<T> {
+    pub fn new(value: T) -> Self {
+        Self {
+            slot: RefCell::new(Some(value)),
+            waiters: RefCell::new(VecDeque::new()),
+        }
+    }
+
+    pub async fn lock(&self) -> LockGuard<'_, T> {
+        poll_fn(|cx| match self.slot.borrow_mut().take() {
+            Some(value) => Poll::Ready(LockGuard {
+                lock: self,
+                value: Some(value),
+            }),
+            None => {
+                self.waiters.borrow_mut().push_back(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+pub struct LockGuard<'a, T> {
+    lock: &'a LocalLock<T>,
+    value: Option<T>,
+}
+
+impl<T> Deref for LockGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.value.as_ref().expect("guard holds the value until dropped")
+    }
+}
+
+impl<T> DerefMut for LockGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.value.as_mut().expect("guard holds the value until dropped")
+    }
+}
+
+impl<T> Drop for LockGuard<'_, T> {
+    fn drop(&mut self) {
+        *self.lock.slot.borrow_mut() = self.value.take();
+        if let Some(w) = self.lock.waiters.borrow_mut().pop_front() {
+            w.wake();
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Tunnel mode: after the 101, bytes both ways with nothing parsed — the
+//! cheapest relay, at the price of no limits, pings or close codes.
+
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use super::backend::BackendConn;
+use super::exchange::shutdown_quietly;
+use super::io::{write_range, ReadBuf};
+use super::ClientConn;
+use crate::server::worker::WorkerCtx;
+
+const TUNNEL_CHUNK: usize = 16 * 1024;
+/// After one side closes, how long the other may still finish.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Copies until EOF; returns after writing EOF (shutdown) to `w`.
+async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(r: &mut R, w: &mut W, buf: &mut ReadBuf) {
+    loop {
+        if !buf.is_empty() {
+            let v = std::mem::take(&mut buf.buf);
+            let (pos, end) = (buf.pos, v.len());
+            let (res, v) = write_range(w, v, pos, end).await;
+            buf.buf = v;
+            buf.consume(end - pos);
+            if res.is_err() {
+                return;
+            }
+        }
+        match buf.read_from(r, TUNNEL_CHUNK).await {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    shutdown_quietly(w).await;
+}
+
+/// Relays bytes between the upgraded client and backend until both end.
+pub async fn relay<S>(_ctx: &WorkerCtx, client: &mut ClientConn<S>, conn: BackendConn)
+where
+    S: AsyncReadRent + AsyncWriteRent,
+{
+    let BackendConn {
+        r: mut br,
+        w: mut bw,
+        buf: mut bbuf,
+        ..
+    } = conn;
+    let handle = client.handle.clone();
+    let up = copy(&mut client.r, &mut bw, &mut client.buf);
+    let down = copy(&mut br, &mut client.w, &mut bbuf);
+    let mut up = pin!(up);
+    let mut down = pin!(down);
+    let mut up_done = false;
+    let mut down_done = false;
+    let mut closing = false;
+    let mut command = pin!(handle.next());
+    let mut grace = None;
+    poll_fn(|cx| {
+        if !up_done && up.as_mut().poll(cx).is_ready() {
+            up_done = true;
+        }
+        if !down_done && down.as_mut().poll(cx).is_ready() {
+            down_done = true;
+        }
+        if up_done && down_done {
+            return Poll::Ready(());
+        }
+        if !closing {
+            if let Poll::Ready(cmd) = command.as_mut().poll(cx) {
+                // Tunnel mode cannot send a close frame: a close command
+                // ends the connection; drain lets it run until then.
+                if !matches!(cmd, crate::server::conns::ConnCommand::Drain) {
+                    return Poll::Ready(());
+                }
+                command.set(handle.next());
+                if command.as_mut().poll(cx).is_ready() {
+                    closing = true;
+                    return Poll::Ready(());
+                }
+            }
+        }
+        if up_done || down_done {
+            let sleep = grace.get_or_insert_with(|| Box::pin(monoio::time::sleep(CLOSE_GRACE)));
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+}

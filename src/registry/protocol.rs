@@ -1,0 +1,390 @@
+//! Control-channel messages (JSON text frames, one object each, tagged by
+//! `"type"`), their validation, and binding resolution. See docs/PROTOCOL.md.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The protocol version this balancer speaks (`"v"` in `register`).
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Weights accepted from backends and static configuration.
+pub const MAX_WEIGHT: u32 = 1000;
+/// Longest backend id, bytes.
+pub const MAX_ID_LEN: usize = 128;
+/// Most bindings one backend may register.
+pub const MAX_BINDINGS: usize = 16;
+
+/// Why a control message or binding was refused. All of these come from the
+/// backend side and are not worth retrying unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("message is {len} bytes, more than the {max} allowed")]
+    TooLarge { len: usize, max: usize },
+    #[error("message is not valid JSON: {0}")]
+    BadJson(String),
+    #[error("message must be a JSON object with a string \"type\" field")]
+    MissingType,
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    #[error("bad {kind:?} message: {reason}")]
+    BadMessage { kind: String, reason: String },
+    #[error("unsupported protocol version {0} (this balancer speaks \"v\": 1)")]
+    UnsupportedVersion(String),
+    #[error("bad backend id {id:?}: {reason}")]
+    BadId { id: String, reason: &'static str },
+    #[error("register needs at least one binding")]
+    EmptyBindings,
+    #[error("too many bindings ({0}; at most 16)")]
+    TooManyBindings(usize),
+    #[error("bad binding {binding:?}: {reason}")]
+    BadBinding {
+        binding: String,
+        reason: &'static str,
+    },
+    #[error("binding {0:?}: TLS to backends is not supported yet, use http:// or ws://")]
+    TlsUnsupported(String),
+    #[error("weight {0} out of range (1 to 1000)")]
+    BadWeight(u64),
+    #[error("backend id {0:?} is already a static backend")]
+    IdInUse(String),
+}
+
+impl ProtocolError {
+    /// WebSocket close code for a control channel that ends on this error:
+    /// 1009 (too big) for oversize messages, 1008 (policy) otherwise.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            ProtocolError::TooLarge { .. } => 1009,
+            _ => 1008,
+        }
+    }
+}
+
+/// Backend -> balancer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Join (or re-join) the pool. `bindings` are as sent, normalised to
+    /// strings (`{"port": 9001}` and `9001` become `":9001"`); resolve them
+    /// against the peer address with [`resolve_binding`].
+    Register {
+        v: u32,
+        id: String,
+        bindings: Vec<String>,
+        weight: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metadata: Option<Value>,
+    },
+    /// The backend's own connection count, from every source.
+    Heartbeat { load: u32 },
+    /// Stop sending new connections; existing ones continue.
+    Drain,
+    /// Take new connections again.
+    Resume,
+    /// Leave the pool now.
+    Deregister,
+}
+
+impl ClientMessage {
+    pub fn to_json(&self) -> String {
+        to_json_or_error(self)
+    }
+}
+
+/// Balancer -> backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Registration accepted; send heartbeats at this interval.
+    Registered {
+        balancer_id: String,
+        id: String,
+        heartbeat_interval_ms: u64,
+        /// The bindings as resolved (port-only forms filled in).
+        #[serde(default)]
+        bindings: Vec<String>,
+    },
+    /// A message was refused; the text says why.
+    Error { message: String },
+    /// The balancer has stopped sending new connections to this backend.
+    Drain,
+    /// The balancer sends new connections to this backend again.
+    Resume,
+    /// Deliver `data` to every client connection of this backend (later issue).
+    Broadcast { data: String },
+    /// Deliver `data` to one client connection (later issue).
+    Write { conn: u64, data: String },
+}
+
+impl ServerMessage {
+    pub fn to_json(&self) -> String {
+        to_json_or_error(self)
+    }
+}
+
+fn to_json_or_error<T: Serialize>(msg: &T) -> String {
+    serde_json::to_string(msg)
+        .unwrap_or_else(|_| r#"{"type":"error","message":"internal encoding error"}"#.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawBinding {
+    Text(String),
+    Port(u16),
+    Object { port: u16 },
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum RawClient {
+    Register {
+        v: Option<Value>,
+        id: String,
+        bindings: Vec<RawBinding>,
+        weight: Option<u64>,
+        metadata: Option<Value>,
+    },
+    Heartbeat {
+        load: u32,
+    },
+    Drain {},
+    Resume {},
+    Deregister {},
+}
+
+const CLIENT_TYPES: &[&str] = &["register", "heartbeat", "drain", "resume", "deregister"];
+const SERVER_TYPES: &[&str] = &[
+    "registered",
+    "error",
+    "drain",
+    "resume",
+    "broadcast",
+    "write",
+];
+
+/// Size, JSON and `"type"` checks shared by both directions.
+fn precheck(text: &str, max_len: usize, known: &[&str]) -> Result<(Value, String), ProtocolError> {
+    if text.len() > max_len {
+        return Err(ProtocolError::TooLarge {
+            len: text.len(),
+            max: max_len,
+        });
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| ProtocolError::BadJson(e.to_string()))?;
+    let kind = value
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or(ProtocolError::MissingType)?
+        .to_string();
+    if !known.contains(&kind.as_str()) {
+        return Err(ProtocolError::UnknownType(kind));
+    }
+    Ok((value, kind))
+}
+
+fn bad_message(kind: &str, e: serde_json::Error) -> ProtocolError {
+    ProtocolError::BadMessage {
+        kind: kind.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Parse and validate one backend -> balancer message.
+pub fn parse_client_message(text: &str, max_len: usize) -> Result<ClientMessage, ProtocolError> {
+    let (value, kind) = precheck(text, max_len, CLIENT_TYPES)?;
+    let raw: RawClient = serde_json::from_value(value).map_err(|e| bad_message(&kind, e))?;
+    Ok(match raw {
+        RawClient::Register {
+            v,
+            id,
+            bindings,
+            weight,
+            metadata,
+        } => {
+            match v {
+                Some(Value::Number(n)) if n.as_u64() == Some(u64::from(PROTOCOL_VERSION)) => {}
+                Some(other) => return Err(ProtocolError::UnsupportedVersion(other.to_string())),
+                None => return Err(ProtocolError::UnsupportedVersion("(missing \"v\")".into())),
+            }
+            validate_id(&id)?;
+            let weight = validate_weight(weight.unwrap_or(1))?;
+            if bindings.is_empty() {
+                return Err(ProtocolError::EmptyBindings);
+            }
+            if bindings.len() > MAX_BINDINGS {
+                return Err(ProtocolError::TooManyBindings(bindings.len()));
+            }
+            let bindings: Vec<String> = bindings
+                .into_iter()
+                .map(|b| match b {
+                    RawBinding::Text(s) => s.trim().to_string(),
+                    RawBinding::Port(p) | RawBinding::Object { port: p } => format!(":{p}"),
+                })
+                .collect();
+            for b in &bindings {
+                // Syntax check now; the peer address is filled in later.
+                parse_binding(b, Fill::Peer(IpAddr::V4(Ipv4Addr::LOCALHOST)))?;
+            }
+            ClientMessage::Register {
+                v: PROTOCOL_VERSION,
+                id,
+                bindings,
+                weight,
+                metadata,
+            }
+        }
+        RawClient::Heartbeat { load } => ClientMessage::Heartbeat { load },
+        RawClient::Drain {} => ClientMessage::Drain,
+        RawClient::Resume {} => ClientMessage::Resume,
+        RawClient::Deregister {} => ClientMessage::Deregister,
+    })
+}
+
+/// Parse one balancer -> backend message (for agents).
+pub fn parse_server_message(text: &str, max_len: usize) -> Result<ServerMessage, ProtocolError> {
+    let (value, kind) = precheck(text, max_len, SERVER_TYPES)?;
+    serde_json::from_value(value).map_err(|e| bad_message(&kind, e))
+}
+
+/// A backend id: 1 to 128 printable ASCII characters, no spaces.
+pub fn validate_id(id: &str) -> Result<(), ProtocolError> {
+    let bad = |reason| {
+        Err(ProtocolError::BadId {
+            id: id.chars().take(MAX_ID_LEN).collect(),
+            reason,
+        })
+    };
+    if id.is_empty() {
+        return bad("empty");
+    }
+    if id.len() > MAX_ID_LEN {
+        return bad("longer than 128 bytes");
+    }
+    if !id.bytes().all(|c| c.is_ascii_graphic()) {
+        return bad("only printable ASCII without spaces is allowed");
+    }
+    Ok(())
+}
+
+/// A weight between 1 and 1000.
+pub fn validate_weight(weight: u64) -> Result<u32, ProtocolError> {
+    match u32::try_from(weight) {
+        Ok(w) if (1..=MAX_WEIGHT).contains(&w) => Ok(w),
+        _ => Err(ProtocolError::BadWeight(weight)),
+    }
+}
+
+/// How to fill in hosts a binding leaves open.
+#[derive(Clone, Copy)]
+pub(crate) enum Fill {
+    /// Registered backend: port-only and 0.0.0.0 bindings take the peer's IP.
+    Peer(IpAddr),
+    /// Static configuration: the URL must name its host.
+    Static,
+}
+
+/// Resolve one registered binding against the address the backend connected
+/// from. Port-only forms (`":9001"`, `"9001"`) and unspecified hosts
+/// (`0.0.0.0`, `[::]`) take `peer_ip`. Hosts must be IP literals (workers do
+/// no DNS); `localhost` means 127.0.0.1 and is refused from a remote peer.
+pub fn resolve_binding(
+    binding: &str,
+    peer_ip: IpAddr,
+) -> Result<(String, SocketAddr), ProtocolError> {
+    parse_binding(binding, Fill::Peer(peer_ip))
+}
+
+pub(crate) fn parse_binding(
+    binding: &str,
+    fill: Fill,
+) -> Result<(String, SocketAddr), ProtocolError> {
+    let bad = |reason| ProtocolError::BadBinding {
+        binding: binding.to_string(),
+        reason,
+    };
+    let s = binding.trim();
+    if s.is_empty() {
+        return Err(bad("empty"));
+    }
+    let digits = s.strip_prefix(':').unwrap_or(s);
+    if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) {
+        let port = parse_port(digits).ok_or_else(|| bad("port must be 1 to 65535"))?;
+        let Fill::Peer(ip) = fill else {
+            return Err(bad(
+                "a port-only binding needs a registering backend; write http://IP:PORT",
+            ));
+        };
+        let addr = SocketAddr::new(ip, port);
+        return Ok((format!("http://{addr}"), addr));
+    }
+    let (scheme, rest) = s
+        .split_once("://")
+        .ok_or_else(|| bad("expected http://IP:PORT, ws://IP:PORT, :PORT or PORT"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    match scheme.as_str() {
+        "http" | "ws" => {}
+        "https" | "wss" => return Err(ProtocolError::TlsUnsupported(binding.to_string())),
+        _ => return Err(bad("scheme must be http:// or ws://")),
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.contains('@') {
+        return Err(bad("credentials in the URL are not allowed"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| bad("unclosed [ in IPv6 host"))?;
+        match after {
+            "" => (h, None),
+            p => (
+                h,
+                Some(p.strip_prefix(':').ok_or_else(|| bad("junk after ]"))?),
+            ),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, _)) if h.contains(':') => return Err(bad("IPv6 hosts need [brackets]")),
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => 80,
+        Some(p) => parse_port(p).ok_or_else(|| bad("port must be 1 to 65535"))?,
+    };
+    let mut ip = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.parse::<IpAddr>()
+            .map_err(|_| bad("host must be an IP literal or localhost (no DNS)"))?
+    };
+    match fill {
+        Fill::Peer(peer) if ip.is_unspecified() => ip = peer,
+        Fill::Peer(peer) if ip.is_loopback() && !peer.is_loopback() => {
+            return Err(bad(
+                "loopback host from a backend that is not on this machine",
+            ));
+        }
+        Fill::Static if ip.is_unspecified() => {
+            return Err(bad("0.0.0.0 / [::] is not an address to connect to"));
+        }
+        _ => {}
+    }
+    let addr = SocketAddr::new(ip, port);
+    Ok((format!("{scheme}://{addr}{path}"), addr))
+}
+
+fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 || !s.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u16>().ok().filter(|&p| p != 0)
+}
+
+#[cfg(test)]
+#[path = "protocol_tests.rs"]
+mod tests;

@@ -1,0 +1,184 @@
+//! One worker: a pinned thread running its own monoio runtime (io_uring, or
+//! the legacy driver where io_uring is unavailable), accepting on its own
+//! SO_REUSEPORT listeners and serving every connection it accepts.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::net::{TcpListener, TcpStream};
+
+use super::conns::{ConnCommand, ConnKind, ConnTable};
+use super::listener::ListenerKind;
+use super::notify::{LocalEvent, Phase};
+use super::Shared;
+use crate::balance::{LocalPool, Picker};
+use crate::proxy::backend::IdlePool;
+
+/// Everything a connection task of this worker can reach.
+pub struct WorkerCtx {
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    pub pool: RefCell<LocalPool>,
+    pub picker: Picker,
+    pub idle: IdlePool,
+    pub conns: Rc<ConnTable>,
+    pub draining: LocalEvent,
+    pub tls: Option<monoio_rustls::TlsAcceptor>,
+}
+
+/// Runs worker `index` on the current thread until the process drains.
+pub fn run_worker(
+    index: usize,
+    shared: Arc<Shared>,
+    listeners: Vec<(ListenerKind, std::net::TcpListener)>,
+    core: Option<core_affinity::CoreId>,
+) {
+    if let Some(core) = core {
+        if !core_affinity::set_for_current(core) {
+            tracing::warn!(worker = index, core = core.id, "could not pin worker to core");
+        }
+    }
+    let force_legacy = std::env::var("WSLB_DRIVER").is_ok_and(|v| v == "legacy");
+    if !force_legacy {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(4096)
+            .enable_timer()
+            .build()
+        {
+            Ok(mut rt) => {
+                tracing::debug!(worker = index, "io_uring runtime started");
+                rt.block_on(worker_main(index, shared, listeners));
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(worker = index, error = %e, "io_uring unavailable, using the legacy (epoll) driver");
+            }
+        }
+    }
+    match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+    {
+        Ok(mut rt) => rt.block_on(worker_main(index, shared, listeners)),
+        Err(e) => tracing::error!(worker = index, error = %e, "cannot start a runtime"),
+    }
+}
+
+async fn worker_main(
+    index: usize,
+    shared: Arc<Shared>,
+    listeners: Vec<(ListenerKind, std::net::TcpListener)>,
+) {
+    let tls = shared.tls.clone().map(crate::tls::acceptor);
+    let ctx = Rc::new(WorkerCtx {
+        index,
+        pool: RefCell::new(LocalPool::new(shared.pool.clone())),
+        picker: Picker::new(
+            shared.cfg.algorithm,
+            0x9e37_79b9_7f4a_7c15 ^ (index as u64).wrapping_mul(0x1000_0000_01b3) ^ fastrand::u64(..),
+        ),
+        idle: IdlePool::new(),
+        conns: Rc::new(ConnTable::new(index)),
+        draining: LocalEvent::new(),
+        tls,
+        shared,
+    });
+    for (kind, std_listener) in listeners {
+        match TcpListener::from_std(std_listener) {
+            Ok(l) => {
+                monoio::spawn(accept_loop(ctx.clone(), l, kind));
+            }
+            Err(e) => tracing::error!(worker = index, error = %e, "cannot adopt listener"),
+        }
+    }
+    ctx.shared.lifecycle.wait_for(index, Phase::Draining).await;
+    ctx.draining.fire();
+    let open = ctx.conns.len();
+    tracing::info!(worker = index, open, "draining");
+    ctx.conns.broadcast(ConnCommand::Drain, |_| true);
+    let drain = ctx.shared.cfg.drain_timeout;
+    if monoio::time::timeout(drain, ctx.conns.wait_empty()).await.is_err() {
+        tracing::info!(worker = index, left = ctx.conns.len(), "drain timeout: closing the rest");
+        ctx.conns.broadcast(ConnCommand::Close(1001), |h| {
+            matches!(h.kind(), ConnKind::WebSocket | ConnKind::Http)
+        });
+        let _ = monoio::time::timeout(Duration::from_secs(2), ctx.conns.wait_empty()).await;
+    }
+    tracing::info!(worker = index, "worker stopped");
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKind) {
+    let max = ctx.shared.cfg.max_connections;
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        // Take a connection permit before accepting: at the cap, wait.
+        while ctx.shared.open_connections.load(Ordering::Relaxed) >= max {
+            if ctx.draining.is_fired() {
+                return;
+            }
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let accepted = monoio::select! {
+            _ = ctx.draining.wait() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                ctx.shared.open_connections.fetch_add(1, Ordering::Relaxed);
+                monoio::spawn(serve_accepted(ctx.clone(), stream, peer, kind));
+            }
+            Err(e) => {
+                // An accept error never ends the loop; back off on
+                // exhaustion instead of spinning.
+                if is_resource_exhaustion(&e) {
+                    tracing::warn!(error = %e, "accept: out of resources, backing off");
+                    monoio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                } else {
+                    tracing::debug!(error = %e, "accept error");
+                }
+            }
+        }
+    }
+}
+
+/// Gives back the connection permit on every ending.
+struct OpenConnPermit(Arc<Shared>);
+
+impl Drop for OpenConnPermit {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve_accepted(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, kind: ListenerKind) {
+    let _permit = OpenConnPermit(ctx.shared.clone());
+    let _ = stream.set_nodelay(true);
+    match kind {
+        ListenerKind::Plain => crate::proxy::serve_client(ctx, stream, peer, false).await,
+        ListenerKind::Tls => {
+            let Some(acceptor) = ctx.tls.clone() else {
+                return;
+            };
+            let timeout = ctx.shared.cfg.client_header_timeout;
+            match monoio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => crate::proxy::serve_client(ctx, tls, peer, true).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}

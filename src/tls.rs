@@ -1,1 +1,0 @@
-//! rustls acceptor and connector.
