@@ -10,6 +10,8 @@ mod response;
 mod runner;
 mod stats;
 mod url;
+mod ws;
+mod ws_session;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -170,7 +172,7 @@ fn emit(summary: &Summary, json: bool) -> Result<(), BenchError> {
 pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     let summary = match args.mode {
         BenchMode::Http(a) => run_http(a)?,
-        BenchMode::Ws(_a) => return Err(BenchError::Args("ws not yet".into())),
+        BenchMode::Ws(a) => ws::run(a)?,
     };
     let json = summary.1;
     emit(&summary.0, json)
