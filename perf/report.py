@@ -5,6 +5,7 @@
   report.py report RESULTS META MD SVG    -> markdown table and SVG chart from results.jsonl
 """
 import json
+import os
 import re
 import sys
 
@@ -133,6 +134,9 @@ def report(results_path, meta_path, md_path, svg_path):
                 cell += f" [{e} err]"
             cells.append(cell)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    notes = os.path.join(os.path.dirname(results_path), "notes.txt")
+    if os.path.exists(notes):
+        lines += ["", "Notes from the run:", ""] + [f"- {n.strip()}" for n in open(notes, encoding="utf-8") if n.strip()]
     lines += ["", "Chart: CPU per operation and memory per idle connection, `latest.svg` (lower is better).", ""]
     with open(md_path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))

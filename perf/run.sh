@@ -34,8 +34,10 @@ done
 WORK="$(mktemp -d /tmp/wslb-perf.XXXXXX)"
 RESULTS="$WORK/results.jsonl"
 : > "$RESULTS"
-ECHO_PORT=19000
-PROXY_PORT=19100
+# Ports below the ephemeral range (32768+), so TIME_WAIT sockets of earlier
+# traffic can never block the bind.
+ECHO_PORT=18900
+PROXY_PORT=18910
 BG_PIDS=()
 T_START=$(date +%s)
 
@@ -125,9 +127,10 @@ cpu_per_op() {
 }
 
 bench() { taskset -c "$LOAD_CORE" "$BIN" bench "$@"; }
+# jget FILE KEY.PATH: a value from a bench JSON summary; latency is null when nothing completed.
 jget() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); v=d
 for k in sys.argv[2].split('.'): v=v[k]
-print(v)" "$1" "$2" 2>/dev/null || echo null; }
+print('null' if sys.argv[2].startswith('latency') and d['ops']==0 else v)" "$1" "$2" 2>/dev/null || echo null; }
 
 start_proxy() {
     local name="$1" port="$2"
@@ -233,7 +236,11 @@ hold_scenario() {
     sleep 2
     after=$(rss_kib $(proc_tree "$PROXY_PID"))
     local held; held="$(echo "$up" | awk '{print $2}')"
-    record "$name" hold_bytes_per_conn "$(python3 -c "print(round(($after-$before)*1024/max(1,$held)))")" "$((HOLD_N - held))"
+    if [ "${held:-0}" -gt 0 ]; then
+        record "$name" hold_bytes_per_conn "$(python3 -c "print(round(($after-$before)*1024/$held))")" "$((HOLD_N - held))"
+    else
+        record "$name" hold_bytes_per_conn null "$HOLD_N"
+    fi
     log "$name hold: $up, RSS ${before} -> ${after} KiB"
     kill -INT "$hp" 2>/dev/null
     stop_pid "$hp"
@@ -248,17 +255,26 @@ for tool in wrk taskset python3; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool missing; run scripts/perf-setup.sh" >&2; exit 1; }
 done
 
-start_bg echo taskset -c "$LOAD_CORE" "$BIN" echo --listen "127.0.0.1:$ECHO_PORT"
-ECHO_PID=$LAST_PID
-if ! wait_port "$ECHO_PORT" "$ECHO_PID"; then
-    echo "run.sh: echo backend failed to start:" >&2
-    tail -n 20 "$WORK/echo.log" >&2
-    exit 1
-fi
-log "echo backend up on $ECHO_PORT (work dir $WORK)"
+ECHO_PID=""
+ensure_echo() {
+    if [ -n "$ECHO_PID" ] && kill -0 "$ECHO_PID" 2>/dev/null; then return 0; fi
+    if [ -n "$ECHO_PID" ]; then
+        log "WARNING: the echo backend (pid $ECHO_PID) died; restarting it. Figures before this line may be affected."
+        echo "echo backend restarted before $1" >>"$WORK/notes.txt"
+    fi
+    start_bg "echo-$1" taskset -c "$LOAD_CORE" "$BIN" echo --listen "127.0.0.1:$ECHO_PORT"
+    ECHO_PID=$LAST_PID
+    if ! wait_port "$ECHO_PORT" "$ECHO_PID"; then
+        echo "run.sh: echo backend failed to start:" >&2
+        tail -n 20 "$WORK/echo-$1.log" >&2
+        exit 1
+    fi
+    log "echo backend up on $ECHO_PORT (work dir $WORK)"
+}
 
 for p in $PROXIES; do
     PROXY_PORT=$((PROXY_PORT + 1))
+    ensure_echo "$p"
     run_proxy "$p" "$PROXY_PORT"
 done
 
