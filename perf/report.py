@@ -127,7 +127,7 @@ def report(results_path, meta_path, md_path, svg_path):
                 cells.append("—")
                 continue
             cell = fmt(v, unit) if isinstance(v, (int, float)) else "n/a"
-            if p.startswith("wslb") and isinstance(v, (int, float)) and best:
+            if p.startswith("wslb") and isinstance(v, (int, float)) and v > 0 and best:
                 cell += f" ({v / best:.2f}x)"
             e = errors.get((p, key), 0)
             if e:

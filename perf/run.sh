@@ -116,14 +116,27 @@ rss_kib() {
 
 HZ="$(getconf CLK_TCK)"
 
-# record PROXY METRIC VALUE [ERRORS]
+# record PROXY METRIC VALUE [ERRORS]: into this attempt's file, kept if the attempt is.
 record() {
-    printf '{"proxy":"%s","metric":"%s","value":%s,"errors":%s}\n' "$1" "$2" "${3:-null}" "${4:-0}" >>"$RESULTS"
+    printf '{"proxy":"%s","metric":"%s","value":%s,"errors":%s}\n' "$1" "$2" "${3:-null}" "${4:-0}" >>"$RESULTS.cur"
+}
+
+# Did the echo backend and the proxy survive the last scenario? Something
+# outside this script killing them (a shared machine) spoils the attempt.
+healthy() {
+    local what=""
+    kill -0 "$ECHO_PID" 2>/dev/null || what="echo backend"
+    if [ -n "$PROXY_PID" ] && ! kill -0 "$PROXY_PID" 2>/dev/null; then what="${what:+$what and }proxy"; fi
+    if [ -n "$what" ]; then
+        log "$1: the $what died during this scenario"
+        ATTEMPT_OK=0
+        return 1
+    fi
 }
 
 # cpu_us_per_op TICKS_BEFORE TICKS_AFTER OPS -> microseconds of proxy CPU per op
 cpu_per_op() {
-    python3 -c "import sys; b,a,n=map(float,sys.argv[1:]); print('null' if n<=0 else round((a-b)/$HZ*1e6/n,2))" "$1" "$2" "$3"
+    python3 -c "import sys; b,a,n=map(float,sys.argv[1:]); print('null' if n<=0 or a<b else round((a-b)/$HZ*1e6/n,2))" "$1" "$2" "$3"
 }
 
 bench() { taskset -c "$LOAD_CORE" "$BIN" bench "$@"; }
@@ -177,12 +190,14 @@ run_proxy() {
     record "$name" http_rps "$rps" "$errs"; record "$name" http_p99_us "$p99" "$errs"
     [ -n "$PROXY_PID" ] && record "$name" http_cpu_us "$(cpu_per_op "$b" "$a" "$reqs")" "$errs"
     log "$name http: $rps req/s, p99 ${p99}us, errors $errs"
+    healthy "$name http" || return 0
 
     # 2. HTTP at a fixed rate.
     bench http --url "http://$url" -c 50 --rate "$RATE" -d "$DUR" --json >"$WORK/$name-rate.json" 2>"$WORK/$name-rate.err"
     for q in p50 p99 p999; do
         record "$name" "rate_${q}_us" "$(jget "$WORK/$name-rate.json" latency_us.$q)" "$(jget "$WORK/$name-rate.json" errors_total)"
     done
+    healthy "$name rate" || return 0
 
     # 3. WebSocket echo, 64 B and 16 KiB.
     for size in 64 16384; do
@@ -195,6 +210,7 @@ run_proxy() {
         record "$name" "${tag}_p99_us" "$(jget "$WORK/$name-$tag.json" latency_us.p99)" "$errs"
         [ -n "$PROXY_PID" ] && record "$name" "${tag}_cpu_us" "$(cpu_per_op "$b" "$a" "$ops")" "$errs"
         log "$name $tag: $(jget "$WORK/$name-$tag.json" ops_per_sec) msg/s, errors $errs"
+        healthy "$name $tag" || return 0
     done
 
     # 4. WebSocket session setup rate.
@@ -206,6 +222,7 @@ run_proxy() {
     record "$name" sess_p99_us "$(jget "$WORK/$name-sess.json" latency_us.p99)" "$errs"
     [ -n "$PROXY_PID" ] && record "$name" sess_cpu_us "$(cpu_per_op "$b" "$a" "$ops")" "$errs"
     log "$name sessions: $(jget "$WORK/$name-sess.json" ops_per_sec)/s, errors $errs"
+    healthy "$name sessions" || return 0
 
     # 5. Idle WebSockets held through the proxy: memory per connection.
     if [ -n "$PROXY_PID" ]; then hold_scenario "$name"; fi
@@ -242,6 +259,7 @@ hold_scenario() {
         record "$name" hold_bytes_per_conn null "$HOLD_N"
     fi
     log "$name hold: $up, RSS ${before} -> ${after} KiB"
+    healthy "$name hold"
     kill -INT "$hp" 2>/dev/null
     stop_pid "$hp"
 }
@@ -260,7 +278,6 @@ ensure_echo() {
     if [ -n "$ECHO_PID" ] && kill -0 "$ECHO_PID" 2>/dev/null; then return 0; fi
     if [ -n "$ECHO_PID" ]; then
         log "WARNING: the echo backend (pid $ECHO_PID) died; restarting it. Figures before this line may be affected."
-        echo "echo backend restarted before $1" >>"$WORK/notes.txt"
     fi
     start_bg "echo-$1" taskset -c "$LOAD_CORE" "$BIN" echo --listen "127.0.0.1:$ECHO_PORT"
     ECHO_PID=$LAST_PID
@@ -273,9 +290,21 @@ ensure_echo() {
 }
 
 for p in $PROXIES; do
-    PROXY_PORT=$((PROXY_PORT + 1))
-    ensure_echo "$p"
-    run_proxy "$p" "$PROXY_PORT"
+    for attempt in 1 2; do
+        PROXY_PORT=$((PROXY_PORT + 1))
+        ensure_echo "$p"
+        ATTEMPT_OK=1
+        : >"$RESULTS.cur"
+        run_proxy "$p" "$PROXY_PORT"
+        [ -n "${PROXY_PID:-}" ] && stop_pid "$PROXY_PID"
+        if [ "$ATTEMPT_OK" = 1 ] || [ "$attempt" = 2 ]; then
+            cat "$RESULTS.cur" >>"$RESULTS"
+            [ "$ATTEMPT_OK" = 1 ] || echo "$p: a process died during the run twice; its figures may be incomplete" >>"$WORK/notes.txt"
+            break
+        fi
+        log "retrying $p once"
+        echo "$p was re-run after a process died during its first attempt" >>"$WORK/notes.txt"
+    done
 done
 
 ELAPSED=$(( $(date +%s) - T_START ))
