@@ -9,6 +9,8 @@ mod http;
 mod response;
 mod runner;
 mod stats;
+#[cfg(test)]
+mod tests;
 mod url;
 mod ws;
 mod ws_session;
