@@ -35,6 +35,8 @@ pub enum Command {
     Echo(EchoArgs),
     /// Start a balancer on 127.0.0.1:8080 with three self-registering echo backends.
     Demo(crate::demo::DemoArgs),
+    /// Load generator for HTTP/1.1 and WebSocket.
+    Bench(crate::bench::BenchArgs),
     /// Register a backend that runs elsewhere with balancers, and keep it registered.
     Agent(AgentArgs),
 }

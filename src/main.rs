@@ -43,6 +43,7 @@ fn main() -> ExitCode {
             })
             .map_err(|e| format!("echo: {e}"))
         }
+        Command::Bench(args) => wslb::bench::run(args).map_err(|e| format!("bench: {e}")),
         Command::Demo(args) => wslb::demo::run(args).map_err(|e| format!("demo: {e}")),
         Command::Agent(args) => wslb::agent::cli::run(args).map_err(|e| format!("agent: {e}")),
     };
