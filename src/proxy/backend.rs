@@ -78,7 +78,7 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<BackendConn,
             Ok(BackendConn {
                 r,
                 w,
-                buf: ReadBuf::with_capacity(16 * 1024),
+                buf: ReadBuf::with_capacity(4 * 1024),
                 addr,
                 reused: false,
                 idle_since_ms: 0,

@@ -9,6 +9,7 @@ use super::backend::{connect, pick, sticky_key, BackendConn, ConnectError, Tried
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
 use super::io::write_static;
 use super::ClientConn;
+use crate::balance::stats::ActiveGuard;
 use crate::balance::health::{record_failure, record_success, HealthPolicy};
 use crate::config::WsMode;
 use crate::http::{
@@ -71,8 +72,27 @@ where
                 return;
             }
         }
-        let keep = proxy_request(ctx, client, &req, &head, &mut scratch, &mut resp_out).await;
-        if !keep || ctx.draining.is_fired() || client.handle.try_next().is_some() {
+        let end = Box::pin(proxy_request(ctx, client, &req, &head, &mut scratch, &mut resp_out)).await;
+        match end {
+            RequestEnd::KeepAlive => {}
+            RequestEnd::Close => return,
+            RequestEnd::Upgraded {
+                conn,
+                extensions,
+                guard,
+            } => {
+                // A session may idle for hours: give back the request
+                // buffers before relaying.
+                drop((head, scratch, resp_out));
+                match ctx.shared.cfg.ws_mode {
+                    WsMode::Tunnel => Box::pin(super::tunnel::relay(ctx, client, conn)).await,
+                    WsMode::Inspect => Box::pin(super::ws_relay::relay(ctx, client, conn, extensions)).await,
+                }
+                drop(guard);
+                return;
+            }
+        }
+        if ctx.draining.is_fired() || client.handle.try_next().is_some() {
             return;
         }
     }
@@ -169,7 +189,29 @@ where
     }
 }
 
-/// Proxies one request; returns whether the client connection stays open.
+/// How a proxied request ended for the client connection.
+enum RequestEnd {
+    KeepAlive,
+    Close,
+    /// The backend accepted a WebSocket upgrade: relay the session.
+    Upgraded {
+        conn: BackendConn,
+        extensions: bool,
+        guard: ActiveGuard,
+    },
+}
+
+impl From<bool> for RequestEnd {
+    fn from(keep: bool) -> Self {
+        if keep {
+            RequestEnd::KeepAlive
+        } else {
+            RequestEnd::Close
+        }
+    }
+}
+
+/// Proxies one request.
 async fn proxy_request<S>(
     ctx: &WorkerCtx,
     client: &mut ClientConn<S>,
@@ -177,7 +219,7 @@ async fn proxy_request<S>(
     head: &[u8],
     scratch: &mut Vec<u8>,
     resp_out: &mut Vec<u8>,
-) -> bool
+) -> RequestEnd
 where
     S: AsyncReadRent + AsyncWriteRent + 'static,
 {
@@ -190,7 +232,7 @@ where
         Ok(p) => (p.consumed, probe.is_done()),
         Err(e) => {
             let _ = write_static(&mut client.w, error_response(e.status())).await;
-            return false;
+            return RequestEnd::Close;
         }
     };
     let replayable = whole_body && !req.expect_continue;
@@ -268,18 +310,17 @@ where
                 if backend_reusable {
                     ctx.idle.put(conn);
                 }
-                return client_keep_alive;
+                return client_keep_alive.into();
             }
             Ok(ExchangeEnd::Upgraded { extensions }) => {
                 record_success(&backend.stats);
                 client.buf.consume(req.head_len);
                 client.handle.set_kind(ConnKind::WebSocket);
-                match cfg.ws_mode {
-                    WsMode::Tunnel => super::tunnel::relay(ctx, client, conn).await,
-                    WsMode::Inspect => super::ws_relay::relay(ctx, client, conn, extensions).await,
-                }
-                drop(guard);
-                return false;
+                return RequestEnd::Upgraded {
+                    conn,
+                    extensions,
+                    guard,
+                };
             }
             Err(ExchangeError::ClosedEarly)
                 if replayable && (conn.reused || req.method.is_idempotent()) =>
@@ -297,17 +338,17 @@ where
                 last_status = 502;
                 continue;
             }
-            Err(ExchangeError::ClientGone) => return false,
+            Err(ExchangeError::ClientGone) => return RequestEnd::Close,
             Err(ExchangeError::Timeout { response_started }) => {
                 tracing::warn!(backend = %backend.id, "backend timed out");
                 if !response_started {
                     let _ = write_static(&mut client.w, error_response(504)).await;
                 }
-                return false;
+                return RequestEnd::Close;
             }
             Err(ExchangeError::ClosedEarly) => {
                 let _ = write_static(&mut client.w, error_response(502)).await;
-                return false;
+                return RequestEnd::Close;
             }
             Err(ExchangeError::Failed {
                 response_started,
@@ -318,7 +359,7 @@ where
                 if !response_started {
                     let _ = write_static(&mut client.w, error_response(502)).await;
                 }
-                return false;
+                return RequestEnd::Close;
             }
         }
     }
@@ -326,7 +367,7 @@ where
         last_status = 503;
     }
     let _ = write_static(&mut client.w, error_response(last_status)).await;
-    false
+    RequestEnd::Close
 }
 
 /// The tried list without `idx`, so a stale pooled connection does not count

@@ -12,23 +12,34 @@ use std::task::{Poll, Waker};
 use monoio::buf::{IoBuf, IoBufMut, SliceMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
+/// Smallest read offered; idle connections sit at about this size.
+pub const MIN_READ: usize = 512;
+
 /// A connection's read buffer with a consumed prefix (`pos`): bytes before
-/// `pos` are done with; `data()` is what is left to handle.
+/// `pos` are done with; `data()` is what is left to handle. The size of each
+/// read adapts: it doubles while reads fill the space offered and halves when
+/// they come back small, so an idle connection holds a small buffer (with
+/// io_uring a pending read owns its buffer) while a busy one reads big chunks.
 pub struct ReadBuf {
     pub buf: Vec<u8>,
     pub pos: usize,
+    hint: usize,
 }
 
 impl ReadBuf {
-    pub fn with_capacity(cap: usize) -> Self {
+    /// A buffer whose first read offers `first_read` bytes; nothing is
+    /// allocated until then.
+    pub fn with_capacity(first_read: usize) -> Self {
         Self {
-            buf: Vec::with_capacity(cap),
+            buf: Vec::new(),
             pos: 0,
+            hint: first_read.max(MIN_READ),
         }
     }
 
     pub fn from_vec(buf: Vec<u8>, pos: usize) -> Self {
-        Self { buf, pos }
+        let hint = buf.capacity().max(MIN_READ);
+        Self { buf, pos, hint }
     }
 
     pub fn data(&self) -> &[u8] {
@@ -63,12 +74,16 @@ impl ReadBuf {
         }
     }
 
-    /// Reads once, appending to the unconsumed bytes; Ok(0) is end of stream.
-    pub async fn read_from<R: AsyncReadRent>(
-        &mut self,
-        r: &mut R,
-        want: usize,
-    ) -> io::Result<usize> {
+    /// Reads once, appending to the unconsumed bytes; Ok(0) is end of
+    /// stream. `max` caps what one read offers (the buffer still grows past
+    /// it when unconsumed bytes need more room).
+    pub async fn read_from<R: AsyncReadRent>(&mut self, r: &mut R, max: usize) -> io::Result<usize> {
+        let want = self.hint.clamp(MIN_READ, max.max(MIN_READ));
+        if self.is_empty() && self.buf.capacity() > want * 2 {
+            // Give back what a burst grew; the next read is small again.
+            self.buf = Vec::with_capacity(want);
+            self.pos = 0;
+        }
         self.make_room(want);
         let buf = std::mem::take(&mut self.buf);
         let len = buf.len();
@@ -76,6 +91,13 @@ impl ReadBuf {
         let slice: SliceMut<Vec<u8>> = buf.slice_mut(len..cap);
         let (res, slice) = r.read(slice).await;
         self.buf = slice.into_inner();
+        if let Ok(n) = res {
+            if n >= cap - len {
+                self.hint = (want * 2).min(max.max(MIN_READ));
+            } else if n < want / 4 {
+                self.hint = (want / 2).max(MIN_READ);
+            }
+        }
         res
     }
 }

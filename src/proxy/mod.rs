@@ -41,7 +41,7 @@ where
     let mut client = ClientConn {
         r,
         w,
-        buf: ReadBuf::with_capacity(8 * 1024),
+        buf: ReadBuf::with_capacity(2 * 1024),
         peer,
         tls: kind == ListenerKind::Tls,
         control: kind == ListenerKind::Control,
