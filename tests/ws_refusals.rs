@@ -229,3 +229,33 @@ fn protocol_errors_close_1002_in_both_modes() {
         );
     }
 }
+
+/// A protocol error does not overtake what the backend already sent: the
+/// echo of the valid message comes first, then exactly one close (1002),
+/// then the end of the connection (no second close, no data after it).
+#[test]
+fn error_close_follows_what_the_backend_sent_first() {
+    let e = echo("e");
+    let l = serve(&[&e], &["--ws-mode", "inspect"]);
+    for _ in 0..5 {
+        let mut ws = WsConn::connect(l.http());
+        let mut b = frame(true, OpCode::Text, M, b"hello");
+        b.extend(frame(true, OpCode::Text, None, b"unmasked"));
+        b.extend(frame(true, OpCode::Ping, M, b"never answered"));
+        assert!(ws.send_raw(&b));
+        let m = ws.recv_msg();
+        assert_eq!(
+            (m.opcode, m.payload.as_slice()),
+            (OpCode::Text, &b"hello"[..])
+        );
+        let m = ws.recv_msg();
+        assert_eq!(m.opcode, OpCode::Close);
+        assert_eq!(&m.payload[..2], &1002u16.to_be_bytes());
+        assert!(ws.send_close(1002, ""));
+        ws.set_read_timeout(Duration::from_secs(3));
+        match ws.recv() {
+            common::ws_client::Event::Eof => {}
+            other => panic!("expected the end after the close, got {other:?}"),
+        }
+    }
+}

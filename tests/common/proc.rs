@@ -123,11 +123,11 @@ pub fn serve(backends: &[&Proc], extra: &[&str]) -> Proc {
         "127.0.0.1:0".into(),
         "--no-pin".into(),
     ];
-    if !extra.iter().any(|a| *a == "--workers") {
+    if !extra.contains(&"--workers") {
         args.push("--workers".into());
         args.push("2".into());
     }
-    if !extra.iter().any(|a| *a == "--admin-listen") {
+    if !extra.contains(&"--admin-listen") {
         args.push("--admin-listen".into());
         args.push("off".into());
     }
