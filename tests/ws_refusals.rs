@@ -259,3 +259,37 @@ fn error_close_follows_what_the_backend_sent_first() {
         }
     }
 }
+
+/// A backend that breaks the protocol (a masked frame toward the client):
+/// the client gets 1001, the backend gets 1002 once the client has replied.
+#[test]
+fn backend_protocol_error_1002_to_backend_1001_to_client() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let backend = std::thread::spawn(move || {
+        let (s, _) = listener.accept().expect("accept");
+        let mut ws = WsConn::accept(s);
+        assert_eq!(ws.recv_msg().payload, b"hi");
+        assert!(ws.send_raw(&frame(true, OpCode::Text, M, b"masked by a server")));
+        ws.recv_close()
+    });
+    let l = Proc::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-pin",
+        "--workers",
+        "1",
+        "--admin-listen",
+        "off",
+        "--backend",
+        &format!("http://{addr}"),
+    ]);
+    let mut ws = WsConn::connect(l.http());
+    assert!(ws.send_text("hi"));
+    assert_eq!(ws.recv_close().map(|c| c.0), Some(1001), "client side");
+    assert!(ws.send_close(1001, ""));
+    let got = backend.join().expect("backend thread");
+    assert_eq!(got.map(|c| c.0), Some(1002), "backend side");
+    assert!(ws.closes_within(Duration::from_secs(3)));
+}
