@@ -293,3 +293,30 @@ fn backend_protocol_error_1002_to_backend_1001_to_client() {
     assert_eq!(got.map(|c| c.0), Some(1002), "backend side");
     assert!(ws.closes_within(Duration::from_secs(3)));
 }
+
+/// Invalid UTF-8 in the middle of a frame still being received fails fast
+/// (1007 at once), though the balancer's close to the backend cannot go out
+/// mid-frame and so no close reply from the backend will come.
+#[test]
+fn invalid_utf8_mid_frame_fails_fast() {
+    let e = echo("e");
+    let l = serve(&[&e], &["--ws-mode", "inspect", "--ws-validate-utf8"]);
+    let mut ws = WsConn::connect(l.http());
+    let mut payload = vec![b'a'; 100];
+    payload[40] = 0xFF;
+    let whole = frame(true, OpCode::Text, M, &payload);
+    // Header and 30 valid bytes, a pause, then the invalid byte onwards.
+    let split = whole.len() - 70;
+    assert!(ws.send_raw(&whole[..split]));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(ws.send_raw(&whole[split..split + 20]));
+    ws.set_read_timeout(Duration::from_millis(700));
+    let started = std::time::Instant::now();
+    let m = ws.recv_msg();
+    assert_eq!(m.opcode, OpCode::Close);
+    assert_eq!(&m.payload[..2], &1007u16.to_be_bytes());
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "not fail-fast"
+    );
+}

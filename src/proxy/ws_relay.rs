@@ -290,6 +290,11 @@ where
                 // first; the client's close follows the backend's reply.
                 to_client.defer_close(e.close_code());
                 to_backend.close(1001, "client error").await;
+                if !to_backend.at_boundary.get() {
+                    // The error came mid-frame: our close to the backend
+                    // cannot go out, so no reply will come. Fail fast.
+                    to_client.flush_deferred().await;
+                }
                 return End::Aborted;
             }
         }
@@ -347,6 +352,9 @@ where
             Err(e) => {
                 to_backend.defer_close(e.close_code());
                 to_client.close(1001, "backend error").await;
+                if !to_client.at_boundary.get() {
+                    to_backend.flush_deferred().await;
+                }
                 return End::Aborted;
             }
         }
