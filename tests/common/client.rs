@@ -183,6 +183,136 @@ impl HttpConn {
     }
 }
 
+impl HttpConn {
+    /// Reads one response head and leaves its body unread (large bodies are
+    /// then counted with [`HttpConn::count_body`]). None on EOF.
+    pub fn read_head(&mut self) -> Option<Response> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(n)) = resp.parse(&self.buf) {
+                let status = resp.code.unwrap_or(0);
+                let headers = resp
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_string(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                self.buf.drain(..n);
+                return Some(Response {
+                    status,
+                    headers,
+                    body: Vec::new(),
+                });
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// Reads up to `n` body bytes without keeping them; returns how many
+    /// arrived before `n` was reached or the stream ended.
+    pub fn count_body(&mut self, n: u64) -> u64 {
+        let mut got = (self.buf.len() as u64).min(n);
+        self.buf.drain(..got as usize);
+        let mut tmp = vec![0u8; 256 * 1024];
+        while got < n {
+            match self.stream.read(&mut tmp) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => {
+                    let take = (k as u64).min(n - got);
+                    if take < k as u64 {
+                        self.buf.extend_from_slice(&tmp[take as usize..k]);
+                    }
+                    got += take;
+                }
+            }
+        }
+        got
+    }
+}
+
+/// A raw TCP backend for the cases an echo cannot play: it records every
+/// byte it receives, and on each connection waits for a request head, writes
+/// `reply` (if any) and closes.
+pub struct RawBackend {
+    pub addr: SocketAddr,
+    pub accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl RawBackend {
+    pub fn start(reply: &'static [u8]) -> RawBackend {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind raw backend");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (acc, rec) = (accepted.clone(), received.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                acc.fetch_add(1, Ordering::SeqCst);
+                let rec = rec.clone();
+                std::thread::spawn(move || {
+                    stream.set_read_timeout(Some(Duration::from_secs(3))).ok();
+                    let mut seen = Vec::new();
+                    let mut tmp = [0u8; 4096];
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut tmp) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                seen.extend_from_slice(&tmp[..n]);
+                                rec.lock().expect("lock").extend_from_slice(&tmp[..n]);
+                            }
+                        }
+                    }
+                    if !reply.is_empty() {
+                        let _ = stream.write_all(reply);
+                    }
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        RawBackend {
+            addr,
+            accepted,
+            received,
+        }
+    }
+
+    /// The `--backend` flag value for this backend.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn received(&self) -> Vec<u8> {
+        self.received.lock().expect("lock").clone()
+    }
+}
+
+/// VmRSS of process `pid` in KiB (0 if unreadable).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// One-shot GET on a fresh connection.
 pub fn get(addr: SocketAddr, path: &str) -> Response {
     let mut c = HttpConn::connect(addr);

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""perf/report.py: helpers for perf/run.sh.
+
+  report.py wrk FILE                      -> "rps p99_us requests errors" from wrk --latency output
+  report.py report RESULTS META MD SVG    -> markdown table and SVG chart from results.jsonl
+"""
+import json
+import os
+import re
+import sys
+
+PROXIES = ["wslb-inspect", "wslb-tunnel", "haproxy", "nginx", "direct"]
+PEERS = ["haproxy", "nginx"]
+
+# metric key -> (label, unit, higher_is_better)
+METRICS = [
+    ("http_rps", "1. HTTP small response: requests/s (wrk -c 50)", "/s", True),
+    ("http_p99_us", "1. HTTP small response: p99 latency (wrk)", "µs", False),
+    ("http_cpu_us", "1. HTTP small response: proxy CPU per request", "µs", False),
+    ("rate_p50_us", "2. HTTP at fixed rate: p50 latency", "µs", False),
+    ("rate_p99_us", "2. HTTP at fixed rate: p99 latency", "µs", False),
+    ("rate_p999_us", "2. HTTP at fixed rate: p99.9 latency", "µs", False),
+    ("ws64_mps", "3. WS echo 64 B: messages/s (-c 50)", "/s", True),
+    ("ws64_p99_us", "3. WS echo 64 B: p99 round trip", "µs", False),
+    ("ws64_cpu_us", "3. WS echo 64 B: proxy CPU per message", "µs", False),
+    ("ws16k_mps", "3. WS echo 16 KiB: messages/s (-c 50)", "/s", True),
+    ("ws16k_p99_us", "3. WS echo 16 KiB: p99 round trip", "µs", False),
+    ("ws16k_cpu_us", "3. WS echo 16 KiB: proxy CPU per message", "µs", False),
+    ("sess_rate", "4. WS session setup: sessions/s (-c 20)", "/s", True),
+    ("sess_p99_us", "4. WS session setup: p99 handshake", "µs", False),
+    ("sess_cpu_us", "4. WS session setup: proxy CPU per session", "µs", False),
+    ("hold_bytes_per_conn", "5. Idle WS held: proxy memory per connection", "B", False),
+]
+
+CHART = [
+    ("http_cpu_us", "CPU µs / HTTP request"),
+    ("ws64_cpu_us", "CPU µs / WS msg 64 B"),
+    ("ws16k_cpu_us", "CPU µs / WS msg 16 KiB"),
+    ("sess_cpu_us", "CPU µs / WS session"),
+    ("hold_bytes_per_conn", "KiB / idle WS conn"),
+]
+COLORS = {"wslb-inspect": "#1f77b4", "wslb-tunnel": "#17becf", "haproxy": "#d62728", "nginx": "#2ca02c"}
+
+
+def parse_wrk(path):
+    text = open(path, encoding="utf-8", errors="replace").read()
+
+    def num(pattern, default=None):
+        m = re.search(pattern, text)
+        return m.group(1) if m else default
+
+    rps = num(r"Requests/sec:\s+([\d.]+)", "null")
+    reqs = num(r"(\d+) requests in", "0")
+    p99 = "null"
+    m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if m:
+        scale = {"us": 1, "ms": 1000, "s": 1_000_000}[m.group(2)]
+        p99 = str(round(float(m.group(1)) * scale))
+    errs = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errs += sum(int(x) for x in m.groups())
+    errs += int(num(r"Non-2xx or 3xx responses: (\d+)", "0"))
+    print(rps, p99, reqs, errs)
+
+
+def fmt(v, unit):
+    if v is None:
+        return "n/a"
+    if unit == "/s":
+        return f"{v:,.0f}/s"
+    if unit == "B":
+        return f"{v / 1024:,.1f} KiB" if abs(v) >= 1024 else f"{v:,.0f} B"
+    return f"{v:,.1f} µs" if v < 100 else f"{v:,.0f} µs"
+
+
+def load(results_path):
+    values, errors = {}, {}
+    for line in open(results_path, encoding="utf-8"):
+        line = line.strip()
+        if not line:
+            continue
+        r = json.loads(line)
+        values[(r["proxy"], r["metric"])] = r["value"]
+        errors[(r["proxy"], r["metric"])] = r.get("errors") or 0
+    return values, errors
+
+
+def best_peer(values, metric, higher):
+    peers = [values.get((p, metric)) for p in PEERS]
+    peers = [v for v in peers if isinstance(v, (int, float)) and v > 0]
+    if not peers:
+        return None
+    return max(peers) if higher else min(peers)
+
+
+def report(results_path, meta_path, md_path, svg_path):
+    values, errors = load(results_path)
+    meta = json.load(open(meta_path, encoding="utf-8"))
+    present = [p for p in PROXIES if p in meta["proxies"].split()]
+    lines = [
+        "# wslb vs HAProxy vs nginx",
+        "",
+        f"Run {meta['date']}{' (--quick)' if meta['quick'] else ''}: "
+        f"{meta['duration_s']} s per measurement, fixed rate {meta['rate']} req/s, "
+        f"{meta['hold']} held connections; whole run {meta['elapsed_s']} s.",
+        "",
+        f"Machine: {meta['nproc']} CPUs, {meta['cpu']}, Linux {meta['kernel']}. "
+        f"Versions: {meta['wslb']}, HAProxy {meta['haproxy']}, nginx {meta['nginx']}, wrk {meta['wrk']}.",
+        "",
+        "Each proxy runs one worker/thread pinned to core 0; the `wslb echo` backend and the load "
+        "generator share core 1. CPU is utime+stime of all the proxy's processes over the measurement "
+        "divided by the operations completed; memory is the growth of their VmRSS with the idle "
+        "connections held, divided by their number. wslb figures carry their ratio to the best of "
+        "HAProxy and nginx (value ÷ best peer: above 1 is better for rates, below 1 is better for "
+        "latency, CPU and memory). `direct` is the load generator talking to the backend with no proxy.",
+        "",
+        "| Scenario / metric | " + " | ".join(present) + " |",
+        "|---|" + "---|" * len(present),
+    ]
+    for key, label, unit, higher in METRICS:
+        best = best_peer(values, key, higher)
+        cells = []
+        for p in present:
+            v = values.get((p, key))
+            if p == "direct" and key.endswith("_cpu_us") or p == "direct" and key.startswith("hold"):
+                cells.append("—")
+                continue
+            cell = fmt(v, unit) if isinstance(v, (int, float)) else "n/a"
+            if p.startswith("wslb") and isinstance(v, (int, float)) and v > 0 and best:
+                cell += f" ({v / best:.2f}x)"
+            e = errors.get((p, key), 0)
+            if e:
+                cell += f" [{e} err]"
+            cells.append(cell)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    notes = os.path.join(os.path.dirname(results_path), "notes.txt")
+    if os.path.exists(notes):
+        lines += ["", "Notes from the run:", ""] + [f"- {n.strip()}" for n in open(notes, encoding="utf-8") if n.strip()]
+    lines += ["", "Chart: CPU per operation and memory per idle connection, `latest.svg` (lower is better).", ""]
+    with open(md_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    with open(svg_path, "w", encoding="utf-8") as f:
+        f.write(svg(values, [p for p in present if p != "direct"], meta))
+
+
+def esc(s):
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def svg(values, proxies, meta):
+    """Grouped bars, one group per chart metric, each group scaled to its own maximum."""
+    gw, bw, pad, top, h = 170, 30, 60, 70, 260
+    width = pad * 2 + gw * len(CHART)
+    height = top + h + 90
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">'
+        "Proxy cost per operation and per idle connection (lower is better)</text>",
+        f'<text x="{width / 2}" y="40" text-anchor="middle" fill="#555">'
+        f"{esc(meta['date'])}, {esc(meta['cpu'])}, 1 proxy core</text>",
+        f'<line x1="{pad}" y1="{top + h}" x2="{width - pad}" y2="{top + h}" stroke="#333"/>',
+    ]
+    for gi, (key, label) in enumerate(CHART):
+        vals = []
+        for p in proxies:
+            v = values.get((p, key))
+            if isinstance(v, (int, float)) and key == "hold_bytes_per_conn":
+                v = v / 1024
+            vals.append(v if isinstance(v, (int, float)) else None)
+        vmax = max([v for v in vals if v is not None and v > 0] or [1])
+        x0 = pad + gi * gw + (gw - bw * len(proxies)) / 2
+        for i, (p, v) in enumerate(zip(proxies, vals)):
+            x = x0 + i * bw
+            if v is None:
+                out.append(f'<text x="{x + bw / 2 - 1}" y="{top + h - 4}" text-anchor="middle" fill="#999">n/a</text>')
+                continue
+            bh = max(1.0, h * max(v, 0) / vmax)
+            out.append(
+                f'<rect x="{x + 2}" y="{top + h - bh:.1f}" width="{bw - 4}" height="{bh:.1f}" '
+                f'fill="{COLORS.get(p, "#888")}"><title>{esc(p)}: {v:.2f}</title></rect>'
+            )
+            out.append(
+                f'<text x="{x + bw / 2}" y="{top + h - bh - 4:.1f}" text-anchor="middle" font-size="9">'
+                f"{v:.1f}</text>"
+            )
+        out.append(
+            f'<text x="{pad + gi * gw + gw / 2}" y="{top + h + 18}" text-anchor="middle">{esc(label)}</text>'
+        )
+    lx = pad
+    for p in proxies:
+        out.append(f'<rect x="{lx}" y="{top + h + 40}" width="12" height="12" fill="{COLORS.get(p, "#888")}"/>')
+        out.append(f'<text x="{lx + 16}" y="{top + h + 50}">{esc(p)}</text>')
+        lx += 120
+    out.append("</svg>\n")
+    return "\n".join(out)
+
+
+def main(argv):
+    if len(argv) == 3 and argv[1] == "wrk":
+        parse_wrk(argv[2])
+    elif len(argv) == 6 and argv[1] == "report":
+        report(*argv[2:])
+    else:
+        sys.stderr.write(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,330 @@
+#!/usr/bin/env bash
+# perf/run.sh: end-to-end comparison of wslb (inspect and tunnel modes) with
+# HAProxy and nginx, plus "direct" (no proxy) as the floor, in one run.
+# The proxy under test gets one worker pinned to core 0; the echo backend and
+# the load generator share core 1. Writes perf/results/latest.{md,svg} and
+# dated copies. Usage: perf/run.sh [--quick] [--duration S] [--hold N]
+#                                  [--proxies "direct wslb-inspect ..."]
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="${WSLB_BIN:-$ROOT/target/release/wslb}"
+OUT="$ROOT/perf/results"
+DUR=10
+HOLD_N=8000
+RATE=5000
+QUICK=0
+PROXIES="direct wslb-inspect wslb-tunnel haproxy nginx"
+PROXY_CORE=0
+LOAD_CORE=1
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1; DUR=3 ;;
+        --duration) DUR="$2"; shift ;;
+        --hold) HOLD_N="$2"; shift ;;
+        --rate) RATE="$2"; shift ;;
+        --proxies) PROXIES="$2"; shift ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+WORK="$(mktemp -d /tmp/wslb-perf.XXXXXX)"
+RESULTS="$WORK/results.jsonl"
+: > "$RESULTS"
+# Ports below the ephemeral range (32768+), so TIME_WAIT sockets of earlier
+# traffic can never block the bind.
+ECHO_PORT=18900
+PROXY_PORT=18910
+BG_PIDS=()
+T_START=$(date +%s)
+
+log() { echo "[perf $(date +%H:%M:%S)] $*" >&2; }
+
+cleanup() {
+    local p
+    for p in "${BG_PIDS[@]}"; do
+        kill "$p" 2>/dev/null
+    done
+    sleep 0.3
+    for p in "${BG_PIDS[@]}"; do
+        kill -9 "$p" 2>/dev/null
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Start a command in the background with its output in $WORK/NAME.log.
+start_bg() {
+    local name="$1"; shift
+    "$@" >"$WORK/$name.log" 2>&1 &
+    LAST_PID=$!
+    BG_PIDS+=("$LAST_PID")
+}
+
+stop_pid() {
+    local pid="$1" i
+    kill "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
+
+wait_port() {
+    local port="$1" pid="$2" i
+    for i in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# All processes of a proxy: the started pid and its direct children (nginx workers).
+proc_tree() {
+    local pid="$1"
+    echo "$pid"
+    pgrep -P "$pid" 2>/dev/null
+}
+
+# utime+stime in clock ticks, summed over the given pids.
+cpu_ticks() {
+    local total=0 p rest
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] || continue
+        rest="$(sed 's/^.*) //' "/proc/$p/stat")"
+        set -- $rest
+        # After "pid (comm) ", field 3 (state) is $1, so utime=$12, stime=$13.
+        total=$((total + ${12} + ${13}))
+    done
+    echo "$total"
+}
+
+rss_kib() {
+    local total=0 p v
+    for p in "$@"; do
+        v="$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null)"
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+HZ="$(getconf CLK_TCK)"
+
+# record PROXY METRIC VALUE [ERRORS]: into this attempt's file, kept if the attempt is.
+record() {
+    printf '{"proxy":"%s","metric":"%s","value":%s,"errors":%s}\n' "$1" "$2" "${3:-null}" "${4:-0}" >>"$RESULTS.cur"
+}
+
+# Did the echo backend and the proxy survive the last scenario? Something
+# outside this script killing them (a shared machine) spoils the attempt.
+healthy() {
+    local what=""
+    kill -0 "$ECHO_PID" 2>/dev/null || what="echo backend"
+    if [ -n "$PROXY_PID" ] && ! kill -0 "$PROXY_PID" 2>/dev/null; then what="${what:+$what and }proxy"; fi
+    if [ -n "$what" ]; then
+        log "$1: the $what died during this scenario"
+        ATTEMPT_OK=0
+        return 1
+    fi
+}
+
+# cpu_us_per_op TICKS_BEFORE TICKS_AFTER OPS -> microseconds of proxy CPU per op
+cpu_per_op() {
+    python3 -c "import sys; b,a,n=map(float,sys.argv[1:]); print('null' if n<=0 or a<b else round((a-b)/$HZ*1e6/n,2))" "$1" "$2" "$3"
+}
+
+bench() { taskset -c "$LOAD_CORE" "$BIN" bench "$@"; }
+# jget FILE KEY.PATH: a value from a bench JSON summary; latency is null when nothing completed.
+jget() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); v=d
+for k in sys.argv[2].split('.'): v=v[k]
+print('null' if sys.argv[2].startswith('latency') and d['ops']==0 else v)" "$1" "$2" 2>/dev/null || echo null; }
+
+start_proxy() {
+    local name="$1" port="$2"
+    case "$name" in
+        direct) PROXY_PID=""; TARGET_PORT=$ECHO_PORT; return 0 ;;
+        wslb-inspect|wslb-tunnel)
+            start_bg "$name" taskset -c "$PROXY_CORE" "$BIN" serve --workers 1 \
+                --listen "127.0.0.1:$port" --backend "http://127.0.0.1:$ECHO_PORT" \
+                --ws-mode "${name#wslb-}" --admin-listen 127.0.0.1:0 --log-level warn ;;
+        haproxy)
+            sed -e "s|@PORT@|$port|g; s|@ECHO@|$ECHO_PORT|g; s|@DIR@|$WORK|g" \
+                "$ROOT/perf/haproxy.cfg.tmpl" >"$WORK/haproxy.cfg"
+            start_bg haproxy taskset -c "$PROXY_CORE" haproxy -db -f "$WORK/haproxy.cfg" ;;
+        nginx)
+            mkdir -p "$WORK"/nginx-{body,proxy,fastcgi,uwsgi,scgi}
+            sed -e "s|@PORT@|$port|g; s|@ECHO@|$ECHO_PORT|g; s|@DIR@|$WORK|g" \
+                "$ROOT/perf/nginx.conf.tmpl" >"$WORK/nginx.conf"
+            start_bg nginx taskset -c "$PROXY_CORE" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" ;;
+    esac
+    PROXY_PID=$LAST_PID
+    TARGET_PORT=$port
+    if ! wait_port "$port" "$PROXY_PID"; then
+        log "FAILED: $name did not start listening on $port; its column shows n/a"
+        tail -n 5 "$WORK/$name.log" >&2
+        stop_pid "$PROXY_PID"
+        return 1
+    fi
+    sleep 0.3
+}
+
+run_proxy() {
+    local name="$1" port="$2" pids b a ops j
+    log "=== $name"
+    start_proxy "$name" "$port" || return 0
+    local url="127.0.0.1:$TARGET_PORT/"
+    pids() { [ -n "$PROXY_PID" ] && proc_tree "$PROXY_PID"; }
+
+    # 1. HTTP small responses, closed loop, wrk.
+    b=$(cpu_ticks $(pids))
+    taskset -c "$LOAD_CORE" wrk -c 50 -t 1 -d "${DUR}s" --latency "http://$url" >"$WORK/$name-wrk.txt" 2>&1
+    a=$(cpu_ticks $(pids))
+    j="$(python3 "$ROOT/perf/report.py" wrk "$WORK/$name-wrk.txt")"
+    read -r rps p99 reqs errs <<<"$j"
+    record "$name" http_rps "$rps" "$errs"; record "$name" http_p99_us "$p99" "$errs"
+    [ -n "$PROXY_PID" ] && record "$name" http_cpu_us "$(cpu_per_op "$b" "$a" "$reqs")" "$errs"
+    log "$name http: $rps req/s, p99 ${p99}us, errors $errs"
+    healthy "$name http" || return 0
+
+    # 2. HTTP at a fixed rate.
+    bench http --url "http://$url" -c 50 --rate "$RATE" -d "$DUR" --json >"$WORK/$name-rate.json" 2>"$WORK/$name-rate.err"
+    for q in p50 p99 p999; do
+        record "$name" "rate_${q}_us" "$(jget "$WORK/$name-rate.json" latency_us.$q)" "$(jget "$WORK/$name-rate.json" errors_total)"
+    done
+    healthy "$name rate" || return 0
+
+    # 3. WebSocket echo, 64 B and 16 KiB.
+    for size in 64 16384; do
+        local tag=ws64; [ "$size" = 16384 ] && tag=ws16k
+        b=$(cpu_ticks $(pids))
+        bench ws --url "ws://$url" -c 50 --size "$size" -d "$DUR" --json >"$WORK/$name-$tag.json" 2>"$WORK/$name-$tag.err"
+        a=$(cpu_ticks $(pids))
+        ops=$(jget "$WORK/$name-$tag.json" ops); errs=$(jget "$WORK/$name-$tag.json" errors_total)
+        record "$name" "${tag}_mps" "$(jget "$WORK/$name-$tag.json" ops_per_sec)" "$errs"
+        record "$name" "${tag}_p99_us" "$(jget "$WORK/$name-$tag.json" latency_us.p99)" "$errs"
+        [ -n "$PROXY_PID" ] && record "$name" "${tag}_cpu_us" "$(cpu_per_op "$b" "$a" "$ops")" "$errs"
+        log "$name $tag: $(jget "$WORK/$name-$tag.json" ops_per_sec) msg/s, errors $errs"
+        healthy "$name $tag" || return 0
+    done
+
+    # 4. WebSocket session setup rate.
+    b=$(cpu_ticks $(pids))
+    bench ws --connect-rate --url "ws://$url" -c 20 -d "$DUR" --json >"$WORK/$name-sess.json" 2>"$WORK/$name-sess.err"
+    a=$(cpu_ticks $(pids))
+    ops=$(jget "$WORK/$name-sess.json" ops); errs=$(jget "$WORK/$name-sess.json" errors_total)
+    record "$name" sess_rate "$(jget "$WORK/$name-sess.json" ops_per_sec)" "$errs"
+    record "$name" sess_p99_us "$(jget "$WORK/$name-sess.json" latency_us.p99)" "$errs"
+    [ -n "$PROXY_PID" ] && record "$name" sess_cpu_us "$(cpu_per_op "$b" "$a" "$ops")" "$errs"
+    log "$name sessions: $(jget "$WORK/$name-sess.json" ops_per_sec)/s, errors $errs"
+    healthy "$name sessions" || return 0
+
+    # 5. Idle WebSockets held through the proxy: memory per connection.
+    if [ -n "$PROXY_PID" ]; then hold_scenario "$name"; fi
+
+    [ -n "$PROXY_PID" ] && stop_pid "$PROXY_PID"
+    # Let TIME_WAIT sockets and the backend settle between proxies.
+    sleep 1
+}
+
+hold_scenario() {
+    local name="$1" before after hp i up=""
+    sleep 1
+    before=$(rss_kib $(proc_tree "$PROXY_PID"))
+    start_bg "$name-hold" taskset -c "$LOAD_CORE" "$BIN" bench ws --hold "$HOLD_N" --url "ws://127.0.0.1:$TARGET_PORT/" --json
+    hp=$LAST_PID
+    for i in $(seq 1 1200); do
+        up="$(grep -m1 '^holding' "$WORK/$name-hold.log" 2>/dev/null)"
+        [ -n "$up" ] && break
+        kill -0 "$hp" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$up" ]; then
+        log "FAILED: $name did not reach $HOLD_N held connections"
+        record "$name" hold_bytes_per_conn null 1
+        stop_pid "$hp"
+        return
+    fi
+    sleep 2
+    after=$(rss_kib $(proc_tree "$PROXY_PID"))
+    local held; held="$(echo "$up" | awk '{print $2}')"
+    if [ "${held:-0}" -gt 0 ]; then
+        record "$name" hold_bytes_per_conn "$(python3 -c "print(round(($after-$before)*1024/$held))")" "$((HOLD_N - held))"
+    else
+        record "$name" hold_bytes_per_conn null "$HOLD_N"
+    fi
+    log "$name hold: $up, RSS ${before} -> ${after} KiB"
+    healthy "$name hold"
+    kill -INT "$hp" 2>/dev/null
+    stop_pid "$hp"
+}
+
+# --- main -------------------------------------------------------------------
+if [ ! -x "$BIN" ]; then
+    echo "run.sh: $BIN not found; run scripts/perf-setup.sh first" >&2
+    exit 1
+fi
+for tool in wrk taskset python3; do
+    command -v "$tool" >/dev/null || { echo "run.sh: $tool missing; run scripts/perf-setup.sh" >&2; exit 1; }
+done
+
+ECHO_PID=""
+ensure_echo() {
+    if [ -n "$ECHO_PID" ] && kill -0 "$ECHO_PID" 2>/dev/null; then return 0; fi
+    if [ -n "$ECHO_PID" ]; then
+        log "WARNING: the echo backend (pid $ECHO_PID) died; restarting it. Figures before this line may be affected."
+    fi
+    start_bg "echo-$1" taskset -c "$LOAD_CORE" "$BIN" echo --listen "127.0.0.1:$ECHO_PORT"
+    ECHO_PID=$LAST_PID
+    if ! wait_port "$ECHO_PORT" "$ECHO_PID"; then
+        echo "run.sh: echo backend failed to start:" >&2
+        tail -n 20 "$WORK/echo-$1.log" >&2
+        exit 1
+    fi
+    log "echo backend up on $ECHO_PORT (work dir $WORK)"
+}
+
+for p in $PROXIES; do
+    for attempt in 1 2; do
+        PROXY_PORT=$((PROXY_PORT + 1))
+        ensure_echo "$p"
+        ATTEMPT_OK=1
+        : >"$RESULTS.cur"
+        run_proxy "$p" "$PROXY_PORT"
+        [ -n "${PROXY_PID:-}" ] && stop_pid "$PROXY_PID"
+        if [ "$ATTEMPT_OK" = 1 ] || [ "$attempt" = 2 ]; then
+            cat "$RESULTS.cur" >>"$RESULTS"
+            [ "$ATTEMPT_OK" = 1 ] || echo "$p: a process died during the run twice; its figures may be incomplete" >>"$WORK/notes.txt"
+            break
+        fi
+        log "retrying $p once"
+        echo "$p was re-run after a process died during its first attempt" >>"$WORK/notes.txt"
+    done
+done
+
+ELAPSED=$(( $(date +%s) - T_START ))
+cat >"$WORK/meta.json" <<JSON
+{"date": "$(date -u '+%Y-%m-%d %H:%M UTC')",
+ "nproc": "$(nproc)",
+ "cpu": "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')",
+ "kernel": "$(uname -r)",
+ "wslb": "$("$BIN" --version 2>/dev/null | head -n1)",
+ "haproxy": "$(haproxy -v 2>/dev/null | head -n1 | awk '{print $3}')",
+ "nginx": "$(nginx -v 2>&1 | sed 's|.*/||')",
+ "wrk": "$(wrk -v 2>&1 | head -n1 | awk '{print $2}')",
+ "duration_s": $DUR, "rate": $RATE, "hold": $HOLD_N, "quick": $QUICK,
+ "elapsed_s": $ELAPSED, "proxies": "$PROXIES"}
+JSON
+mkdir -p "$OUT"
+STAMP="$(date '+%Y-%m-%d-%H%M')"
+python3 "$ROOT/perf/report.py" report "$RESULTS" "$WORK/meta.json" "$OUT/$STAMP.md" "$OUT/$STAMP.svg" || exit 1
+cp "$OUT/$STAMP.md" "$OUT/latest.md"
+cp "$OUT/$STAMP.svg" "$OUT/latest.svg"
+cp "$RESULTS" "$OUT/$STAMP.jsonl"
+log "done in ${ELAPSED}s: $OUT/latest.md (raw logs in $WORK)"
+cat "$OUT/latest.md"
