@@ -62,6 +62,7 @@ fn watch(
                 }
             }
             Event::Msg(m) if m.opcode == OpCode::Close => {
+                assert!(close.is_none(), "a second close frame: {m:?}");
                 close = Some(u16::from_be_bytes([m.payload[0], m.payload[1]]));
             }
             Event::Msg(m) => panic!("unexpected message {m:?}"),

@@ -229,3 +229,94 @@ fn protocol_errors_close_1002_in_both_modes() {
         );
     }
 }
+
+/// A protocol error does not overtake what the backend already sent: the
+/// echo of the valid message comes first, then exactly one close (1002),
+/// then the end of the connection (no second close, no data after it).
+#[test]
+fn error_close_follows_what_the_backend_sent_first() {
+    let e = echo("e");
+    let l = serve(&[&e], &["--ws-mode", "inspect"]);
+    for _ in 0..5 {
+        let mut ws = WsConn::connect(l.http());
+        let mut b = frame(true, OpCode::Text, M, b"hello");
+        b.extend(frame(true, OpCode::Text, None, b"unmasked"));
+        b.extend(frame(true, OpCode::Ping, M, b"never answered"));
+        assert!(ws.send_raw(&b));
+        let m = ws.recv_msg();
+        assert_eq!(
+            (m.opcode, m.payload.as_slice()),
+            (OpCode::Text, &b"hello"[..])
+        );
+        let m = ws.recv_msg();
+        assert_eq!(m.opcode, OpCode::Close);
+        assert_eq!(&m.payload[..2], &1002u16.to_be_bytes());
+        assert!(ws.send_close(1002, ""));
+        ws.set_read_timeout(Duration::from_secs(3));
+        match ws.recv() {
+            common::ws_client::Event::Eof => {}
+            other => panic!("expected the end after the close, got {other:?}"),
+        }
+    }
+}
+
+/// A backend that breaks the protocol (a masked frame toward the client):
+/// the client gets 1001, the backend gets 1002 once the client has replied.
+#[test]
+fn backend_protocol_error_1002_to_backend_1001_to_client() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let backend = std::thread::spawn(move || {
+        let (s, _) = listener.accept().expect("accept");
+        let mut ws = WsConn::accept(s);
+        assert_eq!(ws.recv_msg().payload, b"hi");
+        assert!(ws.send_raw(&frame(true, OpCode::Text, M, b"masked by a server")));
+        ws.recv_close()
+    });
+    let l = Proc::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-pin",
+        "--workers",
+        "1",
+        "--admin-listen",
+        "off",
+        "--backend",
+        &format!("http://{addr}"),
+    ]);
+    let mut ws = WsConn::connect(l.http());
+    assert!(ws.send_text("hi"));
+    assert_eq!(ws.recv_close().map(|c| c.0), Some(1001), "client side");
+    assert!(ws.send_close(1001, ""));
+    let got = backend.join().expect("backend thread");
+    assert_eq!(got.map(|c| c.0), Some(1002), "backend side");
+    assert!(ws.closes_within(Duration::from_secs(3)));
+}
+
+/// Invalid UTF-8 in the middle of a frame still being received fails fast
+/// (1007 at once), though the balancer's close to the backend cannot go out
+/// mid-frame and so no close reply from the backend will come.
+#[test]
+fn invalid_utf8_mid_frame_fails_fast() {
+    let e = echo("e");
+    let l = serve(&[&e], &["--ws-mode", "inspect", "--ws-validate-utf8"]);
+    let mut ws = WsConn::connect(l.http());
+    let mut payload = vec![b'a'; 100];
+    payload[40] = 0xFF;
+    let whole = frame(true, OpCode::Text, M, &payload);
+    // Header and 30 valid bytes, a pause, then the invalid byte onwards.
+    let split = whole.len() - 70;
+    assert!(ws.send_raw(&whole[..split]));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(ws.send_raw(&whole[split..split + 20]));
+    ws.set_read_timeout(Duration::from_millis(700));
+    let started = std::time::Instant::now();
+    let m = ws.recv_msg();
+    assert_eq!(m.opcode, OpCode::Close);
+    assert_eq!(&m.payload[..2], &1007u16.to_be_bytes());
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "not fail-fast"
+    );
+}

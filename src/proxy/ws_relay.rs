@@ -34,7 +34,14 @@ struct Outbound<W> {
     w: LocalLock<W>,
     at_boundary: Cell<bool>,
     pending: RefCell<Vec<u8>>,
+    /// A close frame went (or is queued) this way: forwarded or our own.
     close_sent: Cell<bool>,
+    /// The close frame was our own: nothing forwarded may follow it.
+    injected_close: Cell<bool>,
+    /// A close owed to this side (it broke the protocol), sent when the other
+    /// side's close reply comes back, so that what the other side sent before
+    /// that still arrives first (as it would without a balancer).
+    deferred: Cell<Option<u16>>,
     mask: bool,
 }
 
@@ -45,6 +52,8 @@ impl<W: AsyncWriteRent> Outbound<W> {
             at_boundary: Cell::new(true),
             pending: RefCell::new(Vec::new()),
             close_sent: Cell::new(false),
+            injected_close: Cell::new(false),
+            deferred: Cell::new(None),
             mask,
         }
     }
@@ -63,6 +72,10 @@ impl<W: AsyncWriteRent> Outbound<W> {
         boundary: bool,
     ) -> (bool, Vec<u8>) {
         let mut w = self.w.lock().await;
+        if self.injected_close.get() && self.at_boundary.get() && self.pending.borrow().is_empty() {
+            // Our close frame is out: the rest of this direction is dropped.
+            return (true, buf);
+        }
         let (res, buf) = write_range(&mut *w, buf, start, end).await;
         self.at_boundary.set(boundary);
         let mut ok = res.is_ok();
@@ -85,6 +98,8 @@ impl<W: AsyncWriteRent> Outbound<W> {
         if self.close_sent.replace(true) {
             return true;
         }
+        self.injected_close.set(true);
+        self.deferred.set(None);
         let mut frame = Vec::with_capacity(reason.len() + 16);
         write_close_frame(&mut frame, code, reason, self.mask_key());
         self.send_made(frame).await
@@ -97,6 +112,21 @@ impl<W: AsyncWriteRent> Outbound<W> {
         } else {
             self.pending.borrow_mut().extend_from_slice(&frame);
             true
+        }
+    }
+
+    /// Fails this side with `code` once the other side's close reply is
+    /// back (or at the end of the session, whichever comes first).
+    fn defer_close(&self, code: u16) {
+        if !self.close_sent.get() && self.deferred.get().is_none() {
+            self.deferred.set(Some(code));
+        }
+    }
+
+    /// Sends a deferred close that is still owed.
+    async fn flush_deferred(&self) {
+        if let Some(code) = self.deferred.take() {
+            self.close(code, "protocol error").await;
         }
     }
 
@@ -175,12 +205,28 @@ async fn forward_buffered<W: AsyncWriteRent>(
                     fwd_start = cursor;
                     continue;
                 }
-                cursor += len;
                 if header.opcode == OpCode::Close {
+                    if let Some(code) = out.deferred.take() {
+                        // The reply to our close of the other side: the
+                        // offender gets its own close instead.
+                        if fwd_start < cursor {
+                            let v = std::mem::take(&mut buf.buf);
+                            let (w_ok, v) = out.forward(v, fwd_start, cursor, true).await;
+                            buf.buf = v;
+                            ok &= w_ok;
+                        }
+                        ok &= out.close(code, "protocol error").await;
+                        cursor += len;
+                        fwd_start = cursor;
+                        closed = true;
+                        break;
+                    }
+                    cursor += len;
                     out.close_sent.set(true);
                     closed = true;
                     break;
                 }
+                cursor += len;
             }
         }
     }
@@ -240,8 +286,15 @@ where
                 return End::Aborted;
             }
             Err(e) => {
-                to_client.close(e.close_code(), "protocol error").await;
+                // What the backend sent before our close reaches the client
+                // first; the client's close follows the backend's reply.
+                to_client.defer_close(e.close_code());
                 to_backend.close(1001, "client error").await;
+                if !to_backend.at_boundary.get() {
+                    // The error came mid-frame: our close to the backend
+                    // cannot go out, so no reply will come. Fail fast.
+                    to_client.flush_deferred().await;
+                }
                 return End::Aborted;
             }
         }
@@ -252,6 +305,7 @@ where
         };
         match read_keeping(r, buf, wait).await {
             Ok(Some(0)) | Err(_) => {
+                to_backend.flush_deferred().await;
                 to_backend.close(1001, "client went away").await;
                 return End::Vanished;
             }
@@ -296,14 +350,18 @@ where
                 return End::Aborted;
             }
             Err(e) => {
-                to_backend.close(e.close_code(), "protocol error").await;
+                to_backend.defer_close(e.close_code());
                 to_client.close(1001, "backend error").await;
+                if !to_client.at_boundary.get() {
+                    to_backend.flush_deferred().await;
+                }
                 return End::Aborted;
             }
         }
         match buf.read_from(r, RELAY_CHUNK).await {
             Ok(n) if n > 0 => {}
             _ => {
+                to_client.flush_deferred().await;
                 to_client.close(1012, "backend went away").await;
                 return End::Vanished;
             }
@@ -425,5 +483,7 @@ pub async fn relay<S>(
     })
     .await;
     tracing::debug!(?up_end, ?down_end, "websocket session ended");
+    to_client.flush_deferred().await;
+    to_backend.flush_deferred().await;
     to_backend.shutdown().await;
 }
