@@ -120,6 +120,11 @@ fn malformed_shapes_refused() {
         ("no CRLF after data", b"5\r\nhelloX\r\n0\r\n\r\n".to_vec()),
         ("bare LF after data", b"5\r\nhello\n0\r\n\r\n".to_vec()),
         ("CR only after data", b"5\r\nhello\rX0\r\n\r\n".to_vec()),
+        (
+            "CR then size after data",
+            b"5\r\nhello\r00\r\n\r\n".to_vec(),
+        ),
+        ("LF CR after data", b"5\r\nhello\n\r0\r\n\r\n".to_vec()),
         ("space then CRLF", b"5 \r\nhello\r\n0\r\n\r\n".to_vec()),
         ("space then digit", b"5 5\r\nhello\r\n0\r\n\r\n".to_vec()),
         ("control in ext", b"5;a\x01\r\nhello\r\n0\r\n\r\n".to_vec()),

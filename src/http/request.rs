@@ -188,6 +188,8 @@ pub fn parse_request(
     }
 
     let upgrade_websocket = minor_version == 1 && conn_upgrade && upgrade_ws;
+    // RFC 9110 section 10.1.1: ignore 100-continue from an HTTP/1.0 client.
+    let expect_continue = expect_continue && minor_version == 1;
     let keep_alive = !conn_close && (minor_version == 1 || conn_keep_alive);
 
     // Validated: now write the head for the backend.

@@ -206,6 +206,8 @@ fn expect_continue() {
         parse(b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n");
     assert!(r.expect_continue);
     assert!(out.contains("Expect: 100-Continue\r\n"));
+    let (r0, _) = parse(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    assert!(!r0.expect_continue);
 }
 
 #[test]
