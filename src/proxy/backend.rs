@@ -20,6 +20,9 @@ use crate::server::worker::WorkerCtx;
 
 /// Idle connections kept per backend address, per worker.
 const MAX_IDLE_PER_BACKEND: usize = 128;
+/// A parked connection idle this long is peeked before reuse even for a
+/// replayable request.
+const PEEK_AFTER_IDLE_MS: u64 = 1_000;
 /// An idle backend connection older than this is not reused.
 const IDLE_MAX_AGE_MS: u64 = 30_000;
 
@@ -102,13 +105,17 @@ impl IdlePool {
     }
 
     /// The most recently parked connection to `addr` that is young enough
-    /// and that the backend has not closed meanwhile.
-    pub fn take(&self, addr: SocketAddr) -> Option<BackendConn> {
+    /// and that the backend has not closed meanwhile. The liveness peek (a
+    /// syscall) is skipped for a request that can be replayed on a fresh
+    /// connection anyway, unless the connection sat idle a while.
+    pub fn take(&self, addr: SocketAddr, replayable: bool) -> Option<BackendConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         let now = now_ms();
         while let Some(mut conn) = list.pop() {
-            if now.saturating_sub(conn.idle_since_ms) < IDLE_MAX_AGE_MS && conn.still_open() {
+            let idle_ms = now.saturating_sub(conn.idle_since_ms);
+            let check = !replayable || idle_ms >= PEEK_AFTER_IDLE_MS;
+            if idle_ms < IDLE_MAX_AGE_MS && (!check || conn.still_open()) {
                 conn.reused = true;
                 return Some(conn);
             }

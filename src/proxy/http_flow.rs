@@ -9,8 +9,8 @@ use super::backend::{connect, pick, sticky_key, BackendConn, ConnectError, Tried
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
 use super::io::write_static;
 use super::ClientConn;
-use crate::balance::stats::ActiveGuard;
 use crate::balance::health::{record_failure, record_success, HealthPolicy};
+use crate::balance::stats::ActiveGuard;
 use crate::config::WsMode;
 use crate::http::{
     error_response, parse_request, BodyKind, ForwardInfo, Limits, Method, ParsedRequest,
@@ -72,7 +72,15 @@ where
                 return;
             }
         }
-        let end = Box::pin(proxy_request(ctx, client, &req, &head, &mut scratch, &mut resp_out)).await;
+        let end = Box::pin(proxy_request(
+            ctx,
+            client,
+            &req,
+            &head,
+            &mut scratch,
+            &mut resp_out,
+        ))
+        .await;
         match end {
             RequestEnd::KeepAlive => {}
             RequestEnd::Close => return,
@@ -86,7 +94,9 @@ where
                 drop((head, scratch, resp_out));
                 match ctx.shared.cfg.ws_mode {
                     WsMode::Tunnel => Box::pin(super::tunnel::relay(ctx, client, conn)).await,
-                    WsMode::Inspect => Box::pin(super::ws_relay::relay(ctx, client, conn, extensions)).await,
+                    WsMode::Inspect => {
+                        Box::pin(super::ws_relay::relay(ctx, client, conn, extensions)).await
+                    }
                 }
                 drop(guard);
                 return;
@@ -253,7 +263,7 @@ where
         let pooled = if upgrade {
             None
         } else {
-            ctx.idle.take(backend.addr)
+            ctx.idle.take(backend.addr, replayable)
         };
         let mut conn: BackendConn = match pooled {
             Some(c) => c,

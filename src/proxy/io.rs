@@ -77,7 +77,11 @@ impl ReadBuf {
     /// Reads once, appending to the unconsumed bytes; Ok(0) is end of
     /// stream. `max` caps what one read offers (the buffer still grows past
     /// it when unconsumed bytes need more room).
-    pub async fn read_from<R: AsyncReadRent>(&mut self, r: &mut R, max: usize) -> io::Result<usize> {
+    pub async fn read_from<R: AsyncReadRent>(
+        &mut self,
+        r: &mut R,
+        max: usize,
+    ) -> io::Result<usize> {
         let want = self.hint.clamp(MIN_READ, max.max(MIN_READ));
         if self.is_empty() && self.buf.capacity() > want * 2 {
             // Give back what a burst grew; the next read is small again.

@@ -9,6 +9,8 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
+use monoio::time::Instant;
+
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::BackendConn;
@@ -147,12 +149,15 @@ enum End {
     Aborted,
 }
 
-/// The client's liveness: pings sent on idle, pongs expected back.
+/// The client's liveness: pings sent on idle, pongs expected back. The
+/// reader only stamps `last_rx`; a separate pinger task owns the timers, so
+/// the per-message path sets no timer at all.
 struct PingState {
     interval: Option<Duration>,
     timeout: Duration,
     outstanding: Cell<Option<[u8; 8]>>,
     counter: Cell<u64>,
+    last_rx: Cell<Instant>,
 }
 
 /// Scans and forwards what is buffered in `buf`; returns whether a close
@@ -241,28 +246,6 @@ async fn forward_buffered<W: AsyncWriteRent>(
     Ok((closed, ok))
 }
 
-/// Reads with an optional timeout without losing a partial frame already in
-/// `buf` if the timeout cancels the read. Ok(None) = timed out.
-async fn read_keeping<R: AsyncReadRent>(
-    r: &mut R,
-    buf: &mut ReadBuf,
-    timeout: Option<Duration>,
-) -> std::io::Result<Option<usize>> {
-    let Some(t) = timeout else {
-        return buf.read_from(r, RELAY_CHUNK).await.map(Some);
-    };
-    let saved: Vec<u8> = buf.data().to_vec();
-    match monoio::time::timeout(t, buf.read_from(r, RELAY_CHUNK)).await {
-        Ok(res) => res.map(Some),
-        Err(_) => {
-            let mut v = Vec::with_capacity(RELAY_CHUNK);
-            v.extend_from_slice(&saved);
-            *buf = ReadBuf::from_vec(v, 0);
-            Ok(None)
-        }
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn client_to_backend<R, CW, BW>(
     r: &mut R,
@@ -298,33 +281,57 @@ where
                 return End::Aborted;
             }
         }
-        let wait = match (ping.outstanding.get(), ping.interval) {
-            (Some(_), _) => Some(ping.timeout),
-            (None, Some(iv)) => Some(iv),
-            (None, None) => None,
-        };
-        match read_keeping(r, buf, wait).await {
-            Ok(Some(0)) | Err(_) => {
+        match buf.read_from(r, RELAY_CHUNK).await {
+            Ok(n) if n > 0 => {
+                if ping.interval.is_some() {
+                    ping.last_rx.set(Instant::now());
+                }
+            }
+            _ => {
                 to_backend.flush_deferred().await;
                 to_backend.close(1001, "client went away").await;
                 return End::Vanished;
             }
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                if ping.outstanding.get().is_some() {
-                    tracing::debug!("client did not answer ping: closing");
-                    to_client.close(1001, "ping timeout").await;
-                    to_backend.close(1001, "client ping timeout").await;
-                    return End::Aborted;
-                }
-                let n = ping.counter.get().wrapping_add(1);
-                ping.counter.set(n);
-                let payload = n.to_be_bytes();
-                ping.outstanding.set(Some(payload));
-                if !to_client.inject(OpCode::Ping, &payload).await {
-                    return End::Vanished;
-                }
-            }
+        }
+    }
+}
+
+/// Pings the client when it has been silent for the ping interval, and
+/// closes it (1001 both ways) when nothing comes back within the pong
+/// timeout. Never ends when pings are off.
+async fn pinger<CW, BW>(
+    ping: &PingState,
+    to_client: &Outbound<CW>,
+    to_backend: &Outbound<BW>,
+) -> End
+where
+    CW: AsyncWriteRent,
+    BW: AsyncWriteRent,
+{
+    let Some(interval) = ping.interval else {
+        return std::future::pending().await;
+    };
+    loop {
+        let due = ping.last_rx.get() + interval;
+        let now = Instant::now();
+        if now < due {
+            monoio::time::sleep_until(due).await;
+            continue;
+        }
+        let n = ping.counter.get().wrapping_add(1);
+        ping.counter.set(n);
+        let payload = n.to_be_bytes();
+        ping.outstanding.set(Some(payload));
+        if !to_client.inject(OpCode::Ping, &payload).await {
+            return End::Vanished;
+        }
+        monoio::time::sleep(ping.timeout).await;
+        let answered = ping.outstanding.get() != Some(payload);
+        if !answered && ping.last_rx.get() <= now {
+            tracing::debug!("client did not answer ping: closing");
+            to_client.close(1001, "ping timeout").await;
+            to_backend.close(1001, "client ping timeout").await;
+            return End::Aborted;
         }
     }
 }
@@ -426,6 +433,7 @@ pub async fn relay<S>(
         timeout: cfg.ws_pong_timeout,
         outstanding: Cell::new(None),
         counter: Cell::new(0),
+        last_rx: Cell::new(Instant::now()),
     };
     let up = client_to_backend(
         &mut client.r,
@@ -443,6 +451,8 @@ pub async fn relay<S>(
         &to_backend,
     );
     let cmds = commands(&handle, &to_client, &to_backend);
+    let pings = pinger(&ping, &to_client, &to_backend);
+    let mut pings = pin!(pings);
     let mut up = pin!(up);
     let mut down = pin!(down);
     let mut cmds = pin!(cmds);
@@ -462,6 +472,9 @@ pub async fn relay<S>(
             }
         }
         if !cmd_end && cmds.as_mut().poll(cx).is_ready() {
+            cmd_end = true;
+        }
+        if !cmd_end && pings.as_mut().poll(cx).is_ready() {
             cmd_end = true;
         }
         if up_end.is_some() && down_end.is_some() {
