@@ -53,6 +53,14 @@ fn bench(c: &mut Criterion) {
             black_box(r.is_ok_and(|r| r.is_some()))
         })
     });
+    // Baseline: httparse alone on the same head, no checks and no rewrite.
+    g.bench_function("httparse_only_browser_get", |b| {
+        b.iter(|| {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut req = httparse::Request::new(&mut headers);
+            black_box(req.parse(black_box(BROWSER_GET)).is_ok())
+        })
+    });
     g.throughput(Throughput::Bytes(SMALL_200.len() as u64));
     g.bench_function("parse_response_small_200", |b| {
         b.iter(|| {

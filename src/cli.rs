@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::agent::BalancerUrl;
 use crate::balance::{Algorithm, StickyMode};
 use crate::config::{parse_backend_arg, parse_duration, parse_size, ServeConfig, WsMode};
 use crate::tls::{parse_sni_arg, CertPair, TlsSettings};
@@ -32,6 +33,12 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run the demo/test backend: HTTP and WebSocket echo.
     Echo(EchoArgs),
+    /// Start a balancer on 127.0.0.1:8080 with three self-registering echo backends.
+    Demo(crate::demo::DemoArgs),
+    /// Load generator for HTTP/1.1 and WebSocket.
+    Bench(crate::bench::BenchArgs),
+    /// Register a backend that runs elsewhere with balancers, and keep it registered.
+    Agent(AgentArgs),
 }
 
 /// Flags of `wslb serve`.
@@ -221,4 +228,65 @@ pub struct EchoArgs {
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Register with this balancer's control channel, advertising the listen
+    /// port (repeatable): ws://HOST:PORT[/_lb/register] or wss://...
+    #[arg(long = "register", value_name = "URL", value_parser = BalancerUrl::parse)]
+    pub register: Vec<BalancerUrl>,
+    /// Bearer token for --register.
+    #[arg(long, env = "WSLB_AGENT_TOKEN", requires = "register")]
+    pub token: Option<String>,
+    /// Backend id for --register [default: backend-RANDOM].
+    #[arg(long, requires = "register")]
+    pub id: Option<String>,
+    /// Weight for --register (1 to 1000).
+    #[arg(long, default_value_t = 1)]
+    pub weight: u32,
+    /// Base reconnect delay for --register (`2`, `500ms`, `2s`, `1m`).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub auto_restart: Duration,
+    /// Largest delay between reconnect attempts for --register.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+}
+
+/// Flags of `wslb agent`.
+#[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("advertised").required(true).args(["advertise", "advertise_port"])))]
+pub struct AgentArgs {
+    /// Balancer control channel (repeatable): ws://HOST:PORT[/_lb/register] or wss://...
+    #[arg(long = "lb", value_name = "URL", required = true, value_parser = BalancerUrl::parse)]
+    pub lb: Vec<BalancerUrl>,
+    /// Bearer token the balancers expect (their --register-token).
+    #[arg(long, env = "WSLB_AGENT_TOKEN")]
+    pub token: Option<String>,
+    /// Backend id [default: backend-RANDOM].
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Where balancers reach the backend (repeatable): http://IP:PORT or ws://IP:PORT.
+    #[arg(long, value_name = "URL")]
+    pub advertise: Vec<String>,
+    /// The backend's port; each balancer fills in the address it sees this agent connect from.
+    #[arg(long, value_name = "PORT")]
+    pub advertise_port: Option<u16>,
+    /// Weight (1 to 1000).
+    #[arg(long, default_value_t = 1)]
+    pub weight: u32,
+    /// Base reconnect delay after a disconnect (`2`, `500ms`, `2s`, `1m`).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub auto_restart: Duration,
+    /// Largest delay between reconnect attempts (also used after a refusal).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+    /// PEM CA bundle to trust for wss:// balancers [default: system bundle].
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Do not verify wss:// balancer certificates (tests only).
+    #[arg(long)]
+    pub tls_insecure: bool,
+    /// Load (connection count) to report in heartbeats.
+    #[arg(long, default_value_t = 0)]
+    pub load: u32,
+    /// JSON metadata shown by the balancer's admin API.
+    #[arg(long, value_name = "JSON")]
+    pub metadata: Option<String>,
 }

@@ -25,7 +25,9 @@ impl std::str::FromStr for WsMode {
         match s {
             "inspect" => Ok(WsMode::Inspect),
             "tunnel" => Ok(WsMode::Tunnel),
-            other => Err(format!("unknown ws mode {other:?} (expected inspect or tunnel)")),
+            other => Err(format!(
+                "unknown ws mode {other:?} (expected inspect or tunnel)"
+            )),
         }
     }
 }
@@ -73,7 +75,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     if num.is_empty() {
-        return Err(format!("invalid duration {s:?}: expected e.g. 2, 500ms, 2s, 1m"));
+        return Err(format!(
+            "invalid duration {s:?}: expected e.g. 2, 500ms, 2s, 1m"
+        ));
     }
     let value: f64 = num
         .parse()
@@ -129,7 +133,9 @@ pub fn parse_backend_arg(s: &str) -> Result<(String, u32), String> {
         }
     }
     if !(url.starts_with("http://") || url.starts_with("ws://")) {
-        return Err(format!("backend {s:?}: expected http://HOST:PORT or ws://HOST:PORT"));
+        return Err(format!(
+            "backend {s:?}: expected http://HOST:PORT or ws://HOST:PORT"
+        ));
     }
     Ok((url, weight))
 }

@@ -10,6 +10,7 @@ pub mod balance;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod echo;
 pub mod http;
 pub mod proxy;

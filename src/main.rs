@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             .map_err(|e| format!("invalid configuration: {e}"))
             .and_then(|cfg| wslb::server::run_serve(cfg).map_err(|e| e.to_string())),
         Command::Echo(args) => {
+            let agent = wslb::agent::cli::echo_agent(&args);
             let name = args
                 .name
                 .unwrap_or_else(|| format!("echo-{}", args.listen.port()));
@@ -38,9 +39,13 @@ fn main() -> ExitCode {
                 listen: args.listen,
                 name,
                 workers: args.workers,
+                agent,
             })
             .map_err(|e| format!("echo: {e}"))
         }
+        Command::Bench(args) => wslb::bench::run(args).map_err(|e| format!("bench: {e}")),
+        Command::Demo(args) => wslb::demo::run(args).map_err(|e| format!("demo: {e}")),
+        Command::Agent(args) => wslb::agent::cli::run(args).map_err(|e| format!("agent: {e}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

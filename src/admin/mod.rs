@@ -1,1 +1,86 @@
-//! admin module (filled in by its issue).
+//! The admin listener: a small JSON API (backends, drain, resume, status),
+//! Prometheus metrics and a health check, on its own thread and runtime so
+//! it never competes with the workers' hot path.
+
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::server::Shared;
+
+/// Starts the admin API on `listener` in a thread of its own.
+pub fn spawn(shared: Arc<Shared>, listener: std::net::TcpListener) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("wslb-admin".into())
+        .spawn(move || {
+            let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                .enable_timer()
+                .build();
+            match rt {
+                Ok(mut rt) => rt.block_on(accept_loop(shared, listener)),
+                Err(e) => tracing::error!(error = %e, "admin: cannot start runtime"),
+            }
+        })
+        .map(|_| ())
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener) {
+    let listener = match monoio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "admin: cannot adopt listener");
+            return;
+        }
+    };
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                monoio::spawn(routes::serve(shared.clone(), stream, peer));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "admin accept error");
+                monoio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Percent-decodes a path segment (`%2F` -> `/`); None if malformed.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The address the admin API is reachable on, for logs.
+pub fn describe(addr: SocketAddr) -> String {
+    format!("http://{addr}/api/backends")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_ids_with_slashes() {
+        assert_eq!(
+            percent_decode("http%3A%2F%2F127.0.0.1%3A9001").as_deref(),
+            Some("http://127.0.0.1:9001")
+        );
+        assert_eq!(percent_decode("plain-id").as_deref(), Some("plain-id"));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("bad%zz"), None);
+    }
+}

@@ -73,20 +73,33 @@ pub fn pick_sticky(
     key_hash: u64,
     exclude: &[usize],
 ) -> Option<usize> {
-    let mut best: Option<(usize, f64)> = None;
+    // Best so far: index, hash, weight. Equal weights compare hashes (the
+    // score is monotonic in u), so `ln` runs only across different weights.
+    let mut best: Option<(usize, u64, u32)> = None;
     for (i, b) in snap.backends.iter().enumerate() {
         if exclude.contains(&i) || !b.is_available(now_ms) {
             continue;
         }
         let h = mix(key_hash ^ sticky_hash(b.id.as_bytes()));
-        // u in (0, 1): 53 random bits, centred so it is never 0 or 1.
-        let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let score = f64::from(b.effective_weight()) / -u.ln();
-        if best.is_none_or(|(_, s)| score > s) {
-            best = Some((i, score));
+        let w = b.effective_weight();
+        let wins = match best {
+            None => true,
+            Some((_, bh, bw)) if bw == w => h > bh,
+            Some((_, bh, bw)) => score(h, w) > score(bh, bw),
+        };
+        if wins {
+            best = Some((i, h, w));
         }
     }
-    best.map(|(i, _)| i)
+    best.map(|(i, _, _)| i)
+}
+
+/// Rendezvous score `w / -ln(u)`, u in (0, 1) from 53 bits of `h`, centred
+/// so it is never 0 or 1. Increasing in `h` for a fixed weight.
+#[inline]
+fn score(h: u64, w: u32) -> f64 {
+    let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    f64::from(w) / -u.ln()
 }
 
 #[cfg(test)]

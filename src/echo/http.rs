@@ -8,12 +8,20 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
-use crate::http::{parse_request, reply, BodyKind, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest};
+use crate::http::{
+    parse_request, reply, BodyKind, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest,
+};
 use crate::proxy::io::{write_range, write_vec, ReadBuf};
 
 const CHUNK: usize = 64 * 1024;
 
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, name: Rc<str>) {
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    name: Rc<str>,
+    load: std::sync::Arc<std::sync::atomic::AtomicU32>,
+) {
+    let _load = crate::agent::LoadGuard::new(&load);
     let limits = Limits {
         max_header_bytes: 64 * 1024,
         max_headers: 128,
@@ -25,6 +33,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, name: Rc<str>) {
     let mut buf = ReadBuf::with_capacity(16 * 1024);
     let mut scratch = Vec::with_capacity(1024);
     let mut out = Vec::with_capacity(1024);
+    let mut served: u64 = 0;
     loop {
         let req = loop {
             scratch.clear();
@@ -32,7 +41,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, name: Rc<str>) {
                 Ok(Some(req)) => break req,
                 Ok(None) => {}
                 Err(e) => {
-                    let _ = write_vec(&mut stream, reply::error_response(e.status()).to_vec()).await;
+                    let _ =
+                        write_vec(&mut stream, reply::error_response(e.status()).to_vec()).await;
                     return;
                 }
             }
@@ -45,7 +55,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, name: Rc<str>) {
             super::ws::serve(stream, buf, &req).await;
             return;
         }
-        let keep = match route(&mut stream, &mut buf, &req, &name, &mut out).await {
+        served += 1;
+        let keep = match route(&mut stream, &mut buf, &req, &name, served, &mut out).await {
             Ok(keep) => keep && req.keep_alive,
             Err(_) => return,
         };
@@ -72,9 +83,14 @@ async fn route(
     buf: &mut ReadBuf,
     req: &ParsedRequest,
     name: &str,
+    served: u64,
     out: &mut Vec<u8>,
 ) -> std::io::Result<bool> {
     out.clear();
+    // How many requests this backend connection has served, this one included
+    // (lets tests see backend-side keep-alive).
+    let served = served.to_string();
+    let tags = [("X-Backend", name), ("X-Conn-Requests", served.as_str())];
     let path = path_of(buf, req).to_string();
     let path = path.split('?').next().unwrap_or("").to_string();
     match (req.method, path.as_str()) {
@@ -87,7 +103,7 @@ async fn route(
         (Method::Get | Method::Head, "/headers") => {
             let head = buf.data()[..req.head_len].to_vec();
             buf.consume(req.head_len);
-            reply::write_response(out, 200, "text/plain", &[], &head, true);
+            reply::write_response(out, 200, "text/plain", &tags, &head, true);
             send(stream, out).await?;
             Ok(true)
         }
@@ -102,19 +118,30 @@ async fn route(
             let ms: u64 = p["/delay/".len()..].parse().unwrap_or(0);
             monoio::time::sleep(Duration::from_millis(ms.min(600_000))).await;
             let body = format!("{name} delayed {ms}ms\n");
-            reply::write_response(out, 200, "text/plain", &[], body.as_bytes(), true);
+            reply::write_response(out, 200, "text/plain", &tags, body.as_bytes(), true);
             send(stream, out).await?;
             Ok(true)
         }
         (Method::Get | Method::Head, p) if p.starts_with("/status/") => {
             buf.consume(req.head_len);
-            let code: u16 = p["/status/".len()..].parse().ok().filter(|c| (200..600).contains(c)).unwrap_or(400);
+            let code: u16 = p["/status/".len()..]
+                .parse()
+                .ok()
+                .filter(|c| (200..600).contains(c))
+                .unwrap_or(400);
             if code == 204 || code == 304 {
                 let line = format!("HTTP/1.1 {code} No Body\r\nX-Backend: {name}\r\n\r\n");
                 out.extend_from_slice(line.as_bytes());
             } else {
                 let body = format!("status {code} from {name}\n");
-                reply::write_response(out, code, "text/plain", &[("X-Backend", name)], body.as_bytes(), true);
+                reply::write_response(
+                    out,
+                    code,
+                    "text/plain",
+                    &[("X-Backend", name)],
+                    body.as_bytes(),
+                    true,
+                );
             }
             send(stream, out).await?;
             Ok(true)
@@ -124,12 +151,12 @@ async fn route(
             let body = format!("{name}\n");
             if req.method == Method::Head {
                 let line = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Backend: {name}\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Backend: {name}\r\nX-Conn-Requests: {served}\r\n\r\n",
                     body.len()
                 );
                 out.extend_from_slice(line.as_bytes());
             } else {
-                reply::write_response(out, 200, "text/plain", &[("X-Backend", name)], body.as_bytes(), true);
+                reply::write_response(out, 200, "text/plain", &tags, body.as_bytes(), true);
             }
             send(stream, out).await?;
             Ok(true)
@@ -190,7 +217,9 @@ async fn send_bytes<S: AsyncReadRent + AsyncWriteRent>(
     head_only: bool,
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n\r\n");
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n\r\n"
+    );
     out.extend_from_slice(head.as_bytes());
     if head_only {
         return send(stream, out).await;

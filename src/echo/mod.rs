@@ -10,6 +10,8 @@ mod ws;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 
 use crate::server::listener::{bind_set, ListenerKind};
 
@@ -19,11 +21,24 @@ pub struct EchoConfig {
     pub listen: SocketAddr,
     pub name: String,
     pub workers: usize,
+    /// Register with balancers (bindings empty: the listen port is advertised).
+    pub agent: Option<crate::agent::AgentConfig>,
 }
 
 /// Runs the echo backend forever (until the process is killed).
 pub fn run_echo(cfg: EchoConfig) -> std::io::Result<()> {
     let set = bind_set(cfg.listen, ListenerKind::Plain, cfg.workers.max(1))?;
+    // Live connection count, reported as load by the agent.
+    let load = Arc::new(AtomicU32::new(0));
+    let _agent = match cfg.agent {
+        Some(mut a) => {
+            if a.bindings.is_empty() {
+                a.bindings = vec![crate::agent::port_binding(set.addr.port())];
+            }
+            Some(crate::agent::spawn(a, load.clone()).map_err(std::io::Error::other)?)
+        }
+        None => None,
+    };
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening http {}", set.addr);
@@ -34,10 +49,11 @@ pub fn run_echo(cfg: EchoConfig) -> std::io::Result<()> {
     let mut threads = Vec::new();
     for (i, listener) in set.per_worker.into_iter().enumerate() {
         let name_owned = cfg.name.clone();
+        let load = load.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("echo-{i}"))
-                .spawn(move || run_thread(listener, name_owned))?,
+                .spawn(move || run_thread(listener, name_owned, load))?,
         );
     }
     for t in threads {
@@ -46,7 +62,7 @@ pub fn run_echo(cfg: EchoConfig) -> std::io::Result<()> {
     Ok(())
 }
 
-fn run_thread(listener: std::net::TcpListener, name: String) {
+fn run_thread(listener: std::net::TcpListener, name: String, load: Arc<AtomicU32>) {
     let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build();
@@ -70,7 +86,7 @@ fn run_thread(listener: std::net::TcpListener, name: String) {
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    monoio::spawn(http::serve(stream, peer, name.clone()));
+                    monoio::spawn(http::serve(stream, peer, name.clone(), load.clone()));
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "echo: accept error");

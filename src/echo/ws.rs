@@ -19,7 +19,11 @@ pub async fn serve(mut stream: TcpStream, mut buf: ReadBuf, req: &ParsedRequest)
     let key = req.ws_key.clone().map(|r| buf.data()[r].to_vec());
     let mut out = Vec::with_capacity(16 * 1024);
     let Some(key) = key else {
-        let _ = write_vec(&mut stream, crate::http::reply::error_response(400).to_vec()).await;
+        let _ = write_vec(
+            &mut stream,
+            crate::http::reply::error_response(400).to_vec(),
+        )
+        .await;
         return;
     };
     let accept = accept_key(&key);
@@ -56,7 +60,9 @@ pub async fn serve(mut stream: TcpStream, mut buf: ReadBuf, req: &ParsedRequest)
                         OpCode::Text | OpCode::Binary => {
                             write_frame(&mut out, true, msg.opcode, None, &msg.payload)
                         }
-                        OpCode::Ping => write_frame(&mut out, true, OpCode::Pong, None, &msg.payload),
+                        OpCode::Ping => {
+                            write_frame(&mut out, true, OpCode::Pong, None, &msg.payload)
+                        }
                         OpCode::Pong | OpCode::Continuation => {}
                         OpCode::Close => {
                             match parse_close_payload(&msg.payload) {
@@ -86,7 +92,11 @@ pub async fn serve(mut stream: TcpStream, mut buf: ReadBuf, req: &ParsedRequest)
         if closing {
             let _ = stream.shutdown().await;
             // Wait briefly for the client to close its side.
-            let _ = monoio::time::timeout(std::time::Duration::from_secs(2), buf.read_from(&mut stream, 1024)).await;
+            let _ = monoio::time::timeout(
+                std::time::Duration::from_secs(2),
+                buf.read_from(&mut stream, 1024),
+            )
+            .await;
             return;
         }
         match buf.read_from(&mut stream, 64 * 1024).await {

@@ -73,10 +73,59 @@ pub fn has_obs_fold(head: &[u8]) -> bool {
     false
 }
 
-/// A field value may not carry NUL, CR or LF (httparse refuses them too;
-/// this is the belt to its braces).
+/// A field value may not carry NUL, CR, LF or any other control byte but
+/// HTAB (httparse refuses them too; this is the belt to its braces). Written
+/// without an early exit so that it vectorises.
 pub fn value_is_clean(value: &[u8]) -> bool {
-    !value.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n')
+    !value
+        .iter()
+        .fold(false, |bad, &b| bad | ((b < 0x20) & (b != b'\t')))
+}
+
+/// Offset of the request/status line: httparse skips empty lines before it.
+pub fn first_line_start(buf: &[u8]) -> usize {
+    buf.iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len())
+}
+
+/// Check that the parsed fields cover the head line by line: the first
+/// field name starts right after the first line, only whitespace and CRLF/LF sit between a
+/// value and the next name, and the head ends in an empty line. Anything
+/// else (a folded continuation line, say) is bytes a parser skipped.
+pub fn lines_are_contiguous(buf: &[u8], headers: &[httparse::Header<'_>], head_len: usize) -> bool {
+    let head = &buf[..head_len.min(buf.len())];
+    let Some(first) = headers.first() else {
+        return true; // request/status line then the empty line: nothing to skip
+    };
+    let start = range_in(head, first.name.as_bytes()).start;
+    let line = first_line_start(head);
+    let first_lf = head[line..].iter().position(|&b| b == b'\n');
+    if first_lf.map(|p| line + p + 1) != Some(start) {
+        return false;
+    }
+    for (i, h) in headers.iter().enumerate() {
+        let value_end = if h.value.is_empty() {
+            range_in(head, h.name.as_bytes()).end + 1 // just after the colon
+        } else {
+            range_in(head, h.value).end
+        };
+        let next = match headers.get(i + 1) {
+            Some(n) => range_in(head, n.name.as_bytes()).start,
+            None => head.len(),
+        };
+        let gap = head.get(value_end..next).unwrap_or_default();
+        let gap = trim_ows(gap);
+        let ok = if i + 1 < headers.len() {
+            gap == b"\r\n" || gap == b"\n"
+        } else {
+            matches!(gap, b"\r\n\r\n" | b"\n\n" | b"\r\n\n" | b"\n\r\n")
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
 }
 
 /// Parse one Content-Length value: ASCII digits only, no sign, no list, no
@@ -179,6 +228,43 @@ pub fn named_in_connection(headers: &[httparse::Header<'_>], name: &str) -> bool
         .any(|c| c.name.eq_ignore_ascii_case("connection") && header_has_token(c.value, name))
 }
 
+/// True when a Connection value names a field other than the hop-by-hop
+/// ones dropped anyway (`keep-alive`, `upgrade`) or `close`: only then must
+/// every field be checked with [`named_in_connection`].
+pub fn connection_names_others(value: &[u8]) -> bool {
+    value.split(|&b| b == b',').map(trim_ows).any(|t| {
+        !t.is_empty()
+            && !t.eq_ignore_ascii_case(b"keep-alive")
+            && !t.eq_ignore_ascii_case(b"upgrade")
+            && !t.eq_ignore_ascii_case(b"close")
+    })
+}
+
+/// Append an ip address in its usual text form (IPv4 without `fmt`).
+pub fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if o >= 100 {
+                    out.push(b'0' + o / 100);
+                }
+                if o >= 10 {
+                    out.push(b'0' + (o / 10) % 10);
+                }
+                out.push(b'0' + o % 10);
+            }
+        }
+        std::net::IpAddr::V6(_) => {
+            use std::io::Write as _;
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
 /// Append `name: value\r\n`.
 pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
@@ -219,6 +305,29 @@ mod tests {
         for n in ["Transfer-Encoding", "Host", "Content-Length", "Tea"] {
             assert!(!is_hop_by_hop(n), "{n}");
         }
+    }
+
+    #[test]
+    fn ip_text() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.9",
+            "192.168.100.255",
+            "1.20.3.199",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let mut out = Vec::new();
+            push_ip(&mut out, ip.parse().expect("ip"));
+            assert_eq!(out, ip.as_bytes());
+        }
+    }
+
+    #[test]
+    fn connection_naming_others() {
+        assert!(!connection_names_others(b"keep-alive, Upgrade"));
+        assert!(!connection_names_others(b"close"));
+        assert!(connection_names_others(b"close, X-Foo"));
     }
 
     #[test]
@@ -287,5 +396,42 @@ mod tests {
         assert_eq!(range_in(buf, b"other"), 0..0);
         assert!(value_is_clean(b"abc\t def"));
         assert!(!value_is_clean(b"a\0b"));
+        assert!(!value_is_clean(b"a\rb"));
+        assert!(!value_is_clean(b"\n"));
+        assert!(!value_is_clean(b"\x1b"));
+    }
+
+    #[test]
+    fn contiguous_lines() {
+        let ok = b"GET / HTTP/1.1\r\nA: 1  \r\nB:\r\nC: x\r\n\r\nbody";
+        let fold = b"GET / HTTP/1.1\r\nA: 1\r\n folded\r\nB: 2\r\n\r\n";
+        let h = |n: &'static str, v: &'static [u8], buf: &'static [u8]| {
+            let name_at = buf
+                .windows(n.len())
+                .position(|w| w == n.as_bytes())
+                .expect("name");
+            let val_at = name_at
+                + buf[name_at..]
+                    .windows(v.len())
+                    .position(|w| w == v)
+                    .expect("value");
+            let name = std::str::from_utf8(&buf[name_at..name_at + n.len()]).expect("utf8");
+            httparse::Header {
+                name,
+                value: &buf[val_at..val_at + v.len()],
+            }
+        };
+        let mut storage = [httparse::EMPTY_HEADER; 8];
+        let mut req = httparse::Request::new(&mut storage);
+        assert_eq!(req.parse(ok), Ok(httparse::Status::Complete(ok.len() - 4)));
+        assert!(lines_are_contiguous(ok, req.headers, ok.len() - 4));
+        assert!(!lines_are_contiguous(ok, &req.headers[1..], ok.len() - 4));
+        assert!(!lines_are_contiguous(
+            ok,
+            &[req.headers[0], req.headers[2]],
+            ok.len() - 4
+        ));
+        let skipped = [h("A", b"1", fold), h("B", b"2", fold)];
+        assert!(!lines_are_contiguous(fold, &skipped, fold.len()));
     }
 }

@@ -3,11 +3,11 @@
 //! (HTTP/1.1, hop-by-hop fields removed, X-Forwarded-* added).
 
 use super::headers::{
-    framing, has_obs_fold, header_has_token, is_hop_by_hop, named_in_connection, push_field,
-    range_in, value_is_clean, TeCodings,
+    connection_names_others, framing, has_obs_fold, header_has_token, is_hop_by_hop,
+    lines_are_contiguous, named_in_connection, push_field, push_ip, range_in, value_is_clean,
+    TeCodings,
 };
 use super::{BodyKind, HttpError, Limits, Method, MAX_HEADERS_CAP};
-use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::ops::Range;
@@ -99,14 +99,16 @@ pub fn parse_request(
     if head_len > limits.max_header_bytes {
         return Err(HttpError::HeadersTooLarge);
     }
-    if has_obs_fold(&buf[..head_len]) {
-        return Err(HttpError::Smuggling("obsolete line folding"));
-    }
+
     let (Some(method), Some(path), Some(minor_version)) = (req.method, req.path, req.version)
     else {
         return Err(HttpError::Malformed("incomplete request line"));
     };
     let headers: &[httparse::Header<'_>] = req.headers;
+    // httparse refuses folded lines; make sure no line was skipped anyway.
+    if !lines_are_contiguous(buf, headers, head_len) {
+        return Err(HttpError::Smuggling("obsolete line folding"));
+    }
 
     let mut host = None;
     let mut hosts = 0usize;
@@ -118,6 +120,7 @@ pub fn parse_request(
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut conn_upgrade = false;
+    let mut conn_other = false;
     let mut upgrade_ws = false;
     let mut expect_continue = false;
     for h in headers {
@@ -137,6 +140,7 @@ pub fn parse_request(
             conn_close |= header_has_token(h.value, "close");
             conn_keep_alive |= header_has_token(h.value, "keep-alive");
             conn_upgrade |= header_has_token(h.value, "upgrade");
+            conn_other |= connection_names_others(h.value);
         } else if n.eq_ignore_ascii_case("upgrade") {
             upgrade_ws |= header_has_token(h.value, "websocket");
         } else if n.eq_ignore_ascii_case("expect") {
@@ -217,7 +221,7 @@ pub fn parse_request(
             }
             continue;
         }
-        if named_in_connection(headers, n) {
+        if conn_other && named_in_connection(headers, n) {
             continue;
         }
         push_field(out, n.as_bytes(), h.value);
@@ -242,8 +246,7 @@ pub fn parse_request(
             }
         }
     }
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{}", fwd.client_ip);
+    push_ip(out, fwd.client_ip);
     out.extend_from_slice(if fwd.tls {
         b"\r\nX-Forwarded-Proto: https\r\n\r\n"
     } else {

@@ -384,3 +384,12 @@ fn every_prefix_is_incomplete() {
     let (r, _) = parse(buf);
     assert_eq!(r.head_len, buf.len());
 }
+
+#[test]
+fn leading_empty_line_skipped() {
+    let buf = b"\r\nGET /x HTTP/1.1\r\nHost: h\r\n\r\n";
+    let (r, out) = parse(buf);
+    assert_eq!(r.head_len, buf.len());
+    assert_eq!(&buf[r.path.clone()], b"/x");
+    assert!(out.starts_with("GET /x HTTP/1.1\r\nHost: h\r\n"));
+}

@@ -3,8 +3,8 @@
 //! the client (client's version, hop-by-hop fields removed).
 
 use super::headers::{
-    framing, has_obs_fold, header_has_token, is_hop_by_hop, named_in_connection, push_field,
-    value_is_clean, TeCodings,
+    connection_names_others, first_line_start, framing, header_has_token, is_hop_by_hop,
+    lines_are_contiguous, named_in_connection, push_field, value_is_clean, TeCodings,
 };
 use super::request::parse_error;
 use super::{BodyKind, HttpError, Limits, Method, MAX_HEADERS_CAP};
@@ -81,9 +81,7 @@ pub fn parse_response(
     if head_len > limits.max_header_bytes {
         return Err(HttpError::HeadersTooLarge);
     }
-    if has_obs_fold(&buf[..head_len]) {
-        return Err(HttpError::Smuggling("obsolete line folding"));
-    }
+
     let (Some(status), Some(minor_version)) = (resp.code, resp.version) else {
         return Err(HttpError::Malformed("incomplete status line"));
     };
@@ -91,17 +89,23 @@ pub fn parse_response(
         return Err(HttpError::Malformed("status out of range"));
     }
     // "HTTP/1.x" is 8 bytes; the rest of the first line is " code reason".
-    let line_end = buf[..head_len]
+    let line = first_line_start(&buf[..head_len]);
+    let line_end = buf[line..head_len]
         .iter()
         .position(|&b| b == b'\n')
-        .unwrap_or(8);
-    let status_rest = buf.get(8..line_end).unwrap_or_default();
+        .map_or(line, |p| line + p);
+    let status_rest = buf.get(line + 8..line_end).unwrap_or_default();
     let status_rest = status_rest.strip_suffix(b"\r").unwrap_or(status_rest);
     let headers: &[httparse::Header<'_>] = resp.headers;
+    // httparse refuses folded lines; make sure no line was skipped anyway.
+    if !lines_are_contiguous(buf, headers, head_len) {
+        return Err(HttpError::Smuggling("obsolete line folding"));
+    }
 
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut upgrade_ws = false;
+    let mut conn_other = false;
     for h in headers {
         if !value_is_clean(h.value) {
             return Err(HttpError::Malformed("control character in header value"));
@@ -109,6 +113,7 @@ pub fn parse_response(
         if h.name.eq_ignore_ascii_case("connection") {
             conn_close |= header_has_token(h.value, "close");
             conn_keep_alive |= header_has_token(h.value, "keep-alive");
+            conn_other |= connection_names_others(h.value);
         } else if h.name.eq_ignore_ascii_case("upgrade") {
             upgrade_ws |= header_has_token(h.value, "websocket");
         }
@@ -170,7 +175,7 @@ pub fn parse_response(
     out.extend_from_slice(b"\r\n");
     for h in headers {
         let n = h.name;
-        if is_hop_by_hop(n) || named_in_connection(headers, n) {
+        if is_hop_by_hop(n) || (conn_other && named_in_connection(headers, n)) {
             continue;
         }
         push_field(out, n.as_bytes(), h.value);

@@ -251,3 +251,10 @@ fn incomplete_and_too_large() {
         Err(HttpError::HeadersTooLarge)
     );
 }
+
+#[test]
+fn leading_empty_lines_skipped() {
+    let (r, out) = parse(b"\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(r.status, 201);
+    assert_eq!(out, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+}

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,33 @@ pub struct BackendConn {
     /// Taken from the idle pool (the backend may have closed it meanwhile).
     pub reused: bool,
     idle_since_ms: u64,
+    /// The socket, for the liveness peek of a parked connection; owned by
+    /// `r`/`w`, so valid as long as this value lives.
+    fd: RawFd,
+}
+
+impl BackendConn {
+    /// False when the backend closed or reset this idle connection, or sent
+    /// bytes nobody asked for: reusing it would fail a request that cannot
+    /// always be replayed (a streamed body).
+    fn still_open(&self) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: `fd` is the open socket owned by this connection's halves
+        // (alive while `self` is); recv writes at most 1 byte into `byte`.
+        let n = unsafe {
+            libc::recv(
+                self.fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return err.kind() == io::ErrorKind::WouldBlock;
+        }
+        false
+    }
 }
 
 /// Why a backend connection could not be made.
@@ -45,6 +73,7 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<BackendConn,
     match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
+            let fd = stream.as_raw_fd();
             let (r, w) = stream.into_split();
             Ok(BackendConn {
                 r,
@@ -53,6 +82,7 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<BackendConn,
                 addr,
                 reused: false,
                 idle_since_ms: 0,
+                fd,
             })
         }
         Ok(Err(e)) => Err(ConnectError::Refused(e)),
@@ -71,13 +101,14 @@ impl IdlePool {
         Self::default()
     }
 
-    /// The most recently parked connection to `addr` that is young enough.
+    /// The most recently parked connection to `addr` that is young enough
+    /// and that the backend has not closed meanwhile.
     pub fn take(&self, addr: SocketAddr) -> Option<BackendConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         let now = now_ms();
         while let Some(mut conn) = list.pop() {
-            if now.saturating_sub(conn.idle_since_ms) < IDLE_MAX_AGE_MS {
+            if now.saturating_sub(conn.idle_since_ms) < IDLE_MAX_AGE_MS && conn.still_open() {
                 conn.reused = true;
                 return Some(conn);
             }
@@ -190,7 +221,10 @@ mod tests {
 
     #[test]
     fn cookie_values() {
-        assert_eq!(cookie_value(b"a=1; sid=xyz; b=2", b"sid"), Some(&b"xyz"[..]));
+        assert_eq!(
+            cookie_value(b"a=1; sid=xyz; b=2", b"sid"),
+            Some(&b"xyz"[..])
+        );
         assert_eq!(cookie_value(b"sid=", b"sid"), Some(&b""[..]));
         assert_eq!(cookie_value(b"a=1", b"sid"), None);
         assert_eq!(cookie_value(b"garbage", b"sid"), None);

@@ -12,6 +12,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::io::{write_range, write_vec, ReadBuf};
 use crate::http::{parse_response, BodyKind, BodyTracker, Limits, ParsedRequest};
+use crate::server::notify::LocalEvent;
 
 /// Read size for body streaming.
 pub const CHUNK: usize = 32 * 1024;
@@ -48,12 +49,15 @@ pub enum ExchangeError {
 
 /// Timeouts and limits of one exchange.
 #[derive(Clone, Copy)]
-pub struct ExchangeOpts {
+pub struct ExchangeOpts<'a> {
     pub limits: Limits,
     pub head_timeout: Duration,
     pub read_timeout: Duration,
     pub client_timeout: Duration,
     pub client_keep_alive: bool,
+    /// The worker's drain event: a response head written after it fired
+    /// says `Connection: close`, since the connection closes after it.
+    pub draining: &'a LocalEvent,
 }
 
 /// The request side: where it comes from and how much is already buffered.
@@ -81,7 +85,7 @@ pub async fn exchange<CR, CW, BR, BW>(
     backend_buf: &mut ReadBuf,
     scratch: &mut Vec<u8>,
     resp_out: &mut Vec<u8>,
-    opts: ExchangeOpts,
+    opts: ExchangeOpts<'_>,
 ) -> Result<ExchangeEnd, ExchangeError>
 where
     CR: AsyncReadRent,
@@ -119,7 +123,14 @@ where
             .scan(&client_buf.data()[start..start + buffered_body])
             .map_err(|_| ExchangeError::ClientGone)?;
         client_buf.consume(start + sent.consumed);
-        pump_request(client_r, client_buf, backend_w, &mut request_tracker, opts.client_timeout).await
+        pump_request(
+            client_r,
+            client_buf,
+            backend_w,
+            &mut request_tracker,
+            opts.client_timeout,
+        )
+        .await
     };
     let response = pump_response(client_w, backend_r, backend_buf, req, resp_out, opts);
 
@@ -142,7 +153,13 @@ where
     .await;
     match (outcome, request_failed) {
         (_, Some(e)) => Err(e),
-        (Some(Ok(ExchangeEnd::Done { backend_reusable, client_keep_alive })), None) => {
+        (
+            Some(Ok(ExchangeEnd::Done {
+                backend_reusable,
+                client_keep_alive,
+            })),
+            None,
+        ) => {
             // A response that ended before its request body was sent whole
             // leaves both connections in an unknown state: close them.
             let whole = request_done;
@@ -210,7 +227,10 @@ async fn read_backend<BR: AsyncReadRent>(
     }
 }
 
-async fn send_client<CW: AsyncWriteRent>(w: &mut CW, buf: &mut Vec<u8>) -> Result<(), ExchangeError> {
+async fn send_client<CW: AsyncWriteRent>(
+    w: &mut CW,
+    buf: &mut Vec<u8>,
+) -> Result<(), ExchangeError> {
     let (res, b) = write_vec(w, std::mem::take(buf)).await;
     *buf = b;
     res.map_err(|_| ExchangeError::ClientGone)
@@ -236,7 +256,7 @@ async fn pump_response<CW, BR>(
     buf: &mut ReadBuf,
     req: &ParsedRequest,
     resp_out: &mut Vec<u8>,
-    opts: ExchangeOpts,
+    opts: ExchangeOpts<'_>,
 ) -> Result<ExchangeEnd, ExchangeError>
 where
     CW: AsyncWriteRent,
@@ -251,7 +271,7 @@ where
             &opts.limits,
             req.method,
             req.minor_version,
-            opts.client_keep_alive,
+            opts.client_keep_alive && !opts.draining.is_fired(),
             resp_out,
         )
         .map_err(|_| ExchangeError::Failed {
@@ -259,7 +279,11 @@ where
             detail: "backend sent a malformed response head",
         })?;
         let Some(resp) = parsed else {
-            let timeout = if started { opts.read_timeout } else { opts.head_timeout };
+            let timeout = if started {
+                opts.read_timeout
+            } else {
+                opts.head_timeout
+            };
             let n = read_backend(backend_r, buf, timeout, started).await;
             match n {
                 Ok(0) | Err(ExchangeError::Failed { .. }) if !received => {
@@ -276,7 +300,8 @@ where
             }
             continue;
         };
-        let extensions = resp.upgrade && has_header(&buf.data()[..resp.head_len], b"sec-websocket-extensions");
+        let extensions =
+            resp.upgrade && has_header(&buf.data()[..resp.head_len], b"sec-websocket-extensions");
         buf.consume(resp.head_len);
         if resp.informational {
             send_client(client_w, resp_out).await?;
@@ -288,10 +313,12 @@ where
             return Ok(ExchangeEnd::Upgraded { extensions });
         }
         let mut tracker = BodyTracker::new(resp.body);
-        let first = tracker.scan(buf.data()).map_err(|_| ExchangeError::Failed {
-            response_started: false,
-            detail: "backend sent a malformed body",
-        })?;
+        let first = tracker
+            .scan(buf.data())
+            .map_err(|_| ExchangeError::Failed {
+                response_started: false,
+                detail: "backend sent a malformed body",
+            })?;
         if first.consumed <= COALESCE_LIMIT {
             resp_out.extend_from_slice(&buf.data()[..first.consumed]);
             send_client(client_w, resp_out).await?;
@@ -311,10 +338,12 @@ where
                     detail: "backend closed in the middle of a response body",
                 });
             }
-            let p = tracker.scan(buf.data()).map_err(|_| ExchangeError::Failed {
-                response_started: true,
-                detail: "backend sent a malformed body",
-            })?;
+            let p = tracker
+                .scan(buf.data())
+                .map_err(|_| ExchangeError::Failed {
+                    response_started: true,
+                    detail: "backend sent a malformed body",
+                })?;
             send_client_range(client_w, buf, p.consumed).await?;
         }
         let until_close = resp.body == BodyKind::UntilClose;

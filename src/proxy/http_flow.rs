@@ -3,8 +3,6 @@
 //! pick a backend and run the exchange, retrying where that is safe, and
 //! hand WebSocket upgrades to the relay.
 
-use std::time::Duration;
-
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::{connect, pick, sticky_key, BackendConn, ConnectError, Tried};
@@ -13,8 +11,10 @@ use super::io::write_static;
 use super::ClientConn;
 use crate::balance::health::{record_failure, record_success, HealthPolicy};
 use crate::config::WsMode;
-use crate::http::{error_response, parse_request, BodyKind, ForwardInfo, Limits, Method, ParsedRequest};
-use crate::server::conns::{ConnCommand, ConnKind};
+use crate::http::{
+    error_response, parse_request, BodyKind, ForwardInfo, Limits, Method, ParsedRequest,
+};
+use crate::server::conns::ConnKind;
 use crate::server::worker::WorkerCtx;
 use crate::ws::handshake::is_valid_client_key;
 
@@ -57,12 +57,16 @@ where
             }
         };
         let path = &client.buf.data()[req.path.clone()];
-        if path.starts_with(b"/_lb/") {
-            let _ = write_static(&mut client.w, error_response(404)).await;
+        if path.starts_with(b"/_lb/") || client.control {
+            if super::endpoints::serve(ctx, client, &req).await {
+                continue;
+            }
             return;
         }
         if req.upgrade_websocket {
-            if let Err(status) = check_upgrade(ctx, client, &req) {
+            if let Err(status) =
+                check_origin(ctx, client, &req).and_then(|()| check_handshake(client, &req))
+            {
                 let _ = write_static(&mut client.w, error_response(status)).await;
                 return;
             }
@@ -74,23 +78,31 @@ where
     }
 }
 
-/// Origin and handshake checks before any backend is chosen.
-fn check_upgrade<S: AsyncWriteRent>(
+/// The allowed-origins policy, applied before any backend is chosen.
+fn check_origin<S: AsyncWriteRent>(
     ctx: &WorkerCtx,
     client: &ClientConn<S>,
     req: &ParsedRequest,
 ) -> Result<(), u16> {
-    let data = client.buf.data();
     let policy = &ctx.shared.cfg.allowed_origins;
-    if !policy.is_empty() {
-        let allowed = req
-            .origin
-            .clone()
-            .is_some_and(|r| policy.allows(&data[r]));
-        if !allowed {
-            return Err(403);
-        }
+    if policy.is_empty() {
+        return Ok(());
     }
+    let data = client.buf.data();
+    let allowed = req.origin.clone().is_some_and(|r| policy.allows(&data[r]));
+    if allowed {
+        Ok(())
+    } else {
+        Err(403)
+    }
+}
+
+/// RFC 6455 handshake checks: GET, HTTP/1.1, version 13 (426), a valid key.
+pub fn check_handshake<S: AsyncWriteRent>(
+    client: &ClientConn<S>,
+    req: &ParsedRequest,
+) -> Result<(), u16> {
+    let data = client.buf.data();
     if req.method != Method::Get || req.minor_version < 1 || req.body != BodyKind::Empty {
         return Err(400);
     }
@@ -149,7 +161,8 @@ where
             Some(Ok(Ok(0))) | Some(Ok(Err(_))) => return HeadWait::Close,
             Some(Ok(Ok(_))) => {
                 if header_deadline.is_none() {
-                    header_deadline = Some(monoio::time::Instant::now() + cfg.client_header_timeout);
+                    header_deadline =
+                        Some(monoio::time::Instant::now() + cfg.client_header_timeout);
                 }
             }
         }
@@ -195,15 +208,24 @@ where
         };
         tried.push(idx);
         let guard = backend.stats.begin();
-        let pooled = if upgrade { None } else { ctx.idle.take(backend.addr) };
+        let pooled = if upgrade {
+            None
+        } else {
+            ctx.idle.take(backend.addr)
+        };
         let mut conn: BackendConn = match pooled {
             Some(c) => c,
             None => match connect(backend.addr, cfg.backend_connect_timeout).await {
                 Ok(c) => c,
                 Err(e) => {
-                    let ejected = record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
+                    let ejected =
+                        record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
                     tracing::warn!(backend = %backend.id, error = ?e, ejected, "backend connect failed");
-                    last_status = if matches!(e, ConnectError::Timeout) { 504 } else { 502 };
+                    last_status = if matches!(e, ConnectError::Timeout) {
+                        504
+                    } else {
+                        502
+                    };
                     continue;
                 }
             },
@@ -213,10 +235,15 @@ where
                 max_header_bytes: cfg.max_header_bytes,
                 max_headers: 100,
             },
-            head_timeout: if upgrade { cfg.ws_handshake_timeout } else { cfg.backend_timeout },
+            head_timeout: if upgrade {
+                cfg.ws_handshake_timeout
+            } else {
+                cfg.backend_timeout
+            },
             read_timeout: cfg.backend_timeout,
             client_timeout: cfg.idle_timeout,
             client_keep_alive: req.keep_alive && !ctx.draining.is_fired(),
+            draining: &ctx.draining,
         };
         let side = RequestSide {
             r: &mut client.r,
@@ -229,7 +256,10 @@ where
         let BackendConn { r, w, buf, .. } = &mut conn;
         let result = exchange(side, &mut client.w, r, w, buf, scratch, resp_out, opts).await;
         match result {
-            Ok(ExchangeEnd::Done { backend_reusable, client_keep_alive }) => {
+            Ok(ExchangeEnd::Done {
+                backend_reusable,
+                client_keep_alive,
+            }) => {
                 record_success(&backend.stats);
                 if replayable {
                     client.buf.consume(req.head_len + buffered_body);
@@ -251,7 +281,9 @@ where
                 drop(guard);
                 return false;
             }
-            Err(ExchangeError::ClosedEarly) if replayable && (conn.reused || req.method.is_idempotent()) => {
+            Err(ExchangeError::ClosedEarly)
+                if replayable && (conn.reused || req.method.is_idempotent()) =>
+            {
                 // A pooled connection the backend had closed, or an
                 // idempotent request: safe to send again.
                 if !conn.reused {
@@ -277,7 +309,10 @@ where
                 let _ = write_static(&mut client.w, error_response(502)).await;
                 return false;
             }
-            Err(ExchangeError::Failed { response_started, detail }) => {
+            Err(ExchangeError::Failed {
+                response_started,
+                detail,
+            }) => {
                 tracing::warn!(backend = %backend.id, detail, "backend failed");
                 record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
                 if !response_started {
@@ -308,11 +343,3 @@ fn retry_same(tried: Tried, idx: usize) -> Tried {
     }
     next
 }
-
-/// Whether a pending command asks this connection to stop.
-pub fn wants_close(cmd: &ConnCommand) -> bool {
-    matches!(cmd, ConnCommand::Drain | ConnCommand::Close(_))
-}
-
-/// Unused-duration guard for clippy on platforms without timers.
-pub const _MIN_TIMEOUT: Duration = Duration::from_millis(1);

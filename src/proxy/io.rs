@@ -64,7 +64,11 @@ impl ReadBuf {
     }
 
     /// Reads once, appending to the unconsumed bytes; Ok(0) is end of stream.
-    pub async fn read_from<R: AsyncReadRent>(&mut self, r: &mut R, want: usize) -> io::Result<usize> {
+    pub async fn read_from<R: AsyncReadRent>(
+        &mut self,
+        r: &mut R,
+        want: usize,
+    ) -> io::Result<usize> {
         self.make_room(want);
         let buf = std::mem::take(&mut self.buf);
         let len = buf.len();
@@ -140,13 +144,17 @@ pub struct LockGuard<'a, T> {
 impl<T> Deref for LockGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        self.value.as_ref().expect("guard holds the value until dropped")
+        self.value
+            .as_ref()
+            .expect("guard holds the value until dropped")
     }
 }
 
 impl<T> DerefMut for LockGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        self.value.as_mut().expect("guard holds the value until dropped")
+        self.value
+            .as_mut()
+            .expect("guard holds the value until dropped")
     }
 }
 

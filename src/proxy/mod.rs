@@ -2,6 +2,7 @@
 //! upgrade, the balancer's own `/_lb/` endpoints), pick a backend, relay.
 
 pub mod backend;
+pub mod endpoints;
 pub mod exchange;
 pub mod http_flow;
 pub mod io;
@@ -14,6 +15,7 @@ use std::rc::Rc;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 
 use crate::server::conns::ConnHandle;
+use crate::server::listener::ListenerKind;
 use crate::server::worker::WorkerCtx;
 use io::ReadBuf;
 
@@ -24,11 +26,13 @@ pub struct ClientConn<S: AsyncWriteRent> {
     pub buf: ReadBuf,
     pub peer: SocketAddr,
     pub tls: bool,
+    /// Accepted on the control listener: only `/_lb/register` is served.
+    pub control: bool,
     pub handle: Rc<ConnHandle>,
 }
 
 /// Serves one accepted client connection (plain or TLS) until it ends.
-pub async fn serve_client<S>(ctx: Rc<WorkerCtx>, stream: S, peer: SocketAddr, tls: bool)
+pub async fn serve_client<S>(ctx: Rc<WorkerCtx>, stream: S, peer: SocketAddr, kind: ListenerKind)
 where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
 {
@@ -39,7 +43,8 @@ where
         w,
         buf: ReadBuf::with_capacity(8 * 1024),
         peer,
-        tls,
+        tls: kind == ListenerKind::Tls,
+        control: kind == ListenerKind::Control,
         handle: entry.handle.clone(),
     };
     http_flow::run(&ctx, &mut client).await;

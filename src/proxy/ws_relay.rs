@@ -55,7 +55,13 @@ impl<W: AsyncWriteRent> Outbound<W> {
 
     /// Forwards `buf[start..end]`; `boundary` says whether `end` is a frame
     /// boundary. Flushes injected frames waiting for one.
-    async fn forward(&self, buf: Vec<u8>, start: usize, end: usize, boundary: bool) -> (bool, Vec<u8>) {
+    async fn forward(
+        &self,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+        boundary: bool,
+    ) -> (bool, Vec<u8>) {
         let mut w = self.w.lock().await;
         let (res, buf) = write_range(&mut *w, buf, start, end).await;
         self.at_boundary.set(boundary);
@@ -324,8 +330,12 @@ async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
 }
 
 /// Relays an upgraded session in inspect mode until it ends.
-pub async fn relay<S>(ctx: &WorkerCtx, client: &mut ClientConn<S>, conn: BackendConn, extensions: bool)
-where
+pub async fn relay<S>(
+    ctx: &WorkerCtx,
+    client: &mut ClientConn<S>,
+    conn: BackendConn,
+    extensions: bool,
+) where
     S: AsyncReadRent + AsyncWriteRent,
 {
     let cfg = &ctx.shared.cfg;
@@ -359,8 +369,21 @@ where
         outstanding: Cell::new(None),
         counter: Cell::new(0),
     };
-    let up = client_to_backend(&mut client.r, &mut client.buf, scanner_for(true), &to_backend, &to_client, &ping);
-    let down = backend_to_client(&mut br, &mut bbuf, scanner_for(false), &to_client, &to_backend);
+    let up = client_to_backend(
+        &mut client.r,
+        &mut client.buf,
+        scanner_for(true),
+        &to_backend,
+        &to_client,
+        &ping,
+    );
+    let down = backend_to_client(
+        &mut br,
+        &mut bbuf,
+        scanner_for(false),
+        &to_client,
+        &to_backend,
+    );
     let cmds = commands(&handle, &to_client, &to_backend);
     let mut up = pin!(up);
     let mut down = pin!(down);
@@ -388,7 +411,11 @@ where
         }
         let clean = matches!(up_end, Some(End::Closed)) || matches!(down_end, Some(End::Closed));
         if up_end.is_some() || down_end.is_some() || cmd_end {
-            let t = if clean && !cmd_end { CLOSE_GRACE } else { ABORT_GRACE };
+            let t = if clean && !cmd_end {
+                CLOSE_GRACE
+            } else {
+                ABORT_GRACE
+            };
             let sleep = grace.get_or_insert_with(|| Box::pin(monoio::time::sleep(t)));
             if sleep.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());

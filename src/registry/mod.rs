@@ -1,5 +1,7 @@
-//! Backend registry: the control-channel protocol (`protocol`) and the table
-//! of members that publishes pool snapshots (`table`). No I/O in here.
+//! Backend registry: the control-channel protocol (`protocol`), the table of
+//! members that publishes pool snapshots (`table`), the hub that reaches a
+//! backend's channel from any thread (`hub`), and the channel itself
+//! (`control`, the only part with I/O).
 
 pub mod protocol;
 pub mod table;
@@ -9,3 +11,6 @@ pub use protocol::{
     ServerMessage, PROTOCOL_VERSION,
 };
 pub use table::{BackendInfo, BackendState, RegisterOutcome, Registry};
+
+pub mod control;
+pub mod hub;

@@ -12,6 +12,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 pub enum ListenerKind {
     Plain,
     Tls,
+    /// The backend control channel's own listener.
+    Control,
 }
 
 impl ListenerKind {
@@ -19,6 +21,7 @@ impl ListenerKind {
         match self {
             ListenerKind::Plain => "http",
             ListenerKind::Tls => "https",
+            ListenerKind::Control => "control",
         }
     }
 }

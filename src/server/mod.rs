@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::balance::SharedPool;
 use crate::config::ServeConfig;
+use crate::registry::hub::ControlHub;
 use crate::registry::Registry;
 use listener::{bind_set, ListenerKind};
 use notify::{Lifecycle, Phase};
@@ -24,6 +25,7 @@ pub struct Shared {
     pub lifecycle: Lifecycle,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub open_connections: AtomicUsize,
+    pub control_hub: ControlHub,
 }
 
 /// Why `wslb serve` could not start.
@@ -59,13 +61,17 @@ pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
     };
     let workers = cfg.workers;
     let mut sets = Vec::new();
+    let control: Vec<std::net::SocketAddr> = cfg.control_listen.into_iter().collect();
     for (addrs, kind) in [
         (&cfg.listen, ListenerKind::Plain),
         (&cfg.tls_listen, ListenerKind::Tls),
+        (&control, ListenerKind::Control),
     ] {
         for addr in addrs {
-            let set = bind_set(*addr, kind, workers)
-                .map_err(|source| ServeError::Bind { addr: *addr, source })?;
+            let set = bind_set(*addr, kind, workers).map_err(|source| ServeError::Bind {
+                addr: *addr,
+                source,
+            })?;
             sets.push(set);
         }
     }
@@ -75,8 +81,23 @@ pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
         registry,
         tls,
         open_connections: AtomicUsize::new(0),
+        control_hub: ControlHub::new(),
         cfg,
     });
+
+    let admin_addr = match shared.cfg.admin_listen {
+        Some(addr) => {
+            let l =
+                listener::bind_single(addr).map_err(|source| ServeError::Bind { addr, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            crate::admin::spawn(shared.clone(), l).map_err(ServeError::Thread)?;
+            Some(bound)
+        }
+        None => None,
+    };
+    spawn_expiry(shared.clone()).map_err(ServeError::Thread)?;
 
     // Machine-readable lines for scripts and tests, then "ready".
     {
@@ -84,6 +105,10 @@ pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
         for set in &sets {
             let _ = writeln!(out, "listening {} {}", set.kind.as_str(), set.addr);
             tracing::info!(kind = set.kind.as_str(), addr = %set.addr, "listening");
+        }
+        if let Some(addr) = admin_addr {
+            let _ = writeln!(out, "listening admin {addr}");
+            tracing::info!(api = %crate::admin::describe(addr), "admin API");
         }
         let _ = writeln!(out, "ready");
         let _ = out.flush();
@@ -112,9 +137,11 @@ pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
         handles.push(handle);
     }
 
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
-            .map_err(ServeError::Signals)?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(ServeError::Signals)?;
     let signal_shared = shared.clone();
     std::thread::Builder::new()
         .name("wslb-signals".into())
@@ -138,4 +165,25 @@ pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Drops registered backends whose heartbeats stopped, twice a heartbeat
+/// timeout's resolution, until the process drains.
+fn spawn_expiry(shared: Arc<Shared>) -> std::io::Result<()> {
+    let timeout_ms = shared.cfg.heartbeat_timeout.as_millis() as u64;
+    let tick = std::time::Duration::from_millis((timeout_ms / 4).clamp(50, 1000));
+    std::thread::Builder::new()
+        .name("wslb-registry".into())
+        .spawn(move || {
+            while shared.lifecycle.phase() == Phase::Running {
+                std::thread::sleep(tick);
+                let gone = shared
+                    .registry
+                    .expire(crate::balance::clock::now_ms(), timeout_ms);
+                for id in gone {
+                    tracing::warn!(id, "backend missed its heartbeats: removed from the pool");
+                }
+            }
+        })
+        .map(|_| ())
 }

@@ -40,7 +40,11 @@ pub fn run_worker(
 ) {
     if let Some(core) = core {
         if !core_affinity::set_for_current(core) {
-            tracing::warn!(worker = index, core = core.id, "could not pin worker to core");
+            tracing::warn!(
+                worker = index,
+                core = core.id,
+                "could not pin worker to core"
+            );
         }
     }
     let force_legacy = std::env::var("WSLB_DRIVER").is_ok_and(|v| v == "legacy");
@@ -80,7 +84,9 @@ async fn worker_main(
         pool: RefCell::new(LocalPool::new(shared.pool.clone())),
         picker: Picker::new(
             shared.cfg.algorithm,
-            0x9e37_79b9_7f4a_7c15 ^ (index as u64).wrapping_mul(0x1000_0000_01b3) ^ fastrand::u64(..),
+            0x9e37_79b9_7f4a_7c15
+                ^ (index as u64).wrapping_mul(0x1000_0000_01b3)
+                ^ fastrand::u64(..),
         ),
         idle: IdlePool::new(),
         conns: Rc::new(ConnTable::new(index)),
@@ -102,8 +108,15 @@ async fn worker_main(
     tracing::info!(worker = index, open, "draining");
     ctx.conns.broadcast(ConnCommand::Drain, |_| true);
     let drain = ctx.shared.cfg.drain_timeout;
-    if monoio::time::timeout(drain, ctx.conns.wait_empty()).await.is_err() {
-        tracing::info!(worker = index, left = ctx.conns.len(), "drain timeout: closing the rest");
+    if monoio::time::timeout(drain, ctx.conns.wait_empty())
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            worker = index,
+            left = ctx.conns.len(),
+            "drain timeout: closing the rest"
+        );
         ctx.conns.broadcast(ConnCommand::Close(1001), |h| {
             matches!(h.kind(), ConnKind::WebSocket | ConnKind::Http)
         });
@@ -164,18 +177,25 @@ impl Drop for OpenConnPermit {
     }
 }
 
-async fn serve_accepted(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, kind: ListenerKind) {
+async fn serve_accepted(
+    ctx: Rc<WorkerCtx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+) {
     let _permit = OpenConnPermit(ctx.shared.clone());
     let _ = stream.set_nodelay(true);
     match kind {
-        ListenerKind::Plain => crate::proxy::serve_client(ctx, stream, peer, false).await,
+        ListenerKind::Plain | ListenerKind::Control => {
+            crate::proxy::serve_client(ctx, stream, peer, kind).await
+        }
         ListenerKind::Tls => {
             let Some(acceptor) = ctx.tls.clone() else {
                 return;
             };
             let timeout = ctx.shared.cfg.client_header_timeout;
             match monoio::time::timeout(timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => crate::proxy::serve_client(ctx, tls, peer, true).await,
+                Ok(Ok(tls)) => crate::proxy::serve_client(ctx, tls, peer, kind).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }

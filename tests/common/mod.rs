@@ -1,4 +1,8 @@
 //! Helpers shared by the integration tests (`mod common;` in a test file).
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod certs;
+pub mod client;
+pub mod proc;
+pub mod ws_client;

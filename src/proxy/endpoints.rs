@@ -1,0 +1,106 @@
+//! The balancer's own endpoints on the serving listeners: `/_lb/register`
+//! (the backend control channel) and `/_lb/pick` (binding hand-out: the
+//! chosen backend's address instead of a proxied connection).
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use super::backend::{pick, sticky_key, Tried};
+use super::http_flow::check_handshake;
+use super::io::{write_static, write_vec};
+use super::ClientConn;
+use crate::http::{error_response, reply, BodyKind, Method, ParsedRequest};
+use crate::registry::control::{authorize, refuse, serve_channel};
+use crate::server::worker::WorkerCtx;
+
+/// Serves a `/_lb/` request (or anything on the control listener); returns
+/// whether the client connection may carry another request.
+pub async fn serve<S>(ctx: &WorkerCtx, client: &mut ClientConn<S>, req: &ParsedRequest) -> bool
+where
+    S: AsyncReadRent + AsyncWriteRent,
+{
+    let data = client.buf.data();
+    let target = &data[req.path.clone()];
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    let query = target
+        .iter()
+        .position(|&b| b == b'?')
+        .map(|i| &target[i + 1..])
+        .unwrap_or_default();
+    match path {
+        b"/_lb/register" => {
+            if !req.upgrade_websocket {
+                refuse(&mut client.w, 426).await;
+                return false;
+            }
+            if let Err(status) = authorize(ctx, data, req, client.control)
+                .and_then(|()| check_handshake(client, req))
+            {
+                refuse(&mut client.w, status).await;
+                return false;
+            }
+            let key = req
+                .ws_key
+                .clone()
+                .map(|r| data[r].to_vec())
+                .unwrap_or_default();
+            serve_channel(ctx, client, req, &key).await;
+            false
+        }
+        b"/_lb/pick" if !client.control => {
+            if !matches!(req.method, Method::Get | Method::Head) || req.body != BodyKind::Empty {
+                let _ = write_static(&mut client.w, error_response(400)).await;
+                return false;
+            }
+            let redirect = query
+                .split(|&b| b == b'&')
+                .any(|kv| kv == b"redirect=1" || kv == b"redirect=true");
+            let key = sticky_key(&ctx.shared.cfg.sticky, &data[..req.head_len], client.peer);
+            let snap = ctx.pool.borrow_mut().current().clone();
+            let keep = req.keep_alive && !ctx.draining.is_fired();
+            let mut out = Vec::with_capacity(512);
+            let picked = pick(ctx, &snap, key, &Tried::default());
+            let found = picked.is_some();
+            match picked {
+                Some((_, backend)) => {
+                    let url = backend.primary_url().to_string();
+                    if redirect {
+                        reply::write_response(
+                            &mut out,
+                            307,
+                            "text/plain",
+                            &[("Location", &url)],
+                            url.as_bytes(),
+                            keep,
+                        );
+                    } else {
+                        let body = serde_json::json!({
+                            "id": &*backend.id,
+                            "url": url,
+                            "bindings": backend.bindings.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
+                        })
+                        .to_string();
+                        reply::write_response(
+                            &mut out,
+                            200,
+                            "application/json",
+                            &[],
+                            body.as_bytes(),
+                            keep,
+                        );
+                    }
+                }
+                None => {
+                    let body = br#"{"error":"no healthy backend"}"#;
+                    reply::write_response(&mut out, 503, "application/json", &[], body, false);
+                }
+            }
+            client.buf.consume(req.head_len);
+            let ok = write_vec(&mut client.w, out).await.0.is_ok();
+            ok && keep && found
+        }
+        _ => {
+            let _ = write_static(&mut client.w, error_response(404)).await;
+            false
+        }
+    }
+}

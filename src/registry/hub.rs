@@ -1,0 +1,113 @@
+//! The control hub: which worker-side control session speaks for which
+//! backend id, so that other threads (the admin API, later broadcasts) can
+//! send a message down a backend's channel without touching its worker.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+
+use atomic_waker::AtomicWaker;
+use crossbeam::queue::SegQueue;
+
+use super::protocol::ServerMessage;
+
+/// A session's mailbox: a lock-free queue plus a waker the session awaits.
+#[derive(Default)]
+pub struct Mailbox {
+    queue: SegQueue<ServerMessage>,
+    waker: AtomicWaker,
+}
+
+impl Mailbox {
+    pub fn push(&self, msg: ServerMessage) {
+        self.queue.push(msg);
+        self.waker.wake();
+    }
+
+    /// Waits for the next message (one waiter: the session task).
+    pub async fn next(&self) -> ServerMessage {
+        poll_fn(|cx| {
+            if let Some(m) = self.queue.pop() {
+                return Poll::Ready(m);
+            }
+            self.waker.register(cx.waker());
+            match self.queue.pop() {
+                Some(m) => Poll::Ready(m),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+/// Backend id -> the session currently speaking for it.
+#[derive(Default)]
+pub struct ControlHub {
+    next_session: AtomicU64,
+    sessions: Mutex<HashMap<String, (u64, Arc<Mailbox>)>>,
+}
+
+impl ControlHub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A fresh session number.
+    pub fn new_session(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Session `session` now speaks for `id` (replacing an older one).
+    pub fn attach(&self, id: &str, session: u64, mailbox: Arc<Mailbox>) {
+        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        s.insert(id.to_string(), (session, mailbox));
+    }
+
+    /// Removes `id` if `session` still speaks for it; returns whether it did
+    /// (a newer session of the same backend keeps its registration).
+    pub fn detach(&self, id: &str, session: u64) -> bool {
+        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        match s.get(id) {
+            Some((owner, _)) if *owner == session => {
+                s.remove(id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends `msg` to the backend's channel; false if it has none.
+    pub fn send(&self, id: &str, msg: ServerMessage) -> bool {
+        let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        match s.get(id) {
+            Some((_, mb)) => {
+                mb.push(msg);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn connected(&self) -> usize {
+        self.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_session_survives_older_detach() {
+        let hub = ControlHub::new();
+        let (a, b) = (hub.new_session(), hub.new_session());
+        hub.attach("x", a, Arc::new(Mailbox::default()));
+        hub.attach("x", b, Arc::new(Mailbox::default()));
+        assert!(!hub.detach("x", a));
+        assert!(hub.send("x", ServerMessage::Drain));
+        assert!(hub.detach("x", b));
+        assert!(!hub.send("x", ServerMessage::Drain));
+    }
+}

@@ -1,0 +1,87 @@
+//! Reading and driving a balancer's admin API and its control channel from
+//! tests: backend lists, drain/resume, and a raw control-channel peer.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::client::{HttpConn, Response};
+use super::ws_client::{Refused, WsConn};
+use wslb::ws::frame::OpCode;
+
+/// `GET /api/backends` as JSON values.
+pub fn backends(admin: SocketAddr) -> Vec<serde_json::Value> {
+    let r = super::client::get(admin, "/api/backends");
+    assert_eq!(r.status, 200, "admin answered {}: {}", r.status, r.text());
+    serde_json::from_slice::<Vec<serde_json::Value>>(&r.body).expect("backends JSON")
+}
+
+/// The entry of backend `id`, if listed.
+pub fn backend(admin: SocketAddr, id: &str) -> Option<serde_json::Value> {
+    backends(admin).into_iter().find(|b| b["id"] == id)
+}
+
+/// Polls until `cond` holds on the backend list, or panics after `within`.
+pub fn wait_for(
+    admin: SocketAddr,
+    within: Duration,
+    what: &str,
+    cond: impl Fn(&[serde_json::Value]) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let list = backends(admin);
+        if cond(&list) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; backends: {list:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `POST /api/backends/{id}/{action}`.
+pub fn post(admin: SocketAddr, id: &str, action: &str) -> Response {
+    let enc: String = id
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let mut c = HttpConn::connect(admin);
+    c.send(format!("POST /api/backends/{enc}/{action} HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+    c.read_response(false).expect("admin response")
+}
+
+/// Opens a control channel with `token` (None: no Authorization header).
+pub fn control(
+    addr: SocketAddr,
+    token: Option<&str>,
+) -> Result<WsConn<std::net::TcpStream>, Refused> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    WsConn::try_connect(addr, "/_lb/register", &headers)
+}
+
+/// Sends a JSON text message and returns the next text reply as JSON.
+pub fn request(ch: &mut WsConn<std::net::TcpStream>, msg: &serde_json::Value) -> serde_json::Value {
+    assert!(ch.send_text(&msg.to_string()), "send control message");
+    let m = ch.recv_msg();
+    assert_eq!(m.opcode, OpCode::Text, "expected a text reply, got {m:?}");
+    serde_json::from_slice(&m.payload).expect("reply JSON")
+}
+
+/// Registers `id` with a port-only binding for `port`.
+pub fn register(
+    ch: &mut WsConn<std::net::TcpStream>,
+    id: &str,
+    port: u16,
+    weight: u32,
+) -> serde_json::Value {
+    request(
+        ch,
+        &serde_json::json!({"type": "register", "v": 1, "id": id, "bindings": [format!(":{port}")], "weight": weight}),
+    )
+}

@@ -1,0 +1,141 @@
+//! Starting the real `wslb` binary (serve, echo) on loopback port 0 and
+//! learning its addresses from the `listening KIND ADDR` / `ready` lines it
+//! prints; every process is killed when its guard drops.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running wslb process.
+pub struct Proc {
+    pub child: Child,
+    /// Listening addresses in the order printed, with their kind (http/https).
+    pub addrs: Vec<(String, SocketAddr)>,
+    /// Lines printed on stdout after "ready".
+    pub stdout_rx: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    /// Starts `wslb ARGS...` and waits (10 s at most) for "ready".
+    pub fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wslb"))
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("WSLB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn wslb");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut addrs = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) if line == "ready" => break,
+                Ok(line) => {
+                    let parts: Vec<&str> = line.split_whitespace().collect();
+                    if parts.len() == 3 && parts[0] == "listening" {
+                        addrs.push((parts[1].to_string(), parts[2].parse().expect("addr")));
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    panic!("wslb {args:?} did not become ready (exit: {status:?})");
+                }
+            }
+        }
+        Proc {
+            child,
+            addrs,
+            stdout_rx: rx,
+        }
+    }
+
+    /// The first address of kind `kind` ("http" or "https").
+    pub fn addr(&self, kind: &str) -> SocketAddr {
+        self.addrs
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no {kind} listener in {:?}", self.addrs))
+    }
+
+    pub fn http(&self) -> SocketAddr {
+        self.addr("http")
+    }
+
+    /// Sends a signal (e.g. libc SIGTERM) to the process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid with a valid signal number.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; returns its code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts a `wslb echo` backend named `name` on a free port.
+pub fn echo(name: &str) -> Proc {
+    Proc::start(&["echo", "--listen", "127.0.0.1:0", "--name", name])
+}
+
+/// Starts `wslb serve` on a free port with one `--backend` per echo plus
+/// `extra` flags; the admin listener is off unless `extra` sets it.
+pub fn serve(backends: &[&Proc], extra: &[&str]) -> Proc {
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--no-pin".into(),
+    ];
+    if !extra.contains(&"--workers") {
+        args.push("--workers".into());
+        args.push("2".into());
+    }
+    if !extra.contains(&"--admin-listen") {
+        args.push("--admin-listen".into());
+        args.push("off".into());
+    }
+    for b in backends {
+        args.push("--backend".into());
+        args.push(format!("http://{}", b.http()));
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proc::start(&refs)
+}
