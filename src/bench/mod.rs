@@ -14,6 +14,8 @@ mod tests;
 mod url;
 mod ws;
 mod ws_session;
+#[cfg(test)]
+mod ws_tests;
 
 use std::rc::Rc;
 use std::sync::Arc;
