@@ -11,7 +11,6 @@ use super::io::write_static;
 use super::ClientConn;
 use crate::balance::health::{record_failure, record_success, HealthPolicy};
 use crate::balance::stats::ActiveGuard;
-use crate::config::WsMode;
 use crate::http::{
     error_response, parse_request, BodyKind, ForwardInfo, Limits, Method, ParsedRequest,
 };
@@ -30,8 +29,19 @@ enum HeadWait {
     Refuse(u16),
 }
 
-/// Serves requests on one client connection until it closes.
-pub async fn run<S>(ctx: &WorkerCtx, client: &mut ClientConn<S>)
+/// A WebSocket upgrade the backend accepted: what the relay needs.
+pub struct Upgrade {
+    pub conn: BackendConn,
+    /// The backend's 101 negotiated an extension (RSV bits may be used).
+    pub extensions: bool,
+    /// Holds the backend's active count for the whole session.
+    pub guard: ActiveGuard,
+}
+
+/// Serves requests on one client connection until it closes, or until a
+/// WebSocket upgrade succeeds (returned, so the caller can free this
+/// request machinery before relaying a session that may last hours).
+pub async fn run<S>(ctx: &WorkerCtx, client: &mut ClientConn<S>) -> Option<Upgrade>
 where
     S: AsyncReadRent + AsyncWriteRent + 'static,
 {
@@ -51,10 +61,10 @@ where
         head.clear();
         let req = match read_head(ctx, client, &limits, &fwd, &mut head).await {
             HeadWait::Request(req) => req,
-            HeadWait::Close => return,
+            HeadWait::Close => return None,
             HeadWait::Refuse(status) => {
                 let _ = write_static(&mut client.w, error_response(status)).await;
-                return;
+                return None;
             }
         };
         let path = &client.buf.data()[req.path.clone()];
@@ -62,14 +72,14 @@ where
             if super::endpoints::serve(ctx, client, &req).await {
                 continue;
             }
-            return;
+            return None;
         }
         if req.upgrade_websocket {
             if let Err(status) =
                 check_origin(ctx, client, &req).and_then(|()| check_handshake(client, &req))
             {
                 let _ = write_static(&mut client.w, error_response(status)).await;
-                return;
+                return None;
             }
         }
         let end = Box::pin(proxy_request(
@@ -83,27 +93,21 @@ where
         .await;
         match end {
             RequestEnd::KeepAlive => {}
-            RequestEnd::Close => return,
+            RequestEnd::Close => return None,
             RequestEnd::Upgraded {
                 conn,
                 extensions,
                 guard,
             } => {
-                // A session may idle for hours: give back the request
-                // buffers before relaying.
-                drop((head, scratch, resp_out));
-                match ctx.shared.cfg.ws_mode {
-                    WsMode::Tunnel => Box::pin(super::tunnel::relay(ctx, client, conn)).await,
-                    WsMode::Inspect => {
-                        Box::pin(super::ws_relay::relay(ctx, client, conn, extensions)).await
-                    }
-                }
-                drop(guard);
-                return;
+                return Some(Upgrade {
+                    conn,
+                    extensions,
+                    guard,
+                });
             }
         }
         if ctx.draining.is_fired() || client.handle.try_next().is_some() {
-            return;
+            return None;
         }
     }
 }

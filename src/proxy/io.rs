@@ -62,6 +62,16 @@ impl ReadBuf {
         }
     }
 
+    /// Starts over small: frees an empty buffer and makes the next read
+    /// offer [`MIN_READ`] bytes (for a connection likely to sit idle).
+    pub fn shrink_idle(&mut self) {
+        self.hint = MIN_READ;
+        if self.is_empty() {
+            self.buf = Vec::new();
+            self.pos = 0;
+        }
+    }
+
     /// Moves unconsumed bytes to the front and makes room for `want` more.
     pub fn make_room(&mut self, want: usize) {
         if self.pos > 0 {

@@ -14,6 +14,7 @@ use std::rc::Rc;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 
+use crate::config::WsMode;
 use crate::server::conns::ConnHandle;
 use crate::server::listener::ListenerKind;
 use crate::server::worker::WorkerCtx;
@@ -47,7 +48,22 @@ where
         control: kind == ListenerKind::Control,
         handle: entry.handle.clone(),
     };
-    http_flow::run(&ctx, &mut client).await;
+    // The request machinery is boxed so that it is freed before a
+    // WebSocket session starts: a long idle session then costs only the
+    // relay's own state and two small read buffers.
+    let upgrade = Box::pin(http_flow::run(&ctx, &mut client)).await;
+    if let Some(http_flow::Upgrade {
+        conn,
+        extensions,
+        guard,
+    }) = upgrade
+    {
+        match ctx.shared.cfg.ws_mode {
+            WsMode::Tunnel => Box::pin(tunnel::relay(&ctx, &mut client, conn)).await,
+            WsMode::Inspect => Box::pin(ws_relay::relay(&ctx, &mut client, conn, extensions)).await,
+        }
+        drop(guard);
+    }
     exchange::shutdown_quietly(&mut client.w).await;
     drop(entry);
 }

@@ -51,6 +51,8 @@ where
         ..
     } = conn;
     let handle = client.handle.clone();
+    client.buf.shrink_idle();
+    bbuf.shrink_idle();
     let up = copy(&mut client.r, &mut bw, &mut client.buf);
     let down = copy(&mut br, &mut client.w, &mut bbuf);
     let mut up = pin!(up);

@@ -426,6 +426,8 @@ pub async fn relay<S>(
         ..
     } = conn;
     let handle = client.handle.clone();
+    client.buf.shrink_idle();
+    bbuf.shrink_idle();
     let to_client = Outbound::new(&mut client.w, false);
     let to_backend = Outbound::new(bw, true);
     let ping = PingState {

@@ -194,8 +194,12 @@ async fn serve_accepted(
                 return;
             };
             let timeout = ctx.shared.cfg.client_header_timeout;
-            match monoio::time::timeout(timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => crate::proxy::serve_client(ctx, tls, peer, kind).await,
+            // Boxed: the handshake's state is freed once it is done.
+            let accepted = Box::pin(monoio::time::timeout(timeout, acceptor.accept(stream))).await;
+            match accepted {
+                // Boxed: a TLS stream is large, and keeping it out of the
+                // task keeps every plain connection's task small.
+                Ok(Ok(tls)) => Box::pin(crate::proxy::serve_client(ctx, tls, peer, kind)).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
