@@ -24,7 +24,8 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(r: &mut R, w: &mut W, buf: &m
         if !buf.is_empty() {
             let v = std::mem::take(&mut buf.buf);
             let (pos, end) = (buf.pos, v.len());
-            let (res, v) = write_range(w, v, pos, end).await;
+            // Boxed: an idle tunnel (waiting on reads) keeps no write state.
+            let (res, v) = Box::pin(write_range(w, v, pos, end)).await;
             buf.buf = v;
             buf.consume(end - pos);
             if res.is_err() {

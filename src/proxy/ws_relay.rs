@@ -78,12 +78,14 @@ impl<W: AsyncWriteRent> Outbound<W> {
             // Our close frame is out: the rest of this direction is dropped.
             return (true, buf);
         }
-        let (res, buf) = write_range(&mut *w, buf, start, end).await;
+        // Writes are boxed so that an idle session (waiting on reads) keeps
+        // no write state: it would otherwise sit in the session's future.
+        let (res, buf) = Box::pin(write_range(&mut *w, buf, start, end)).await;
         self.at_boundary.set(boundary);
         let mut ok = res.is_ok();
         if ok && boundary && !self.pending.borrow().is_empty() {
             let pending = std::mem::take(&mut *self.pending.borrow_mut());
-            ok = write_vec(&mut *w, pending).await.0.is_ok();
+            ok = Box::pin(write_vec(&mut *w, pending)).await.0.is_ok();
         }
         (ok, buf)
     }
@@ -110,7 +112,7 @@ impl<W: AsyncWriteRent> Outbound<W> {
     async fn send_made(&self, frame: Vec<u8>) -> bool {
         let mut w = self.w.lock().await;
         if self.at_boundary.get() {
-            write_vec(&mut *w, frame).await.0.is_ok()
+            Box::pin(write_vec(&mut *w, frame)).await.0.is_ok()
         } else {
             self.pending.borrow_mut().extend_from_slice(&frame);
             true
@@ -315,7 +317,8 @@ where
         let due = ping.last_rx.get() + interval;
         let now = Instant::now();
         if now < due {
-            monoio::time::sleep_until(due).await;
+            // Boxed: a timer entry is large and cache-aligned.
+            Box::pin(monoio::time::sleep_until(due)).await;
             continue;
         }
         let n = ping.counter.get().wrapping_add(1);
@@ -325,7 +328,7 @@ where
         if !to_client.inject(OpCode::Ping, &payload).await {
             return End::Vanished;
         }
-        monoio::time::sleep(ping.timeout).await;
+        Box::pin(monoio::time::sleep(ping.timeout)).await;
         let answered = ping.outstanding.get() != Some(payload);
         if !answered && ping.last_rx.get() <= now {
             tracing::debug!("client did not answer ping: closing");

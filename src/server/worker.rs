@@ -189,20 +189,31 @@ async fn serve_accepted(
         ListenerKind::Plain | ListenerKind::Control => {
             crate::proxy::serve_client(ctx, stream, peer, kind).await
         }
-        ListenerKind::Tls => {
-            let Some(acceptor) = ctx.tls.clone() else {
-                return;
-            };
-            let timeout = ctx.shared.cfg.client_header_timeout;
-            // Boxed: the handshake's state is freed once it is done.
-            let accepted = Box::pin(monoio::time::timeout(timeout, acceptor.accept(stream))).await;
-            match accepted {
-                // Boxed: a TLS stream is large, and keeping it out of the
-                // task keeps every plain connection's task small.
-                Ok(Ok(tls)) => Box::pin(crate::proxy::serve_client(ctx, tls, peer, kind)).await,
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
+        // Boxed: TLS state is large; keeping it out of the task keeps every
+        // plain connection's task small.
+        ListenerKind::Tls => Box::pin(serve_tls(ctx, stream, peer)).await,
+    }
+}
+
+/// The TLS handshake (with the client header timeout), then the client.
+async fn serve_tls(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
+    let Some(acceptor) = ctx.tls.clone() else {
+        return;
+    };
+    let timeout = ctx.shared.cfg.client_header_timeout;
+    // Boxed: the handshake's state is freed once it is done.
+    let accepted = Box::pin(monoio::time::timeout(timeout, acceptor.accept(stream))).await;
+    match accepted {
+        Ok(Ok(tls)) => {
+            Box::pin(crate::proxy::serve_client(
+                ctx,
+                tls,
+                peer,
+                ListenerKind::Tls,
+            ))
+            .await
         }
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
 }
