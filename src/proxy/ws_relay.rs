@@ -248,50 +248,79 @@ async fn forward_buffered<W: AsyncWriteRent>(
     Ok((closed, ok))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn client_to_backend<R, CW, BW>(
+/// What one direction sends when it ends badly.
+struct Endings {
+    /// To the source, when writing to the destination fails.
+    write_failed: (u16, &'static str),
+    /// To the destination, when the source breaks the protocol.
+    source_error: &'static str,
+    /// To the destination, when the source goes away without a close.
+    source_gone: (u16, &'static str),
+}
+
+/// Client to backend: a backend that stops reading gets its client 1011.
+const UP: Endings = Endings {
+    write_failed: (1011, "backend write failed"),
+    source_error: "client error",
+    source_gone: (1001, "client went away"),
+};
+
+/// Backend to client: a backend that vanishes gets its client 1012.
+const DOWN: Endings = Endings {
+    write_failed: (1001, "client went away"),
+    source_error: "backend error",
+    source_gone: (1012, "backend went away"),
+};
+
+/// One direction of the relay: reads from the source, forwards frames to
+/// `dst`, and on a bad ending sends the closes `endings` names. `ping` is
+/// the client's liveness (client to backend only).
+async fn pump<R, D, S>(
     r: &mut R,
     buf: &mut ReadBuf,
     mut scanner: FrameScanner,
-    to_backend: &Outbound<BW>,
-    to_client: &Outbound<CW>,
-    ping: &PingState,
+    dst: &Outbound<D>,
+    src: &Outbound<S>,
+    ping: Option<&PingState>,
+    endings: &Endings,
 ) -> End
 where
     R: AsyncReadRent,
-    CW: AsyncWriteRent,
-    BW: AsyncWriteRent,
+    D: AsyncWriteRent,
+    S: AsyncWriteRent,
 {
     loop {
-        match forward_buffered(buf, &mut scanner, to_backend, Some(ping)).await {
+        match forward_buffered(buf, &mut scanner, dst, ping).await {
             Ok((true, _)) => return End::Closed,
             Ok((false, true)) => {}
             Ok((false, false)) => {
-                to_client.close(1011, "backend write failed").await;
+                let (code, reason) = endings.write_failed;
+                src.close(code, reason).await;
                 return End::Aborted;
             }
             Err(e) => {
-                // What the backend sent before our close reaches the client
-                // first; the client's close follows the backend's reply.
-                to_client.defer_close(e.close_code());
-                to_backend.close(1001, "client error").await;
-                if !to_backend.at_boundary.get() {
-                    // The error came mid-frame: our close to the backend
-                    // cannot go out, so no reply will come. Fail fast.
-                    to_client.flush_deferred().await;
+                // What the other side sent before our close reaches the
+                // offender first; its close follows the other side's reply.
+                src.defer_close(e.close_code());
+                dst.close(1001, endings.source_error).await;
+                if !dst.at_boundary.get() {
+                    // The error came mid-frame: our close cannot go out to
+                    // `dst`, so no reply will come. Fail fast.
+                    src.flush_deferred().await;
                 }
                 return End::Aborted;
             }
         }
         match buf.read_from(r, RELAY_CHUNK).await {
             Ok(n) if n > 0 => {
-                if ping.interval.is_some() {
-                    ping.last_rx.set(Instant::now());
+                if let Some(p) = ping.filter(|p| p.interval.is_some()) {
+                    p.last_rx.set(Instant::now());
                 }
             }
             _ => {
-                to_backend.flush_deferred().await;
-                to_backend.close(1001, "client went away").await;
+                dst.flush_deferred().await;
+                let (code, reason) = endings.source_gone;
+                dst.close(code, reason).await;
                 return End::Vanished;
             }
         }
@@ -335,46 +364,6 @@ where
             to_client.close(1001, "ping timeout").await;
             to_backend.close(1001, "client ping timeout").await;
             return End::Aborted;
-        }
-    }
-}
-
-async fn backend_to_client<R, CW, BW>(
-    r: &mut R,
-    buf: &mut ReadBuf,
-    mut scanner: FrameScanner,
-    to_client: &Outbound<CW>,
-    to_backend: &Outbound<BW>,
-) -> End
-where
-    R: AsyncReadRent,
-    CW: AsyncWriteRent,
-    BW: AsyncWriteRent,
-{
-    loop {
-        match forward_buffered(buf, &mut scanner, to_client, None).await {
-            Ok((true, _)) => return End::Closed,
-            Ok((false, true)) => {}
-            Ok((false, false)) => {
-                to_backend.close(1001, "client went away").await;
-                return End::Aborted;
-            }
-            Err(e) => {
-                to_backend.defer_close(e.close_code());
-                to_client.close(1001, "backend error").await;
-                if !to_client.at_boundary.get() {
-                    to_backend.flush_deferred().await;
-                }
-                return End::Aborted;
-            }
-        }
-        match buf.read_from(r, RELAY_CHUNK).await {
-            Ok(n) if n > 0 => {}
-            _ => {
-                to_client.flush_deferred().await;
-                to_client.close(1012, "backend went away").await;
-                return End::Vanished;
-            }
         }
     }
 }
@@ -440,20 +429,23 @@ pub async fn relay<S>(
         counter: Cell::new(0),
         last_rx: Cell::new(Instant::now()),
     };
-    let up = client_to_backend(
+    let up = pump(
         &mut client.r,
         &mut client.buf,
         scanner_for(true),
         &to_backend,
         &to_client,
-        &ping,
+        Some(&ping),
+        &UP,
     );
-    let down = backend_to_client(
+    let down = pump(
         &mut br,
         &mut bbuf,
         scanner_for(false),
         &to_client,
         &to_backend,
+        None,
+        &DOWN,
     );
     let cmds = commands(&handle, &to_client, &to_backend);
     let pings = pinger(&ping, &to_client, &to_backend);
