@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use monoio::net::TcpStream;
 
-use crate::http::{parse_request, reply, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest};
-use crate::proxy::io::{write_vec, ReadBuf};
+use crate::http::{reply, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest};
+use crate::proxy::io::{read_request_head, write_vec, ReadBuf};
 use crate::registry::protocol::ServerMessage;
 use crate::server::Shared;
 
@@ -27,23 +27,17 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr)
     let mut buf = ReadBuf::with_capacity(4096);
     let mut scratch = Vec::new();
     loop {
-        let req = loop {
-            scratch.clear();
-            match parse_request(buf.data(), &limits, &fwd, &mut scratch) {
-                Ok(Some(req)) => break req,
-                Ok(None) => {}
-                Err(e) => {
-                    let _ =
-                        write_vec(&mut stream, reply::error_response(e.status()).to_vec()).await;
-                    return;
-                }
-            }
-            match monoio::time::timeout(Duration::from_secs(30), buf.read_from(&mut stream, 4096))
-                .await
-            {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
-            }
+        let Some(req) = read_request_head(
+            &mut stream,
+            &mut buf,
+            &limits,
+            &fwd,
+            &mut scratch,
+            Some(Duration::from_secs(30)),
+        )
+        .await
+        else {
+            return;
         };
         // Bodies are not used by any route: skip them.
         let mut tracker = BodyTracker::new(req.body);

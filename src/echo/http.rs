@@ -8,10 +8,8 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
-use crate::http::{
-    parse_request, reply, BodyKind, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest,
-};
-use crate::proxy::io::{write_range, write_vec, ReadBuf};
+use crate::http::{reply, BodyKind, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest};
+use crate::proxy::io::{read_request_head, write_range, write_vec, ReadBuf};
 
 const CHUNK: usize = 64 * 1024;
 
@@ -35,21 +33,10 @@ pub async fn serve(
     let mut out = Vec::with_capacity(1024);
     let mut served: u64 = 0;
     loop {
-        let req = loop {
-            scratch.clear();
-            match parse_request(buf.data(), &limits, &fwd, &mut scratch) {
-                Ok(Some(req)) => break req,
-                Ok(None) => {}
-                Err(e) => {
-                    let _ =
-                        write_vec(&mut stream, reply::error_response(e.status()).to_vec()).await;
-                    return;
-                }
-            }
-            match buf.read_from(&mut stream, 16 * 1024).await {
-                Ok(n) if n > 0 => {}
-                _ => return,
-            }
+        let Some(req) =
+            read_request_head(&mut stream, &mut buf, &limits, &fwd, &mut scratch, None).await
+        else {
+            return;
         };
         if req.upgrade_websocket {
             super::ws::serve(stream, buf, &req).await;

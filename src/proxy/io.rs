@@ -10,7 +10,7 @@ use std::ops::{Deref, DerefMut};
 use std::task::{Poll, Waker};
 
 use monoio::buf::{IoBuf, IoBufMut, SliceMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 /// Smallest read offered; idle connections sit at about this size.
 pub const MIN_READ: usize = 512;
@@ -199,6 +199,42 @@ impl<T> Drop for LockGuard<'_, T> {
         *self.lock.slot.borrow_mut() = self.value.take();
         if let Some(w) = self.lock.waiters.borrow_mut().pop_front() {
             w.wake();
+        }
+    }
+}
+
+/// For the small servers (echo backend, admin API): reads until a whole
+/// request head is buffered in `buf`, answering a malformed one with its
+/// error status. `None` when the peer leaves, a read fails or `timeout`
+/// (per read) passes first.
+pub async fn read_request_head<S: AsyncReadRent + AsyncWriteRent>(
+    stream: &mut S,
+    buf: &mut ReadBuf,
+    limits: &crate::http::Limits,
+    fwd: &crate::http::ForwardInfo,
+    scratch: &mut Vec<u8>,
+    timeout: Option<std::time::Duration>,
+) -> Option<crate::http::ParsedRequest> {
+    loop {
+        scratch.clear();
+        match crate::http::parse_request(buf.data(), limits, fwd, scratch) {
+            Ok(Some(req)) => return Some(req),
+            Ok(None) => {}
+            Err(e) => {
+                let _ = write_static(stream, crate::http::error_response(e.status())).await;
+                return None;
+            }
+        }
+        let read = match timeout {
+            Some(t) => match monoio::time::timeout(t, buf.read_from(stream, 16 * 1024)).await {
+                Ok(r) => r,
+                Err(_) => return None,
+            },
+            None => buf.read_from(stream, 16 * 1024).await,
+        };
+        match read {
+            Ok(n) if n > 0 => {}
+            _ => return None,
         }
     }
 }
