@@ -6,6 +6,7 @@ pub mod endpoints;
 pub mod exchange;
 pub mod http_flow;
 pub mod io;
+mod outbound;
 pub mod tunnel;
 pub mod ws_relay;
 
