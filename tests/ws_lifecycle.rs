@@ -229,6 +229,10 @@ fn counted_session(lb: SocketAddr) -> WsConn<std::net::TcpStream> {
 }
 
 fn counted_session_n(lb: SocketAddr, gets: usize) -> WsConn<std::net::TcpStream> {
+    // The last GET of a previous probe gives its count back when its worker
+    // sees the response written, which on a loaded machine can come after
+    // the client already has it: let that settle first.
+    std::thread::sleep(Duration::from_millis(100));
     let mut ws = WsConn::connect(lb);
     ws.echo_text("counted");
     let seen = names(lb, gets);
