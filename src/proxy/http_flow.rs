@@ -82,29 +82,10 @@ where
                 return None;
             }
         }
-        let end = Box::pin(proxy_request(
-            ctx,
-            client,
-            &req,
-            &head,
-            &mut scratch,
-            &mut resp_out,
-        ))
-        .await;
-        match end {
+        match proxy_request(ctx, client, &req, &head, &mut scratch, &mut resp_out).await {
             RequestEnd::KeepAlive => {}
             RequestEnd::Close => return None,
-            RequestEnd::Upgraded {
-                conn,
-                extensions,
-                guard,
-            } => {
-                return Some(Upgrade {
-                    conn,
-                    extensions,
-                    guard,
-                });
-            }
+            RequestEnd::Upgraded(upgrade) => return Some(upgrade),
         }
         if ctx.draining.is_fired() || client.handle.try_next().is_some() {
             return None;
@@ -186,8 +167,10 @@ where
         match outcome {
             None => return HeadWait::Close,
             Some(Err(_)) => {
-                // Slowloris: a head begun but not finished in time.
-                if header_deadline.is_some() && !client.buf.is_empty() {
+                // Slowloris: a head begun (the deadline is set at its first
+                // byte) but not finished in time. The cancelled read took
+                // the buffer with it, so the deadline is what tells.
+                if header_deadline.is_some() {
                     return HeadWait::Refuse(408);
                 }
                 return HeadWait::Close;
@@ -208,11 +191,7 @@ enum RequestEnd {
     KeepAlive,
     Close,
     /// The backend accepted a WebSocket upgrade: relay the session.
-    Upgraded {
-        conn: BackendConn,
-        extensions: bool,
-        guard: ActiveGuard,
-    },
+    Upgraded(Upgrade),
 }
 
 impl From<bool> for RequestEnd {
@@ -330,11 +309,11 @@ where
                 record_success(&backend.stats);
                 client.buf.consume(req.head_len);
                 client.handle.set_kind(ConnKind::WebSocket);
-                return RequestEnd::Upgraded {
+                return RequestEnd::Upgraded(Upgrade {
                     conn,
                     extensions,
                     guard,
-                };
+                });
             }
             Err(ExchangeError::ClosedEarly)
                 if replayable && (conn.reused || req.method.is_idempotent()) =>
