@@ -59,6 +59,27 @@ fn slowloris_header_is_cut_off_in_time() {
 }
 
 #[test]
+fn an_unfinished_head_gets_408_after_the_header_timeout() {
+    let a = echo("alpha");
+    let lb = serve(&[&a], &["--client-header-timeout", "500ms"]);
+    let mut stream = TcpStream::connect(lb.http()).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let started = Instant::now();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        .expect("write");
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got);
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(2000),
+        "answered after {took:?}"
+    );
+}
+
+#[test]
 fn sigterm_drains_in_flight_request_and_exits_zero() {
     let a = echo("alpha");
     let mut lb = serve(&[&a], &["--drain-timeout", "5s"]);
