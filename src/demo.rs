@@ -146,17 +146,27 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
         "wslb demo is up: a balancer on {lb} and {n} echo backends that registered themselves.\n\
          \n\
          Try:\n\
-         \x20 curl http://{lb}/                      # run it a few times: {alg} over echo-1..{n}\n\
-         \x20 curl -d 'hello' http://{lb}/echo       # POST bodies are echoed back\n\
-         \x20 curl http://{lb}/_lb/pick              # binding hand-out: which backend you'd get\n\
-         \x20 curl http://{admin}/api/backends       # the pool, with active counts and load\n\
-         \x20 curl -X POST http://{admin}/api/backends/echo-1/drain   # no new traffic to echo-1\n\
-         \x20 curl http://{admin}/metrics            # Prometheus metrics\n\
-         \x20 wslb bench ws --url ws://{lb}/ -c 10 --duration 5        # WebSocket echo through the balancer\n\
+         \x20 # run it a few times: {alg} over echo-1..{n}\n\
+         \x20 curl http://{lb}/\n\
+         \x20 # POST bodies are echoed back\n\
+         \x20 curl -d 'hello' http://{lb}/echo\n\
+         \x20 # binding hand-out: which backend a client would get\n\
+         \x20 curl http://{lb}/_lb/pick\n\
+         \x20 # the pool, with active counts and reported load\n\
+         \x20 curl http://{admin}/api/backends\n\
+         \x20 # no new traffic to echo-1 (resume to undo)\n\
+         \x20 curl -X POST http://{admin}/api/backends/echo-1/drain\n\
+         \x20 # Prometheus metrics\n\
+         \x20 curl http://{admin}/metrics\n\
+         \x20 # WebSocket echo through the balancer\n\
+         \x20 {exe} bench ws --url ws://{lb}/ -c 10 --duration 5\n\
          \n\
          Ctrl-C stops everything.",
         n = args.backends,
         alg = args.algorithm,
+        exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "wslb".into()),
     );
     let _ = std::io::stdout().flush();
     let mut signals = signal_hook::iterator::Signals::new([
