@@ -12,6 +12,7 @@ use super::backend::BackendConn;
 use super::exchange::shutdown_quietly;
 use super::io::{write_range, ReadBuf};
 use super::ClientConn;
+use crate::server::conns::ConnCommand;
 use crate::server::worker::WorkerCtx;
 
 const TUNNEL_CHUNK: usize = 16 * 1024;
@@ -58,10 +59,12 @@ where
     let down = copy(&mut br, &mut client.w, &mut bbuf);
     let mut up = pin!(up);
     let mut down = pin!(down);
+    // Tunnel mode cannot send a close frame: a close command ends the
+    // connection; a drain lets the session run until that close comes.
+    let closed = async { while handle.next().await == ConnCommand::Drain {} };
+    let mut closed = pin!(closed);
     let mut up_done = false;
     let mut down_done = false;
-    let mut closing = false;
-    let mut command = pin!(handle.next());
     let mut grace = None;
     poll_fn(|cx| {
         if !up_done && up.as_mut().poll(cx).is_ready() {
@@ -70,22 +73,8 @@ where
         if !down_done && down.as_mut().poll(cx).is_ready() {
             down_done = true;
         }
-        if up_done && down_done {
+        if (up_done && down_done) || closed.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());
-        }
-        if !closing {
-            if let Poll::Ready(cmd) = command.as_mut().poll(cx) {
-                // Tunnel mode cannot send a close frame: a close command
-                // ends the connection; drain lets it run until then.
-                if !matches!(cmd, crate::server::conns::ConnCommand::Drain) {
-                    return Poll::Ready(());
-                }
-                command.set(handle.next());
-                if command.as_mut().poll(cx).is_ready() {
-                    closing = true;
-                    return Poll::Ready(());
-                }
-            }
         }
         if up_done || down_done {
             let sleep = grace.get_or_insert_with(|| Box::pin(monoio::time::sleep(CLOSE_GRACE)));
