@@ -5,6 +5,7 @@
 use std::fmt;
 
 use super::error::AgentError;
+use crate::registry::protocol::split_authority;
 
 /// The control channel path on a balancer.
 pub const DEFAULT_PATH: &str = "/_lb/register";
@@ -46,27 +47,10 @@ impl BalancerUrl {
         if authority.contains('@') {
             return Err(bad("credentials in the URL are not allowed; use --token"));
         }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| bad("unclosed [ in IPv6 host"))?;
-            if h.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(bad("bad IPv6 address in brackets"));
-            }
-            match after {
-                "" => (h, None),
-                p => (
-                    h,
-                    Some(p.strip_prefix(':').ok_or_else(|| bad("junk after ]"))?),
-                ),
-            }
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, _)) if h.contains(':') => return Err(bad("IPv6 hosts need [brackets]")),
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            }
-        };
+        let (host, port) = split_authority(authority).map_err(bad)?;
+        if authority.starts_with('[') && host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad("bad IPv6 address in brackets"));
+        }
         if host.is_empty() {
             return Err(bad("missing host"));
         }

@@ -297,6 +297,25 @@ pub fn resolve_binding(
     parse_binding(binding, Fill::Peer(peer_ip))
 }
 
+/// Splits a URL authority (`host`, `host:port`, `[v6]`, `[v6]:port`) into
+/// host and optional port text; the error says what is malformed. Shared by
+/// bindings and the agent's balancer URLs.
+pub fn split_authority(authority: &str) -> Result<(&str, Option<&str>), &'static str> {
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("unclosed [ in IPv6 host")?;
+        match after {
+            "" => Ok((h, None)),
+            p => Ok((h, Some(p.strip_prefix(':').ok_or("junk after ]")?))),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, _)) if h.contains(':') => Err("IPv6 hosts need [brackets]"),
+            Some((h, p)) => Ok((h, Some(p))),
+            None => Ok((authority, None)),
+        }
+    }
+}
+
 pub(crate) fn parse_binding(
     binding: &str,
     fill: Fill,
@@ -334,24 +353,7 @@ pub(crate) fn parse_binding(
     if authority.contains('@') {
         return Err(bad("credentials in the URL are not allowed"));
     }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| bad("unclosed [ in IPv6 host"))?;
-        match after {
-            "" => (h, None),
-            p => (
-                h,
-                Some(p.strip_prefix(':').ok_or_else(|| bad("junk after ]"))?),
-            ),
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, _)) if h.contains(':') => return Err(bad("IPv6 hosts need [brackets]")),
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
+    let (host, port) = split_authority(authority).map_err(bad)?;
     let port = match port {
         None => 80,
         Some(p) => parse_port(p).ok_or_else(|| bad("port must be 1 to 65535"))?,
