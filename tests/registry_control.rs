@@ -282,6 +282,11 @@ fn counters_survive_re_registration() {
     let before = backend(admin, "r").unwrap();
     assert_eq!(before["requests_total"], 6);
     assert_eq!(before["active"], 1);
+    let metrics = get(admin, "/metrics");
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(text.contains("wslb_backend_requests_total{id=\"r\"} 6"), "{text}");
+    assert!(text.contains("wslb_backend_active{id=\"r\"} 1"), "{text}");
 
     // The backend reconnects (new channel) and registers the same id; the old
     // channel then closes: the new registration stays, counters carry on.

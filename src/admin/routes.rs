@@ -13,6 +13,7 @@ use monoio::net::TcpStream;
 use crate::http::{reply, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest};
 use crate::proxy::io::{read_request_head, write_vec, ReadBuf};
 use crate::registry::protocol::ServerMessage;
+use crate::registry::BackendInfo;
 use crate::server::Shared;
 
 pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
@@ -140,6 +141,22 @@ fn route(shared: &Shared, head: &[u8], req: &ParsedRequest) -> (u16, &'static st
     }
 }
 
+/// Per-backend series: name, Prometheus type, value.
+type Series = (&'static str, &'static str, fn(&BackendInfo) -> u64);
+
+const BACKEND_SERIES: [Series; 4] = [
+    ("wslb_backend_active", "gauge", |b| u64::from(b.active)),
+    ("wslb_backend_reported_load", "gauge", |b| {
+        u64::from(b.reported_load)
+    }),
+    ("wslb_backend_requests_total", "counter", |b| {
+        b.requests_total
+    }),
+    ("wslb_backend_failures_total", "counter", |b| {
+        b.failures_total
+    }),
+];
+
 fn metrics(shared: &Shared) -> String {
     let mut out = String::with_capacity(1024);
     let _ = writeln!(out, "# TYPE wslb_open_connections gauge");
@@ -148,42 +165,12 @@ fn metrics(shared: &Shared) -> String {
         "wslb_open_connections {}",
         shared.open_connections.load(Ordering::Relaxed)
     );
-    let _ = writeln!(out, "# TYPE wslb_backend_active gauge");
     let list = shared.registry.list();
-    for b in &list {
-        let _ = writeln!(
-            out,
-            "wslb_backend_active{{id=\"{}\"}} {}",
-            escape(&b.id),
-            b.active
-        );
-    }
-    let _ = writeln!(out, "# TYPE wslb_backend_reported_load gauge");
-    for b in &list {
-        let _ = writeln!(
-            out,
-            "wslb_backend_reported_load{{id=\"{}\"}} {}",
-            escape(&b.id),
-            b.reported_load
-        );
-    }
-    let _ = writeln!(out, "# TYPE wslb_backend_requests_total counter");
-    for b in &list {
-        let _ = writeln!(
-            out,
-            "wslb_backend_requests_total{{id=\"{}\"}} {}",
-            escape(&b.id),
-            b.requests_total
-        );
-    }
-    let _ = writeln!(out, "# TYPE wslb_backend_failures_total counter");
-    for b in &list {
-        let _ = writeln!(
-            out,
-            "wslb_backend_failures_total{{id=\"{}\"}} {}",
-            escape(&b.id),
-            b.failures_total
-        );
+    for (name, kind, value) in BACKEND_SERIES {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for b in &list {
+            let _ = writeln!(out, "{name}{{id=\"{}\"}} {}", escape(&b.id), value(b));
+        }
     }
     out
 }
