@@ -285,7 +285,10 @@ fn counters_survive_re_registration() {
     let metrics = get(admin, "/metrics");
     assert_eq!(metrics.status, 200);
     let text = metrics.text();
-    assert!(text.contains("wslb_backend_requests_total{id=\"r\"} 6"), "{text}");
+    assert!(
+        text.contains("wslb_backend_requests_total{id=\"r\"} 6"),
+        "{text}"
+    );
     assert!(text.contains("wslb_backend_active{id=\"r\"} 1"), "{text}");
 
     // The backend reconnects (new channel) and registers the same id; the old
