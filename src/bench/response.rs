@@ -4,6 +4,8 @@
 
 use thiserror::Error;
 
+use crate::http::{BodyKind, BodyTracker};
+
 /// Most response headers we look at.
 const MAX_HEADERS: usize = 64;
 
@@ -104,144 +106,42 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, ResponseError> {
     }))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// Reading hex digits of a chunk size.
-    Size {
-        value: u64,
-        digits: u8,
-    },
-    /// Skipping a chunk extension up to LF.
-    Ext {
-        value: u64,
-    },
-    /// Inside chunk data with this many bytes left.
-    Data(u64),
-    /// Expecting CR (first) or LF after the data.
-    DataEnd {
-        seen_cr: bool,
-    },
-    /// In the trailer section; `empty` means the current line has no bytes yet.
-    Trailer {
-        empty: bool,
-    },
-    Done,
-}
-
-/// Skips a response body, fed incrementally.
-#[derive(Debug, Clone)]
+/// Skips a response body without storing it: the crate's own body framing
+/// (the chunked validator the proxy uses) over the bench's `Framing`.
+#[derive(Debug)]
 pub struct BodySkipper {
     framing: Framing,
-    left: u64,
-    chunk: Chunk,
+    tracker: BodyTracker,
 }
 
 impl BodySkipper {
-    /// A skipper for a body framed by `framing`.
     pub fn new(framing: Framing) -> BodySkipper {
+        let kind = match framing {
+            Framing::Empty => BodyKind::Empty,
+            Framing::Length(n) => BodyKind::Length(n),
+            Framing::Chunked => BodyKind::Chunked,
+            Framing::UntilClose => BodyKind::UntilClose,
+        };
         BodySkipper {
             framing,
-            left: match framing {
-                Framing::Length(n) => n,
-                _ => 0,
-            },
-            chunk: Chunk::Size {
-                value: 0,
-                digits: 0,
-            },
+            tracker: BodyTracker::new(kind),
         }
     }
 
-    /// Is the body complete? (UntilClose is complete only at EOF.)
     pub fn done(&self) -> bool {
-        match self.framing {
-            Framing::Empty => true,
-            Framing::Length(_) => self.left == 0,
-            Framing::Chunked => self.chunk == Chunk::Done,
-            Framing::UntilClose => false,
-        }
+        self.tracker.is_done()
     }
 
-    /// Does the body end only when the server closes?
     pub fn until_close(&self) -> bool {
         self.framing == Framing::UntilClose
     }
 
-    /// Consume body bytes from `buf`; returns how many were part of the body.
+    /// Body bytes at the front of `buf` (never past the body's end).
     pub fn feed(&mut self, buf: &[u8]) -> Result<usize, ResponseError> {
-        match self.framing {
-            Framing::Empty => Ok(0),
-            Framing::UntilClose => Ok(buf.len()),
-            Framing::Length(_) => {
-                let n = (buf.len() as u64).min(self.left);
-                self.left -= n;
-                Ok(n as usize)
-            }
-            Framing::Chunked => self.feed_chunked(buf),
-        }
-    }
-
-    fn feed_chunked(&mut self, buf: &[u8]) -> Result<usize, ResponseError> {
-        let mut i = 0;
-        while i < buf.len() {
-            let b = buf[i];
-            self.chunk = match self.chunk {
-                Chunk::Done => return Ok(i),
-                Chunk::Size { value, digits } => match b {
-                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
-                        if digits >= 15 {
-                            return Err(ResponseError::Chunked);
-                        }
-                        let d = (b as char).to_digit(16).unwrap_or(0) as u64;
-                        Chunk::Size {
-                            value: value * 16 + d,
-                            digits: digits + 1,
-                        }
-                    }
-                    b';' | b' ' | b'\t' | b'\r' if digits > 0 => Chunk::Ext { value },
-                    b'\n' if digits > 0 => Self::after_size(value),
-                    _ => return Err(ResponseError::Chunked),
-                },
-                Chunk::Ext { value } => match b {
-                    b'\n' => Self::after_size(value),
-                    _ => Chunk::Ext { value },
-                },
-                Chunk::Data(left) => {
-                    let n = ((buf.len() - i) as u64).min(left);
-                    i += n as usize;
-                    self.chunk = if left == n {
-                        Chunk::DataEnd { seen_cr: false }
-                    } else {
-                        Chunk::Data(left - n)
-                    };
-                    continue;
-                }
-                Chunk::DataEnd { seen_cr } => match b {
-                    b'\r' if !seen_cr => Chunk::DataEnd { seen_cr: true },
-                    b'\n' => Chunk::Size {
-                        value: 0,
-                        digits: 0,
-                    },
-                    _ => return Err(ResponseError::Chunked),
-                },
-                Chunk::Trailer { empty } => match b {
-                    b'\n' if empty => Chunk::Done,
-                    b'\n' => Chunk::Trailer { empty: true },
-                    b'\r' => Chunk::Trailer { empty },
-                    _ => Chunk::Trailer { empty: false },
-                },
-            };
-            i += 1;
-        }
-        Ok(i)
-    }
-
-    fn after_size(value: u64) -> Chunk {
-        if value == 0 {
-            Chunk::Trailer { empty: true }
-        } else {
-            Chunk::Data(value)
-        }
+        self.tracker
+            .scan(buf)
+            .map(|p| p.consumed)
+            .map_err(|_| ResponseError::Chunked)
     }
 }
 
