@@ -67,8 +67,23 @@ impl BackendConn {
 /// Why a backend connection could not be made.
 #[derive(Debug)]
 pub enum ConnectError {
+    /// The backend refused or could not be reached: its fault.
     Refused(io::Error),
     Timeout,
+    /// This machine ran out of something (descriptors, ports, memory):
+    /// not the backend's fault, and another backend would fail the same.
+    Local(io::Error),
+}
+
+impl ConnectError {
+    fn from_io(e: io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(
+                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL,
+            ) => ConnectError::Local(e),
+            _ => ConnectError::Refused(e),
+        }
+    }
 }
 
 /// Connects to `addr` within `timeout`.
@@ -88,7 +103,7 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<BackendConn,
                 fd,
             })
         }
-        Ok(Err(e)) => Err(ConnectError::Refused(e)),
+        Ok(Err(e)) => Err(ConnectError::from_io(e)),
         Err(_) => Err(ConnectError::Timeout),
     }
 }
@@ -242,6 +257,16 @@ mod tests {
         let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-User: 42\r\n\r\n";
         assert_eq!(find_header(head, "x-user"), Some(&b"42"[..]));
         assert_eq!(find_header(head, "cookie"), None);
+    }
+
+    #[test]
+    fn local_exhaustion_is_not_the_backends_fault() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::EADDRNOTAVAIL] {
+            let e = ConnectError::from_io(io::Error::from_raw_os_error(errno));
+            assert!(matches!(e, ConnectError::Local(_)), "{errno}");
+        }
+        let e = ConnectError::from_io(io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        assert!(matches!(e, ConnectError::Refused(_)));
     }
 
     #[test]

@@ -252,6 +252,13 @@ where
             Some(c) => c,
             None => match connect(backend.addr, cfg.backend_connect_timeout).await {
                 Ok(c) => c,
+                Err(ConnectError::Local(e)) => {
+                    // Out of descriptors or ports here: no backend is to
+                    // blame and none would do better. Shed the request.
+                    tracing::warn!(error = %e, "cannot open a backend connection: out of local resources");
+                    last_status = 503;
+                    break;
+                }
                 Err(e) => {
                     let ejected =
                         record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
