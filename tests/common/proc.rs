@@ -20,7 +20,31 @@ pub struct Proc {
 impl Proc {
     /// Starts `wslb ARGS...` and waits (10 s at most) for "ready".
     pub fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wslb"))
+        Self::start_limited(args, None)
+    }
+
+    /// Like [`Proc::start`], with the child's open-file limit set to
+    /// `nofile` when given (to test descriptor exhaustion).
+    pub fn start_limited(args: &[&str], nofile: Option<u64>) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wslb"));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs in the forked child before exec and
+            // only calls setrlimit, which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
             .args(args)
             .env(
                 "RUST_LOG",
