@@ -255,7 +255,9 @@ where
                 Err(ConnectError::Local(e)) => {
                     // Out of descriptors or ports here: no backend is to
                     // blame and none would do better. Shed the request.
-                    tracing::warn!(error = %e, "cannot open a backend connection: out of local resources");
+                    if let Some(held) = ctx.exhaustion_log.allow() {
+                        tracing::warn!(error = %e, held, "cannot open a backend connection: out of local resources");
+                    }
                     last_status = 503;
                     break;
                 }

@@ -4,6 +4,7 @@
 pub mod conns;
 pub mod listener;
 pub mod notify;
+pub mod throttle;
 pub mod worker;
 
 use std::io::Write;

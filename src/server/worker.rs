@@ -15,6 +15,7 @@ use monoio::net::{TcpListener, TcpStream};
 use super::conns::{ConnCommand, ConnKind, ConnTable};
 use super::listener::ListenerKind;
 use super::notify::{LocalEvent, Phase};
+use super::throttle::Throttle;
 use super::Shared;
 use crate::balance::{LocalPool, Picker};
 use crate::proxy::backend::IdlePool;
@@ -29,6 +30,8 @@ pub struct WorkerCtx {
     pub conns: Rc<ConnTable>,
     pub draining: LocalEvent,
     pub tls: Option<monoio_rustls::TlsAcceptor>,
+    /// Throttles warnings about local resource exhaustion.
+    pub exhaustion_log: Throttle,
 }
 
 /// Runs worker `index` on the current thread until the process drains.
@@ -118,6 +121,7 @@ async fn worker_main(
         conns: Rc::new(ConnTable::new(index)),
         draining: LocalEvent::new(),
         tls,
+        exhaustion_log: Throttle::new(1000),
         shared,
     });
     for (kind, std_listener) in listeners {
@@ -183,7 +187,9 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKi
                 // An accept error never ends the loop; back off on
                 // exhaustion instead of spinning.
                 if is_resource_exhaustion(&e) {
-                    tracing::warn!(error = %e, "accept: out of resources, backing off");
+                    if let Some(held) = ctx.exhaustion_log.allow() {
+                        tracing::warn!(error = %e, held, "accept: out of resources, backing off");
+                    }
                     monoio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 } else {
