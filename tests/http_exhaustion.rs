@@ -49,7 +49,7 @@ fn running_out_of_descriptors_sheds_load_without_blaming_the_backend() {
         let status = match s.read(&mut buf) {
             Ok(n) if n >= 12 => String::from_utf8_lossy(&buf[9..12]).into_owned(),
             Ok(_) => "eof".into(),
-            Err(_) => "error".into(),
+            Err(e) => format!("{:?}", e.kind()),
         };
         *statuses.entry(status).or_default() += 1;
     }

@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use crate::server::Shared;
 
-/// Starts the admin API on `listener` in a thread of its own.
+/// Starts the admin API on `listener` in a thread of its own; returns once
+/// its runtime is up (so a descriptor shortage later cannot stop it).
 pub fn spawn(shared: Arc<Shared>, listener: std::net::TcpListener) -> std::io::Result<()> {
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("wslb-admin".into())
         .spawn(move || {
@@ -18,11 +20,18 @@ pub fn spawn(shared: Arc<Shared>, listener: std::net::TcpListener) -> std::io::R
                 .enable_timer()
                 .build();
             match rt {
-                Ok(mut rt) => rt.block_on(accept_loop(shared, listener)),
-                Err(e) => tracing::error!(error = %e, "admin: cannot start runtime"),
+                Ok(mut rt) => {
+                    let _ = started_tx.send(Ok(()));
+                    rt.block_on(accept_loop(shared, listener))
+                }
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                }
             }
-        })
-        .map(|_| ())
+        })?;
+    started_rx
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("admin thread ended before starting")))
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener) {

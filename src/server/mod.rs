@@ -45,10 +45,19 @@ pub enum ServeError {
     Signals(std::io::Error),
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
+    #[error("{0}")]
+    Runtime(String),
 }
 
 /// Runs the balancer until SIGTERM/SIGINT and the drain that follows.
 pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
+    // Signal handlers first: they need descriptors of their own, which a
+    // flood of connections could otherwise take once workers accept.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(ServeError::Signals)?;
     let pool = Arc::new(SharedPool::new());
     let registry = Arc::new(Registry::new(pool.clone()));
     for (url, weight) in &cfg.backends {
@@ -93,28 +102,18 @@ pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
             let bound = l
                 .local_addr()
                 .map_err(|source| ServeError::Bind { addr, source })?;
-            crate::admin::spawn(shared.clone(), l).map_err(ServeError::Thread)?;
+            crate::admin::spawn(shared.clone(), l)
+                .map_err(|e| ServeError::Runtime(format!("admin API: cannot start: {e}")))?;
             Some(bound)
         }
         None => None,
     };
     spawn_expiry(shared.clone()).map_err(ServeError::Thread)?;
 
-    // Machine-readable lines for scripts and tests, then "ready".
-    {
-        let mut out = std::io::stdout().lock();
-        for set in &sets {
-            let _ = writeln!(out, "listening {} {}", set.kind.as_str(), set.addr);
-            tracing::info!(kind = set.kind.as_str(), addr = %set.addr, "listening");
-        }
-        if let Some(addr) = admin_addr {
-            let _ = writeln!(out, "listening admin {addr}");
-            tracing::info!(api = %crate::admin::describe(addr), "admin API");
-        }
-        let _ = writeln!(out, "ready");
-        let _ = out.flush();
-    }
-
+    let lines: Vec<(&'static str, std::net::SocketAddr)> = sets
+        .iter()
+        .map(|set| (set.kind.as_str(), set.addr))
+        .collect();
     let mut per_worker: Vec<Vec<(ListenerKind, std::net::TcpListener)>> =
         (0..workers).map(|_| Vec::new()).collect();
     for set in sets {
@@ -127,22 +126,48 @@ pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
     } else {
         Vec::new()
     };
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let go = Arc::new(std::sync::Barrier::new(workers + 1));
     let mut handles = Vec::new();
     for (i, listeners) in per_worker.into_iter().enumerate() {
         let shared = shared.clone();
         let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+        let started = worker::Started {
+            report: started_tx.clone(),
+            go: go.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name(format!("wslb-worker-{i}"))
-            .spawn(move || worker::run_worker(i, shared, listeners, core))
+            .spawn(move || worker::run_worker(i, shared, listeners, core, started))
             .map_err(ServeError::Thread)?;
         handles.push(handle);
     }
+    drop(started_tx);
+    // Every worker's runtime is up before the balancer says it is ready.
+    for _ in 0..workers {
+        match started_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ServeError::Runtime(e)),
+            Err(_) => return Err(ServeError::Runtime("a worker ended before starting".into())),
+        }
+    }
+    go.wait();
 
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .map_err(ServeError::Signals)?;
+    // Machine-readable lines for scripts and tests, then "ready".
+    {
+        let mut out = std::io::stdout().lock();
+        for (kind, addr) in &lines {
+            let _ = writeln!(out, "listening {kind} {addr}");
+            tracing::info!(kind, %addr, "listening");
+        }
+        if let Some(addr) = admin_addr {
+            let _ = writeln!(out, "listening admin {addr}");
+            tracing::info!(api = %crate::admin::describe(addr), "admin API");
+        }
+        let _ = writeln!(out, "ready");
+        let _ = out.flush();
+    }
+
     let signal_shared = shared.clone();
     std::thread::Builder::new()
         .name("wslb-signals".into())

@@ -34,12 +34,30 @@ pub struct WorkerCtx {
     pub exhaustion_log: Throttle,
 }
 
+/// Startup handshake of a worker: it reports whether its runtime could be
+/// built, then waits at `go` until every worker has, so that no worker
+/// accepts (and takes descriptors) while another is still being set up.
+pub struct Started {
+    pub report: std::sync::mpsc::Sender<Result<(), String>>,
+    pub go: Arc<std::sync::Barrier>,
+}
+
+impl Started {
+    fn ready(&self) {
+        let _ = self.report.send(Ok(()));
+        self.go.wait();
+    }
+}
+
 /// Runs worker `index` on the current thread until the process drains.
+/// `started` hears, before any connection is served, whether the runtime
+/// could be built: startup fails rather than running short of a worker.
 pub fn run_worker(
     index: usize,
     shared: Arc<Shared>,
     listeners: Vec<(ListenerKind, std::net::TcpListener)>,
     core: Option<core_affinity::CoreId>,
+    started: Started,
 ) {
     if let Some(core) = core {
         if !core_affinity::set_for_current(core) {
@@ -68,6 +86,7 @@ pub fn run_worker(
                         tuned = with_flags,
                         "io_uring runtime started"
                     );
+                    started.ready();
                     rt.block_on(worker_main(index, shared, listeners));
                     return;
                 }
@@ -85,8 +104,15 @@ pub fn run_worker(
         .enable_timer()
         .build()
     {
-        Ok(mut rt) => rt.block_on(worker_main(index, shared, listeners)),
-        Err(e) => tracing::error!(worker = index, error = %e, "cannot start a runtime"),
+        Ok(mut rt) => {
+            started.ready();
+            rt.block_on(worker_main(index, shared, listeners))
+        }
+        Err(e) => {
+            let _ = started
+                .report
+                .send(Err(format!("worker {index}: cannot start a runtime: {e}")));
+        }
     }
 }
 
