@@ -100,6 +100,56 @@ fn idle_ping_closes_a_silent_client() {
 }
 
 #[test]
+fn a_client_that_stops_reading_is_closed_by_the_ping_timeout() {
+    // A backend that streams to its client without pause; the client never
+    // reads nor sends. The relay's writer to the client stalls, and the
+    // pings that would tell must not wait behind it.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    let backend = std::thread::spawn(move || {
+        let (s, _) = listener.accept().expect("accept");
+        let mut ws = WsConn::accept(s);
+        ws.stream
+            .set_write_timeout(Some(Duration::from_secs(8)))
+            .ok();
+        let chunk = vec![7u8; 64 * 1024];
+        let started = Instant::now();
+        loop {
+            if !ws.send_frame(true, OpCode::Binary, &chunk) {
+                return started.elapsed();
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                return started.elapsed();
+            }
+        }
+    });
+    let l = Proc::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-pin",
+        "--workers",
+        "1",
+        "--admin-listen",
+        "off",
+        "--backend",
+        &format!("http://{addr}"),
+        "--ws-ping-interval",
+        "300ms",
+        "--ws-pong-timeout",
+        "300ms",
+    ]);
+    let ws = WsConn::connect(l.http());
+    // Never read, never send; just keep the socket open.
+    let took = backend.join().expect("backend thread");
+    assert!(
+        took < Duration::from_secs(5),
+        "the stalled session was not ended (backend kept writing for {took:?})"
+    );
+    drop(ws);
+}
+
+#[test]
 fn answering_client_stays_and_its_pongs_are_not_forwarded() {
     // A recording backend: every message it receives until "done".
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -157,6 +157,15 @@ impl<T> LocalLock<T> {
         }
     }
 
+    /// The value if nobody holds it now.
+    pub fn try_lock(&self) -> Option<LockGuard<'_, T>> {
+        let value = self.slot.borrow_mut().take()?;
+        Some(LockGuard {
+            lock: self,
+            value: Some(value),
+        })
+    }
+
     pub async fn lock(&self) -> LockGuard<'_, T> {
         poll_fn(|cx| match self.slot.borrow_mut().take() {
             Some(value) => Poll::Ready(LockGuard {

@@ -91,14 +91,23 @@ impl<W: AsyncWriteRent> Outbound<W> {
         self.send_made(frame).await
     }
 
+    /// Sends a frame the balancer made. Never waits for the writer: a
+    /// forwarder stuck on a peer that stopped reading must not hold up the
+    /// pings and closes that are there to end such a session. When the
+    /// writer is busy or mid-frame, the frame joins `pending`, which goes
+    /// out at the next frame boundary.
     pub(super) async fn send_made(&self, frame: Vec<u8>) -> bool {
-        let mut w = self.w.lock().await;
-        if self.at_boundary.get() {
-            Box::pin(write_vec(&mut *w, frame)).await.0.is_ok()
-        } else {
-            self.pending.borrow_mut().extend_from_slice(&frame);
-            true
-        }
+        let w = match self.w.try_lock() {
+            Some(w) if self.at_boundary.get() => w,
+            _ => {
+                self.pending.borrow_mut().extend_from_slice(&frame);
+                return true;
+            }
+        };
+        let mut w = w;
+        let mut out = std::mem::take(&mut *self.pending.borrow_mut());
+        out.extend_from_slice(&frame);
+        Box::pin(write_vec(&mut *w, out)).await.0.is_ok()
     }
 
     /// Fails this side with `code` once the other side's close reply is
