@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// Time a client has to answer a ping before it is closed.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub ws_pong_timeout: Duration,
+    /// Tunnel mode: close a session with no bytes either way for this long
+    /// (0 = never).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ws_tunnel_idle_timeout: Duration,
     /// Time allowed for the backend's answer to a WebSocket upgrade.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub ws_handshake_timeout: Duration,
@@ -204,6 +208,7 @@ impl ServeArgs {
             ws_validate_utf8: self.ws_validate_utf8,
             ws_ping_interval: Some(self.ws_ping_interval).filter(|d| !d.is_zero()),
             ws_pong_timeout: self.ws_pong_timeout,
+            ws_tunnel_idle_timeout: Some(self.ws_tunnel_idle_timeout).filter(|d| !d.is_zero()),
             ws_handshake_timeout: self.ws_handshake_timeout,
             allowed_origins,
             admin_listen,

@@ -56,6 +56,7 @@ pub struct ServeConfig {
     pub ws_validate_utf8: bool,
     pub ws_ping_interval: Option<Duration>,
     pub ws_pong_timeout: Duration,
+    pub ws_tunnel_idle_timeout: Option<Duration>,
     pub ws_handshake_timeout: Duration,
     pub allowed_origins: OriginPolicy,
     pub admin_listen: Option<SocketAddr>,

@@ -188,7 +188,7 @@ fn help_lists_every_serve_flag_with_its_default() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout).into_owned();
     // (flag, default shown in help; None for flags that have none).
-    let flags: [(&str, Option<&str>); 32] = [
+    let flags: [(&str, Option<&str>); 33] = [
         ("--listen", None),
         ("--tls-listen", None),
         ("--tls-cert", None),
@@ -212,6 +212,7 @@ fn help_lists_every_serve_flag_with_its_default() {
         ("--ws-validate-utf8", None),
         ("--ws-ping-interval", Some("30s")),
         ("--ws-pong-timeout", Some("10s")),
+        ("--ws-tunnel-idle-timeout", Some("1h")),
         ("--ws-handshake-timeout", Some("10s")),
         ("--allowed-origins", None),
         ("--admin-listen", Some("127.0.0.1:9090")),

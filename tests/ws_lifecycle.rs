@@ -150,6 +150,35 @@ fn a_client_that_stops_reading_is_closed_by_the_ping_timeout() {
 }
 
 #[test]
+fn tunnel_sessions_idle_past_the_timeout_are_closed() {
+    let e = echo("quiet");
+    let lb = serve(
+        &[&e],
+        &["--ws-mode", "tunnel", "--ws-tunnel-idle-timeout", "500ms"],
+    );
+    // Busy: a message every 200 ms keeps the session past several timeouts.
+    let mut busy = WsConn::connect(lb.http());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        busy.echo_text("still here");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Quiet: closed once nothing moved for the timeout.
+    let mut quiet = WsConn::connect(lb.http());
+    quiet.echo_text("once");
+    let t0 = Instant::now();
+    assert!(
+        quiet.closes_within(Duration::from_secs(3)),
+        "an idle tunnel session stayed open"
+    );
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(400),
+        "closed before the idle timeout: {took:?}"
+    );
+}
+
+#[test]
 fn answering_client_stays_and_its_pongs_are_not_forwarded() {
     // A recording backend: every message it receives until "done".
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

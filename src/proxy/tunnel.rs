@@ -1,12 +1,15 @@
 //! Tunnel mode: after the 101, bytes both ways with nothing parsed — the
-//! cheapest relay, at the price of no limits, pings or close codes.
+//! cheapest relay, at the price of no limits, pings or close codes. A
+//! session with no bytes either way for `--ws-tunnel-idle-timeout` is closed.
 
+use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::time::Instant;
 
 use super::backend::BackendConn;
 use super::exchange::shutdown_quietly;
@@ -19,8 +22,14 @@ const TUNNEL_CHUNK: usize = 16 * 1024;
 /// After one side closes, how long the other may still finish.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Copies until EOF; returns after writing EOF (shutdown) to `w`.
-async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(r: &mut R, w: &mut W, buf: &mut ReadBuf) {
+/// Copies until EOF; returns after writing EOF (shutdown) to `w`. Stamps
+/// `last` whenever bytes went through.
+async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
+    r: &mut R,
+    w: &mut W,
+    buf: &mut ReadBuf,
+    last: &Cell<Instant>,
+) {
     loop {
         if !buf.is_empty() {
             let v = std::mem::take(&mut buf.buf);
@@ -32,6 +41,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(r: &mut R, w: &mut W, buf: &m
             if res.is_err() {
                 return;
             }
+            last.set(Instant::now());
         }
         match buf.read_from(r, TUNNEL_CHUNK).await {
             Ok(n) if n > 0 => {}
@@ -42,7 +52,22 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(r: &mut R, w: &mut W, buf: &m
 }
 
 /// Relays bytes between the upgraded client and backend until both end.
-pub async fn relay<S>(_ctx: &WorkerCtx, client: &mut ClientConn<S>, conn: BackendConn)
+/// Resolves once no bytes have gone either way for `timeout` (never when
+/// there is no timeout).
+async fn idle_for(last: &Cell<Instant>, timeout: Option<Duration>) {
+    let Some(timeout) = timeout else {
+        return std::future::pending().await;
+    };
+    loop {
+        let due = last.get() + timeout;
+        if Instant::now() >= due {
+            return;
+        }
+        Box::pin(monoio::time::sleep_until(due)).await;
+    }
+}
+
+pub async fn relay<S>(ctx: &WorkerCtx, client: &mut ClientConn<S>, conn: BackendConn)
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
@@ -55,8 +80,11 @@ where
     let handle = client.handle.clone();
     client.buf.shrink_idle();
     bbuf.shrink_idle();
-    let up = copy(&mut client.r, &mut bw, &mut client.buf);
-    let down = copy(&mut br, &mut client.w, &mut bbuf);
+    let last = Cell::new(Instant::now());
+    let up = copy(&mut client.r, &mut bw, &mut client.buf, &last);
+    let down = copy(&mut br, &mut client.w, &mut bbuf, &last);
+    let idle = idle_for(&last, ctx.shared.cfg.ws_tunnel_idle_timeout);
+    let mut idle = pin!(idle);
     let mut up = pin!(up);
     let mut down = pin!(down);
     // Tunnel mode cannot send a close frame: a close command ends the
@@ -73,7 +101,10 @@ where
         if !down_done && down.as_mut().poll(cx).is_ready() {
             down_done = true;
         }
-        if (up_done && down_done) || closed.as_mut().poll(cx).is_ready() {
+        if (up_done && down_done)
+            || closed.as_mut().poll(cx).is_ready()
+            || idle.as_mut().poll(cx).is_ready()
+        {
             return Poll::Ready(());
         }
         if up_done || down_done {
