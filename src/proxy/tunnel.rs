@@ -1,21 +1,20 @@
 //! Tunnel mode: after the 101, bytes both ways with nothing parsed — the
 //! cheapest relay, at the price of no limits, pings or close codes. A
-//! session with no bytes either way for `--ws-tunnel-idle-timeout` is closed.
+//! session with no bytes either way for `--ws-tunnel-idle-timeout` is closed
+//! by the worker's sweeper (no timer per session).
 
-use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use monoio::time::Instant;
 
 use super::backend::BackendConn;
 use super::exchange::shutdown_quietly;
 use super::io::{write_range, ReadBuf};
 use super::ClientConn;
-use crate::server::conns::ConnCommand;
+use crate::server::conns::{ConnCommand, ConnHandle};
 use crate::server::worker::WorkerCtx;
 
 const TUNNEL_CHUNK: usize = 16 * 1024;
@@ -23,12 +22,13 @@ const TUNNEL_CHUNK: usize = 16 * 1024;
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Copies until EOF; returns after writing EOF (shutdown) to `w`. Stamps
-/// `last` whenever bytes went through.
+/// the connection's activity whenever bytes went through (the worker's
+/// sweeper closes tunnels idle past `--ws-tunnel-idle-timeout`).
 async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     r: &mut R,
     w: &mut W,
     buf: &mut ReadBuf,
-    last: &Cell<Instant>,
+    handle: &ConnHandle,
 ) {
     loop {
         if !buf.is_empty() {
@@ -41,7 +41,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             if res.is_err() {
                 return;
             }
-            last.set(Instant::now());
+            handle.touch();
         }
         match buf.read_from(r, TUNNEL_CHUNK).await {
             Ok(n) if n > 0 => {}
@@ -52,22 +52,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
 }
 
 /// Relays bytes between the upgraded client and backend until both end.
-/// Resolves once no bytes have gone either way for `timeout` (never when
-/// there is no timeout).
-async fn idle_for(last: &Cell<Instant>, timeout: Option<Duration>) {
-    let Some(timeout) = timeout else {
-        return std::future::pending().await;
-    };
-    loop {
-        let due = last.get() + timeout;
-        if Instant::now() >= due {
-            return;
-        }
-        Box::pin(monoio::time::sleep_until(due)).await;
-    }
-}
-
-pub async fn relay<S>(ctx: &WorkerCtx, client: &mut ClientConn<S>, conn: BackendConn)
+pub async fn relay<S>(_ctx: &WorkerCtx, client: &mut ClientConn<S>, conn: BackendConn)
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
@@ -80,11 +65,9 @@ where
     let handle = client.handle.clone();
     client.buf.shrink_idle();
     bbuf.shrink_idle();
-    let last = Cell::new(Instant::now());
-    let up = copy(&mut client.r, &mut bw, &mut client.buf, &last);
-    let down = copy(&mut br, &mut client.w, &mut bbuf, &last);
-    let idle = idle_for(&last, ctx.shared.cfg.ws_tunnel_idle_timeout);
-    let mut idle = pin!(idle);
+    handle.touch();
+    let up = copy(&mut client.r, &mut bw, &mut client.buf, &handle);
+    let down = copy(&mut br, &mut client.w, &mut bbuf, &handle);
     let mut up = pin!(up);
     let mut down = pin!(down);
     // Tunnel mode cannot send a close frame: a close command ends the
@@ -101,10 +84,7 @@ where
         if !down_done && down.as_mut().poll(cx).is_ready() {
             down_done = true;
         }
-        if (up_done && down_done)
-            || closed.as_mut().poll(cx).is_ready()
-            || idle.as_mut().poll(cx).is_ready()
-        {
+        if (up_done && down_done) || closed.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());
         }
         if up_done || down_done {

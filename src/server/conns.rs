@@ -30,9 +30,21 @@ pub struct ConnHandle {
     kind: Cell<ConnKind>,
     commands: RefCell<VecDeque<ConnCommand>>,
     waker: Cell<Option<Waker>>,
+    /// When bytes last went through (tunnel sessions stamp it; the worker's
+    /// sweeper closes the ones idle too long).
+    last_active_ms: Cell<u64>,
 }
 
 impl ConnHandle {
+    /// Records that bytes went through now.
+    pub fn touch(&self) {
+        self.last_active_ms.set(crate::balance::clock::now_ms());
+    }
+
+    pub fn last_active_ms(&self) -> u64 {
+        self.last_active_ms.get()
+    }
+
     pub fn kind(&self) -> ConnKind {
         self.kind.get()
     }
@@ -102,6 +114,7 @@ impl ConnTable {
             kind: Cell::new(ConnKind::Http),
             commands: RefCell::new(VecDeque::new()),
             waker: Cell::new(None),
+            last_active_ms: Cell::new(crate::balance::clock::now_ms()),
         });
         self.live.borrow_mut().insert(id, handle.clone());
         ConnEntry {

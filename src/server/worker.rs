@@ -158,6 +158,11 @@ async fn worker_main(
             Err(e) => tracing::error!(worker = index, error = %e, "cannot adopt listener"),
         }
     }
+    if ctx.shared.cfg.ws_mode == crate::config::WsMode::Tunnel {
+        if let Some(timeout) = ctx.shared.cfg.ws_tunnel_idle_timeout {
+            monoio::spawn(sweep_idle_tunnels(ctx.clone(), timeout));
+        }
+    }
     ctx.shared.lifecycle.wait_for(index, Phase::Draining).await;
     ctx.draining.fire();
     let open = ctx.conns.len();
@@ -179,6 +184,21 @@ async fn worker_main(
         let _ = monoio::time::timeout(Duration::from_secs(2), ctx.conns.wait_empty()).await;
     }
     tracing::info!(worker = index, "worker stopped");
+}
+
+/// Closes tunnel sessions with no bytes either way for `timeout`, checking
+/// a few times per timeout: one task per worker instead of a timer per
+/// session, which an idle session would otherwise carry.
+async fn sweep_idle_tunnels(ctx: Rc<WorkerCtx>, timeout: Duration) {
+    let timeout_ms = timeout.as_millis() as u64;
+    let tick = Duration::from_millis((timeout_ms / 4).clamp(50, 30_000));
+    while !ctx.draining.is_fired() {
+        monoio::time::sleep(tick).await;
+        let now = crate::balance::clock::now_ms();
+        ctx.conns.broadcast(ConnCommand::Close(1001), |h| {
+            h.kind() == ConnKind::WebSocket && now.saturating_sub(h.last_active_ms()) >= timeout_ms
+        });
+    }
 }
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {
