@@ -220,20 +220,18 @@ fn fake_backend_close_handshake() {
             ws.drop_tcp();
             reply
         });
-        let l = Proc::start(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-pin",
-            "--workers",
-            "1",
-            "--admin-listen",
-            "off",
-            "--backend",
-            &format!("http://{addr}"),
-            "--ws-mode",
-            mode,
-        ]);
+        let backend_url = format!("http://{addr}");
+        let l = serve(
+            &[],
+            &[
+                "--workers",
+                "1",
+                "--backend",
+                &backend_url,
+                "--ws-mode",
+                mode,
+            ],
+        );
         let mut ws = WsConn::connect(l.http());
         assert!(ws.send_text("hi"));
         assert_eq!(

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use common::client::HttpConn;
-use common::proc::{echo, serve, Proc};
+use common::proc::{echo, serve};
 use common::ws_client::{Event, WsConn};
 use wslb::ws::frame::OpCode;
 
@@ -123,22 +123,20 @@ fn a_client_that_stops_reading_is_closed_by_the_ping_timeout() {
             }
         }
     });
-    let l = Proc::start(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--no-pin",
-        "--workers",
-        "1",
-        "--admin-listen",
-        "off",
-        "--backend",
-        &format!("http://{addr}"),
-        "--ws-ping-interval",
-        "300ms",
-        "--ws-pong-timeout",
-        "300ms",
-    ]);
+    let backend_url = format!("http://{addr}");
+    let l = serve(
+        &[],
+        &[
+            "--workers",
+            "1",
+            "--backend",
+            &backend_url,
+            "--ws-ping-interval",
+            "300ms",
+            "--ws-pong-timeout",
+            "300ms",
+        ],
+    );
     let ws = WsConn::connect(l.http());
     // Never read, never send; just keep the socket open.
     let took = backend.join().expect("backend thread");
@@ -199,22 +197,20 @@ fn answering_client_stays_and_its_pongs_are_not_forwarded() {
             }
         }
     });
-    let l = Proc::start(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--no-pin",
-        "--workers",
-        "1",
-        "--admin-listen",
-        "off",
-        "--backend",
-        &format!("http://{addr}"),
-        "--ws-ping-interval",
-        "300ms",
-        "--ws-pong-timeout",
-        "300ms",
-    ]);
+    let backend_url = format!("http://{addr}");
+    let l = serve(
+        &[],
+        &[
+            "--workers",
+            "1",
+            "--backend",
+            &backend_url,
+            "--ws-ping-interval",
+            "300ms",
+            "--ws-pong-timeout",
+            "300ms",
+        ],
+    );
     let mut ws = WsConn::connect(l.http());
     ws.echo_text("hello");
     let (pings, close, eof) = watch(&mut ws, Duration::from_millis(1600), true);

@@ -34,20 +34,17 @@ fn origin_refused_with_403_before_any_backend() {
     let trap = TcpListener::bind("127.0.0.1:0").expect("bind");
     trap.set_nonblocking(true).expect("nonblocking");
     let trap_url = format!("http://{}", trap.local_addr().expect("addr"));
-    let l = Proc::start(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--no-pin",
-        "--workers",
-        "1",
-        "--admin-listen",
-        "off",
-        "--backend",
-        &trap_url,
-        "--allowed-origins",
-        "http://localhost:*,https://app.example.com",
-    ]);
+    let l = serve(
+        &[],
+        &[
+            "--workers",
+            "1",
+            "--backend",
+            &trap_url,
+            "--allowed-origins",
+            "http://localhost:*,https://app.example.com",
+        ],
+    );
     for origin in [
         "Origin: http://evil.example\r\n",
         "Origin: https://localhost:8080\r\n",
@@ -273,18 +270,8 @@ fn backend_protocol_error_1002_to_backend_1001_to_client() {
         assert!(ws.send_raw(&frame(true, OpCode::Text, M, b"masked by a server")));
         ws.recv_close()
     });
-    let l = Proc::start(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--no-pin",
-        "--workers",
-        "1",
-        "--admin-listen",
-        "off",
-        "--backend",
-        &format!("http://{addr}"),
-    ]);
+    let backend_url = format!("http://{addr}");
+    let l = serve(&[], &["--workers", "1", "--backend", &backend_url]);
     let mut ws = WsConn::connect(l.http());
     assert!(ws.send_text("hi"));
     assert_eq!(ws.recv_close().map(|c| c.0), Some(1001), "client side");
