@@ -82,6 +82,35 @@ fn watch_rss(
     })
 }
 
+/// Reads a 1 GiB response on `conn`, stops the RSS watcher, and checks the
+/// byte count and the balancer's peak RSS.
+fn receive_gib(
+    conn: &mut HttpConn,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watcher: std::thread::JoinHandle<u64>,
+    started: Instant,
+    what: &str,
+) {
+    let head = conn.read_head().expect("response head");
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(GIB.to_string().as_str())
+    );
+    let got = conn.count_body(GIB);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let peak = watcher.join().expect("watcher");
+    eprintln!(
+        "1 GiB {what} in {:?}, balancer peak RSS {peak} KiB",
+        started.elapsed()
+    );
+    assert_eq!(got, GIB);
+    assert!(
+        peak > 0 && peak < RSS_LIMIT_KIB,
+        "balancer RSS peaked at {peak} KiB"
+    );
+}
+
 #[test]
 fn one_gib_upload_streams_through_in_bounded_memory() {
     let a = echo("alpha");
@@ -100,26 +129,8 @@ fn one_gib_upload_streams_through_in_bounded_memory() {
             writer.write_all(&block).expect("upload write");
         }
     });
-    let head = conn.read_head().expect("response head");
-    assert_eq!(head.status, 200);
-    assert_eq!(
-        head.header("content-length"),
-        Some(GIB.to_string().as_str())
-    );
-    let got = conn.count_body(GIB);
+    receive_gib(&mut conn, stop, watcher, started, "upload echoed");
     upload.join().expect("upload thread");
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let peak = watcher.join().expect("watcher");
-    eprintln!(
-        "1 GiB upload echoed in {:?}, balancer peak RSS {} KiB",
-        started.elapsed(),
-        peak
-    );
-    assert_eq!(got, GIB);
-    assert!(
-        peak > 0 && peak < RSS_LIMIT_KIB,
-        "balancer RSS peaked at {peak} KiB"
-    );
     // Same connection still works.
     assert_eq!(conn.get("/").text(), "alpha\n");
 }
@@ -133,25 +144,7 @@ fn one_gib_download_streams_through_in_bounded_memory() {
     let started = Instant::now();
     let mut conn = HttpConn::connect(lb.http());
     conn.send(format!("GET /bytes/{GIB} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
-    let head = conn.read_head().expect("response head");
-    assert_eq!(head.status, 200);
-    assert_eq!(
-        head.header("content-length"),
-        Some(GIB.to_string().as_str())
-    );
-    let got = conn.count_body(GIB);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let peak = watcher.join().expect("watcher");
-    eprintln!(
-        "1 GiB download in {:?}, balancer peak RSS {} KiB",
-        started.elapsed(),
-        peak
-    );
-    assert_eq!(got, GIB);
-    assert!(
-        peak > 0 && peak < RSS_LIMIT_KIB,
-        "balancer RSS peaked at {peak} KiB"
-    );
+    receive_gib(&mut conn, stop, watcher, started, "download");
     assert_eq!(conn.get("/").text(), "alpha\n");
 }
 
