@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::agent::BalancerUrl;
 use crate::balance::{Algorithm, StickyMode};
-use crate::config::{parse_backend_arg, parse_duration, parse_size, ServeConfig, WsMode};
+use crate::config::{parse_backend_arg, parse_duration, parse_size, Cidr, ServeConfig, WsMode};
 use crate::tls::{parse_sni_arg, CertPair, TlsSettings};
 use crate::ws::handshake::OriginPolicy;
 
@@ -142,6 +142,39 @@ pub struct ServeArgs {
     /// This balancer's id, reported to registering backends [default: random].
     #[arg(long)]
     pub balancer_id: Option<String>,
+    /// Network registered bindings must fall in, e.g. 10.0.0.0/8 (repeatable)
+    /// [default: any address outside the refused ranges].
+    #[arg(long = "allow-backend-cidr", value_name = "CIDR")]
+    pub allow_backend_cidr: Vec<Cidr>,
+    /// Most backends in the pool at once, static and registered.
+    #[arg(long, default_value_t = 1000)]
+    pub max_backends: usize,
+    /// Close pooled idle backend connections after this long (keep it below
+    /// the backends' own keep-alive timeout).
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
+    pub backend_idle_timeout: Duration,
+    /// Grace time for a request body; after it the body must keep up
+    /// --client-body-min-rate (408 otherwise).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub client_body_timeout: Duration,
+    /// Average bytes per second a request body must keep up after
+    /// --client-body-timeout (0: that timeout is a total deadline).
+    #[arg(long, default_value = "8k", value_parser = parse_size)]
+    pub client_body_min_rate: u64,
+    /// Client connections (HTTP and WebSocket) open at once from one IP
+    /// address, over all workers (0 = no limit).
+    #[arg(long, default_value_t = 1000)]
+    pub max_connections_per_ip: usize,
+    /// Proxies whose X-Forwarded-For/-Proto, Forwarded and X-Real-IP are kept
+    /// and appended to, comma separated CIDRs; from others they are replaced.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR,...")]
+    pub trusted_proxies: Vec<Cidr>,
+    /// Admin API connections open at once.
+    #[arg(long, default_value_t = 64)]
+    pub admin_max_connections: usize,
+    /// Time allowed for one whole admin API request.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub admin_request_timeout: Duration,
 }
 
 impl ServeArgs {
@@ -183,6 +216,19 @@ impl ServeArgs {
             .ok()
             .filter(|n| (1024..=1 << 20).contains(n))
             .ok_or("--max-header-bytes must be between 1k and 1m")?;
+        if self.max_backends == 0 {
+            return Err("--max-backends must be at least 1".into());
+        }
+        if self.admin_max_connections == 0 {
+            return Err("--admin-max-connections must be at least 1".into());
+        }
+        if self.backends.len() > self.max_backends {
+            return Err(format!(
+                "{} static backends but --max-backends is {}",
+                self.backends.len(),
+                self.max_backends
+            ));
+        }
         let balancer_id = self
             .balancer_id
             .unwrap_or_else(|| format!("lb-{:08x}", fastrand::u32(..)));
@@ -217,6 +263,15 @@ impl ServeArgs {
             register_token: self.register_token,
             heartbeat_timeout: self.heartbeat_timeout,
             balancer_id,
+            allow_backend_cidr: self.allow_backend_cidr,
+            max_backends: self.max_backends,
+            backend_idle_timeout: self.backend_idle_timeout,
+            client_body_timeout: self.client_body_timeout,
+            client_body_min_rate: self.client_body_min_rate,
+            max_connections_per_ip: Some(self.max_connections_per_ip).filter(|&n| n > 0),
+            trusted_proxies: self.trusted_proxies,
+            admin_max_connections: self.admin_max_connections,
+            admin_request_timeout: self.admin_request_timeout,
         })
     }
 }

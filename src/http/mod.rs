@@ -3,6 +3,7 @@
 //! function works over byte buffers so it can be unit-tested, fuzzed and
 //! benchmarked on its own.
 
+pub mod auth;
 pub mod body;
 pub mod chunked;
 pub mod headers;
