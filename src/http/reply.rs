@@ -91,8 +91,29 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
+/// Whether `value` may be written as a header value: visible ASCII and
+/// spaces only, so nothing in it can end the line or start a new header.
+pub fn header_value_is_safe(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&c| c == b' ' || (0x21..=0x7E).contains(&c))
+}
+
+/// Whether `name` may be written as a header name (an RFC 9110 token).
+fn header_name_is_safe(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
 /// Append a complete HTTP/1.1 response to `out`: status line, Content-Type,
 /// Content-Length, `extra_headers` in order, Connection, then `body`.
+///
+/// A header that could break the framing (CR, LF, other control bytes or
+/// non-ASCII in a value, a name that is not a token) is never written: the
+/// response becomes a canned 500 with `Connection: close`, and the result
+/// is false (the connection must then close).
 pub fn write_response(
     out: &mut Vec<u8>,
     status: u16,
@@ -100,7 +121,39 @@ pub fn write_response(
     extra_headers: &[(&str, &str)],
     body: &[u8],
     keep_alive: bool,
-) {
+) -> bool {
+    let ok = write_response_head(
+        out,
+        status,
+        content_type,
+        extra_headers,
+        body.len(),
+        keep_alive,
+    );
+    if ok {
+        out.extend_from_slice(body);
+    }
+    ok
+}
+
+/// The head [`write_response`] would write for a body of `body_len` bytes,
+/// without the body: the answer to a HEAD request. Same checks and result.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    extra_headers: &[(&str, &str)],
+    body_len: usize,
+    keep_alive: bool,
+) -> bool {
+    let safe = header_value_is_safe(content_type.as_bytes())
+        && extra_headers.iter().all(|(name, value)| {
+            header_name_is_safe(name.as_bytes()) && header_value_is_safe(value.as_bytes())
+        });
+    if !safe {
+        out.extend_from_slice(error_response(500));
+        return false;
+    }
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,
@@ -108,7 +161,7 @@ pub fn write_response(
         status,
         reason(status),
         content_type,
-        body.len()
+        body_len
     );
     for (name, value) in extra_headers {
         super::headers::push_field(out, name.as_bytes(), value.as_bytes());
@@ -118,7 +171,7 @@ pub fn write_response(
     } else {
         b"Connection: close\r\n\r\n"
     });
-    out.extend_from_slice(body);
+    true
 }
 
 #[cfg(test)]
@@ -188,5 +241,76 @@ mod tests {
         out.clear();
         write_response(&mut out, 404, "text/plain", &[], b"", false);
         assert!(out.ends_with(b"Content-Length: 0\r\nConnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn head_only_response_announces_the_body_it_leaves_out() {
+        let mut get = Vec::new();
+        assert!(write_response(
+            &mut get,
+            200,
+            "application/json",
+            &[],
+            b"{\"a\":1}",
+            true
+        ));
+        let mut head = Vec::new();
+        assert!(write_response_head(
+            &mut head,
+            200,
+            "application/json",
+            &[],
+            7,
+            true
+        ));
+        assert_eq!(head, get[..get.len() - 7]);
+        assert!(head.ends_with(b"Content-Length: 7\r\nConnection: keep-alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn unsafe_header_values_become_a_500_instead() {
+        for (name, value) in [
+            ("Location", "http://a/x\r\nSet-Cookie: a=b"),
+            ("Location", "http://a/x\nSet-Cookie: a=b"),
+            ("Location", "http://a/\u{0}"),
+            ("Location", "http://a/caf\u{e9}"),
+            ("Set-Cookie: a", "b"),
+            ("", "b"),
+        ] {
+            let mut out = Vec::new();
+            let ok = write_response(&mut out, 307, "text/plain", &[(name, value)], b"x", true);
+            assert!(!ok, "{name:?}: {value:?}");
+            assert_eq!(out, error_response(500));
+            let mut out = Vec::new();
+            assert!(!write_response_head(
+                &mut out,
+                307,
+                "text/plain",
+                &[(name, value)],
+                1,
+                true
+            ));
+            assert_eq!(out, error_response(500));
+        }
+        let mut out = Vec::new();
+        assert!(!write_response(
+            &mut out,
+            200,
+            "text/plain\r\nX: y",
+            &[],
+            b"",
+            true
+        ));
+        assert_eq!(out, error_response(500));
+        // Spaces inside values are fine (e.g. media type parameters).
+        let mut out = Vec::new();
+        assert!(write_response(
+            &mut out,
+            200,
+            "text/plain; charset=utf-8",
+            &[("X-A", "a b")],
+            b"",
+            true
+        ));
     }
 }

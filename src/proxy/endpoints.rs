@@ -9,6 +9,7 @@ use super::http_flow::check_handshake;
 use super::io::{write_static, write_vec};
 use super::ClientConn;
 use crate::http::{error_response, reply, BodyKind, Method, ParsedRequest};
+use crate::registry::binding::is_visible_ascii;
 use crate::registry::control::{authorize, refuse, serve_channel};
 use crate::server::worker::WorkerCtx;
 
@@ -57,21 +58,33 @@ where
             let key = sticky_key(&ctx.shared.cfg.sticky, &data[..req.head_len], client.peer);
             let snap = ctx.pool.borrow_mut().current().clone();
             let keep = req.keep_alive && !ctx.draining.is_fired();
+            // HEAD gets the head a GET would get (same Content-Length), no body.
+            let head_only = req.method == Method::Head;
             let mut out = Vec::with_capacity(512);
+            let respond =
+                |out: &mut Vec<u8>, status, ctype, extra: &[(&str, &str)], body: &[u8], keep| {
+                    if head_only {
+                        reply::write_response_head(out, status, ctype, extra, body.len(), keep)
+                    } else {
+                        reply::write_response(out, status, ctype, extra, body, keep)
+                    }
+                };
             let picked = pick(ctx, &snap, key, &Tried::default());
-            let found = picked.is_some();
-            match picked {
+            let written = match picked {
                 Some((_, backend)) => {
                     let url = backend.primary_url().to_string();
                     if redirect {
-                        reply::write_response(
-                            &mut out,
-                            307,
-                            "text/plain",
-                            &[("Location", &url)],
-                            url.as_bytes(),
-                            keep,
-                        );
+                        // Bindings are checked at registration; this is the
+                        // last line should one ever get through.
+                        let clean = is_visible_ascii(url.as_bytes());
+                        debug_assert!(clean, "binding {url:?} reached Location");
+                        if clean {
+                            let location = [("Location", url.as_str())];
+                            respond(&mut out, 307, "text/plain", &location, url.as_bytes(), keep)
+                        } else {
+                            out.extend_from_slice(error_response(500));
+                            false
+                        }
                     } else {
                         let body = serde_json::json!({
                             "id": &*backend.id,
@@ -79,24 +92,25 @@ where
                             "bindings": backend.bindings.iter().map(|b| b.to_string()).collect::<Vec<_>>(),
                         })
                         .to_string();
-                        reply::write_response(
+                        respond(
                             &mut out,
                             200,
                             "application/json",
                             &[],
                             body.as_bytes(),
                             keep,
-                        );
+                        )
                     }
                 }
                 None => {
                     let body = br#"{"error":"no healthy backend"}"#;
-                    reply::write_response(&mut out, 503, "application/json", &[], body, false);
+                    respond(&mut out, 503, "application/json", &[], body, false);
+                    false
                 }
-            }
+            };
             client.buf.consume(req.head_len);
             let ok = write_vec(&mut client.w, out).await.0.is_ok();
-            ok && keep && found
+            ok && keep && written
         }
         _ => {
             let _ = write_static(&mut client.w, error_response(404)).await;

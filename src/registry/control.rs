@@ -8,9 +8,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::hub::Mailbox;
 use super::protocol::{
-    parse_client_message, resolve_binding, ClientMessage, ProtocolError, ServerMessage,
+    parse_client_message, resolve_binding_in, ClientMessage, ProtocolError, ServerMessage,
 };
 use super::table::RegisterOutcome;
+use crate::http::auth::bearer_matches;
 use crate::http::{error_response, ParsedRequest};
 use crate::proxy::io::{write_static, write_vec};
 use crate::proxy::ClientConn;
@@ -34,28 +35,25 @@ pub fn authorize(
     on_control_listener: bool,
 ) -> Result<(), u16> {
     let cfg = &ctx.shared.cfg;
-    match &cfg.register_token {
-        Some(token) => {
-            let given = req.authorization.clone().map(|r| &data[r]);
-            let expected = format!("Bearer {token}");
-            match given {
-                Some(g) if constant_time_eq(g, expected.as_bytes()) => Ok(()),
-                _ => Err(401),
-            }
-        }
-        None => {
-            let loopback = cfg.control_listen.is_some_and(|a| a.ip().is_loopback());
-            if on_control_listener && loopback {
-                Ok(())
-            } else {
-                Err(403)
-            }
-        }
-    }
+    let given = req.authorization.clone().and_then(|r| data.get(r));
+    let loopback_control = cfg.control_listen.is_some_and(|a| a.ip().is_loopback());
+    access(
+        cfg.register_token.as_deref(),
+        given,
+        on_control_listener && loopback_control,
+    )
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The decision behind [`authorize`]: with a token, the `Authorization`
+/// value must be `Bearer TOKEN` (compared in constant time, without leaking
+/// the token's length); without one, only a loopback control listener.
+fn access(token: Option<&str>, given: Option<&[u8]>, trusted_listener: bool) -> Result<(), u16> {
+    match token {
+        Some(token) if bearer_matches(given, token) => Ok(()),
+        Some(_) => Err(401),
+        None if trusted_listener => Ok(()),
+        None => Err(403),
+    }
 }
 
 async fn send<W: AsyncWriteRent>(w: &mut W, msg: &ServerMessage) -> bool {
@@ -111,7 +109,10 @@ pub async fn serve_channel<S>(
     });
     let mut current: Option<Registration> = None;
     let timeout = shared.cfg.heartbeat_timeout;
-    let end = 'session: loop {
+    // A channel that has not registered holds no table slot, and may not
+    // stay open unregistered for longer than a heartbeat timeout either.
+    let register_by = std::time::Instant::now() + timeout;
+    'session: loop {
         // Everything buffered is handed to the reader, so a cancelled read
         // below never loses bytes.
         loop {
@@ -119,59 +120,64 @@ pub async fn serve_channel<S>(
                 Ok(r) => r,
                 Err(e) => {
                     close(&mut client.w, e.close_code(), "protocol error").await;
-                    break 'session Ending::Error;
+                    break 'session;
                 }
             };
             client.buf.consume(used);
             let Some(msg) = msg else { break };
-            match msg.opcode {
+            let refused = match msg.opcode {
                 OpCode::Ping => {
                     let mut pong = Vec::with_capacity(msg.payload.len() + 2);
                     write_frame(&mut pong, true, OpCode::Pong, None, &msg.payload);
                     let _ = write_vec(&mut client.w, pong).await;
+                    continue;
                 }
                 OpCode::Close => {
                     close(&mut client.w, 1000, "").await;
-                    break 'session Ending::Closed;
+                    break 'session;
                 }
                 OpCode::Text => {
                     let text = String::from_utf8_lossy(&msg.payload);
                     match handle_message(ctx, client.peer, &text, &mut current, session, &mailbox) {
                         Ok(Some(reply)) => {
                             if !send(&mut client.w, &reply).await {
-                                break 'session Ending::Closed;
+                                break 'session;
                             }
+                            continue;
                         }
-                        Ok(None) => {}
+                        Ok(None) => continue,
                         Err(Done::Deregistered) => {
                             close(&mut client.w, 1000, "deregistered").await;
-                            break 'session Ending::Deregistered;
+                            break 'session;
                         }
-                        Err(Done::Refused(e)) => {
-                            tracing::warn!(peer = %client.peer, error = %e, "control message refused");
-                            let _ = send(
-                                &mut client.w,
-                                &ServerMessage::Error {
-                                    message: e.to_string(),
-                                },
-                            )
-                            .await;
-                            close(&mut client.w, e.close_code(), "refused").await;
-                            break 'session Ending::Error;
-                        }
+                        Err(Done::Refused(e)) => e,
                     }
                 }
-                _ => {}
-            }
+                OpCode::Binary => ProtocolError::BinaryFrame,
+                _ => continue,
+            };
+            tracing::warn!(peer = %client.peer, error = %refused, "control message refused");
+            let message = refused.to_string();
+            let _ = send(&mut client.w, &ServerMessage::Error { message }).await;
+            let reason = match refused {
+                ProtocolError::BinaryFrame => "binary frames are not supported",
+                _ => "refused",
+            };
+            close(&mut client.w, refused.close_code(), reason).await;
+            break 'session;
         }
         if !client.buf.is_empty() {
             continue;
         }
+        let wait = match current {
+            Some(_) => timeout,
+            None => register_by.saturating_duration_since(std::time::Instant::now()),
+        };
         let outcome = monoio::select! {
-            r = monoio::time::timeout(timeout, client.buf.read_from(&mut client.r, 4096)) => Some(r),
+            r = monoio::time::timeout(wait, client.buf.read_from(&mut client.r, 4096)) => Some(r),
             m = mailbox.next() => {
                 if !send(&mut client.w, &m).await {
-                    break 'session Ending::Closed;
+                    break 'session;
                 }
                 None
             },
@@ -179,31 +185,25 @@ pub async fn serve_channel<S>(
         match outcome {
             None => client.buf = crate::proxy::io::ReadBuf::with_capacity(4096),
             Some(Ok(Ok(n))) if n > 0 => {}
+            Some(Err(_)) if current.is_none() => {
+                close(&mut client.w, 1008, "register first").await;
+                break;
+            }
             Some(Err(_)) => {
                 close(&mut client.w, 1001, "heartbeat timeout").await;
-                break Ending::Closed;
+                break;
             }
-            Some(_) => break Ending::Closed,
-        }
-    };
-    if let Some(reg) = current {
-        if hub.detach(&reg.id, session) {
-            match end {
-                // A refused message leaves the pool as it was: the backend
-                // stays until it deregisters or its heartbeats stop.
-                Ending::Error => {}
-                Ending::Closed | Ending::Deregistered => {
-                    shared.registry.deregister(&reg.id);
-                }
-            }
+            Some(_) => break,
         }
     }
-}
-
-enum Ending {
-    Closed,
-    Deregistered,
-    Error,
+    // However the channel ended (close, TCP end, silence, a refused message
+    // or a binary frame), its registration leaves the pool now, unless a
+    // newer channel has taken the id over.
+    if let Some(reg) = current {
+        if hub.detach(&reg.id, session) {
+            shared.registry.deregister(&reg.id);
+        }
+    }
 }
 
 enum Done {
@@ -238,7 +238,8 @@ fn handle_message(
             }
             let mut resolved = Vec::with_capacity(bindings.len());
             for b in &bindings {
-                resolved.push(resolve_binding(b, peer.ip()).map_err(Done::Refused)?);
+                let allow = &shared.cfg.allow_backend_cidr;
+                resolved.push(resolve_binding_in(b, peer.ip(), allow).map_err(Done::Refused)?);
             }
             let urls: Vec<String> = resolved.iter().map(|(u, _)| u.clone()).collect();
             match registry.register(&id, resolved.clone(), weight, metadata.clone()) {
@@ -271,13 +272,17 @@ fn handle_message(
             match other {
                 ClientMessage::Heartbeat { load } => {
                     if !registry.heartbeat(&reg.id, load) {
-                        // Expired meanwhile (e.g. a long pause): join again.
-                        let _ = registry.register(
+                        // Expired meanwhile (e.g. a long pause): join again,
+                        // through the same checks (the table may be full).
+                        let again = registry.register(
                             &reg.id,
                             reg.bindings.clone(),
                             reg.weight,
                             reg.metadata.clone(),
                         );
+                        if let RegisterOutcome::Rejected(e) = again {
+                            return Err(Done::Refused(e));
+                        }
                         registry.heartbeat(&reg.id, load);
                     }
                     Ok(None)
@@ -306,4 +311,31 @@ fn handle_message(
 /// Answers a refused control request.
 pub async fn refuse<W: AsyncWriteRent>(w: &mut W, status: u16) {
     let _ = write_static(w, error_response(status)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::access;
+
+    #[test]
+    fn register_token_is_checked_with_the_constant_time_bearer_match() {
+        let t = Some("s3cret");
+        assert_eq!(access(t, Some(b"Bearer s3cret"), false), Ok(()));
+        assert_eq!(access(t, Some(b"Bearer s3cret"), true), Ok(()));
+        for wrong in [
+            &b"Bearer s3cre"[..],
+            b"Bearer s3cret ",
+            b"Bearer s3cretX",
+            b"bearer s3cret",
+            b"s3cret",
+            b"Bearer ",
+            b"",
+        ] {
+            assert_eq!(access(t, Some(wrong), true), Err(401), "{wrong:?}");
+        }
+        assert_eq!(access(t, None, true), Err(401));
+        // No token: only a loopback control listener is trusted.
+        assert_eq!(access(None, None, true), Ok(()));
+        assert_eq!(access(None, Some(b"Bearer x"), false), Err(403));
+    }
 }

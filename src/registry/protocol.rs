@@ -1,10 +1,13 @@
 //! Control-channel messages (JSON text frames, one object each, tagged by
 //! `"type"`), their validation, and binding resolution. See docs/PROTOCOL.md.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use super::binding::{parse_binding, Fill};
+pub use super::binding::{resolve_binding, resolve_binding_in, split_authority, MAX_BINDING_LEN};
 
 /// The protocol version this balancer speaks (`"v"` in `register`).
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -42,20 +45,34 @@ pub enum ProtocolError {
         binding: String,
         reason: &'static str,
     },
+    #[error("binding {binding:?} points at {addr}, outside the networks this balancer allows (--allow-backend-cidr {allowed})")]
+    NotAllowed {
+        binding: String,
+        addr: IpAddr,
+        allowed: String,
+    },
     #[error("binding {0:?}: TLS to backends is not supported yet, use http:// or ws://")]
     TlsUnsupported(String),
     #[error("weight {0} out of range (1 to 1000)")]
     BadWeight(u64),
     #[error("backend id {0:?} is already a static backend")]
     IdInUse(String),
+    #[error("the balancer is full: at most {0} backends (--max-backends), static ones included")]
+    TooManyBackends(usize),
+    #[error("binary frames are not supported on the control channel; send JSON text")]
+    BinaryFrame,
 }
 
 impl ProtocolError {
     /// WebSocket close code for a control channel that ends on this error:
-    /// 1009 (too big) for oversize messages, 1008 (policy) otherwise.
+    /// 1009 (too big) for oversize messages, 1003 (unsupported data) for a
+    /// binary frame, 1013 (try again later) when the table is full, 1008
+    /// (policy) otherwise.
     pub fn close_code(&self) -> u16 {
         match self {
             ProtocolError::TooLarge { .. } => 1009,
+            ProtocolError::BinaryFrame => 1003,
+            ProtocolError::TooManyBackends(_) => 1013,
             _ => 1008,
         }
     }
@@ -226,7 +243,16 @@ pub fn parse_client_message(text: &str, max_len: usize) -> Result<ClientMessage,
                 .collect();
             for b in &bindings {
                 // Syntax check now; the peer address is filled in later.
-                parse_binding(b, Fill::Peer(IpAddr::V4(Ipv4Addr::LOCALHOST)))?;
+                // Syntax and the ranges refused whatever the peer; the peer
+                // address and the allow-list are applied when resolving.
+                let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+                parse_binding(
+                    b,
+                    Fill::Peer {
+                        ip: local,
+                        allow: &[],
+                    },
+                )?;
             }
             ClientMessage::Register {
                 v: PROTOCOL_VERSION,
@@ -275,116 +301,6 @@ pub fn validate_weight(weight: u64) -> Result<u32, ProtocolError> {
         Ok(w) if (1..=MAX_WEIGHT).contains(&w) => Ok(w),
         _ => Err(ProtocolError::BadWeight(weight)),
     }
-}
-
-/// How to fill in hosts a binding leaves open.
-#[derive(Clone, Copy)]
-pub(crate) enum Fill {
-    /// Registered backend: port-only and 0.0.0.0 bindings take the peer's IP.
-    Peer(IpAddr),
-    /// Static configuration: the URL must name its host.
-    Static,
-}
-
-/// Resolve one registered binding against the address the backend connected
-/// from. Port-only forms (`":9001"`, `"9001"`) and unspecified hosts
-/// (`0.0.0.0`, `[::]`) take `peer_ip`. Hosts must be IP literals (workers do
-/// no DNS); `localhost` means 127.0.0.1 and is refused from a remote peer.
-pub fn resolve_binding(
-    binding: &str,
-    peer_ip: IpAddr,
-) -> Result<(String, SocketAddr), ProtocolError> {
-    parse_binding(binding, Fill::Peer(peer_ip))
-}
-
-/// Splits a URL authority (`host`, `host:port`, `[v6]`, `[v6]:port`) into
-/// host and optional port text; the error says what is malformed. Shared by
-/// bindings and the agent's balancer URLs.
-pub fn split_authority(authority: &str) -> Result<(&str, Option<&str>), &'static str> {
-    if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or("unclosed [ in IPv6 host")?;
-        match after {
-            "" => Ok((h, None)),
-            p => Ok((h, Some(p.strip_prefix(':').ok_or("junk after ]")?))),
-        }
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, _)) if h.contains(':') => Err("IPv6 hosts need [brackets]"),
-            Some((h, p)) => Ok((h, Some(p))),
-            None => Ok((authority, None)),
-        }
-    }
-}
-
-pub(crate) fn parse_binding(
-    binding: &str,
-    fill: Fill,
-) -> Result<(String, SocketAddr), ProtocolError> {
-    let bad = |reason| ProtocolError::BadBinding {
-        binding: binding.to_string(),
-        reason,
-    };
-    let s = binding.trim();
-    if s.is_empty() {
-        return Err(bad("empty"));
-    }
-    let digits = s.strip_prefix(':').unwrap_or(s);
-    if !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit()) {
-        let port = parse_port(digits).ok_or_else(|| bad("port must be 1 to 65535"))?;
-        let Fill::Peer(ip) = fill else {
-            return Err(bad(
-                "a port-only binding needs a registering backend; write http://IP:PORT",
-            ));
-        };
-        let addr = SocketAddr::new(ip, port);
-        return Ok((format!("http://{addr}"), addr));
-    }
-    let (scheme, rest) = s
-        .split_once("://")
-        .ok_or_else(|| bad("expected http://IP:PORT, ws://IP:PORT, :PORT or PORT"))?;
-    let scheme = scheme.to_ascii_lowercase();
-    match scheme.as_str() {
-        "http" | "ws" => {}
-        "https" | "wss" => return Err(ProtocolError::TlsUnsupported(binding.to_string())),
-        _ => return Err(bad("scheme must be http:// or ws://")),
-    }
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    if authority.contains('@') {
-        return Err(bad("credentials in the URL are not allowed"));
-    }
-    let (host, port) = split_authority(authority).map_err(bad)?;
-    let port = match port {
-        None => 80,
-        Some(p) => parse_port(p).ok_or_else(|| bad("port must be 1 to 65535"))?,
-    };
-    let mut ip = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host.parse::<IpAddr>()
-            .map_err(|_| bad("host must be an IP literal or localhost (no DNS)"))?
-    };
-    match fill {
-        Fill::Peer(peer) if ip.is_unspecified() => ip = peer,
-        Fill::Peer(peer) if ip.is_loopback() && !peer.is_loopback() => {
-            return Err(bad(
-                "loopback host from a backend that is not on this machine",
-            ));
-        }
-        Fill::Static if ip.is_unspecified() => {
-            return Err(bad("0.0.0.0 / [::] is not an address to connect to"));
-        }
-        _ => {}
-    }
-    let addr = SocketAddr::new(ip, port);
-    Ok((format!("{scheme}://{addr}{path}"), addr))
-}
-
-fn parse_port(s: &str) -> Option<u16> {
-    if s.is_empty() || s.len() > 5 || !s.bytes().all(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    s.parse::<u16>().ok().filter(|&p| p != 0)
 }
 
 #[cfg(test)]

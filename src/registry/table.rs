@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde::Serialize;
-
-use super::protocol::{parse_binding, validate_id, validate_weight, Fill, ProtocolError};
+use super::binding::{parse_binding, Fill};
+use super::info::info;
+pub use super::info::{BackendInfo, BackendState};
+use super::protocol::{validate_id, validate_weight, ProtocolError, MAX_BINDINGS};
 use crate::balance::{clock, Backend, BackendStats, SharedPool, Source};
 
 /// How long counters of a backend that left are kept for its return.
@@ -27,34 +28,6 @@ pub enum RegisterOutcome {
     Reregistered,
     /// Refused; the error says why (send it back as an `error` message).
     Rejected(ProtocolError),
-}
-
-/// A backend's state for the admin API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendState {
-    Up,
-    Draining,
-    /// Ejected by passive health until its ejection ends.
-    Down,
-}
-
-/// One backend as the admin API shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct BackendInfo {
-    pub id: String,
-    pub addr: SocketAddr,
-    pub bindings: Vec<String>,
-    pub source: Source,
-    pub state: BackendState,
-    pub active: u32,
-    pub reported_load: u32,
-    pub weight: u32,
-    pub since_unix_ms: u64,
-    pub requests_total: u64,
-    pub failures_total: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<serde_json::Value>,
 }
 
 struct Member {
@@ -77,6 +50,8 @@ struct Inner {
 pub struct Registry {
     pool: Arc<SharedPool>,
     inner: Mutex<Inner>,
+    /// Most members at once, static and registered (`--max-backends`).
+    max_backends: usize,
 }
 
 impl std::fmt::Debug for Registry {
@@ -92,7 +67,15 @@ impl Registry {
         Registry {
             pool,
             inner: Mutex::new(Inner::default()),
+            max_backends: usize::MAX,
         }
+    }
+
+    /// The same, holding at most `max` members (static and registered);
+    /// a new member beyond it is refused with `TooManyBackends`.
+    pub fn with_max_backends(mut self, max: usize) -> Self {
+        self.max_backends = max;
+        self
     }
 
     /// The pool this registry publishes to.
@@ -127,6 +110,9 @@ impl Registry {
         prune(&mut inner, now);
         if inner.members.contains_key(id) {
             return Err(ProtocolError::IdInUse(id.to_string()));
+        }
+        if inner.members.len() >= self.max_backends {
+            return Err(ProtocolError::TooManyBackends(self.max_backends));
         }
         let stats = take_stats(&mut inner, id);
         let backend = Backend {
@@ -174,6 +160,9 @@ impl Registry {
         let Some(&(_, addr)) = bindings.first() else {
             return RegisterOutcome::Rejected(ProtocolError::EmptyBindings);
         };
+        if bindings.len() > MAX_BINDINGS {
+            return RegisterOutcome::Rejected(ProtocolError::TooManyBindings(bindings.len()));
+        }
         let mut inner = self.lock();
         prune(&mut inner, now);
         let outcome = match inner.members.get(id) {
@@ -181,6 +170,13 @@ impl Registry {
                 return RegisterOutcome::Rejected(ProtocolError::IdInUse(id.to_string()));
             }
             Some(_) => RegisterOutcome::Reregistered,
+            // Only a new id takes a slot; re-registering never fails on it.
+            None if inner.members.len() >= self.max_backends => {
+                tracing::warn!(id, max = self.max_backends, "backend refused: table full");
+                return RegisterOutcome::Rejected(ProtocolError::TooManyBackends(
+                    self.max_backends,
+                ));
+            }
             None => RegisterOutcome::New,
         };
         tracing::info!(id, %addr, weight, reregistration = outcome == RegisterOutcome::Reregistered, "backend connect");
@@ -361,31 +357,6 @@ fn prune(inner: &mut Inner, now: u64) {
             Some(id) => inner.retained.remove(&id),
             None => break,
         };
-    }
-}
-
-fn info(b: &Backend, now: u64) -> BackendInfo {
-    let s = &b.stats;
-    let state = if s.draining.load(Relaxed) {
-        BackendState::Draining
-    } else if !b.is_available(now) {
-        BackendState::Down
-    } else {
-        BackendState::Up
-    };
-    BackendInfo {
-        id: b.id.to_string(),
-        addr: b.addr,
-        bindings: b.bindings.iter().map(|u| u.to_string()).collect(),
-        source: b.source,
-        state,
-        active: s.active.load(Relaxed),
-        reported_load: s.reported_load.load(Relaxed),
-        weight: b.weight,
-        since_unix_ms: b.since_unix_ms,
-        requests_total: s.requests_total.load(Relaxed),
-        failures_total: s.failures_total.load(Relaxed),
-        metadata: b.metadata.clone(),
     }
 }
 

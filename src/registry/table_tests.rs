@@ -209,3 +209,48 @@ fn drain_stops_picks_and_shows_in_list() {
     assert!(reg.set_draining("a", false));
     assert_eq!(reg.list()[0].state, BackendState::Up);
 }
+
+#[test]
+fn the_table_is_capped_and_static_backends_count() {
+    let pool = Arc::new(SharedPool::new());
+    let reg = Registry::new(Arc::clone(&pool)).with_max_backends(3);
+    let mut local = LocalPool::new(pool);
+    reg.add_static("http://10.0.0.9:80", 1).expect("static");
+    assert_eq!(reg.register("a", binds(1), 1, None), RegisterOutcome::New);
+    assert_eq!(reg.register("b", binds(2), 1, None), RegisterOutcome::New);
+    let full = RegisterOutcome::Rejected(ProtocolError::TooManyBackends(3));
+    assert_eq!(reg.register("c", binds(3), 1, None), full);
+    assert_eq!(
+        reg.add_static("http://10.0.0.8:80", 1),
+        Err(ProtocolError::TooManyBackends(3))
+    );
+    // The refusal names the flag and closes with "try again later".
+    let e = ProtocolError::TooManyBackends(3);
+    assert!(e.to_string().contains("--max-backends"), "{e}");
+    assert_eq!(e.close_code(), 1013);
+    // Re-registering a member is not a new slot.
+    assert_eq!(
+        reg.register("a", binds(4), 2, None),
+        RegisterOutcome::Reregistered
+    );
+    assert_eq!(ids(&mut local).len(), 3);
+    // A slot that frees up can be taken again.
+    assert!(reg.deregister("b"));
+    assert_eq!(reg.register("c", binds(3), 1, None), RegisterOutcome::New);
+    assert_eq!(reg.register("d", binds(5), 1, None), full);
+    assert_eq!(reg.len(), 3);
+}
+
+#[test]
+fn a_registration_carries_at_most_16_bindings() {
+    let (reg, _) = setup();
+    let many: Vec<(String, SocketAddr)> = (1..=17).flat_map(binds).collect();
+    assert_eq!(
+        reg.register("a", many.clone(), 1, None),
+        RegisterOutcome::Rejected(ProtocolError::TooManyBindings(17))
+    );
+    assert_eq!(
+        reg.register("a", many[..16].to_vec(), 1, None),
+        RegisterOutcome::New
+    );
+}

@@ -59,7 +59,7 @@ pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
     ])
     .map_err(ServeError::Signals)?;
     let pool = Arc::new(SharedPool::new());
-    let registry = Arc::new(Registry::new(pool.clone()));
+    let registry = Arc::new(Registry::new(pool.clone()).with_max_backends(cfg.max_backends));
     for (url, weight) in &cfg.backends {
         registry
             .add_static(url, *weight)
