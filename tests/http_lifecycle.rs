@@ -188,7 +188,7 @@ fn help_lists_every_serve_flag_with_its_default() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout).into_owned();
     // (flag, default shown in help; None for flags that have none).
-    let flags: [(&str, Option<&str>); 33] = [
+    let flags: [(&str, Option<&str>); 42] = [
         ("--listen", None),
         ("--tls-listen", None),
         ("--tls-cert", None),
@@ -222,6 +222,16 @@ fn help_lists_every_serve_flag_with_its_default() {
         ("--heartbeat-timeout", Some("15s")),
         ("--balancer-id", Some("random")),
         ("--log-level", Some("info")),
+        // The hardening flags (config commit a7f0f26).
+        ("--allow-backend-cidr", None),
+        ("--max-backends", Some("1000")),
+        ("--backend-idle-timeout", Some("4s")),
+        ("--client-body-timeout", Some("30s")),
+        ("--client-body-min-rate", Some("8k")),
+        ("--max-connections-per-ip", Some("1000")),
+        ("--trusted-proxies", None),
+        ("--admin-max-connections", Some("64")),
+        ("--admin-request-timeout", Some("10s")),
     ];
     // Each flag's entry runs from its name to the next entry.
     let entry = |flag: &str| -> String {
