@@ -298,3 +298,44 @@ fn warns_when_the_admin_api_is_exposed_without_a_token() {
     let with_token = startup_log(&["--admin-listen", "0.0.0.0:0", "--admin-token", "t"]);
     assert!(!with_token.contains(WARNING), "{with_token}");
 }
+
+#[test]
+fn per_ip_limit_counts_websocket_sessions_and_closes_tls_silently() {
+    use common::ws_client::WsConn;
+    let a = echo("a");
+    let cert = common::certs::generate(&["localhost"]);
+    let (cert_path, key_path) = (cert.cert.to_string_lossy(), cert.key.to_string_lossy());
+    let lb = serve(
+        &[&a],
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert_path,
+            "--tls-key",
+            &key_path,
+            "--max-connections-per-ip",
+            "2",
+        ],
+    );
+    let mut first = WsConn::connect(lb.http());
+    first.echo_text("one");
+    let mut second = WsConn::connect(lb.http());
+    second.echo_text("two");
+    // Two sessions hold both slots: plain gets 429, TLS a close with no
+    // handshake at all.
+    assert_eq!(status_of_get(connect_from("127.0.0.1", lb.http())), "429");
+    let mut tls = TcpStream::connect(lb.addr("https")).expect("connect");
+    let started = Instant::now();
+    assert!(closed_within(&mut tls, Duration::from_secs(2)));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The sessions themselves are unaffected; ending one makes room.
+    first.echo_text("still");
+    second.drop_tcp();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while status_of_get(connect_from("127.0.0.1", lb.http())) != "200" {
+        assert!(Instant::now() < deadline, "no room after a session ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cert.cleanup();
+}
