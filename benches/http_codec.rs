@@ -41,6 +41,7 @@ fn bench(c: &mut Criterion) {
     let fwd = ForwardInfo {
         client_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)),
         tls: true,
+        trusted: false,
     };
     let mut out = Vec::with_capacity(1024);
 

@@ -149,10 +149,12 @@ start_proxy() {
     local name="$1" port="$2"
     case "$name" in
         direct) PROXY_PID=""; TARGET_PORT=$ECHO_PORT; return 0 ;;
+        # All the load comes from one address (8,000 held connections): no per-IP cap.
         wslb-inspect|wslb-tunnel)
             start_bg "$name" taskset -c "$PROXY_CORE" "$BIN" serve --workers 1 \
                 --listen "127.0.0.1:$port" --backend "http://127.0.0.1:$ECHO_PORT" \
-                --ws-mode "${name#wslb-}" --admin-listen 127.0.0.1:0 --log-level warn ;;
+                --ws-mode "${name#wslb-}" --admin-listen 127.0.0.1:0 --log-level warn \
+                --max-connections-per-ip 0 ;;
         haproxy)
             sed -e "s|@PORT@|$port|g; s|@ECHO@|$ECHO_PORT|g; s|@DIR@|$WORK|g" \
                 "$ROOT/perf/haproxy.cfg.tmpl" >"$WORK/haproxy.cfg"

@@ -8,7 +8,7 @@ use wslb::http::{parse_request, ForwardInfo, Limits};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits { max_header_bytes: 4096, max_headers: 32 };
-    let fwd = ForwardInfo { client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST), tls: false };
+    let fwd = ForwardInfo { client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST), tls: false, trusted: false };
     let mut out = Vec::new();
     match parse_request(data, &limits, &fwd, &mut out) {
         Ok(Some(r)) => {

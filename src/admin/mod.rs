@@ -3,6 +3,7 @@
 //! it never competes with the workers' hot path.
 
 mod routes;
+mod slots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,11 +43,22 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener) {
             return;
         }
     };
+    let slots = slots::Slots::new(shared.cfg.admin_max_connections);
+    let refusals = crate::server::throttle::Throttle::new(1000);
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                monoio::spawn(routes::serve(shared.clone(), stream, peer));
-            }
+            Ok((stream, peer)) => match slots.admit() {
+                Some(slot) => {
+                    monoio::spawn(routes::serve(shared.clone(), stream, peer, slot));
+                }
+                None => {
+                    // Every slot is serving a request: close at once.
+                    drop(stream);
+                    if let Some(held) = refusals.allow() {
+                        tracing::warn!(%peer, held, "admin: every connection busy, closing a new one");
+                    }
+                }
+            },
             Err(e) => {
                 tracing::debug!(error = %e, "admin accept error");
                 monoio::time::sleep(std::time::Duration::from_millis(50)).await;

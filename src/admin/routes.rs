@@ -1,6 +1,7 @@
 //! Admin API routes: `GET /api/backends`, `POST /api/backends/{id}/drain`,
 //! `POST /api/backends/{id}/resume`, `GET /api/status`, `GET /metrics`,
-//! `GET /healthz`; bearer-token check when `--admin-token` is set.
+//! `GET /healthz`; bearer-token check (on the head, before any body) when
+//! `--admin-token` is set; one deadline per request.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -8,68 +9,145 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 
+use super::slots::SlotGuard;
+use crate::http::auth::bearer_matches;
 use crate::http::{reply, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest};
-use crate::proxy::io::{read_request_head, write_vec, ReadBuf};
+use crate::proxy::io::{drain_briefly, read_request_head, write_vec, ReadBuf};
 use crate::registry::protocol::ServerMessage;
 use crate::registry::BackendInfo;
 use crate::server::Shared;
 
-pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+/// What to do after one request.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Serves one admin connection until it closes, misses its deadline or is
+/// evicted to make room for a newer one (see `slots`).
+pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, slot: SlotGuard) {
+    let evicted = slot.evicted();
+    monoio::select! {
+        _ = evicted.wait() => {}
+        _ = serve_requests(&shared, &mut stream, peer, &slot) => {}
+    }
+}
+
+async fn serve_requests(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    slot: &SlotGuard,
+) {
+    let mut conn = Conn {
+        buf: ReadBuf::with_capacity(4096),
+        scratch: Vec::new(),
+        fwd: ForwardInfo {
+            client_ip: peer.ip(),
+            tls: false,
+            // The rewritten head is not used here.
+            trusted: true,
+        },
+    };
+    loop {
+        // One deadline for each request, from the moment the connection
+        // starts waiting for it: keep-alive idle time, head, body and answer
+        // together. A trickle of bytes cannot stretch it.
+        slot.waiting();
+        let deadline = shared.cfg.admin_request_timeout;
+        match monoio::time::timeout(deadline, one_request(shared, stream, &mut conn, slot)).await {
+            Ok(Next::KeepAlive) => {}
+            Ok(Next::Close) | Err(_) => return,
+        }
+    }
+}
+
+/// Per-connection buffers.
+struct Conn {
+    buf: ReadBuf,
+    scratch: Vec<u8>,
+    fwd: ForwardInfo,
+}
+
+async fn one_request(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    conn: &mut Conn,
+    slot: &SlotGuard,
+) -> Next {
     let limits = Limits {
         max_header_bytes: 16 * 1024,
         max_headers: 64,
     };
-    let fwd = ForwardInfo {
-        client_ip: peer.ip(),
-        tls: false,
+    let Some(req) = read_request_head(
+        stream,
+        &mut conn.buf,
+        &limits,
+        &conn.fwd,
+        &mut conn.scratch,
+        None,
+    )
+    .await
+    else {
+        return Next::Close;
     };
-    let mut buf = ReadBuf::with_capacity(4096);
-    let mut scratch = Vec::new();
-    loop {
-        let Some(req) = read_request_head(
-            &mut stream,
-            &mut buf,
-            &limits,
-            &fwd,
-            &mut scratch,
-            Some(Duration::from_secs(30)),
-        )
-        .await
-        else {
-            return;
-        };
-        // Bodies are not used by any route: skip them.
-        let mut tracker = BodyTracker::new(req.body);
-        let head = buf.data()[..req.head_len].to_vec();
-        buf.consume(req.head_len);
-        while !tracker.is_done() {
-            if buf.is_empty() {
-                match buf.read_from(&mut stream, 4096).await {
-                    Ok(n) if n > 0 => {}
-                    _ => return,
-                }
+    let head = conn.buf.data()[..req.head_len].to_vec();
+    conn.buf.consume(req.head_len);
+    // The token is checked on the head alone: nobody without it gets to
+    // make the listener wait for a body.
+    if let Some(token) = &shared.cfg.admin_token {
+        let given = req.authorization.clone().map(|r| &head[r]);
+        if !bearer_matches(given, token) {
+            let body = serde_json::json!({"error": "missing or wrong admin token"}).to_string();
+            let mut out = Vec::with_capacity(body.len() + 128);
+            reply::write_response(
+                &mut out,
+                401,
+                "application/json",
+                &[],
+                body.as_bytes(),
+                false,
+            );
+            if write_vec(stream, out).await.0.is_ok() {
+                let _ = stream.shutdown().await;
+                drain_briefly(stream, 16 * 1024, Duration::from_millis(250)).await;
             }
-            match tracker.scan(buf.data()) {
-                Ok(p) => buf.consume(p.consumed),
-                Err(_) => return,
+            return Next::Close;
+        }
+        slot.busy();
+    }
+    // Bodies are not used by any route: skip them.
+    let mut tracker = BodyTracker::new(req.body);
+    while !tracker.is_done() {
+        if conn.buf.is_empty() {
+            match conn.buf.read_from(stream, 4096).await {
+                Ok(n) if n > 0 => {}
+                _ => return Next::Close,
             }
         }
-        let (status, ctype, body) = route(&shared, &head, &req);
-        let mut out = Vec::with_capacity(body.len() + 128);
-        reply::write_response(
-            &mut out,
-            status,
-            ctype,
-            &[],
-            body.as_bytes(),
-            req.keep_alive,
-        );
-        if write_vec(&mut stream, out).await.0.is_err() || !req.keep_alive {
-            return;
+        match tracker.scan(conn.buf.data()) {
+            Ok(p) => conn.buf.consume(p.consumed),
+            Err(_) => return Next::Close,
         }
     }
+    slot.busy();
+    let (status, ctype, body) = route(shared, &head, &req);
+    let mut out = Vec::with_capacity(body.len() + 128);
+    reply::write_response(
+        &mut out,
+        status,
+        ctype,
+        &[],
+        body.as_bytes(),
+        req.keep_alive,
+    );
+    if write_vec(stream, out).await.0.is_err() || !req.keep_alive {
+        return Next::Close;
+    }
+    Next::KeepAlive
 }
 
 fn json(status: u16, value: serde_json::Value) -> (u16, &'static str, String) {
@@ -77,15 +155,6 @@ fn json(status: u16, value: serde_json::Value) -> (u16, &'static str, String) {
 }
 
 fn route(shared: &Shared, head: &[u8], req: &ParsedRequest) -> (u16, &'static str, String) {
-    if let Some(token) = &shared.cfg.admin_token {
-        let given = req.authorization.clone().map(|r| &head[r]);
-        if given != Some(format!("Bearer {token}").as_bytes()) {
-            return json(
-                401,
-                serde_json::json!({"error": "missing or wrong admin token"}),
-            );
-        }
-    }
     let target = String::from_utf8_lossy(&head[req.path.clone()]).into_owned();
     let path = target.split('?').next().unwrap_or_default();
     match (req.method, path) {
@@ -164,6 +233,12 @@ fn metrics(shared: &Shared) -> String {
         out,
         "wslb_open_connections {}",
         shared.open_connections.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(out, "# TYPE wslb_per_ip_refused_total counter");
+    let _ = writeln!(
+        out,
+        "wslb_per_ip_refused_total {}",
+        shared.per_ip_refused.load(Ordering::Relaxed)
     );
     let list = shared.registry.list();
     for (name, kind, value) in BACKEND_SERIES {

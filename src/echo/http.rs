@@ -27,6 +27,7 @@ pub async fn serve(
     let fwd = ForwardInfo {
         client_ip: peer.ip(),
         tls: false,
+        trusted: true,
     };
     let mut buf = ReadBuf::with_capacity(16 * 1024);
     let mut scratch = Vec::with_capacity(1024);

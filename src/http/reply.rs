@@ -39,6 +39,7 @@ pub fn error_response(status: u16) -> &'static [u8] {
         404 => canned!("404", "Not Found", "14"),
         408 => canned!("408", "Request Timeout", "20"),
         413 => canned!("413", "Content Too Large", "22"),
+        429 => canned!("429", "Too Many Requests", "22"),
         426 => concat!(
             "HTTP/1.1 426 Upgrade Required\r\n",
             "Content-Type: text/plain\r\n",
@@ -179,8 +180,8 @@ mod tests {
     use super::*;
     use crate::http::{parse_response, BodyKind, Limits, Method};
 
-    const ALL: [u16; 13] = [
-        400, 401, 403, 404, 408, 413, 426, 431, 500, 501, 502, 503, 504,
+    const ALL: [u16; 14] = [
+        400, 401, 403, 404, 408, 413, 426, 429, 431, 500, 501, 502, 503, 504,
     ];
 
     /// Parse `bytes` as a response and return (status, body, head text).

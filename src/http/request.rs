@@ -17,6 +17,26 @@ use std::ops::Range;
 pub struct ForwardInfo {
     pub client_ip: IpAddr,
     pub tls: bool,
+    /// The peer is a proxy in `--trusted-proxies` (decided once per
+    /// connection): its forwarding fields are kept and appended to. From
+    /// anyone else they are removed and written afresh.
+    pub trusted: bool,
+}
+
+/// Fields that say who the client is or how it connected. From an untrusted
+/// peer they are lies until proven otherwise: all are removed, and only
+/// `X-Forwarded-For` and `X-Forwarded-Proto` are written afresh.
+/// `X-Real-IP` is not added back: `X-Forwarded-For` with a single entry
+/// says the same, and one source of truth is harder to get wrong.
+fn is_forwarding_field(name: &str) -> bool {
+    // Most fields start with neither letter: one byte test for them.
+    if !matches!(name.as_bytes().first(), Some(b'x' | b'X' | b'f' | b'F')) {
+        return false;
+    }
+    name.eq_ignore_ascii_case("x-forwarded-for")
+        || name.eq_ignore_ascii_case("x-forwarded-proto")
+        || name.eq_ignore_ascii_case("forwarded")
+        || name.eq_ignore_ascii_case("x-real-ip")
 }
 
 /// A parsed request head. Ranges index the input buffer given to
@@ -71,9 +91,13 @@ pub(crate) fn parse_error(buf: &[u8], e: httparse::Error) -> HttpError {
 /// fields and Host), except that a websocket upgrade keeps
 /// `Connection: Upgrade` and `Upgrade: websocket`; `Transfer-Encoding:
 /// chunked` is kept for a chunked body (forwarded verbatim); the first
-/// Content-Length is kept; `X-Forwarded-For` gets the client ip appended to
-/// any incoming values (all joined into one field); `X-Forwarded-Proto` is
-/// replaced. Every other field is kept in order, byte-exact (values as
+/// Content-Length is kept. From a trusted peer (`fwd.trusted`),
+/// `X-Forwarded-For` gets the peer's ip appended to any incoming values (all
+/// joined into one field), incoming `X-Forwarded-Proto` fields are kept (the
+/// proxy in front knows the scheme its client used; ours is added only when
+/// it sent none), and `Forwarded` / `X-Real-IP` are kept. From any other
+/// peer those four fields are removed and `X-Forwarded-For: <peer>` and
+/// `X-Forwarded-Proto` are written fresh. Every other field is kept in order, byte-exact (values as
 /// trimmed by httparse). An HTTP/1.0 request without Host gets an empty
 /// `Host:` so that the HTTP/1.1 head sent on is valid.
 ///
@@ -200,13 +224,22 @@ pub fn parse_request(
     let mut cl_written = false;
     let mut te_written = false;
     let mut xff_seen = false;
+    let mut xfp_kept = false;
     for h in headers {
         let n = h.name;
-        if is_hop_by_hop(n) || n.eq_ignore_ascii_case("x-forwarded-proto") {
+        if is_hop_by_hop(n) {
             continue;
         }
-        if n.eq_ignore_ascii_case("x-forwarded-for") {
-            xff_seen = true;
+        if is_forwarding_field(n) {
+            if !fwd.trusted {
+                continue;
+            }
+            if n.eq_ignore_ascii_case("x-forwarded-for") {
+                xff_seen = true;
+                continue;
+            }
+            xfp_kept |= n.eq_ignore_ascii_case("x-forwarded-proto");
+            push_field(out, n.as_bytes(), h.value);
             continue;
         }
         if n.eq_ignore_ascii_case("transfer-encoding") {
@@ -249,7 +282,9 @@ pub fn parse_request(
         }
     }
     push_ip(out, fwd.client_ip);
-    out.extend_from_slice(if fwd.tls {
+    out.extend_from_slice(if xfp_kept {
+        b"\r\n\r\n"
+    } else if fwd.tls {
         b"\r\nX-Forwarded-Proto: https\r\n\r\n"
     } else {
         b"\r\nX-Forwarded-Proto: http\r\n\r\n"
@@ -276,3 +311,7 @@ pub fn parse_request(
 #[cfg(test)]
 #[path = "request_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "forward_tests.rs"]
+mod forward_tests;

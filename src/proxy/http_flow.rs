@@ -50,9 +50,12 @@ where
         max_header_bytes: cfg.max_header_bytes,
         max_headers: 100,
     };
+    // Once per connection: whether the peer's forwarding fields are kept.
+    let client_ip = client.peer.ip().to_canonical();
     let fwd = ForwardInfo {
-        client_ip: client.peer.ip(),
+        client_ip,
         tls: client.tls,
+        trusted: crate::config::cidr_list_contains(&cfg.trusted_proxies, client_ip),
     };
     let mut head = Vec::with_capacity(1024);
     let mut scratch = Vec::new();

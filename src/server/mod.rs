@@ -4,11 +4,12 @@
 pub mod conns;
 pub mod listener;
 pub mod notify;
+pub mod per_ip;
 pub mod throttle;
 pub mod worker;
 
 use std::io::Write;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
 use crate::balance::SharedPool;
@@ -27,6 +28,10 @@ pub struct Shared {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub open_connections: AtomicUsize,
     pub control_hub: ControlHub,
+    /// Client connections open per IP address (`--max-connections-per-ip`).
+    pub per_ip: per_ip::PerIpTable,
+    /// Connections refused because their address was at that limit.
+    pub per_ip_refused: AtomicU64,
 }
 
 /// Why `wslb serve` could not start.
@@ -92,11 +97,20 @@ pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
         tls,
         open_connections: AtomicUsize::new(0),
         control_hub: ControlHub::new(),
+        per_ip: per_ip::PerIpTable::new(),
+        per_ip_refused: AtomicU64::new(0),
         cfg,
     });
 
     let admin_addr = match shared.cfg.admin_listen {
         Some(addr) => {
+            if !addr.ip().to_canonical().is_loopback() && shared.cfg.admin_token.is_none() {
+                tracing::warn!(
+                    %addr,
+                    "the admin API listens beyond loopback without --admin-token: \
+                     anyone who can reach it can drain backends"
+                );
+            }
             let l =
                 listener::bind_single(addr).map_err(|source| ServeError::Bind { addr, source })?;
             let bound = l

@@ -4,12 +4,13 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use monoio::io::AsyncWriteRent;
 use monoio::net::{TcpListener, TcpStream};
 
 use super::conns::{ConnCommand, ConnKind, ConnTable};
@@ -18,7 +19,9 @@ use super::notify::{LocalEvent, Phase};
 use super::throttle::Throttle;
 use super::Shared;
 use crate::balance::{LocalPool, Picker};
+use crate::http::error_response;
 use crate::proxy::backend::IdlePool;
+use crate::proxy::io::{drain_briefly, write_static};
 
 /// Everything a connection task of this worker can reach.
 pub struct WorkerCtx {
@@ -32,6 +35,8 @@ pub struct WorkerCtx {
     pub tls: Option<monoio_rustls::TlsAcceptor>,
     /// Throttles warnings about local resource exhaustion.
     pub exhaustion_log: Throttle,
+    /// Throttles warnings about clients over `--max-connections-per-ip`.
+    pub per_ip_log: Throttle,
 }
 
 /// Startup handshake of a worker: it reports whether its runtime could be
@@ -148,6 +153,7 @@ async fn worker_main(
         draining: LocalEvent::new(),
         tls,
         exhaustion_log: Throttle::new(1000),
+        per_ip_log: Throttle::new(1000),
         shared,
     });
     for (kind, std_listener) in listeners {
@@ -246,12 +252,19 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKi
     }
 }
 
-/// Gives back the connection permit on every ending.
-struct OpenConnPermit(Arc<Shared>);
+/// Gives back the connection permit, and the per-IP count when one was
+/// taken, on every ending.
+struct OpenConnPermit {
+    shared: Arc<Shared>,
+    per_ip: Option<IpAddr>,
+}
 
 impl Drop for OpenConnPermit {
     fn drop(&mut self) {
-        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
+        if let Some(ip) = self.per_ip {
+            self.shared.per_ip.release(ip);
+        }
+        self.shared.open_connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -261,7 +274,24 @@ async fn serve_accepted(
     peer: SocketAddr,
     kind: ListenerKind,
 ) {
-    let _permit = OpenConnPermit(ctx.shared.clone());
+    let mut permit = OpenConnPermit {
+        shared: ctx.shared.clone(),
+        per_ip: None,
+    };
+    // The control listener is exempt from the per-IP limit: its callers are
+    // backend agents presenting a token, and many may share one address
+    // (containers on one host, NAT). It stays under --max-connections.
+    if let (Some(limit), false) = (
+        ctx.shared.cfg.max_connections_per_ip,
+        kind == ListenerKind::Control,
+    ) {
+        let ip = peer.ip().to_canonical();
+        if !ctx.shared.per_ip.try_acquire(ip, limit) {
+            refuse_over_ip_limit(&ctx, stream, ip, limit, kind).await;
+            return;
+        }
+        permit.per_ip = Some(ip);
+    }
     let _ = stream.set_nodelay(true);
     match kind {
         ListenerKind::Plain | ListenerKind::Control => {
@@ -272,6 +302,43 @@ async fn serve_accepted(
         ListenerKind::Tls => Box::pin(serve_tls(ctx, stream, peer)).await,
     }
 }
+
+/// A client whose address already has `limit` connections open: on a plain
+/// listener a 429 without reading the request, on TLS a plain close (a 429
+/// would need a handshake first, which is the cost being refused).
+async fn refuse_over_ip_limit(
+    ctx: &WorkerCtx,
+    mut stream: TcpStream,
+    ip: IpAddr,
+    limit: usize,
+    kind: ListenerKind,
+) {
+    ctx.shared.per_ip_refused.fetch_add(1, Ordering::Relaxed);
+    if let Some(held) = ctx.per_ip_log.allow() {
+        tracing::warn!(
+            worker = ctx.index,
+            %ip,
+            limit,
+            held,
+            "client address at --max-connections-per-ip: connection refused"
+        );
+    }
+    if kind == ListenerKind::Plain {
+        let answered = monoio::time::timeout(
+            REFUSAL_GRACE,
+            write_static(&mut stream, error_response(429)),
+        )
+        .await;
+        if matches!(answered, Ok(Ok(()))) {
+            let _ = stream.shutdown().await;
+            drain_briefly(&mut stream, 16 * 1024, REFUSAL_GRACE).await;
+        }
+    }
+}
+
+/// How long a refused connection may take to be answered, and then to be
+/// drained before it is closed.
+const REFUSAL_GRACE: Duration = Duration::from_millis(250);
 
 /// The TLS handshake (with the client header timeout), then the client.
 async fn serve_tls(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
