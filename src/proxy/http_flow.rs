@@ -8,6 +8,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::backend::{connect, pick, sticky_key, BackendConn, ConnectError, Tried};
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
 use super::io::write_static;
+use super::request_body::BodyDeadline;
 use super::ClientConn;
 use crate::balance::health::{record_failure, record_success, HealthPolicy};
 use crate::balance::stats::ActiveGuard;
@@ -57,9 +58,14 @@ where
     let mut head = Vec::with_capacity(1024);
     let mut scratch = Vec::new();
     let mut resp_out = Vec::with_capacity(1024);
+    // The first request must come within the header timeout of the accept;
+    // later ones may wait the keep-alive idle time.
+    let mut first = true;
     loop {
         head.clear();
-        let req = match read_head(ctx, client, &limits, &fwd, &mut head).await {
+        let wait = read_head(ctx, client, &limits, &fwd, &mut head, first).await;
+        first = false;
+        let req = match wait {
             HeadWait::Request(req) => req,
             HeadWait::Close => return None,
             HeadWait::Refuse(status) => {
@@ -137,13 +143,17 @@ async fn read_head<S>(
     limits: &Limits,
     fwd: &ForwardInfo,
     out: &mut Vec<u8>,
+    first: bool,
 ) -> HeadWait
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
     let cfg = &ctx.shared.cfg;
     let started = monoio::time::Instant::now();
-    let mut header_deadline = (!client.buf.is_empty()).then(|| started + cfg.client_header_timeout);
+    // A head that has begun must end within the header timeout (slowloris);
+    // so must the first one on a connection, begun or not.
+    let mut got_bytes = !client.buf.is_empty();
+    let mut header_deadline = (got_bytes || first).then(|| started + cfg.client_header_timeout);
     loop {
         out.clear();
         match parse_request(client.buf.data(), limits, fwd, out) {
@@ -167,16 +177,18 @@ where
         match outcome {
             None => return HeadWait::Close,
             Some(Err(_)) => {
-                // Slowloris: a head begun (the deadline is set at its first
-                // byte) but not finished in time. The cancelled read took
-                // the buffer with it, so the deadline is what tells.
-                if header_deadline.is_some() {
+                // Slowloris: a head begun but not finished in time gets a
+                // 408; a connection that never sent a byte just closes. The
+                // cancelled read took the buffer with it, so `got_bytes` is
+                // what tells.
+                if got_bytes {
                     return HeadWait::Refuse(408);
                 }
                 return HeadWait::Close;
             }
             Some(Ok(Ok(0))) | Some(Ok(Err(_))) => return HeadWait::Close,
             Some(Ok(Ok(_))) => {
+                got_bytes = true;
                 if header_deadline.is_none() {
                     header_deadline =
                         Some(monoio::time::Instant::now() + cfg.client_header_timeout);
@@ -286,6 +298,10 @@ where
             },
             read_timeout: cfg.backend_timeout,
             client_timeout: cfg.idle_timeout,
+            body_deadline: BodyDeadline {
+                grace: cfg.client_body_timeout,
+                min_rate: cfg.client_body_min_rate,
+            },
             client_keep_alive: req.keep_alive && !ctx.draining.is_fired(),
             draining: &ctx.draining,
         };
@@ -341,6 +357,14 @@ where
                 continue;
             }
             Err(ExchangeError::ClientGone) => return RequestEnd::Close,
+            Err(ExchangeError::ClientTimeout { response_started }) => {
+                // The client's fault: the backend is not blamed.
+                tracing::debug!(peer = %client.peer, "request body too slow");
+                if !response_started {
+                    let _ = write_static(&mut client.w, error_response(408)).await;
+                }
+                return RequestEnd::Close;
+            }
             Err(ExchangeError::Timeout { response_started }) => {
                 tracing::warn!(backend = %backend.id, "backend timed out");
                 if !response_started {
@@ -349,6 +373,11 @@ where
                 return RequestEnd::Close;
             }
             Err(ExchangeError::ClosedEarly) => {
+                // Closed or reset before answering: the backend's fault,
+                // unless it was a pooled connection it had let go.
+                if !conn.reused {
+                    record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
+                }
                 let _ = write_static(&mut client.w, error_response(502)).await;
                 return RequestEnd::Close;
             }

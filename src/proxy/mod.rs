@@ -7,6 +7,8 @@ pub mod exchange;
 pub mod http_flow;
 pub mod io;
 mod outbound;
+pub mod request_body;
+mod response_relay;
 pub mod tunnel;
 pub mod ws_relay;
 
