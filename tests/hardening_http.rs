@@ -103,6 +103,45 @@ fn idle_pooled_connections_are_swept() {
     assert_eq!(left, 0, "sockets toward the gone backend still held");
 }
 
+#[test]
+fn pooled_connections_to_a_departed_backend_are_closed() {
+    let a = echo("reg-a");
+    let port = a.http().port();
+    let lb = serve(
+        &[],
+        &[
+            "--workers",
+            "1",
+            "--register-token",
+            "t0ken",
+            "--backend-idle-timeout",
+            "60s",
+        ],
+    );
+    let mut ch = common::admin::control(lb.http(), Some("t0ken")).expect("control channel");
+    let reply = common::admin::register(&mut ch, "a", port, 1);
+    assert_eq!(reply["type"], "registered", "{reply}");
+    let addr = lb.http();
+    let threads: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || get(addr, "/delay/300").status))
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().expect("join"), 200);
+    }
+    let pid = lb.child.id();
+    assert!(sockets_toward(pid, port) >= 1, "nothing pooled");
+    // Closing the channel takes the backend out of the pool at once; the
+    // backend itself stays up, so only the balancer can close these.
+    drop(ch);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut left = sockets_toward(pid, port);
+    while left > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = sockets_toward(pid, port);
+    }
+    assert_eq!(left, 0, "pooled sockets to a departed backend still open");
+}
+
 fn smuggle_then_probe(lb: SocketAddr, probe_path: &str) -> (String, String) {
     let inner = "GET /headers HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer secret-of-a\r\n\r\n";
     let outer = format!(

@@ -203,13 +203,13 @@ async fn sweep_idle_tunnels(ctx: Rc<WorkerCtx>, timeout: Duration) {
 }
 
 /// Closes pooled backend connections idle for `--backend-idle-timeout`
-/// (a few checks per timeout), and those to backends that left the pool
-/// (when the snapshot generation moves): one task per worker, no timer per
-/// connection.
+/// (a few checks per timeout, at least one a second), and those to backends
+/// that left the pool (when the snapshot generation moves): one task per
+/// worker, no timer per connection.
 async fn sweep_idle_backends(ctx: Rc<WorkerCtx>) {
     let timeout_ms =
         u64::try_from(ctx.shared.cfg.backend_idle_timeout.as_millis()).unwrap_or(u64::MAX);
-    let tick = Duration::from_millis((timeout_ms / 4).clamp(50, 30_000));
+    let tick = Duration::from_millis((timeout_ms / 4).clamp(50, 1_000));
     let mut generation = ctx.pool.borrow_mut().current().generation;
     while !ctx.draining.is_fired() {
         monoio::time::sleep(tick).await;
