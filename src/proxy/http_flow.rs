@@ -241,6 +241,8 @@ where
         }
     };
     let replayable = whole_body && !req.expect_continue;
+    // Closing after this request may leave part of its body unread.
+    client.linger = !whole_body;
     let key = sticky_key(&cfg.sticky, &client.buf.data()[..req.head_len], client.peer);
     let snap = ctx.pool.borrow_mut().current().clone();
     let mut tried = Tried::default();

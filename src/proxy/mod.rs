@@ -33,6 +33,10 @@ pub struct ClientConn<S: AsyncWriteRent> {
     /// Accepted on the control listener: only `/_lb/register` is served.
     pub control: bool,
     pub handle: Rc<ConnHandle>,
+    /// The last request's body may not have been read whole: on close,
+    /// read and drop what the client still sends for a moment, so that
+    /// closing with unread bytes (a reset) does not destroy the answer.
+    pub linger: bool,
 }
 
 /// Serves one accepted client connection (plain or TLS) until it ends.
@@ -50,6 +54,7 @@ where
         tls: kind == ListenerKind::Tls,
         control: kind == ListenerKind::Control,
         handle: entry.handle.clone(),
+        linger: false,
     };
     // The request machinery is boxed so that it is freed before a
     // WebSocket session starts: a long idle session then costs only the
@@ -68,5 +73,8 @@ where
         drop(guard);
     }
     exchange::shutdown_quietly(&mut client.w).await;
+    if client.linger {
+        exchange::drain_before_close(&mut client.r, &mut client.buf).await;
+    }
     drop(entry);
 }
