@@ -1,5 +1,5 @@
-//! The client connection's keep-alive loop: read a request head (with the
-//! slowloris and idle timeouts), answer what the balancer answers itself,
+//! The client connection's keep-alive loop: read a request head (see
+//! request_head.rs for its timeouts), answer what the balancer answers itself,
 //! pick a backend and run the exchange, retrying where that is safe, and
 //! hand WebSocket upgrades to the relay.
 
@@ -9,26 +9,14 @@ use super::backend::{connect, pick, sticky_key, BackendConn, ConnectError, Tried
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
 use super::io::write_static;
 use super::request_body::BodyDeadline;
+use super::request_head::{read_head, HeadWait};
 use super::ClientConn;
 use crate::balance::health::{record_failure, record_success, HealthPolicy};
 use crate::balance::stats::ActiveGuard;
-use crate::http::{
-    error_response, parse_request, BodyKind, ForwardInfo, Limits, Method, ParsedRequest,
-};
+use crate::http::{error_response, BodyKind, ForwardInfo, Limits, Method, ParsedRequest};
 use crate::server::conns::ConnKind;
 use crate::server::worker::WorkerCtx;
 use crate::ws::handshake::is_valid_client_key;
-
-const HEAD_READ: usize = 8 * 1024;
-
-/// What happened while waiting for a request head.
-enum HeadWait {
-    Request(ParsedRequest),
-    /// Close quietly (EOF, idle timeout, drain).
-    Close,
-    /// Answer this error and close.
-    Refuse(u16),
-}
 
 /// A WebSocket upgrade the backend accepted: what the relay needs.
 pub struct Upgrade {
@@ -134,67 +122,6 @@ pub fn check_handshake<S: AsyncWriteRent>(
     match req.ws_key.clone().map(|r| &data[r]) {
         Some(key) if is_valid_client_key(key) => Ok(()),
         _ => Err(400),
-    }
-}
-
-async fn read_head<S>(
-    ctx: &WorkerCtx,
-    client: &mut ClientConn<S>,
-    limits: &Limits,
-    fwd: &ForwardInfo,
-    out: &mut Vec<u8>,
-    first: bool,
-) -> HeadWait
-where
-    S: AsyncReadRent + AsyncWriteRent,
-{
-    let cfg = &ctx.shared.cfg;
-    let started = monoio::time::Instant::now();
-    // A head that has begun must end within the header timeout (slowloris);
-    // so must the first one on a connection, begun or not.
-    let mut got_bytes = !client.buf.is_empty();
-    let mut header_deadline = (got_bytes || first).then(|| started + cfg.client_header_timeout);
-    loop {
-        out.clear();
-        match parse_request(client.buf.data(), limits, fwd, out) {
-            Ok(Some(req)) => return HeadWait::Request(req),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::debug!(peer = %client.peer, error = %e, "refused request");
-                return HeadWait::Refuse(e.status());
-            }
-        }
-        let deadline = header_deadline.unwrap_or(started + cfg.idle_timeout);
-        let read = client.buf.read_from(&mut client.r, HEAD_READ);
-        let outcome = monoio::select! {
-            r = monoio::time::timeout_at(deadline, read) => Some(r),
-            cmd = client.handle.next() => {
-                // Drain or close: an idle connection just goes.
-                let _ = cmd;
-                None
-            },
-        };
-        match outcome {
-            None => return HeadWait::Close,
-            Some(Err(_)) => {
-                // Slowloris: a head begun but not finished in time gets a
-                // 408; a connection that never sent a byte just closes. The
-                // cancelled read took the buffer with it, so `got_bytes` is
-                // what tells.
-                if got_bytes {
-                    return HeadWait::Refuse(408);
-                }
-                return HeadWait::Close;
-            }
-            Some(Ok(Ok(0))) | Some(Ok(Err(_))) => return HeadWait::Close,
-            Some(Ok(Ok(_))) => {
-                got_bytes = true;
-                if header_deadline.is_none() {
-                    header_deadline =
-                        Some(monoio::time::Instant::now() + cfg.client_header_timeout);
-                }
-            }
-        }
     }
 }
 

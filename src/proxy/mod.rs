@@ -8,6 +8,7 @@ pub mod http_flow;
 pub mod io;
 mod outbound;
 pub mod request_body;
+mod request_head;
 mod response_relay;
 pub mod tunnel;
 pub mod ws_relay;
