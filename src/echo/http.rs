@@ -81,6 +81,12 @@ async fn route(
     let tags = [("X-Backend", name), ("X-Conn-Requests", served.as_str())];
     let path = path_of(buf, req).to_string();
     let path = path.split('?').next().unwrap_or("").to_string();
+    if !matches!(req.method, Method::Post | Method::Put) && req.body != BodyKind::Empty {
+        // Routes that ignore a body still read it whole first, so that its
+        // bytes are never taken for the next request on this connection.
+        // The head stays at the front of `buf` for the route.
+        discard_body(stream, buf, req).await?;
+    }
     match (req.method, path.as_str()) {
         (Method::Post | Method::Put, _) => {
             let head_len = req.head_len;
@@ -154,6 +160,31 @@ async fn route(
             reply::write_response(out, 404, "text/plain", &[], b"not found\n", true);
             send(stream, out).await?;
             Ok(true)
+        }
+    }
+}
+
+/// Reads and drops the body that follows the head at the front of `buf`,
+/// leaving the head (and anything after the body) in place.
+async fn discard_body(
+    stream: &mut TcpStream,
+    buf: &mut ReadBuf,
+    req: &ParsedRequest,
+) -> std::io::Result<()> {
+    let mut tracker = BodyTracker::new(req.body);
+    loop {
+        let p = tracker
+            .scan(&buf.data()[req.head_len..])
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        // Drop the body bytes scanned so far, keeping the head in front.
+        let start = buf.pos + req.head_len;
+        buf.buf.drain(start..start + p.consumed);
+        if tracker.is_done() {
+            return Ok(());
+        }
+        let n = buf.read_from(stream, CHUNK).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
     }
 }

@@ -23,8 +23,6 @@ const MAX_IDLE_PER_BACKEND: usize = 128;
 /// A parked connection idle this long is peeked before reuse even for a
 /// replayable request.
 const PEEK_AFTER_IDLE_MS: u64 = 1_000;
-/// An idle backend connection older than this is not reused.
-const IDLE_MAX_AGE_MS: u64 = 30_000;
 
 /// An open connection to a backend, split so both directions can run at once.
 pub struct BackendConn {
@@ -108,15 +106,49 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<BackendConn,
     }
 }
 
-/// A worker's idle keep-alive connections, by backend address.
-#[derive(Default)]
+/// A worker's idle keep-alive connections, by backend address. A
+/// connection idle for `max_idle` is neither reused nor kept: the worker
+/// sweeps the pool on a timer ([`IdlePool::sweep`]), so a backend that went
+/// away does not leave sockets in CLOSE_WAIT.
 pub struct IdlePool {
     idle: RefCell<HashMap<SocketAddr, Vec<BackendConn>>>,
+    max_idle_ms: u64,
 }
 
 impl IdlePool {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(max_idle: Duration) -> Self {
+        IdlePool {
+            idle: RefCell::default(),
+            max_idle_ms: u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Closes the connections idle for `max_idle` or longer at `now` (ms,
+    /// `clock::now_ms`); returns how many were closed.
+    pub fn sweep(&self, now: u64) -> usize {
+        let max = self.max_idle_ms;
+        let mut closed = 0;
+        self.idle.borrow_mut().retain(|_, list| {
+            let before = list.len();
+            list.retain(|c| now.saturating_sub(c.idle_since_ms) < max);
+            closed += before - list.len();
+            !list.is_empty()
+        });
+        closed
+    }
+
+    /// Closes the connections to every address `keep` says no to (backends
+    /// that left the pool); returns how many were closed.
+    pub fn retain_backends(&self, keep: impl Fn(&SocketAddr) -> bool) -> usize {
+        let mut closed = 0;
+        self.idle.borrow_mut().retain(|addr, list| {
+            let kept = keep(addr);
+            if !kept {
+                closed += list.len();
+            }
+            kept
+        });
+        closed
     }
 
     /// The most recently parked connection to `addr` that is young enough
@@ -130,7 +162,7 @@ impl IdlePool {
         while let Some(mut conn) = list.pop() {
             let idle_ms = now.saturating_sub(conn.idle_since_ms);
             let check = !replayable || idle_ms >= PEEK_AFTER_IDLE_MS;
-            if idle_ms < IDLE_MAX_AGE_MS && (!check || conn.still_open()) {
+            if idle_ms < self.max_idle_ms && (!check || conn.still_open()) {
                 conn.reused = true;
                 return Some(conn);
             }
@@ -161,27 +193,39 @@ impl IdlePool {
     }
 }
 
-/// Fixed-capacity list of backend indexes already tried for one request.
+/// Backend indexes already tried for one request: the first few inline
+/// (no allocation for the usual request), any number after that.
 #[derive(Default)]
 pub struct Tried {
-    list: [usize; 8],
+    inline: [usize; 8],
     len: usize,
+    /// Every index once there are more than fit inline.
+    spilled: Vec<usize>,
 }
 
 impl Tried {
     pub fn push(&mut self, idx: usize) {
-        if self.len < self.list.len() {
-            self.list[self.len] = idx;
+        if self.spilled.is_empty() && self.len < self.inline.len() {
+            self.inline[self.len] = idx;
             self.len += 1;
+            return;
         }
+        if self.spilled.is_empty() {
+            self.spilled.extend_from_slice(&self.inline[..self.len]);
+        }
+        self.spilled.push(idx);
     }
 
     pub fn as_slice(&self) -> &[usize] {
-        &self.list[..self.len]
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
     }
 
     pub fn count(&self) -> usize {
-        self.len
+        self.as_slice().len()
     }
 }
 
@@ -270,11 +314,12 @@ mod tests {
     }
 
     #[test]
-    fn tried_is_bounded() {
+    fn tried_holds_any_count() {
         let mut t = Tried::default();
         for i in 0..20 {
             t.push(i);
+            assert_eq!(t.count(), i + 1);
         }
-        assert_eq!(t.count(), 8);
+        assert_eq!(t.as_slice(), (0..20).collect::<Vec<_>>().as_slice());
     }
 }

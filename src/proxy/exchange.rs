@@ -3,6 +3,7 @@
 //! backend that answers while it reads, like an echo, never deadlocks), and
 //! the outcome says whether each side's connection can be kept.
 
+use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
@@ -10,14 +11,15 @@ use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::io::{write_range, write_vec, ReadBuf};
-use crate::http::{parse_response, BodyKind, BodyTracker, Limits, ParsedRequest};
+use super::io::{write_vec, ReadBuf};
+use super::request_body::{pump_request, BodyDeadline, RequestStop};
+use super::response_relay::pump_response;
+use crate::http::{BodyKind, BodyTracker, Limits, Method, ParsedRequest};
 use crate::server::notify::LocalEvent;
+use crate::ws::handshake::accept_key;
 
 /// Read size for body streaming.
 pub const CHUNK: usize = 32 * 1024;
-/// Small bodies ride in the same write as their head.
-const COALESCE_LIMIT: usize = 4096;
 
 /// How an exchange ended well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +36,8 @@ pub enum ExchangeEnd {
 /// How an exchange failed, and what may still be done about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExchangeError {
-    /// The backend closed or reset before sending a byte back.
+    /// The backend closed or reset before sending a byte back (nothing was
+    /// sent to the client).
     ClosedEarly,
     /// No answer in time.
     Timeout { response_started: bool },
@@ -43,6 +46,9 @@ pub enum ExchangeError {
         response_started: bool,
         detail: &'static str,
     },
+    /// The client did not send its request body in time: 408 when no
+    /// response byte went out yet, else just close. Not the backend's fault.
+    ClientTimeout { response_started: bool },
     /// The client went away or broke its own request; nothing to answer.
     ClientGone,
 }
@@ -53,7 +59,10 @@ pub struct ExchangeOpts<'a> {
     pub limits: Limits,
     pub head_timeout: Duration,
     pub read_timeout: Duration,
+    /// Longest wait for one read of the request body.
     pub client_timeout: Duration,
+    /// When the request body must be complete.
+    pub body_deadline: BodyDeadline,
     pub client_keep_alive: bool,
     /// The worker's drain event: a response head written after it fired
     /// says `Connection: close`, since the connection closes after it.
@@ -76,6 +85,10 @@ pub struct RequestSide<'a, R> {
 
 /// Sends the request and relays the response. On success the caller still
 /// owns the consumption of a replayable request's bytes.
+///
+/// A backend that stops taking the request body (it answered early, e.g. a
+/// 413, and closed) does not end the exchange: its response is still
+/// relayed whole, and then both connections close.
 #[allow(clippy::too_many_arguments)]
 pub async fn exchange<CR, CW, BR, BW>(
     side: RequestSide<'_, CR>,
@@ -101,6 +114,15 @@ where
         buffered_body,
         replayable,
     } = side;
+    // The accept key a 101 must carry (computed only for upgrades).
+    let expected_accept = if req.upgrade_websocket {
+        req.ws_key
+            .clone()
+            .and_then(|r| client_buf.data().get(r))
+            .map(accept_key)
+    } else {
+        None
+    };
     // Head and the buffered part of the body in one write.
     let mut send = std::mem::take(scratch);
     send.clear();
@@ -109,248 +131,99 @@ where
     send.extend_from_slice(&client_buf.data()[start..start + buffered_body]);
     let (res, send) = write_vec(backend_w, send).await;
     *scratch = send;
-    if res.is_err() {
-        return Err(ExchangeError::ClosedEarly);
-    }
+    // A failed write is a closed connection, or a backend that answered
+    // before reading: its response (if any) still decides.
+    let head_sent = res.is_ok();
 
     let mut request_tracker = BodyTracker::new(req.body);
     let request = async {
         if replayable {
             return Ok(());
         }
+        if !head_sent {
+            return Err(RequestStop::BackendStopped);
+        }
         // Re-scan what was sent so the tracker knows where the body stands.
         let sent = request_tracker
             .scan(&client_buf.data()[start..start + buffered_body])
-            .map_err(|_| ExchangeError::ClientGone)?;
+            .map_err(|_| RequestStop::ClientGone)?;
         client_buf.consume(start + sent.consumed);
         pump_request(
             client_r,
             client_buf,
             backend_w,
             &mut request_tracker,
+            sent.consumed as u64,
+            opts.body_deadline,
             opts.client_timeout,
         )
         .await
     };
-    let response = pump_response(client_w, backend_r, backend_buf, req, resp_out, opts);
+    let started = Cell::new(false);
+    let response = pump_response(
+        client_w,
+        backend_r,
+        backend_buf,
+        req,
+        resp_out,
+        opts,
+        &started,
+        expected_accept.as_deref(),
+    );
 
     let mut request = pin!(request);
     let mut response = pin!(response);
-    let mut request_done = false;
-    let mut request_failed: Option<ExchangeError> = None;
+    // The body went whole to the backend (for a replayable request, with
+    // the head).
+    let mut request_whole = replayable && head_sent;
+    let mut request_pending = true;
     let outcome = poll_fn(|cx| {
-        if !request_done {
+        if request_pending {
             if let Poll::Ready(r) = request.as_mut().poll(cx) {
-                request_done = true;
-                if let Err(e) = r {
-                    request_failed = Some(e);
-                    return Poll::Ready(None);
+                request_pending = false;
+                match r {
+                    Ok(()) => request_whole = head_sent,
+                    Err(RequestStop::BackendStopped) => {}
+                    Err(RequestStop::ClientGone) => {
+                        return Poll::Ready(Err(ExchangeError::ClientGone))
+                    }
+                    Err(RequestStop::ClientTimeout) => {
+                        return Poll::Ready(Err(ExchangeError::ClientTimeout {
+                            response_started: started.get(),
+                        }))
+                    }
                 }
             }
         }
-        response.as_mut().poll(cx).map(Some)
+        response.as_mut().poll(cx)
     })
     .await;
-    match (outcome, request_failed) {
-        (_, Some(e)) => Err(e),
-        (
-            Some(Ok(ExchangeEnd::Done {
-                backend_reusable,
-                client_keep_alive,
-            })),
-            None,
-        ) => {
+    match outcome {
+        Ok(ExchangeEnd::Done {
+            backend_reusable,
+            client_keep_alive,
+        }) => {
             // A response that ended before its request body was sent whole
-            // leaves both connections in an unknown state: close them.
-            let whole = request_done;
+            // leaves both connections in an unknown state: close them. A
+            // body on a method that gives it no meaning may have been
+            // ignored by the backend and left unread on the connection
+            // (the next request would be answered with its bytes).
+            let body_may_be_unread = req.body != BodyKind::Empty
+                && matches!(
+                    req.method,
+                    Method::Get
+                        | Method::Head
+                        | Method::Delete
+                        | Method::Options
+                        | Method::Trace
+                        | Method::Connect
+                );
             Ok(ExchangeEnd::Done {
-                backend_reusable: backend_reusable && whole,
-                client_keep_alive: client_keep_alive && whole,
+                backend_reusable: backend_reusable && request_whole && !body_may_be_unread,
+                client_keep_alive: client_keep_alive && request_whole,
             })
         }
-        (Some(other), None) => other,
-        (None, None) => Err(ExchangeError::ClientGone),
-    }
-}
-
-async fn pump_request<CR, BW>(
-    client_r: &mut CR,
-    client_buf: &mut ReadBuf,
-    backend_w: &mut BW,
-    tracker: &mut BodyTracker,
-    timeout: Duration,
-) -> Result<(), ExchangeError>
-where
-    CR: AsyncReadRent,
-    BW: AsyncWriteRent,
-{
-    while !tracker.is_done() {
-        if client_buf.is_empty() {
-            match monoio::time::timeout(timeout, client_buf.read_from(client_r, CHUNK)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return Err(ExchangeError::ClientGone),
-            }
-        }
-        let p = tracker
-            .scan(client_buf.data())
-            .map_err(|_| ExchangeError::ClientGone)?;
-        let buf = std::mem::take(&mut client_buf.buf);
-        let pos = client_buf.pos;
-        let (res, buf) = write_range(backend_w, buf, pos, pos + p.consumed).await;
-        client_buf.buf = buf;
-        if res.is_err() {
-            return Err(ExchangeError::Failed {
-                response_started: false,
-                detail: "backend stopped reading the request body",
-            });
-        }
-        client_buf.consume(p.consumed);
-    }
-    Ok(())
-}
-
-async fn read_backend<BR: AsyncReadRent>(
-    backend_r: &mut BR,
-    buf: &mut ReadBuf,
-    timeout: Duration,
-    started: bool,
-) -> Result<usize, ExchangeError> {
-    match monoio::time::timeout(timeout, buf.read_from(backend_r, CHUNK)).await {
-        Ok(Ok(n)) => Ok(n),
-        Ok(Err(_)) => Err(ExchangeError::Failed {
-            response_started: started,
-            detail: "backend connection reset",
-        }),
-        Err(_) => Err(ExchangeError::Timeout {
-            response_started: started,
-        }),
-    }
-}
-
-async fn send_client<CW: AsyncWriteRent>(
-    w: &mut CW,
-    buf: &mut Vec<u8>,
-) -> Result<(), ExchangeError> {
-    let (res, b) = write_vec(w, std::mem::take(buf)).await;
-    *buf = b;
-    res.map_err(|_| ExchangeError::ClientGone)
-}
-
-async fn send_client_range<CW: AsyncWriteRent>(
-    w: &mut CW,
-    rb: &mut ReadBuf,
-    n: usize,
-) -> Result<(), ExchangeError> {
-    let buf = std::mem::take(&mut rb.buf);
-    let pos = rb.pos;
-    let (res, buf) = write_range(w, buf, pos, pos + n).await;
-    rb.buf = buf;
-    res.map_err(|_| ExchangeError::ClientGone)?;
-    rb.consume(n);
-    Ok(())
-}
-
-async fn pump_response<CW, BR>(
-    client_w: &mut CW,
-    backend_r: &mut BR,
-    buf: &mut ReadBuf,
-    req: &ParsedRequest,
-    resp_out: &mut Vec<u8>,
-    opts: ExchangeOpts<'_>,
-) -> Result<ExchangeEnd, ExchangeError>
-where
-    CW: AsyncWriteRent,
-    BR: AsyncReadRent,
-{
-    let mut started = false;
-    let mut received = !buf.is_empty();
-    loop {
-        resp_out.clear();
-        let parsed = parse_response(
-            buf.data(),
-            &opts.limits,
-            req.method,
-            req.minor_version,
-            opts.client_keep_alive && !opts.draining.is_fired(),
-            resp_out,
-        )
-        .map_err(|_| ExchangeError::Failed {
-            response_started: started,
-            detail: "backend sent a malformed response head",
-        })?;
-        let Some(resp) = parsed else {
-            let timeout = if started {
-                opts.read_timeout
-            } else {
-                opts.head_timeout
-            };
-            let n = read_backend(backend_r, buf, timeout, started).await;
-            match n {
-                Ok(0) | Err(ExchangeError::Failed { .. }) if !received => {
-                    return Err(ExchangeError::ClosedEarly)
-                }
-                Ok(0) => {
-                    return Err(ExchangeError::Failed {
-                        response_started: started,
-                        detail: "backend closed in the middle of a response head",
-                    })
-                }
-                Ok(_) => received = true,
-                Err(e) => return Err(e),
-            }
-            continue;
-        };
-        let extensions =
-            resp.upgrade && has_header(&buf.data()[..resp.head_len], b"sec-websocket-extensions");
-        buf.consume(resp.head_len);
-        if resp.informational {
-            send_client(client_w, resp_out).await?;
-            started = true;
-            continue;
-        }
-        if resp.upgrade {
-            send_client(client_w, resp_out).await?;
-            return Ok(ExchangeEnd::Upgraded { extensions });
-        }
-        let mut tracker = BodyTracker::new(resp.body);
-        let first = tracker
-            .scan(buf.data())
-            .map_err(|_| ExchangeError::Failed {
-                response_started: false,
-                detail: "backend sent a malformed body",
-            })?;
-        if first.consumed <= COALESCE_LIMIT {
-            resp_out.extend_from_slice(&buf.data()[..first.consumed]);
-            send_client(client_w, resp_out).await?;
-            buf.consume(first.consumed);
-        } else {
-            send_client(client_w, resp_out).await?;
-            send_client_range(client_w, buf, first.consumed).await?;
-        }
-        while !tracker.is_done() {
-            let n = read_backend(backend_r, buf, opts.read_timeout, true).await?;
-            if n == 0 {
-                if resp.body == BodyKind::UntilClose {
-                    break;
-                }
-                return Err(ExchangeError::Failed {
-                    response_started: true,
-                    detail: "backend closed in the middle of a response body",
-                });
-            }
-            let p = tracker
-                .scan(buf.data())
-                .map_err(|_| ExchangeError::Failed {
-                    response_started: true,
-                    detail: "backend sent a malformed body",
-                })?;
-            send_client_range(client_w, buf, p.consumed).await?;
-        }
-        let until_close = resp.body == BodyKind::UntilClose;
-        return Ok(ExchangeEnd::Done {
-            backend_reusable: resp.backend_keep_alive && !until_close && buf.is_empty(),
-            client_keep_alive: resp.client_keep_alive && !until_close,
-        });
+        other => other,
     }
 }
 
@@ -366,6 +239,30 @@ pub fn has_header(head: &[u8], name: &[u8]) -> bool {
 /// Flushes and closes the write side of a connection, ignoring errors.
 pub async fn shutdown_quietly<W: AsyncWriteRent>(w: &mut W) {
     let _ = w.shutdown().await;
+}
+
+/// Longest lingering read after an answer sent before the request body
+/// ended, and most bytes dropped in it.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 << 20;
+
+/// After the write side is shut: reads and drops what the client still
+/// sends (the rest of a body nobody reads) until it closes, for at most
+/// [`LINGER_TIME`] and [`LINGER_BYTES`]. Closing with unread bytes would
+/// send a reset, which can destroy the answer before the client reads it.
+pub async fn drain_before_close<R: AsyncReadRent>(r: &mut R, buf: &mut ReadBuf) {
+    let until = monoio::time::Instant::now() + LINGER_TIME;
+    let mut dropped = 0;
+    buf.consume(buf.len());
+    while dropped < LINGER_BYTES {
+        match monoio::time::timeout_at(until, buf.read_from(r, CHUNK)).await {
+            Ok(Ok(n)) if n > 0 => {
+                dropped += n;
+                buf.consume(n);
+            }
+            _ => return,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The client connection's keep-alive loop: read a request head (with the
-//! slowloris and idle timeouts), answer what the balancer answers itself,
+//! The client connection's keep-alive loop: read a request head (see
+//! request_head.rs for its timeouts), answer what the balancer answers itself,
 //! pick a backend and run the exchange, retrying where that is safe, and
 //! hand WebSocket upgrades to the relay.
 
@@ -8,26 +8,15 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::backend::{connect, pick, sticky_key, BackendConn, ConnectError, Tried};
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
 use super::io::write_static;
+use super::request_body::BodyDeadline;
+use super::request_head::{read_head, HeadWait};
 use super::ClientConn;
 use crate::balance::health::{record_failure, record_success, HealthPolicy};
 use crate::balance::stats::ActiveGuard;
-use crate::http::{
-    error_response, parse_request, BodyKind, ForwardInfo, Limits, Method, ParsedRequest,
-};
+use crate::http::{error_response, BodyKind, ForwardInfo, Limits, Method, ParsedRequest};
 use crate::server::conns::ConnKind;
 use crate::server::worker::WorkerCtx;
 use crate::ws::handshake::is_valid_client_key;
-
-const HEAD_READ: usize = 8 * 1024;
-
-/// What happened while waiting for a request head.
-enum HeadWait {
-    Request(ParsedRequest),
-    /// Close quietly (EOF, idle timeout, drain).
-    Close,
-    /// Answer this error and close.
-    Refuse(u16),
-}
 
 /// A WebSocket upgrade the backend accepted: what the relay needs.
 pub struct Upgrade {
@@ -60,9 +49,14 @@ where
     let mut head = Vec::with_capacity(1024);
     let mut scratch = Vec::new();
     let mut resp_out = Vec::with_capacity(1024);
+    // The first request must come within the header timeout of the accept;
+    // later ones may wait the keep-alive idle time.
+    let mut first = true;
     loop {
         head.clear();
-        let req = match read_head(ctx, client, &limits, &fwd, &mut head).await {
+        let wait = read_head(ctx, client, &limits, &fwd, &mut head, first).await;
+        first = false;
+        let req = match wait {
             HeadWait::Request(req) => req,
             HeadWait::Close => return None,
             HeadWait::Refuse(status) => {
@@ -134,61 +128,6 @@ pub fn check_handshake<S: AsyncWriteRent>(
     }
 }
 
-async fn read_head<S>(
-    ctx: &WorkerCtx,
-    client: &mut ClientConn<S>,
-    limits: &Limits,
-    fwd: &ForwardInfo,
-    out: &mut Vec<u8>,
-) -> HeadWait
-where
-    S: AsyncReadRent + AsyncWriteRent,
-{
-    let cfg = &ctx.shared.cfg;
-    let started = monoio::time::Instant::now();
-    let mut header_deadline = (!client.buf.is_empty()).then(|| started + cfg.client_header_timeout);
-    loop {
-        out.clear();
-        match parse_request(client.buf.data(), limits, fwd, out) {
-            Ok(Some(req)) => return HeadWait::Request(req),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::debug!(peer = %client.peer, error = %e, "refused request");
-                return HeadWait::Refuse(e.status());
-            }
-        }
-        let deadline = header_deadline.unwrap_or(started + cfg.idle_timeout);
-        let read = client.buf.read_from(&mut client.r, HEAD_READ);
-        let outcome = monoio::select! {
-            r = monoio::time::timeout_at(deadline, read) => Some(r),
-            cmd = client.handle.next() => {
-                // Drain or close: an idle connection just goes.
-                let _ = cmd;
-                None
-            },
-        };
-        match outcome {
-            None => return HeadWait::Close,
-            Some(Err(_)) => {
-                // Slowloris: a head begun (the deadline is set at its first
-                // byte) but not finished in time. The cancelled read took
-                // the buffer with it, so the deadline is what tells.
-                if header_deadline.is_some() {
-                    return HeadWait::Refuse(408);
-                }
-                return HeadWait::Close;
-            }
-            Some(Ok(Ok(0))) | Some(Ok(Err(_))) => return HeadWait::Close,
-            Some(Ok(Ok(_))) => {
-                if header_deadline.is_none() {
-                    header_deadline =
-                        Some(monoio::time::Instant::now() + cfg.client_header_timeout);
-                }
-            }
-        }
-    }
-}
-
 /// How a proxied request ended for the client connection.
 enum RequestEnd {
     KeepAlive,
@@ -232,6 +171,8 @@ where
         }
     };
     let replayable = whole_body && !req.expect_continue;
+    // Closing after this request may leave part of its body unread.
+    client.linger = !whole_body;
     let key = sticky_key(&cfg.sticky, &client.buf.data()[..req.head_len], client.peer);
     let snap = ctx.pool.borrow_mut().current().clone();
     let mut tried = Tried::default();
@@ -289,6 +230,10 @@ where
             },
             read_timeout: cfg.backend_timeout,
             client_timeout: cfg.idle_timeout,
+            body_deadline: BodyDeadline {
+                grace: cfg.client_body_timeout,
+                min_rate: cfg.client_body_min_rate,
+            },
             client_keep_alive: req.keep_alive && !ctx.draining.is_fired(),
             draining: &ctx.draining,
         };
@@ -344,6 +289,14 @@ where
                 continue;
             }
             Err(ExchangeError::ClientGone) => return RequestEnd::Close,
+            Err(ExchangeError::ClientTimeout { response_started }) => {
+                // The client's fault: the backend is not blamed.
+                tracing::debug!(peer = %client.peer, "request body too slow");
+                if !response_started {
+                    let _ = write_static(&mut client.w, error_response(408)).await;
+                }
+                return RequestEnd::Close;
+            }
             Err(ExchangeError::Timeout { response_started }) => {
                 tracing::warn!(backend = %backend.id, "backend timed out");
                 if !response_started {
@@ -352,6 +305,11 @@ where
                 return RequestEnd::Close;
             }
             Err(ExchangeError::ClosedEarly) => {
+                // Closed or reset before answering: the backend's fault,
+                // unless it was a pooled connection it had let go.
+                if !conn.reused {
+                    record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
+                }
                 let _ = write_static(&mut client.w, error_response(502)).await;
                 return RequestEnd::Close;
             }

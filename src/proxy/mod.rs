@@ -7,6 +7,9 @@ pub mod exchange;
 pub mod http_flow;
 pub mod io;
 mod outbound;
+pub mod request_body;
+mod request_head;
+mod response_relay;
 pub mod tunnel;
 pub mod ws_relay;
 
@@ -31,6 +34,10 @@ pub struct ClientConn<S: AsyncWriteRent> {
     /// Accepted on the control listener: only `/_lb/register` is served.
     pub control: bool,
     pub handle: Rc<ConnHandle>,
+    /// The last request's body may not have been read whole: on close,
+    /// read and drop what the client still sends for a moment, so that
+    /// closing with unread bytes (a reset) does not destroy the answer.
+    pub linger: bool,
 }
 
 /// Serves one accepted client connection (plain or TLS) until it ends.
@@ -48,6 +55,7 @@ where
         tls: kind == ListenerKind::Tls,
         control: kind == ListenerKind::Control,
         handle: entry.handle.clone(),
+        linger: false,
     };
     // The request machinery is boxed so that it is freed before a
     // WebSocket session starts: a long idle session then costs only the
@@ -66,5 +74,8 @@ where
         drop(guard);
     }
     exchange::shutdown_quietly(&mut client.w).await;
+    if client.linger {
+        exchange::drain_before_close(&mut client.r, &mut client.buf).await;
+    }
     drop(entry);
 }

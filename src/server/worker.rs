@@ -148,7 +148,7 @@ async fn worker_main(
                 ^ (index as u64).wrapping_mul(0x1000_0000_01b3)
                 ^ fastrand::u64(..),
         ),
-        idle: IdlePool::new(),
+        idle: IdlePool::new(shared.cfg.backend_idle_timeout),
         conns: Rc::new(ConnTable::new(index)),
         draining: LocalEvent::new(),
         tls,
@@ -169,6 +169,7 @@ async fn worker_main(
             monoio::spawn(sweep_idle_tunnels(ctx.clone(), timeout));
         }
     }
+    monoio::spawn(sweep_idle_backends(ctx.clone()));
     ctx.shared.lifecycle.wait_for(index, Phase::Draining).await;
     ctx.draining.fire();
     let open = ctx.conns.len();
@@ -204,6 +205,35 @@ async fn sweep_idle_tunnels(ctx: Rc<WorkerCtx>, timeout: Duration) {
         ctx.conns.broadcast(ConnCommand::Close(1001), |h| {
             h.kind() == ConnKind::WebSocket && now.saturating_sub(h.last_active_ms()) >= timeout_ms
         });
+    }
+}
+
+/// Closes pooled backend connections idle for `--backend-idle-timeout`
+/// (a few checks per timeout, at least one a second), and those to backends
+/// that left the pool (when the snapshot generation moves): one task per
+/// worker, no timer per connection.
+async fn sweep_idle_backends(ctx: Rc<WorkerCtx>) {
+    let timeout_ms =
+        u64::try_from(ctx.shared.cfg.backend_idle_timeout.as_millis()).unwrap_or(u64::MAX);
+    let tick = Duration::from_millis((timeout_ms / 4).clamp(50, 1_000));
+    let mut generation = ctx.pool.borrow_mut().current().generation;
+    while !ctx.draining.is_fired() {
+        monoio::time::sleep(tick).await;
+        let snap = ctx.pool.borrow_mut().current().clone();
+        if snap.generation != generation {
+            generation = snap.generation;
+            let gone = ctx
+                .idle
+                .retain_backends(|addr| snap.backends.iter().any(|b| b.addr == *addr));
+            if gone > 0 {
+                tracing::debug!(
+                    worker = ctx.index,
+                    gone,
+                    "closed pooled connections to departed backends"
+                );
+            }
+        }
+        ctx.idle.sweep(crate::balance::clock::now_ms());
     }
 }
 
