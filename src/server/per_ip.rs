@@ -10,8 +10,10 @@ use std::sync::Mutex;
 
 const SHARDS: usize = 16;
 
-/// Open connections per canonical IP address (IPv4-mapped IPv6 counts as
-/// the IPv4 address it maps).
+/// Open connections per client address: an IPv4 address (IPv4-mapped IPv6
+/// counts as the IPv4 address it maps), or an IPv6 /64. A single IPv6 host
+/// is usually given a whole /64 and can pick any address in it, so counting
+/// /128s would let one client multiply its share at will.
 pub struct PerIpTable {
     shards: [Mutex<HashMap<IpAddr, u32>>; SHARDS],
 }
@@ -46,7 +48,7 @@ impl PerIpTable {
     /// Counts one more connection from `ip` if it has fewer than `limit`
     /// open; false (and nothing counted) when it is at the limit.
     pub fn try_acquire(&self, ip: IpAddr, limit: usize) -> bool {
-        let ip = ip.to_canonical();
+        let ip = client_key(ip);
         let mut map = lock(self.shard(&ip));
         let count = map.entry(ip).or_insert(0);
         if *count as usize >= limit {
@@ -63,7 +65,7 @@ impl PerIpTable {
     ///
     /// [`try_acquire`]: PerIpTable::try_acquire
     pub fn release(&self, ip: IpAddr) {
-        let ip = ip.to_canonical();
+        let ip = client_key(ip);
         let mut map = lock(self.shard(&ip));
         if let Some(count) = map.get_mut(&ip) {
             *count = count.saturating_sub(1);
@@ -75,13 +77,22 @@ impl PerIpTable {
 
     /// Connections open from `ip` now.
     pub fn count(&self, ip: IpAddr) -> usize {
-        let ip = ip.to_canonical();
+        let ip = client_key(ip);
         lock(self.shard(&ip)).get(&ip).map_or(0, |&c| c as usize)
     }
 
     /// Addresses in the table (each has at least one connection open).
     pub fn addresses(&self) -> usize {
         self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+}
+
+/// The address a connection is counted under: canonical IPv4, or the /64
+/// an IPv6 address belongs to.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
     }
 }
 
@@ -127,6 +138,23 @@ mod tests {
         t.release(ip("::ffff:192.0.2.7"));
         assert_eq!(t.count(ip("192.0.2.7")), 1);
         assert!(t.try_acquire(ip("2001:db8::1"), 2), "real IPv6 is its own");
+    }
+
+    #[test]
+    fn ipv6_counts_per_64() {
+        let t = PerIpTable::new();
+        assert!(t.try_acquire(ip("2001:db8:1:2::1"), 2));
+        assert!(t.try_acquire(ip("2001:db8:1:2:ffff::9"), 2));
+        assert!(
+            !t.try_acquire(ip("2001:db8:1:2:abcd::1"), 2),
+            "another address in the same /64 shares its count"
+        );
+        assert!(
+            t.try_acquire(ip("2001:db8:1:3::1"), 2),
+            "the next /64 is its own"
+        );
+        t.release(ip("2001:db8:1:2::77"));
+        assert_eq!(t.count(ip("2001:db8:1:2::1")), 1);
     }
 
     #[test]
