@@ -8,6 +8,7 @@ pub mod http_flow;
 pub mod io;
 mod outbound;
 pub mod tunnel;
+mod ws_pinger;
 pub mod ws_relay;
 
 use std::net::SocketAddr;

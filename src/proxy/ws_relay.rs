@@ -3,7 +3,6 @@
 //! idle clients, swallows their pongs, and closes with a meaningful code when
 //! a side misbehaves or vanishes, or the balancer drains.
 
-use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
@@ -16,6 +15,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::backend::BackendConn;
 use super::io::ReadBuf;
 use super::outbound::Outbound;
+use super::ws_pinger::{pinger, PingState};
 use super::ClientConn;
 use crate::server::conns::{ConnCommand, ConnHandle};
 use crate::server::worker::WorkerCtx;
@@ -30,24 +30,13 @@ const ABORT_GRACE: Duration = Duration::from_secs(1);
 
 /// How one direction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
     /// A close frame was forwarded; the reply should follow.
     Closed,
     /// The side went away without a close frame.
     Vanished,
     /// Protocol error, ping timeout or write failure: closes already sent.
     Aborted,
-}
-
-/// The client's liveness: pings sent on idle, pongs expected back. The
-/// reader only stamps `last_rx`; a separate pinger task owns the timers, so
-/// the per-message path sets no timer at all.
-struct PingState {
-    interval: Option<Duration>,
-    timeout: Duration,
-    outstanding: Cell<Option<[u8; 8]>>,
-    counter: Cell<u64>,
-    last_rx: Cell<Instant>,
 }
 
 /// Scans and forwards what is buffered in `buf`; returns whether a close
@@ -215,47 +204,6 @@ where
     }
 }
 
-/// Pings the client when it has been silent for the ping interval, and
-/// closes it (1001 both ways) when nothing comes back within the pong
-/// timeout. Never ends when pings are off.
-async fn pinger<CW, BW>(
-    ping: &PingState,
-    to_client: &Outbound<CW>,
-    to_backend: &Outbound<BW>,
-) -> End
-where
-    CW: AsyncWriteRent,
-    BW: AsyncWriteRent,
-{
-    let Some(interval) = ping.interval else {
-        return std::future::pending().await;
-    };
-    loop {
-        let due = ping.last_rx.get() + interval;
-        let now = Instant::now();
-        if now < due {
-            // Boxed: a timer entry is large and cache-aligned.
-            Box::pin(monoio::time::sleep_until(due)).await;
-            continue;
-        }
-        let n = ping.counter.get().wrapping_add(1);
-        ping.counter.set(n);
-        let payload = n.to_be_bytes();
-        ping.outstanding.set(Some(payload));
-        if !to_client.inject(OpCode::Ping, &payload).await {
-            return End::Vanished;
-        }
-        Box::pin(monoio::time::sleep(ping.timeout)).await;
-        let answered = ping.outstanding.get() != Some(payload);
-        if !answered && ping.last_rx.get() <= now {
-            tracing::debug!("client did not answer ping: closing");
-            to_client.close(1001, "ping timeout").await;
-            to_backend.close(1001, "client ping timeout").await;
-            return End::Aborted;
-        }
-    }
-}
-
 async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
     handle: &ConnHandle,
     to_client: &Outbound<CW>,
@@ -310,78 +258,82 @@ pub async fn relay<S>(
     bbuf.shrink_idle();
     let to_client = Outbound::new(&mut client.w, false);
     let to_backend = Outbound::new(bw, true);
-    let ping = PingState {
-        interval: cfg.ws_ping_interval,
-        timeout: cfg.ws_pong_timeout,
-        outstanding: Cell::new(None),
-        counter: Cell::new(0),
-        last_rx: Cell::new(Instant::now()),
-    };
-    let up = pump(
-        &mut client.r,
-        &mut client.buf,
-        scanner_for(true),
-        &to_backend,
-        &to_client,
-        Some(&ping),
-        &UP,
-    );
-    let down = pump(
-        &mut br,
-        &mut bbuf,
-        scanner_for(false),
-        &to_client,
-        &to_backend,
-        None,
-        &DOWN,
-    );
-    let cmds = commands(&handle, &to_client, &to_backend);
-    let pings = pinger(&ping, &to_client, &to_backend);
-    let mut pings = pin!(pings);
-    let mut up = pin!(up);
-    let mut down = pin!(down);
-    let mut cmds = pin!(cmds);
-    let mut up_end: Option<End> = None;
-    let mut down_end: Option<End> = None;
-    let mut cmd_end = false;
-    let mut grace: Option<std::pin::Pin<Box<monoio::time::Sleep>>> = None;
-    poll_fn(|cx| {
-        if up_end.is_none() {
-            if let Poll::Ready(e) = up.as_mut().poll(cx) {
-                up_end = Some(e);
+    let ping = PingState::new(cfg.ws_ping_interval, cfg.ws_pong_timeout);
+    // The relay's tasks live in this block: when it ends they are dropped,
+    // with any write still stuck on a peer that stopped reading, so the
+    // writers are free for the last closes and the shutdown.
+    let (up_end, down_end) = {
+        let up = pump(
+            &mut client.r,
+            &mut client.buf,
+            scanner_for(true),
+            &to_backend,
+            &to_client,
+            Some(&ping),
+            &UP,
+        );
+        let down = pump(
+            &mut br,
+            &mut bbuf,
+            scanner_for(false),
+            &to_client,
+            &to_backend,
+            None,
+            &DOWN,
+        );
+        let cmds = commands(&handle, &to_client, &to_backend);
+        let pings = pinger(&ping, &to_client, &to_backend);
+        let mut pings = pin!(pings);
+        let mut up = pin!(up);
+        let mut down = pin!(down);
+        let mut cmds = pin!(cmds);
+        let mut up_end: Option<End> = None;
+        let mut down_end: Option<End> = None;
+        let mut cmd_end = false;
+        let mut grace: Option<std::pin::Pin<Box<monoio::time::Sleep>>> = None;
+        poll_fn(|cx| {
+            if up_end.is_none() {
+                if let Poll::Ready(e) = up.as_mut().poll(cx) {
+                    up_end = Some(e);
+                }
             }
-        }
-        if down_end.is_none() {
-            if let Poll::Ready(e) = down.as_mut().poll(cx) {
-                down_end = Some(e);
+            if down_end.is_none() {
+                if let Poll::Ready(e) = down.as_mut().poll(cx) {
+                    down_end = Some(e);
+                }
             }
-        }
-        if !cmd_end && cmds.as_mut().poll(cx).is_ready() {
-            cmd_end = true;
-        }
-        if !cmd_end && pings.as_mut().poll(cx).is_ready() {
-            cmd_end = true;
-        }
-        if up_end.is_some() && down_end.is_some() {
-            return Poll::Ready(());
-        }
-        let clean = matches!(up_end, Some(End::Closed)) || matches!(down_end, Some(End::Closed));
-        if up_end.is_some() || down_end.is_some() || cmd_end {
-            let t = if clean && !cmd_end {
-                CLOSE_GRACE
-            } else {
-                ABORT_GRACE
-            };
-            let sleep = grace.get_or_insert_with(|| Box::pin(monoio::time::sleep(t)));
-            if sleep.as_mut().poll(cx).is_ready() {
+            if !cmd_end && cmds.as_mut().poll(cx).is_ready() {
+                cmd_end = true;
+            }
+            if !cmd_end && pings.as_mut().poll(cx).is_ready() {
+                cmd_end = true;
+            }
+            if up_end.is_some() && down_end.is_some() {
                 return Poll::Ready(());
             }
-        }
-        Poll::Pending
-    })
-    .await;
+            let clean =
+                matches!(up_end, Some(End::Closed)) || matches!(down_end, Some(End::Closed));
+            if up_end.is_some() || down_end.is_some() || cmd_end {
+                let t = if clean && !cmd_end {
+                    CLOSE_GRACE
+                } else {
+                    ABORT_GRACE
+                };
+                let sleep = grace.get_or_insert_with(|| Box::pin(monoio::time::sleep(t)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        (up_end, down_end)
+    };
     tracing::debug!(?up_end, ?down_end, "websocket session ended");
+    // Each bounded: a peer that does not read gets its socket shut (the
+    // client's by the caller) without the close.
     to_client.flush_deferred().await;
     to_backend.flush_deferred().await;
-    to_backend.shutdown().await;
+    to_client.finish(false).await;
+    to_backend.finish(true).await;
 }

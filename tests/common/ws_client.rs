@@ -162,6 +162,18 @@ impl WsConn<TcpStream> {
         Ok(Self::over(s, sock, Role::Client, rest))
     }
 
+    /// Upgrades an already connected socket (one with custom socket
+    /// options) to `ws://.../`; panics unless 101.
+    pub fn connect_on(mut s: TcpStream) -> Self {
+        s.set_read_timeout(Some(READ_TIMEOUT)).ok();
+        s.set_write_timeout(Some(READ_TIMEOUT)).ok();
+        s.set_nodelay(true).ok();
+        let sock = s.try_clone().expect("clone socket");
+        let rest =
+            upgrade_on(&mut s, "/", &[]).unwrap_or_else(|r| panic!("upgrade refused: {r:?}"));
+        Self::over(s, sock, Role::Client, rest)
+    }
+
     /// Answers one upgrade on an accepted socket (fake backend side).
     pub fn accept(mut s: TcpStream) -> Self {
         s.set_read_timeout(Some(READ_TIMEOUT)).ok();

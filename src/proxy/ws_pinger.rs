@@ -1,0 +1,218 @@
+//! The inspect relay's client liveness: a ping when the client has been
+//! silent for the ping interval, and the session ended when no pong comes
+//! back within the pong timeout, counted from the moment the ping is due,
+//! so that a ping stuck behind a client that stopped reading ends the
+//! session just the same.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use monoio::io::AsyncWriteRent;
+use monoio::time::Instant;
+
+use super::outbound::Outbound;
+use super::ws_relay::End;
+use crate::ws::frame::OpCode;
+
+/// The client's liveness: pings sent on idle, pongs expected back. The
+/// reader only stamps `last_rx`; the pinger task owns the timers, so the
+/// per-message path sets no timer at all.
+pub(super) struct PingState {
+    pub(super) interval: Option<Duration>,
+    pub(super) timeout: Duration,
+    pub(super) outstanding: Cell<Option<[u8; 8]>>,
+    pub(super) counter: Cell<u64>,
+    pub(super) last_rx: Cell<Instant>,
+}
+
+impl PingState {
+    pub(super) fn new(interval: Option<Duration>, timeout: Duration) -> Self {
+        Self {
+            interval,
+            timeout,
+            outstanding: Cell::new(None),
+            counter: Cell::new(0),
+            last_rx: Cell::new(Instant::now()),
+        }
+    }
+}
+
+/// Pings the client when it has been silent for the ping interval, and
+/// closes the session (1001 both ways, each close bounded in time) when,
+/// within the pong timeout from the moment the ping was due, no pong came
+/// back and either the client sent nothing or nothing at all could be
+/// written to it (the ping itself stuck behind a client that does not
+/// read). Never ends when pings are off.
+pub(super) async fn pinger<CW, BW>(
+    ping: &PingState,
+    to_client: &Outbound<CW>,
+    to_backend: &Outbound<BW>,
+) -> End
+where
+    CW: AsyncWriteRent,
+    BW: AsyncWriteRent,
+{
+    let Some(interval) = ping.interval else {
+        return std::future::pending().await;
+    };
+    loop {
+        let due = ping.last_rx.get() + interval;
+        let now = Instant::now();
+        if now < due {
+            // Boxed: a timer entry is large and cache-aligned.
+            Box::pin(monoio::time::sleep_until(due)).await;
+            continue;
+        }
+        let deadline = now + ping.timeout;
+        let n = ping.counter.get().wrapping_add(1);
+        ping.counter.set(n);
+        let payload = n.to_be_bytes();
+        ping.outstanding.set(Some(payload));
+        let progress = to_client.progress.get();
+        let write = to_client.inject(OpCode::Ping, &payload);
+        // Written, queued behind the forwarder, or still stuck at the
+        // deadline (then abandoned: the client direction is cut).
+        let sent = Box::pin(monoio::time::timeout_at(deadline, write)).await;
+        if sent == Ok(false) {
+            return End::Vanished;
+        }
+        Box::pin(monoio::time::sleep_until(deadline)).await;
+        let answered = ping.outstanding.get() != Some(payload);
+        let heard = ping.last_rx.get() > now;
+        let stalled = to_client.progress.get() == progress;
+        if !answered && (!heard || stalled) {
+            tracing::debug!(heard, stalled, "client did not answer ping: closing");
+            to_backend.close(1001, "client ping timeout").await;
+            to_client.close(1001, "ping timeout").await;
+            return End::Aborted;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use monoio::buf::{IoBuf, IoVecBuf};
+    use monoio::BufResult;
+
+    use super::*;
+
+    /// A writer whose writes never complete: a peer that stopped reading
+    /// with every buffer full.
+    struct Stuck;
+
+    impl AsyncWriteRent for Stuck {
+        fn write<T: IoBuf>(&mut self, _buf: T) -> impl Future<Output = BufResult<usize, T>> {
+            std::future::pending()
+        }
+
+        fn writev<T: IoVecBuf>(&mut self, _buf: T) -> impl Future<Output = BufResult<usize, T>> {
+            std::future::pending()
+        }
+
+        async fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        async fn shutdown(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A writer that takes everything and keeps a copy.
+    #[derive(Default)]
+    struct Sink(Vec<u8>);
+
+    impl AsyncWriteRent for Sink {
+        async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+            // SAFETY: IoBuf guarantees `read_ptr` is valid for `bytes_init`
+            // bytes while we hold `buf`.
+            let bytes = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+            self.0.extend_from_slice(bytes);
+            (Ok(bytes.len()), buf)
+        }
+
+        async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+            (Ok(0), buf)
+        }
+
+        async fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        async fn shutdown(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn run<F: Future>(f: F) -> F::Output {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_ping_stuck_in_its_own_write_still_ends_the_session_at_the_pong_timeout() {
+        // The forwarder is idle (the writer is free), but the client's
+        // socket takes nothing: the ping write itself never completes.
+        let (took, end, backend) = run(async {
+            let ping = PingState::new(Some(Duration::from_millis(50)), Duration::from_millis(200));
+            let to_client = Outbound::new(Stuck, false);
+            let to_backend = Outbound::new(Sink::default(), true);
+            let start = std::time::Instant::now();
+            let end = monoio::time::timeout(
+                Duration::from_secs(10),
+                pinger(&ping, &to_client, &to_backend),
+            )
+            .await;
+            let w = to_backend.w.try_lock().map(|w| w.0.clone());
+            (start.elapsed(), end, w)
+        });
+        assert_eq!(end, Ok(End::Aborted), "the pinger never gave up");
+        // Due at 50 ms, bounded 200 ms later; the client's close is not
+        // even tried on a cut stream.
+        assert!(took < Duration::from_millis(900), "took {took:?}");
+        let backend = backend.expect("backend writer free");
+        // A masked close frame with code 1001 went to the backend.
+        assert_eq!(backend[0], 0x88, "close frame: {backend:?}");
+        let key = [backend[2], backend[3], backend[4], backend[5]];
+        let code = [backend[6] ^ key[0], backend[7] ^ key[1]];
+        assert_eq!(u16::from_be_bytes(code), 1001);
+    }
+
+    #[test]
+    fn a_close_to_a_client_that_does_not_read_gives_up() {
+        let (took, ok) = run(async {
+            let to_client = Outbound::new(Stuck, false);
+            let start = std::time::Instant::now();
+            let ok = to_client.close(1001, "bye").await;
+            (start.elapsed(), ok)
+        });
+        assert!(!ok);
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+    }
+
+    #[test]
+    fn an_answered_ping_keeps_the_session() {
+        let end = run(async {
+            let ping = PingState::new(Some(Duration::from_millis(20)), Duration::from_millis(100));
+            let to_client = Outbound::new(Sink::default(), false);
+            let to_backend = Outbound::new(Sink::default(), true);
+            let answer = async {
+                // Answers every ping as the reader would (pong seen).
+                for _ in 0..20 {
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                    ping.outstanding.set(None);
+                }
+            };
+            monoio::select! {
+                e = pinger(&ping, &to_client, &to_backend) => Some(e),
+                _ = answer => None,
+            }
+        });
+        assert_eq!(end, None, "an answering client was closed");
+    }
+}

@@ -1,0 +1,163 @@
+//! Hardening of WebSocket sessions against peers that stop reading: a
+//! client that floods the echo backend through the balancer, then neither
+//! reads nor sends, must not hold its session (nor the backend's
+//! connection) open, in either relay mode.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::client::get;
+use common::proc::{echo, serve, Proc};
+use common::ws_client::{Event, WsConn};
+use socket2::{Domain, Socket, Type};
+use wslb::ws::frame::OpCode;
+
+/// How long a stalled session may live at most before the test fails.
+const BOUND: Duration = Duration::from_secs(10);
+
+/// `open_connections` from the admin API.
+fn open_connections(admin: SocketAddr) -> u64 {
+    let r = get(admin, "/api/status");
+    assert_eq!(r.status, 200, "status answered {}", r.status);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("status JSON");
+    v["open_connections"].as_u64().expect("open_connections")
+}
+
+/// Established TCP connections whose local port is `port` (the backend's
+/// side of its connections), from /proc/net/tcp{,6}.
+fn established_on(port: u16) -> usize {
+    let mut n = 0;
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 4 {
+                continue;
+            }
+            let local_port = f[1]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && f[3] == "01" {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Polls `cond` every 50 ms until it holds (returns the time it took) or
+/// `within` passes (None).
+fn within(within: Duration, cond: impl Fn() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// A client whose receive buffer is a few KiB, so that the balancer's
+/// writes toward it stall soon after it stops reading.
+fn small_buffer_client(addr: SocketAddr) -> WsConn<TcpStream> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    s.connect_timeout(&addr.into(), Duration::from_secs(5))
+        .expect("connect");
+    WsConn::connect_on(s.into())
+}
+
+/// Floods the echo backend through `lb` from a client that never reads,
+/// then goes quiet; checks that the balancer ends the session (its
+/// connection count drops to zero) and the backend's connection within
+/// [`BOUND`], and that the client, once it reads again, reaches the end.
+fn stalled_client_is_let_go(lb: &Proc, backend: &Proc) {
+    let admin = lb.addr("admin");
+    let mut ws = small_buffer_client(lb.http());
+    ws.echo_text("hello");
+    assert_eq!(open_connections(admin), 1);
+    let backend_port = backend.http().port();
+    assert!(established_on(backend_port) >= 1, "backend connection");
+    // Messages, never reading the echoes, until a send cannot finish within
+    // a second (64 MiB at most): the balancer's writer toward us stalls,
+    // then the echo backend's writes, then its reads, and so the
+    // balancer's writer toward the backend; every buffer is full.
+    ws.stream
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .ok();
+    let chunk = vec![0x5au8; 16 * 1024];
+    let mut sent = 0usize;
+    while sent < 64 << 20 && ws.send_frame(true, OpCode::Binary, &chunk) {
+        sent += chunk.len();
+    }
+    let quiet_since = Instant::now();
+    let ended = within(BOUND, || open_connections(admin) == 0);
+    assert!(
+        ended.is_some(),
+        "the balancer kept the stalled session open for {BOUND:?} (sent {sent} bytes)"
+    );
+    let backend_gone = within(BOUND, || established_on(backend_port) == 0);
+    assert!(
+        backend_gone.is_some(),
+        "the backend's connection stayed established"
+    );
+    eprintln!(
+        "sent {sent} bytes; session ended {ended:?} and the backend's connection \
+         {:?} after the client went quiet",
+        quiet_since.elapsed()
+    );
+    // Reading again: whatever was buffered, then the end of the stream.
+    let deadline = Instant::now() + BOUND;
+    ws.set_read_timeout(Duration::from_secs(2));
+    let end = loop {
+        assert!(Instant::now() < deadline, "no end of stream");
+        match ws.recv() {
+            Event::Msg(_) => {}
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(end, Event::Eof | Event::Bad(_)),
+        "the client's stream did not end: {end:?}"
+    );
+}
+
+fn lb_for(backend: &Proc, extra: &[&str]) -> Proc {
+    let mut flags = vec![
+        "--workers",
+        "1",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--ws-ping-interval",
+        "1s",
+        "--ws-pong-timeout",
+        "1s",
+    ];
+    flags.extend_from_slice(extra);
+    serve(&[backend], &flags)
+}
+
+#[test]
+fn inspect_mode_ends_a_session_whose_client_stopped_reading() {
+    let e = echo("stall-inspect");
+    let lb = lb_for(&e, &["--ws-mode", "inspect"]);
+    stalled_client_is_let_go(&lb, &e);
+}
+
+#[test]
+fn tunnel_mode_ends_a_stalled_session_at_its_idle_timeout() {
+    // Tunnel mode has no pings: a write stalled on a client that stopped
+    // reading moves no bytes, so the idle timeout is what ends it.
+    let e = echo("stall-tunnel");
+    let lb = lb_for(
+        &e,
+        &["--ws-mode", "tunnel", "--ws-tunnel-idle-timeout", "2s"],
+    );
+    stalled_client_is_let_go(&lb, &e);
+}
