@@ -161,3 +161,53 @@ fn tunnel_mode_ends_a_stalled_session_at_its_idle_timeout() {
     );
     stalled_client_is_let_go(&lb, &e);
 }
+
+#[test]
+fn a_backend_reset_while_the_client_streams_gets_the_client_1012() {
+    // The backend resets its connection while the client's messages are
+    // on their way to it: the relay toward the backend may see its write
+    // fail before the relay from it reads the reset (a race this test
+    // rarely wins; the soak test and a unit test in ws_relay.rs pin it).
+    // Either way the backend vanished mid-session: the client hears 1012.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    const SESSIONS: usize = 20;
+    let backend = std::thread::spawn(move || {
+        for _ in 0..SESSIONS {
+            let Ok((s, _)) = listener.accept() else {
+                return;
+            };
+            let mut ws = WsConn::accept(s);
+            let _ = ws.recv();
+            let _ = socket2::SockRef::from(&ws.stream).set_linger(Some(Duration::ZERO));
+        }
+    });
+    let lb = Proc::start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-pin",
+        "--workers",
+        "1",
+        "--admin-listen",
+        "off",
+        "--backend",
+        &format!("http://{addr}"),
+    ]);
+    let mut codes = Vec::new();
+    for _ in 0..SESSIONS {
+        let mut ws = WsConn::connect(lb.http());
+        ws.stream
+            .set_write_timeout(Some(Duration::from_millis(500)))
+            .ok();
+        let started = Instant::now();
+        let msg = [b'x'; 512];
+        while started.elapsed() < Duration::from_millis(300) && ws.send_binary(&msg) {}
+        codes.push(ws.recv_close().map(|(c, _)| c));
+    }
+    backend.join().expect("backend thread");
+    assert!(
+        codes.iter().all(|c| *c == Some(1012)),
+        "close codes after backend resets: {codes:?}"
+    );
+}

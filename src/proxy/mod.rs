@@ -7,6 +7,8 @@ pub mod exchange;
 pub mod http_flow;
 pub mod io;
 mod outbound;
+#[cfg(test)]
+mod test_io;
 pub mod tunnel;
 mod ws_pinger;
 pub mod ws_relay;

@@ -91,68 +91,8 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
-
-    use monoio::buf::{IoBuf, IoVecBuf};
-    use monoio::BufResult;
-
+    use super::super::test_io::{close_code, run, Sink, Stuck};
     use super::*;
-
-    /// A writer whose writes never complete: a peer that stopped reading
-    /// with every buffer full.
-    struct Stuck;
-
-    impl AsyncWriteRent for Stuck {
-        fn write<T: IoBuf>(&mut self, _buf: T) -> impl Future<Output = BufResult<usize, T>> {
-            std::future::pending()
-        }
-
-        fn writev<T: IoVecBuf>(&mut self, _buf: T) -> impl Future<Output = BufResult<usize, T>> {
-            std::future::pending()
-        }
-
-        async fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-
-        async fn shutdown(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// A writer that takes everything and keeps a copy.
-    #[derive(Default)]
-    struct Sink(Vec<u8>);
-
-    impl AsyncWriteRent for Sink {
-        async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-            // SAFETY: IoBuf guarantees `read_ptr` is valid for `bytes_init`
-            // bytes while we hold `buf`.
-            let bytes = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
-            self.0.extend_from_slice(bytes);
-            (Ok(bytes.len()), buf)
-        }
-
-        async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-            (Ok(0), buf)
-        }
-
-        async fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-
-        async fn shutdown(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn run<F: Future>(f: F) -> F::Output {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(f)
-    }
 
     #[test]
     fn a_ping_stuck_in_its_own_write_still_ends_the_session_at_the_pong_timeout() {
@@ -176,11 +116,11 @@ mod tests {
         // even tried on a cut stream.
         assert!(took < Duration::from_millis(900), "took {took:?}");
         let backend = backend.expect("backend writer free");
-        // A masked close frame with code 1001 went to the backend.
-        assert_eq!(backend[0], 0x88, "close frame: {backend:?}");
-        let key = [backend[2], backend[3], backend[4], backend[5]];
-        let code = [backend[6] ^ key[0], backend[7] ^ key[1]];
-        assert_eq!(u16::from_be_bytes(code), 1001);
+        assert_eq!(
+            close_code(&backend),
+            Some(1001),
+            "to the backend: {backend:?}"
+        );
     }
 
     #[test]

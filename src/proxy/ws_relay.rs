@@ -135,9 +135,12 @@ struct Endings {
     source_gone: (u16, &'static str),
 }
 
-/// Client to backend: a backend that stops reading gets its client 1011.
+/// Client to backend. A write toward the backend fails only once its
+/// connection is gone (one that merely stops reading stalls instead), so
+/// the client gets 1012 as when the backend's end is read first: which of
+/// the two directions notices first is a race.
 const UP: Endings = Endings {
-    write_failed: (1011, "backend write failed"),
+    write_failed: (1012, "backend went away"),
     source_error: "client error",
     source_gone: (1001, "client went away"),
 };
@@ -336,4 +339,48 @@ pub async fn relay<S>(
     to_backend.flush_deferred().await;
     to_client.finish(false).await;
     to_backend.finish(true).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_io::{close_code, run, Broken, Script, Sink};
+    use super::*;
+
+    #[test]
+    fn a_failed_write_toward_the_backend_gets_the_client_1012() {
+        // The client's message reaches a backend connection that is gone
+        // before the backend's end of stream is read.
+        let mut frame = Vec::new();
+        crate::ws::frame::write_frame(&mut frame, true, OpCode::Text, Some([1, 2, 3, 4]), b"hi");
+        let (end, to_client) = run(async {
+            let scanner = FrameScanner::new(ScannerConfig {
+                limits: FrameLimits {
+                    max_payload: 1 << 20,
+                    rsv_allowed: 0,
+                    expect_masked: Some(true),
+                },
+                max_message: 1 << 20,
+                validate_utf8: true,
+            });
+            let mut r = Script(frame);
+            let mut buf = ReadBuf::with_capacity(1024);
+            let to_backend = Outbound::new(Broken, true);
+            let to_client = Outbound::new(Sink::default(), false);
+            let end = pump(
+                &mut r,
+                &mut buf,
+                scanner,
+                &to_backend,
+                &to_client,
+                None,
+                &UP,
+            )
+            .await;
+            let sent = to_client.w.try_lock().map(|w| w.0.clone());
+            (end, sent)
+        });
+        assert_eq!(end, End::Aborted);
+        let to_client = to_client.expect("client writer free");
+        assert_eq!(close_code(&to_client), Some(1012), "{to_client:?}");
+    }
 }
