@@ -5,9 +5,11 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use common::certs;
 use common::client::get;
 use common::proc::{echo, serve, Proc};
 use common::ws_client::{Event, WsConn};
@@ -63,37 +65,39 @@ fn within(within: Duration, cond: impl Fn() -> bool) -> Option<Duration> {
     None
 }
 
-/// A client whose receive buffer is a few KiB, so that the balancer's
+/// A socket whose receive buffer is a few KiB, so that the balancer's
 /// writes toward it stall soon after it stops reading.
-fn small_buffer_client(addr: SocketAddr) -> WsConn<TcpStream> {
+fn small_buffer_socket(addr: SocketAddr) -> TcpStream {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
     s.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     s.connect_timeout(&addr.into(), Duration::from_secs(5))
         .expect("connect");
-    WsConn::connect_on(s.into())
+    s.into()
 }
 
-/// Floods the echo backend through `lb` from a client that never reads,
+/// Floods the echo backend through `lb` from a client `ws` that never reads,
 /// then goes quiet; checks that the balancer ends the session (its
 /// connection count drops to zero) and the backend's connection within
 /// [`BOUND`], and that the client, once it reads again, reaches the end.
-fn stalled_client_is_let_go(lb: &Proc, backend: &Proc) {
+fn stalled_client_is_let_go<S: Read + Write>(
+    lb: &Proc,
+    backend: &Proc,
+    mut ws: WsConn<S>,
+    max_bytes: usize,
+) {
     let admin = lb.addr("admin");
-    let mut ws = small_buffer_client(lb.http());
     ws.echo_text("hello");
     assert_eq!(open_connections(admin), 1);
     let backend_port = backend.http().port();
     assert!(established_on(backend_port) >= 1, "backend connection");
     // Messages, never reading the echoes, until a send cannot finish within
-    // a second (64 MiB at most): the balancer's writer toward us stalls,
-    // then the echo backend's writes, then its reads, and so the
-    // balancer's writer toward the backend; every buffer is full.
-    ws.stream
-        .set_write_timeout(Some(Duration::from_secs(1)))
-        .ok();
+    // a second (or `max_bytes`): the balancer's writer toward us stalls;
+    // with enough bytes, then the echo backend's writes, then its reads,
+    // and so the balancer's writer toward the backend: every buffer full.
+    ws.set_write_timeout(Duration::from_secs(1));
     let chunk = vec![0x5au8; 16 * 1024];
     let mut sent = 0usize;
-    while sent < 64 << 20 && ws.send_frame(true, OpCode::Binary, &chunk) {
+    while sent < max_bytes && ws.send_frame(true, OpCode::Binary, &chunk) {
         sent += chunk.len();
     }
     let quiet_since = Instant::now();
@@ -147,7 +151,8 @@ fn lb_for(backend: &Proc, extra: &[&str]) -> Proc {
 fn inspect_mode_ends_a_session_whose_client_stopped_reading() {
     let e = echo("stall-inspect");
     let lb = lb_for(&e, &["--ws-mode", "inspect"]);
-    stalled_client_is_let_go(&lb, &e);
+    let ws = WsConn::connect_on(small_buffer_socket(lb.http()));
+    stalled_client_is_let_go(&lb, &e, ws, 64 << 20);
 }
 
 #[test]
@@ -159,7 +164,47 @@ fn tunnel_mode_ends_a_stalled_session_at_its_idle_timeout() {
         &e,
         &["--ws-mode", "tunnel", "--ws-tunnel-idle-timeout", "2s"],
     );
-    stalled_client_is_let_go(&lb, &e);
+    let ws = WsConn::connect_on(small_buffer_socket(lb.http()));
+    stalled_client_is_let_go(&lb, &e, ws, 64 << 20);
+}
+
+fn tls_client_stalls(mode: &str, max_bytes: usize) {
+    let cert = certs::generate(&["localhost", "127.0.0.1"]);
+    let e = echo("stall-tls");
+    let (c, k) = (cert.cert.to_string_lossy(), cert.key.to_string_lossy());
+    let lb = lb_for(
+        &e,
+        &[
+            "--ws-mode",
+            mode,
+            "--ws-tunnel-idle-timeout",
+            "2s",
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &c,
+            "--tls-key",
+            &k,
+        ],
+    );
+    let config = certs::client_config(&cert.cert_pem);
+    let ws = WsConn::connect_tls_on(small_buffer_socket(lb.addr("https")), config, "localhost");
+    stalled_client_is_let_go(&lb, &e, ws, max_bytes);
+    cert.cleanup();
+}
+
+#[test]
+fn inspect_mode_over_tls_ends_a_session_whose_client_stopped_reading() {
+    // 8 MiB: only the writer toward the client stalls; the session ends,
+    // the relay drops that write part way, and the TLS writer must not be
+    // shut afterwards (it panicked the worker: "buffer mut expected").
+    tls_client_stalls("inspect", 8 << 20);
+    tls_client_stalls("inspect", 64 << 20);
+}
+
+#[test]
+fn tunnel_mode_over_tls_ends_a_stalled_session_at_its_idle_timeout() {
+    tls_client_stalls("tunnel", 64 << 20);
 }
 
 #[test]

@@ -56,18 +56,24 @@ where
     // WebSocket session starts: a long idle session then costs only the
     // relay's own state and two small read buffers.
     let upgrade = Box::pin(http_flow::run(&ctx, &mut client)).await;
+    // False when a relay abandoned a write toward the client part way (a
+    // client that stopped reading): such a writer must not be used again
+    // (a TLS one panics), and the socket is just closed.
+    let mut writer_intact = true;
     if let Some(http_flow::Upgrade {
         conn,
         extensions,
         guard,
     }) = upgrade
     {
-        match ctx.shared.cfg.ws_mode {
+        writer_intact = match ctx.shared.cfg.ws_mode {
             WsMode::Tunnel => Box::pin(tunnel::relay(&ctx, &mut client, conn)).await,
             WsMode::Inspect => Box::pin(ws_relay::relay(&ctx, &mut client, conn, extensions)).await,
-        }
+        };
         drop(guard);
     }
-    exchange::shutdown_quietly(&mut client.w).await;
+    if writer_intact {
+        exchange::shutdown_quietly(&mut client.w).await;
+    }
     drop(entry);
 }

@@ -172,9 +172,16 @@ impl<W: AsyncWriteRent> Outbound<W> {
         }
     }
 
+    /// Whether a write was abandoned part way (or failed): the writer must
+    /// not be used again.
+    pub(super) fn is_cut(&self) -> bool {
+        self.cut.get()
+    }
+
     /// At the end of a session (the forwarders gone): sends what still
     /// waits in `pending` if the stream is at a frame boundary, within
-    /// [`CLOSE_WRITE_BOUND`], then shuts the writer when `shut` says so.
+    /// [`CLOSE_WRITE_BOUND`], then shuts the writer when `shut` says so
+    /// (and no write was abandoned).
     pub(super) async fn finish(&self, shut: bool) {
         let Some(mut w) = self.w.try_lock() else {
             // Only a forwarder holds the writer, and they are gone.
@@ -186,7 +193,7 @@ impl<W: AsyncWriteRent> Outbound<W> {
             let write = self.write_tracked(&mut w, out, 0, end);
             let _ = Box::pin(monoio::time::timeout(CLOSE_WRITE_BOUND, write)).await;
         }
-        if shut {
+        if shut && !self.cut.get() {
             shutdown_quietly(&mut *w).await;
         }
     }

@@ -225,13 +225,16 @@ async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
     }
 }
 
-/// Relays an upgraded session in inspect mode until it ends.
+/// Relays an upgraded session in inspect mode until it ends. Returns
+/// false when a write toward the client was abandoned part way: its writer
+/// must not be used again, not even to shut it.
 pub async fn relay<S>(
     ctx: &WorkerCtx,
     client: &mut ClientConn<S>,
     conn: BackendConn,
     extensions: bool,
-) where
+) -> bool
+where
     S: AsyncReadRent + AsyncWriteRent,
 {
     let cfg = &ctx.shared.cfg;
@@ -339,6 +342,7 @@ pub async fn relay<S>(
     to_backend.flush_deferred().await;
     to_client.finish(false).await;
     to_backend.finish(true).await;
+    !to_client.is_cut()
 }
 
 #[cfg(test)]
