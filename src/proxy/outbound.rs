@@ -37,9 +37,10 @@ pub(super) struct Outbound<W> {
     /// dropped at a deadline): once abandoned, what is on the wire may end
     /// mid-frame, so nothing more may go this way.
     cut: Cell<bool>,
-    /// Writes that completed: tells a writer making progress (a slow
-    /// reader) from one stalled on a peer that stopped reading.
-    pub(super) progress: Cell<u64>,
+    /// Writes started and writes completed: with `cut`, they tell a writer
+    /// stuck on one write (a peer that stopped reading) from a slow one.
+    started: Cell<u64>,
+    progress: Cell<u64>,
 }
 
 impl<W: AsyncWriteRent> Outbound<W> {
@@ -53,6 +54,7 @@ impl<W: AsyncWriteRent> Outbound<W> {
             deferred: Cell::new(None),
             mask,
             cut: Cell::new(false),
+            started: Cell::new(0),
             progress: Cell::new(0),
         }
     }
@@ -67,6 +69,7 @@ impl<W: AsyncWriteRent> Outbound<W> {
         end: usize,
     ) -> (bool, Vec<u8>) {
         self.cut.set(true);
+        self.started.set(self.started.get().wrapping_add(1));
         // Boxed so that an idle session (waiting on reads) keeps no write
         // state: it would otherwise sit in the session's future.
         let (res, buf) = Box::pin(write_range(w, buf, start, end)).await;
@@ -170,6 +173,13 @@ impl<W: AsyncWriteRent> Outbound<W> {
         if let Some(code) = self.deferred.take() {
             self.close(code, "protocol error").await;
         }
+    }
+
+    /// Whether a write is under way or was abandoned, and how many writes
+    /// started and completed: the same state twice, the first one under
+    /// way, means no write got anywhere in between.
+    pub(super) fn write_state(&self) -> (bool, u64, u64) {
+        (self.cut.get(), self.started.get(), self.progress.get())
     }
 
     /// Whether a write was abandoned part way (or failed): the writer must

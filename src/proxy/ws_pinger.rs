@@ -40,9 +40,9 @@ impl PingState {
 /// Pings the client when it has been silent for the ping interval, and
 /// closes the session (1001 both ways, each close bounded in time) when,
 /// within the pong timeout from the moment the ping was due, no pong came
-/// back and either the client sent nothing or nothing at all could be
-/// written to it (the ping itself stuck behind a client that does not
-/// read). Never ends when pings are off.
+/// back and either the client sent nothing or the writer toward it was
+/// stuck the whole time (the ping itself, or the write it waits behind,
+/// on a client that does not read). Never ends when pings are off.
 pub(super) async fn pinger<CW, BW>(
     ping: &PingState,
     to_client: &Outbound<CW>,
@@ -68,7 +68,7 @@ where
         ping.counter.set(n);
         let payload = n.to_be_bytes();
         ping.outstanding.set(Some(payload));
-        let progress = to_client.progress.get();
+        let before = to_client.write_state();
         let write = to_client.inject(OpCode::Ping, &payload);
         // Written, queued behind the forwarder, or still stuck at the
         // deadline (then abandoned: the client direction is cut).
@@ -79,7 +79,10 @@ where
         Box::pin(monoio::time::sleep_until(deadline)).await;
         let answered = ping.outstanding.get() != Some(payload);
         let heard = ping.last_rx.get() > now;
-        let stalled = to_client.progress.get() == progress;
+        // The ping's own write, or the forwarder's write it queued behind,
+        // got nowhere in the whole timeout. (A forwarder idle mid-frame,
+        // waiting on its backend, is not stalled.)
+        let stalled = sent.is_err() || (before.0 && to_client.write_state() == before);
         if !answered && (!heard || stalled) {
             tracing::debug!(heard, stalled, "client did not answer ping: closing");
             to_backend.close(1001, "client ping timeout").await;
@@ -121,6 +124,49 @@ mod tests {
             Some(1001),
             "to the backend: {backend:?}"
         );
+    }
+
+    /// Stamps the client's activity every 20 ms for a second.
+    async fn chatty(ping: &PingState) {
+        for _ in 0..50 {
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            ping.last_rx.set(Instant::now());
+        }
+    }
+
+    #[test]
+    fn a_client_that_sends_but_never_reads_is_closed() {
+        // The forwarder toward the client is stuck in a write; the ping
+        // waits behind it; the client keeps sending.
+        let end = run(async {
+            let ping = PingState::new(Some(Duration::from_millis(10)), Duration::from_millis(200));
+            let to_client = Outbound::new(Stuck, false);
+            let to_backend = Outbound::new(Sink::default(), true);
+            let forward = to_client.forward(vec![0x82, 0x00], 0, 2, true);
+            monoio::select! {
+                e = pinger(&ping, &to_client, &to_backend) => Some(e),
+                _ = forward => None,
+                _ = chatty(&ping) => None,
+            }
+        });
+        assert_eq!(end, Some(End::Aborted));
+    }
+
+    #[test]
+    fn a_chatty_client_waiting_on_a_backend_mid_frame_stays() {
+        // The ping cannot go out mid-frame, but the writer is idle (the
+        // backend is slow, not the client): the client's own frames count.
+        let end = run(async {
+            let ping = PingState::new(Some(Duration::from_millis(10)), Duration::from_millis(200));
+            let to_client = Outbound::new(Sink::default(), false);
+            to_client.at_boundary.set(false);
+            let to_backend = Outbound::new(Sink::default(), true);
+            monoio::select! {
+                e = pinger(&ping, &to_client, &to_backend) => Some(e),
+                _ = chatty(&ping) => None,
+            }
+        });
+        assert_eq!(end, None, "a client that kept sending was closed");
     }
 
     #[test]
