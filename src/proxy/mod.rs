@@ -10,7 +10,10 @@ mod outbound;
 pub mod request_body;
 mod request_head;
 mod response_relay;
+#[cfg(test)]
+mod test_io;
 pub mod tunnel;
+mod ws_pinger;
 pub mod ws_relay;
 
 use std::net::SocketAddr;
@@ -61,21 +64,27 @@ where
     // WebSocket session starts: a long idle session then costs only the
     // relay's own state and two small read buffers.
     let upgrade = Box::pin(http_flow::run(&ctx, &mut client)).await;
+    // False when a relay abandoned a write toward the client part way (a
+    // client that stopped reading): such a writer must not be used again
+    // (a TLS one panics), and the socket is just closed.
+    let mut writer_intact = true;
     if let Some(http_flow::Upgrade {
         conn,
         extensions,
         guard,
     }) = upgrade
     {
-        match ctx.shared.cfg.ws_mode {
+        writer_intact = match ctx.shared.cfg.ws_mode {
             WsMode::Tunnel => Box::pin(tunnel::relay(&ctx, &mut client, conn)).await,
             WsMode::Inspect => Box::pin(ws_relay::relay(&ctx, &mut client, conn, extensions)).await,
-        }
+        };
         drop(guard);
     }
-    exchange::shutdown_quietly(&mut client.w).await;
-    if client.linger {
-        exchange::drain_before_close(&mut client.r, &mut client.buf).await;
+    if writer_intact {
+        exchange::shutdown_quietly(&mut client.w).await;
+        if client.linger {
+            exchange::drain_before_close(&mut client.r, &mut client.buf).await;
+        }
     }
     drop(entry);
 }

@@ -1,15 +1,21 @@
 //! One direction's writer in the inspect relay: the forwarder of that
 //! direction and whoever injects frames (pings, closes) share it, and
-//! injected frames go out only at frame boundaries.
+//! injected frames go out only at frame boundaries. Closes are bounded in
+//! time, and a write cut short leaves the direction unusable.
 
 use std::cell::{Cell, RefCell};
+use std::time::Duration;
 
 use monoio::io::AsyncWriteRent;
 
 use super::exchange::shutdown_quietly;
-use super::io::{write_range, write_vec, LocalLock};
+use super::io::{write_range, LocalLock};
 use crate::ws::close::write_close_frame;
 use crate::ws::frame::{write_frame, OpCode};
+
+/// How long writing a close frame of our own may take: a peer that stopped
+/// reading gets its socket shut instead.
+pub(super) const CLOSE_WRITE_BOUND: Duration = Duration::from_secs(1);
 
 /// One direction's writer, shared by the forwarder of that direction and by
 /// whoever injects frames (pings, closes). Injection happens only at a frame
@@ -27,6 +33,14 @@ pub(super) struct Outbound<W> {
     /// that still arrives first (as it would without a balancer).
     pub(super) deferred: Cell<Option<u16>>,
     pub(super) mask: bool,
+    /// A write is under way, or one was abandoned part way (its future
+    /// dropped at a deadline): once abandoned, what is on the wire may end
+    /// mid-frame, so nothing more may go this way.
+    cut: Cell<bool>,
+    /// Writes started and writes completed: with `cut`, they tell a writer
+    /// stuck on one write (a peer that stopped reading) from a slow one.
+    started: Cell<u64>,
+    progress: Cell<u64>,
 }
 
 impl<W: AsyncWriteRent> Outbound<W> {
@@ -39,7 +53,31 @@ impl<W: AsyncWriteRent> Outbound<W> {
             injected_close: Cell::new(false),
             deferred: Cell::new(None),
             mask,
+            cut: Cell::new(false),
+            started: Cell::new(0),
+            progress: Cell::new(0),
         }
+    }
+
+    /// Writes `buf[start..end]` whole, marking the direction cut until the
+    /// write completes (so a write dropped part way leaves it marked).
+    async fn write_tracked(
+        &self,
+        w: &mut W,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+    ) -> (bool, Vec<u8>) {
+        self.cut.set(true);
+        self.started.set(self.started.get().wrapping_add(1));
+        // Boxed so that an idle session (waiting on reads) keeps no write
+        // state: it would otherwise sit in the session's future.
+        let (res, buf) = Box::pin(write_range(w, buf, start, end)).await;
+        if res.is_ok() {
+            self.cut.set(false);
+            self.progress.set(self.progress.get().wrapping_add(1));
+        }
+        (res.is_ok(), buf)
     }
 
     pub(super) fn mask_key(&self) -> Option<[u8; 4]> {
@@ -56,18 +94,19 @@ impl<W: AsyncWriteRent> Outbound<W> {
         boundary: bool,
     ) -> (bool, Vec<u8>) {
         let mut w = self.w.lock().await;
+        if self.cut.get() {
+            return (false, buf);
+        }
         if self.injected_close.get() && self.at_boundary.get() && self.pending.borrow().is_empty() {
             // Our close frame is out: the rest of this direction is dropped.
             return (true, buf);
         }
-        // Writes are boxed so that an idle session (waiting on reads) keeps
-        // no write state: it would otherwise sit in the session's future.
-        let (res, buf) = Box::pin(write_range(&mut *w, buf, start, end)).await;
+        let (mut ok, buf) = self.write_tracked(&mut w, buf, start, end).await;
         self.at_boundary.set(boundary);
-        let mut ok = res.is_ok();
         if ok && boundary && !self.pending.borrow().is_empty() {
             let pending = std::mem::take(&mut *self.pending.borrow_mut());
-            ok = Box::pin(write_vec(&mut *w, pending)).await.0.is_ok();
+            let end = pending.len();
+            ok = self.write_tracked(&mut w, pending, 0, end).await.0;
         }
         (ok, buf)
     }
@@ -79,7 +118,9 @@ impl<W: AsyncWriteRent> Outbound<W> {
         self.send_made(frame).await
     }
 
-    /// Sends a close frame once; later calls do nothing.
+    /// Sends a close frame once; later calls do nothing. Gives up after
+    /// [`CLOSE_WRITE_BOUND`] (false): a peer that does not read gets no
+    /// more frames, and its socket is shut when the session ends.
     pub(super) async fn close(&self, code: u16, reason: &str) -> bool {
         if self.close_sent.replace(true) {
             return true;
@@ -88,7 +129,13 @@ impl<W: AsyncWriteRent> Outbound<W> {
         self.deferred.set(None);
         let mut frame = Vec::with_capacity(reason.len() + 16);
         write_close_frame(&mut frame, code, reason, self.mask_key());
-        self.send_made(frame).await
+        // Boxed: the timer entry is large and only closing sessions need it.
+        Box::pin(monoio::time::timeout(
+            CLOSE_WRITE_BOUND,
+            self.send_made(frame),
+        ))
+        .await
+        .unwrap_or(false)
     }
 
     /// Sends a frame the balancer made. Never waits for the writer: a
@@ -98,6 +145,8 @@ impl<W: AsyncWriteRent> Outbound<W> {
     /// out at the next frame boundary.
     pub(super) async fn send_made(&self, frame: Vec<u8>) -> bool {
         let w = match self.w.try_lock() {
+            // Held by nobody, yet cut: a write was abandoned part way.
+            Some(_) if self.cut.get() => return false,
             Some(w) if self.at_boundary.get() => w,
             _ => {
                 self.pending.borrow_mut().extend_from_slice(&frame);
@@ -107,7 +156,8 @@ impl<W: AsyncWriteRent> Outbound<W> {
         let mut w = w;
         let mut out = std::mem::take(&mut *self.pending.borrow_mut());
         out.extend_from_slice(&frame);
-        Box::pin(write_vec(&mut *w, out)).await.0.is_ok()
+        let end = out.len();
+        self.write_tracked(&mut w, out, 0, end).await.0
     }
 
     /// Fails this side with `code` once the other side's close reply is
@@ -125,8 +175,36 @@ impl<W: AsyncWriteRent> Outbound<W> {
         }
     }
 
-    pub(super) async fn shutdown(&self) {
-        let mut w = self.w.lock().await;
-        shutdown_quietly(&mut *w).await;
+    /// Whether a write is under way or was abandoned, and how many writes
+    /// started and completed: the same state twice, the first one under
+    /// way, means no write got anywhere in between.
+    pub(super) fn write_state(&self) -> (bool, u64, u64) {
+        (self.cut.get(), self.started.get(), self.progress.get())
+    }
+
+    /// Whether a write was abandoned part way (or failed): the writer must
+    /// not be used again.
+    pub(super) fn is_cut(&self) -> bool {
+        self.cut.get()
+    }
+
+    /// At the end of a session (the forwarders gone): sends what still
+    /// waits in `pending` if the stream is at a frame boundary, within
+    /// [`CLOSE_WRITE_BOUND`], then shuts the writer when `shut` says so
+    /// (and no write was abandoned).
+    pub(super) async fn finish(&self, shut: bool) {
+        let Some(mut w) = self.w.try_lock() else {
+            // Only a forwarder holds the writer, and they are gone.
+            return;
+        };
+        if !self.cut.get() && self.at_boundary.get() && !self.pending.borrow().is_empty() {
+            let out = std::mem::take(&mut *self.pending.borrow_mut());
+            let end = out.len();
+            let write = self.write_tracked(&mut w, out, 0, end);
+            let _ = Box::pin(monoio::time::timeout(CLOSE_WRITE_BOUND, write)).await;
+        }
+        if shut && !self.cut.get() {
+            shutdown_quietly(&mut *w).await;
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! session with no bytes either way for `--ws-tunnel-idle-timeout` is closed
 //! by the worker's sweeper (no timer per session).
 
+use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
@@ -23,17 +24,21 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Copies until EOF; returns after writing EOF (shutdown) to `w`. Stamps
 /// the connection's activity whenever bytes went through (the worker's
-/// sweeper closes tunnels idle past `--ws-tunnel-idle-timeout`).
+/// sweeper closes tunnels idle past `--ws-tunnel-idle-timeout`). `cut` is
+/// set while a write or shutdown of `w` is under way, and stays set if it
+/// fails or is abandoned (this future dropped): `w` must not be used again.
 async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     r: &mut R,
     w: &mut W,
     buf: &mut ReadBuf,
     handle: &ConnHandle,
+    cut: &Cell<bool>,
 ) {
     loop {
         if !buf.is_empty() {
             let v = std::mem::take(&mut buf.buf);
             let (pos, end) = (buf.pos, v.len());
+            cut.set(true);
             // Boxed: an idle tunnel (waiting on reads) keeps no write state.
             let (res, v) = Box::pin(write_range(w, v, pos, end)).await;
             buf.buf = v;
@@ -41,6 +46,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             if res.is_err() {
                 return;
             }
+            cut.set(false);
             handle.touch();
         }
         match buf.read_from(r, TUNNEL_CHUNK).await {
@@ -48,11 +54,15 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             _ => break,
         }
     }
+    cut.set(true);
     shutdown_quietly(w).await;
+    cut.set(false);
 }
 
 /// Relays bytes between the upgraded client and backend until both end.
-pub async fn relay<S>(_ctx: &WorkerCtx, client: &mut ClientConn<S>, conn: BackendConn)
+/// Returns false when a write toward the client was abandoned part way
+/// (or failed): its writer must not be used again, not even to shut it.
+pub async fn relay<S>(_ctx: &WorkerCtx, client: &mut ClientConn<S>, conn: BackendConn) -> bool
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
@@ -66,8 +76,16 @@ where
     client.buf.shrink_idle();
     bbuf.shrink_idle();
     handle.touch();
-    let up = copy(&mut client.r, &mut bw, &mut client.buf, &handle);
-    let down = copy(&mut br, &mut client.w, &mut bbuf, &handle);
+    let backend_cut = Cell::new(false);
+    let client_cut = Cell::new(false);
+    let up = copy(
+        &mut client.r,
+        &mut bw,
+        &mut client.buf,
+        &handle,
+        &backend_cut,
+    );
+    let down = copy(&mut br, &mut client.w, &mut bbuf, &handle, &client_cut);
     let mut up = pin!(up);
     let mut down = pin!(down);
     // Tunnel mode cannot send a close frame: a close command ends the
@@ -96,4 +114,5 @@ where
         Poll::Pending
     })
     .await;
+    !client_cut.get()
 }

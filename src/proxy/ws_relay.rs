@@ -3,7 +3,6 @@
 //! idle clients, swallows their pongs, and closes with a meaningful code when
 //! a side misbehaves or vanishes, or the balancer drains.
 
-use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
@@ -16,6 +15,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::backend::BackendConn;
 use super::io::ReadBuf;
 use super::outbound::Outbound;
+use super::ws_pinger::{pinger, PingState};
 use super::ClientConn;
 use crate::server::conns::{ConnCommand, ConnHandle};
 use crate::server::worker::WorkerCtx;
@@ -30,24 +30,13 @@ const ABORT_GRACE: Duration = Duration::from_secs(1);
 
 /// How one direction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
     /// A close frame was forwarded; the reply should follow.
     Closed,
     /// The side went away without a close frame.
     Vanished,
     /// Protocol error, ping timeout or write failure: closes already sent.
     Aborted,
-}
-
-/// The client's liveness: pings sent on idle, pongs expected back. The
-/// reader only stamps `last_rx`; a separate pinger task owns the timers, so
-/// the per-message path sets no timer at all.
-struct PingState {
-    interval: Option<Duration>,
-    timeout: Duration,
-    outstanding: Cell<Option<[u8; 8]>>,
-    counter: Cell<u64>,
-    last_rx: Cell<Instant>,
 }
 
 /// Scans and forwards what is buffered in `buf`; returns whether a close
@@ -146,9 +135,12 @@ struct Endings {
     source_gone: (u16, &'static str),
 }
 
-/// Client to backend: a backend that stops reading gets its client 1011.
+/// Client to backend. A write toward the backend fails only once its
+/// connection is gone (one that merely stops reading stalls instead), so
+/// the client gets 1012 as when the backend's end is read first: which of
+/// the two directions notices first is a race.
 const UP: Endings = Endings {
-    write_failed: (1011, "backend write failed"),
+    write_failed: (1012, "backend went away"),
     source_error: "client error",
     source_gone: (1001, "client went away"),
 };
@@ -215,47 +207,6 @@ where
     }
 }
 
-/// Pings the client when it has been silent for the ping interval, and
-/// closes it (1001 both ways) when nothing comes back within the pong
-/// timeout. Never ends when pings are off.
-async fn pinger<CW, BW>(
-    ping: &PingState,
-    to_client: &Outbound<CW>,
-    to_backend: &Outbound<BW>,
-) -> End
-where
-    CW: AsyncWriteRent,
-    BW: AsyncWriteRent,
-{
-    let Some(interval) = ping.interval else {
-        return std::future::pending().await;
-    };
-    loop {
-        let due = ping.last_rx.get() + interval;
-        let now = Instant::now();
-        if now < due {
-            // Boxed: a timer entry is large and cache-aligned.
-            Box::pin(monoio::time::sleep_until(due)).await;
-            continue;
-        }
-        let n = ping.counter.get().wrapping_add(1);
-        ping.counter.set(n);
-        let payload = n.to_be_bytes();
-        ping.outstanding.set(Some(payload));
-        if !to_client.inject(OpCode::Ping, &payload).await {
-            return End::Vanished;
-        }
-        Box::pin(monoio::time::sleep(ping.timeout)).await;
-        let answered = ping.outstanding.get() != Some(payload);
-        if !answered && ping.last_rx.get() <= now {
-            tracing::debug!("client did not answer ping: closing");
-            to_client.close(1001, "ping timeout").await;
-            to_backend.close(1001, "client ping timeout").await;
-            return End::Aborted;
-        }
-    }
-}
-
 async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
     handle: &ConnHandle,
     to_client: &Outbound<CW>,
@@ -274,13 +225,16 @@ async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
     }
 }
 
-/// Relays an upgraded session in inspect mode until it ends.
+/// Relays an upgraded session in inspect mode until it ends. Returns
+/// false when a write toward the client was abandoned part way: its writer
+/// must not be used again, not even to shut it.
 pub async fn relay<S>(
     ctx: &WorkerCtx,
     client: &mut ClientConn<S>,
     conn: BackendConn,
     extensions: bool,
-) where
+) -> bool
+where
     S: AsyncReadRent + AsyncWriteRent,
 {
     let cfg = &ctx.shared.cfg;
@@ -310,78 +264,127 @@ pub async fn relay<S>(
     bbuf.shrink_idle();
     let to_client = Outbound::new(&mut client.w, false);
     let to_backend = Outbound::new(bw, true);
-    let ping = PingState {
-        interval: cfg.ws_ping_interval,
-        timeout: cfg.ws_pong_timeout,
-        outstanding: Cell::new(None),
-        counter: Cell::new(0),
-        last_rx: Cell::new(Instant::now()),
-    };
-    let up = pump(
-        &mut client.r,
-        &mut client.buf,
-        scanner_for(true),
-        &to_backend,
-        &to_client,
-        Some(&ping),
-        &UP,
-    );
-    let down = pump(
-        &mut br,
-        &mut bbuf,
-        scanner_for(false),
-        &to_client,
-        &to_backend,
-        None,
-        &DOWN,
-    );
-    let cmds = commands(&handle, &to_client, &to_backend);
-    let pings = pinger(&ping, &to_client, &to_backend);
-    let mut pings = pin!(pings);
-    let mut up = pin!(up);
-    let mut down = pin!(down);
-    let mut cmds = pin!(cmds);
-    let mut up_end: Option<End> = None;
-    let mut down_end: Option<End> = None;
-    let mut cmd_end = false;
-    let mut grace: Option<std::pin::Pin<Box<monoio::time::Sleep>>> = None;
-    poll_fn(|cx| {
-        if up_end.is_none() {
-            if let Poll::Ready(e) = up.as_mut().poll(cx) {
-                up_end = Some(e);
+    let ping = PingState::new(cfg.ws_ping_interval, cfg.ws_pong_timeout);
+    // The relay's tasks live in this block: when it ends they are dropped,
+    // with any write still stuck on a peer that stopped reading, so the
+    // writers are free for the last closes and the shutdown.
+    let (up_end, down_end) = {
+        let up = pump(
+            &mut client.r,
+            &mut client.buf,
+            scanner_for(true),
+            &to_backend,
+            &to_client,
+            Some(&ping),
+            &UP,
+        );
+        let down = pump(
+            &mut br,
+            &mut bbuf,
+            scanner_for(false),
+            &to_client,
+            &to_backend,
+            None,
+            &DOWN,
+        );
+        let cmds = commands(&handle, &to_client, &to_backend);
+        let pings = pinger(&ping, &to_client, &to_backend);
+        let mut pings = pin!(pings);
+        let mut up = pin!(up);
+        let mut down = pin!(down);
+        let mut cmds = pin!(cmds);
+        let mut up_end: Option<End> = None;
+        let mut down_end: Option<End> = None;
+        let mut cmd_end = false;
+        let mut grace: Option<std::pin::Pin<Box<monoio::time::Sleep>>> = None;
+        poll_fn(|cx| {
+            if up_end.is_none() {
+                if let Poll::Ready(e) = up.as_mut().poll(cx) {
+                    up_end = Some(e);
+                }
             }
-        }
-        if down_end.is_none() {
-            if let Poll::Ready(e) = down.as_mut().poll(cx) {
-                down_end = Some(e);
+            if down_end.is_none() {
+                if let Poll::Ready(e) = down.as_mut().poll(cx) {
+                    down_end = Some(e);
+                }
             }
-        }
-        if !cmd_end && cmds.as_mut().poll(cx).is_ready() {
-            cmd_end = true;
-        }
-        if !cmd_end && pings.as_mut().poll(cx).is_ready() {
-            cmd_end = true;
-        }
-        if up_end.is_some() && down_end.is_some() {
-            return Poll::Ready(());
-        }
-        let clean = matches!(up_end, Some(End::Closed)) || matches!(down_end, Some(End::Closed));
-        if up_end.is_some() || down_end.is_some() || cmd_end {
-            let t = if clean && !cmd_end {
-                CLOSE_GRACE
-            } else {
-                ABORT_GRACE
-            };
-            let sleep = grace.get_or_insert_with(|| Box::pin(monoio::time::sleep(t)));
-            if sleep.as_mut().poll(cx).is_ready() {
+            if !cmd_end && cmds.as_mut().poll(cx).is_ready() {
+                cmd_end = true;
+            }
+            if !cmd_end && pings.as_mut().poll(cx).is_ready() {
+                cmd_end = true;
+            }
+            if up_end.is_some() && down_end.is_some() {
                 return Poll::Ready(());
             }
-        }
-        Poll::Pending
-    })
-    .await;
+            let clean =
+                matches!(up_end, Some(End::Closed)) || matches!(down_end, Some(End::Closed));
+            if up_end.is_some() || down_end.is_some() || cmd_end {
+                let t = if clean && !cmd_end {
+                    CLOSE_GRACE
+                } else {
+                    ABORT_GRACE
+                };
+                let sleep = grace.get_or_insert_with(|| Box::pin(monoio::time::sleep(t)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        (up_end, down_end)
+    };
     tracing::debug!(?up_end, ?down_end, "websocket session ended");
+    // Each bounded: a peer that does not read gets its socket shut (the
+    // client's by the caller) without the close.
     to_client.flush_deferred().await;
     to_backend.flush_deferred().await;
-    to_backend.shutdown().await;
+    to_client.finish(false).await;
+    to_backend.finish(true).await;
+    !to_client.is_cut()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_io::{close_code, run, Broken, Script, Sink};
+    use super::*;
+
+    #[test]
+    fn a_failed_write_toward_the_backend_gets_the_client_1012() {
+        // The client's message reaches a backend connection that is gone
+        // before the backend's end of stream is read.
+        let mut frame = Vec::new();
+        crate::ws::frame::write_frame(&mut frame, true, OpCode::Text, Some([1, 2, 3, 4]), b"hi");
+        let (end, to_client) = run(async {
+            let scanner = FrameScanner::new(ScannerConfig {
+                limits: FrameLimits {
+                    max_payload: 1 << 20,
+                    rsv_allowed: 0,
+                    expect_masked: Some(true),
+                },
+                max_message: 1 << 20,
+                validate_utf8: true,
+            });
+            let mut r = Script(frame);
+            let mut buf = ReadBuf::with_capacity(1024);
+            let to_backend = Outbound::new(Broken, true);
+            let to_client = Outbound::new(Sink::default(), false);
+            let end = pump(
+                &mut r,
+                &mut buf,
+                scanner,
+                &to_backend,
+                &to_client,
+                None,
+                &UP,
+            )
+            .await;
+            let sent = to_client.w.try_lock().map(|w| w.0.clone());
+            (end, sent)
+        });
+        assert_eq!(end, End::Aborted);
+        let to_client = to_client.expect("client writer free");
+        assert_eq!(close_code(&to_client), Some(1012), "{to_client:?}");
+    }
 }

@@ -6,3 +6,4 @@ pub mod certs;
 pub mod client;
 pub mod proc;
 pub mod ws_client;
+pub mod ws_session;

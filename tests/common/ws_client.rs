@@ -162,6 +162,18 @@ impl WsConn<TcpStream> {
         Ok(Self::over(s, sock, Role::Client, rest))
     }
 
+    /// Upgrades an already connected socket (one with custom socket
+    /// options) to `ws://.../`; panics unless 101.
+    pub fn connect_on(mut s: TcpStream) -> Self {
+        s.set_read_timeout(Some(READ_TIMEOUT)).ok();
+        s.set_write_timeout(Some(READ_TIMEOUT)).ok();
+        s.set_nodelay(true).ok();
+        let sock = s.try_clone().expect("clone socket");
+        let rest =
+            upgrade_on(&mut s, "/", &[]).unwrap_or_else(|r| panic!("upgrade refused: {r:?}"));
+        Self::over(s, sock, Role::Client, rest)
+    }
+
     /// Answers one upgrade on an accepted socket (fake backend side).
     pub fn accept(mut s: TcpStream) -> Self {
         s.set_read_timeout(Some(READ_TIMEOUT)).ok();
@@ -199,7 +211,19 @@ impl WsConn<TlsStream> {
         config: Arc<rustls::ClientConfig>,
         server_name: &str,
     ) -> Self {
-        let s = tcp(addr);
+        Self::connect_tls_on(tcp(addr), config, server_name)
+    }
+
+    /// Like [`WsConn::connect_tls`] over an already connected socket (one
+    /// with custom socket options).
+    pub fn connect_tls_on(
+        s: TcpStream,
+        config: Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> Self {
+        s.set_read_timeout(Some(READ_TIMEOUT)).ok();
+        s.set_write_timeout(Some(READ_TIMEOUT)).ok();
+        s.set_nodelay(true).ok();
         let sock = s.try_clone().expect("clone socket");
         let name =
             rustls::pki_types::ServerName::try_from(server_name.to_string()).expect("server name");
@@ -224,6 +248,10 @@ impl<S: Read + Write> WsConn<S> {
 
     pub fn set_read_timeout(&self, d: Duration) {
         self.sock.set_read_timeout(Some(d)).ok();
+    }
+
+    pub fn set_write_timeout(&self, d: Duration) {
+        self.sock.set_write_timeout(Some(d)).ok();
     }
 
     fn mask(&self) -> Option<[u8; 4]> {
