@@ -6,11 +6,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::{pick, sticky_key, Tried};
 use super::http_flow::check_handshake;
-use super::io::{write_static, write_vec};
 use super::ClientConn;
 use crate::http::{error_response, reply, BodyKind, Method, ParsedRequest};
 use crate::registry::binding::is_visible_ascii;
-use crate::registry::control::{authorize, refuse, serve_channel};
+use crate::registry::control::{authorize, serve_channel};
 use crate::server::worker::WorkerCtx;
 
 /// Serves a `/_lb/` request (or anything on the control listener); returns
@@ -19,6 +18,7 @@ pub async fn serve<S>(ctx: &WorkerCtx, client: &mut ClientConn<S>, req: &ParsedR
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
+    let idle = ctx.shared.cfg.idle_timeout;
     let data = client.buf.data();
     let target = &data[req.path.clone()];
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
@@ -30,13 +30,13 @@ where
     match path {
         b"/_lb/register" => {
             if !req.upgrade_websocket {
-                refuse(&mut client.w, 426).await;
+                client.answer(426, idle).await;
                 return false;
             }
             if let Err(status) = authorize(ctx, data, req, client.control)
                 .and_then(|()| check_handshake(client, req))
             {
-                refuse(&mut client.w, status).await;
+                client.answer(status, idle).await;
                 return false;
             }
             let key = req
@@ -49,7 +49,7 @@ where
         }
         b"/_lb/pick" if !client.control => {
             if !matches!(req.method, Method::Get | Method::Head) || req.body != BodyKind::Empty {
-                let _ = write_static(&mut client.w, error_response(400)).await;
+                client.answer(400, idle).await;
                 return false;
             }
             let redirect = query
@@ -109,11 +109,11 @@ where
                 }
             };
             client.buf.consume(req.head_len);
-            let ok = write_vec(&mut client.w, out).await.0.is_ok();
+            let ok = client.writer(idle).write_vec(out).await.0.is_ok();
             ok && keep && written
         }
         _ => {
-            let _ = write_static(&mut client.w, error_response(404)).await;
+            client.answer(404, idle).await;
             false
         }
     }

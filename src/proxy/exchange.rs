@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use super::client_write::ClientWriter;
 use super::io::{write_vec, ReadBuf};
 use super::request_body::{pump_request, BodyDeadline, RequestStop};
 use super::response_relay::pump_response;
@@ -49,7 +50,8 @@ pub enum ExchangeError {
     /// The client did not send its request body in time: 408 when no
     /// response byte went out yet, else just close. Not the backend's fault.
     ClientTimeout { response_started: bool },
-    /// The client went away or broke its own request; nothing to answer.
+    /// The client went away, broke its own request, or stopped reading (a
+    /// write toward it got nowhere for the idle timeout); nothing to answer.
     ClientGone,
 }
 
@@ -59,7 +61,8 @@ pub struct ExchangeOpts<'a> {
     pub limits: Limits,
     pub head_timeout: Duration,
     pub read_timeout: Duration,
-    /// Longest wait for one read of the request body.
+    /// Longest wait for one read of the request body (the writes toward
+    /// the client are bounded by their `ClientWriter`).
     pub client_timeout: Duration,
     /// When the request body must be complete.
     pub body_deadline: BodyDeadline,
@@ -92,7 +95,7 @@ pub struct RequestSide<'a, R> {
 #[allow(clippy::too_many_arguments)]
 pub async fn exchange<CR, CW, BR, BW>(
     side: RequestSide<'_, CR>,
-    client_w: &mut CW,
+    client_w: &mut ClientWriter<'_, CW>,
     backend_r: &mut BR,
     backend_w: &mut BW,
     backend_buf: &mut ReadBuf,

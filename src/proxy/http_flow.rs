@@ -6,14 +6,14 @@
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::{connect, pick, sticky_key, BackendConn, ConnectError, Tried};
+use super::client_write::ClientWriter;
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
-use super::io::write_static;
 use super::request_body::BodyDeadline;
 use super::request_head::{read_head, HeadWait};
 use super::ClientConn;
 use crate::balance::health::{record_failure, record_success, HealthPolicy};
 use crate::balance::stats::ActiveGuard;
-use crate::http::{error_response, BodyKind, ForwardInfo, Limits, Method, ParsedRequest};
+use crate::http::{BodyKind, ForwardInfo, Limits, Method, ParsedRequest};
 use crate::server::conns::ConnKind;
 use crate::server::worker::WorkerCtx;
 use crate::ws::handshake::is_valid_client_key;
@@ -60,7 +60,7 @@ where
             HeadWait::Request(req) => req,
             HeadWait::Close => return None,
             HeadWait::Refuse(status) => {
-                let _ = write_static(&mut client.w, error_response(status)).await;
+                client.answer(status, cfg.idle_timeout).await;
                 return None;
             }
         };
@@ -75,7 +75,7 @@ where
             if let Err(status) =
                 check_origin(ctx, client, &req).and_then(|()| check_handshake(client, &req))
             {
-                let _ = write_static(&mut client.w, error_response(status)).await;
+                client.answer(status, cfg.idle_timeout).await;
                 return None;
             }
         }
@@ -84,7 +84,7 @@ where
             RequestEnd::Close => return None,
             RequestEnd::Upgraded(upgrade) => return Some(upgrade),
         }
-        if ctx.draining.is_fired() || client.handle.try_next().is_some() {
+        if client.writer_cut || ctx.draining.is_fired() || client.handle.try_next().is_some() {
             return None;
         }
     }
@@ -166,7 +166,7 @@ where
     let (buffered_body, whole_body) = match probe.scan(after_head) {
         Ok(p) => (p.consumed, probe.is_done()),
         Err(e) => {
-            let _ = write_static(&mut client.w, error_response(e.status())).await;
+            client.answer(e.status(), cfg.idle_timeout).await;
             return RequestEnd::Close;
         }
     };
@@ -245,8 +245,10 @@ where
             buffered_body,
             replayable,
         };
+        let mut client_w =
+            ClientWriter::new(&mut client.w, &mut client.writer_cut, cfg.idle_timeout);
         let BackendConn { r, w, buf, .. } = &mut conn;
-        let result = exchange(side, &mut client.w, r, w, buf, scratch, resp_out, opts).await;
+        let result = exchange(side, &mut client_w, r, w, buf, scratch, resp_out, opts).await;
         match result {
             Ok(ExchangeEnd::Done {
                 backend_reusable,
@@ -288,19 +290,22 @@ where
                 last_status = 502;
                 continue;
             }
+            // Gone, or stopped reading (a write toward it got nowhere for
+            // the idle timeout): not the backend's fault; its connection,
+            // maybe mid-response, is dropped.
             Err(ExchangeError::ClientGone) => return RequestEnd::Close,
             Err(ExchangeError::ClientTimeout { response_started }) => {
                 // The client's fault: the backend is not blamed.
                 tracing::debug!(peer = %client.peer, "request body too slow");
                 if !response_started {
-                    let _ = write_static(&mut client.w, error_response(408)).await;
+                    client.answer(408, cfg.idle_timeout).await;
                 }
                 return RequestEnd::Close;
             }
             Err(ExchangeError::Timeout { response_started }) => {
                 tracing::warn!(backend = %backend.id, "backend timed out");
                 if !response_started {
-                    let _ = write_static(&mut client.w, error_response(504)).await;
+                    client.answer(504, cfg.idle_timeout).await;
                 }
                 return RequestEnd::Close;
             }
@@ -310,7 +315,7 @@ where
                 if !conn.reused {
                     record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
                 }
-                let _ = write_static(&mut client.w, error_response(502)).await;
+                client.answer(502, cfg.idle_timeout).await;
                 return RequestEnd::Close;
             }
             Err(ExchangeError::Failed {
@@ -320,7 +325,7 @@ where
                 tracing::warn!(backend = %backend.id, detail, "backend failed");
                 record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
                 if !response_started {
-                    let _ = write_static(&mut client.w, error_response(502)).await;
+                    client.answer(502, cfg.idle_timeout).await;
                 }
                 return RequestEnd::Close;
             }
@@ -329,7 +334,7 @@ where
     if tried.count() == 0 {
         last_status = 503;
     }
-    let _ = write_static(&mut client.w, error_response(last_status)).await;
+    client.answer(last_status, cfg.idle_timeout).await;
     RequestEnd::Close
 }
 

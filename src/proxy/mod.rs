@@ -2,6 +2,7 @@
 //! upgrade, the balancer's own `/_lb/` endpoints), pick a backend, relay.
 
 pub mod backend;
+pub mod client_write;
 pub mod endpoints;
 pub mod exchange;
 pub mod http_flow;
@@ -41,6 +42,11 @@ pub struct ClientConn<S: AsyncWriteRent> {
     /// read and drop what the client still sends for a moment, so that
     /// closing with unread bytes (a reset) does not destroy the answer.
     pub linger: bool,
+    /// A write toward the client was cut short (it got nowhere for the idle
+    /// timeout, failed, or was abandoned part way): the writer must never be
+    /// used again, not even to shut it (a TLS one panics); the socket is
+    /// just dropped.
+    pub writer_cut: bool,
 }
 
 /// Serves one accepted client connection (plain or TLS) until it ends.
@@ -59,15 +65,17 @@ where
         control: kind == ListenerKind::Control,
         handle: entry.handle.clone(),
         linger: false,
+        writer_cut: false,
     };
     // The request machinery is boxed so that it is freed before a
     // WebSocket session starts: a long idle session then costs only the
     // relay's own state and two small read buffers.
     let upgrade = Box::pin(http_flow::run(&ctx, &mut client)).await;
-    // False when a relay abandoned a write toward the client part way (a
-    // client that stopped reading): such a writer must not be used again
-    // (a TLS one panics), and the socket is just closed.
-    let mut writer_intact = true;
+    // False when a write toward the client was cut short (on the HTTP path,
+    // or abandoned part way by a relay: a client that stopped reading): such
+    // a writer must not be used again (a TLS one panics), and the socket is
+    // just closed.
+    let mut writer_intact = !client.writer_cut;
     if let Some(http_flow::Upgrade {
         conn,
         extensions,
@@ -81,8 +89,10 @@ where
         drop(guard);
     }
     if writer_intact {
-        exchange::shutdown_quietly(&mut client.w).await;
-        if client.linger {
+        // A TLS shutdown writes close_notify: bounded like any other write.
+        let idle = ctx.shared.cfg.idle_timeout;
+        let shut = monoio::time::timeout(idle, exchange::shutdown_quietly(&mut client.w)).await;
+        if shut.is_ok() && client.linger {
             exchange::drain_before_close(&mut client.r, &mut client.buf).await;
         }
     }

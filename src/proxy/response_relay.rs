@@ -2,14 +2,17 @@
 //! (interim 1xx heads, a 101 that must answer a real WebSocket upgrade with
 //! the right accept key) and relays the body to the client, noting when the
 //! first byte went to the client (after that no error answer may be sent).
+//! Every write toward the client is bounded (see client_write.rs): a client
+//! that stops reading ends the exchange as `ClientGone`.
 
 use std::cell::Cell;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use super::client_write::ClientWriter;
 use super::exchange::{has_header, ExchangeEnd, ExchangeError, ExchangeOpts, CHUNK};
-use super::io::{write_range, write_vec, ReadBuf};
+use super::io::ReadBuf;
 use crate::http::{parse_response, BodyKind, BodyTracker, ParsedRequest, ParsedResponse};
 
 /// Small bodies ride in the same write as their head.
@@ -34,24 +37,29 @@ async fn read_backend<BR: AsyncReadRent>(
 }
 
 async fn send_client<CW: AsyncWriteRent>(
-    w: &mut CW,
+    w: &mut ClientWriter<'_, CW>,
     buf: &mut Vec<u8>,
 ) -> Result<(), ExchangeError> {
-    let (res, b) = write_vec(w, std::mem::take(buf)).await;
+    let (res, b) = w.write_vec(std::mem::take(buf)).await;
     *buf = b;
     res.map_err(|_| ExchangeError::ClientGone)
 }
 
 async fn send_client_range<CW: AsyncWriteRent>(
-    w: &mut CW,
+    w: &mut ClientWriter<'_, CW>,
     rb: &mut ReadBuf,
     n: usize,
 ) -> Result<(), ExchangeError> {
     let buf = std::mem::take(&mut rb.buf);
     let pos = rb.pos;
-    let (res, buf) = write_range(w, buf, pos, pos + n).await;
+    let (res, buf) = w.write_range(buf, pos, pos + n).await;
     rb.buf = buf;
-    res.map_err(|_| ExchangeError::ClientGone)?;
+    if res.is_err() {
+        // A timed-out write took the buffer with it: start over empty.
+        rb.pos = 0;
+        rb.buf.clear();
+        return Err(ExchangeError::ClientGone);
+    }
     rb.consume(n);
     Ok(())
 }
@@ -62,7 +70,7 @@ async fn send_client_range<CW: AsyncWriteRent>(
 /// an upgrade, and a 101 is a protocol violation).
 #[allow(clippy::too_many_arguments)]
 pub async fn pump_response<CW, BR>(
-    client_w: &mut CW,
+    client_w: &mut ClientWriter<'_, CW>,
     backend_r: &mut BR,
     buf: &mut ReadBuf,
     req: &ParsedRequest,

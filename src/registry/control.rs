@@ -12,8 +12,8 @@ use super::protocol::{
 };
 use super::table::RegisterOutcome;
 use crate::http::auth::bearer_matches;
-use crate::http::{error_response, ParsedRequest};
-use crate::proxy::io::{write_static, write_vec};
+use crate::http::ParsedRequest;
+use crate::proxy::client_write::ClientWriter;
 use crate::proxy::ClientConn;
 use crate::server::worker::WorkerCtx;
 use crate::ws::close::write_close_frame;
@@ -56,19 +56,22 @@ fn access(token: Option<&str>, given: Option<&[u8]>, trusted_listener: bool) -> 
     }
 }
 
-async fn send<W: AsyncWriteRent>(w: &mut W, msg: &ServerMessage) -> bool {
+/// Writes toward the peer are bounded by the idle timeout; one that gets
+/// nowhere (a peer that stopped reading) cuts the writer and ends the
+/// channel, and nothing is written after it.
+async fn send<W: AsyncWriteRent>(w: &mut ClientWriter<'_, W>, msg: &ServerMessage) -> bool {
     let json = msg.to_json();
     let mut out = Vec::with_capacity(json.len() + 10);
     write_frame(&mut out, true, OpCode::Text, None, json.as_bytes());
-    write_vec(w, out).await.0.is_ok()
+    w.write_vec(out).await.0.is_ok()
 }
 
-async fn close<W: AsyncWriteRent>(w: &mut W, code: u16, reason: &str) {
+async fn close<W: AsyncWriteRent>(w: &mut ClientWriter<'_, W>, code: u16, reason: &str) {
     let mut out = Vec::with_capacity(reason.len() + 8);
     // Close reasons are limited to 123 bytes.
     let reason = &reason[..reason.len().min(120)];
     write_close_frame(&mut out, code, reason, None);
-    let _ = write_vec(w, out).await;
+    let _ = w.write_vec(out).await;
 }
 
 /// The registration this channel speaks for.
@@ -91,10 +94,15 @@ pub async fn serve_channel<S>(
     let mut out = Vec::with_capacity(256);
     write_server_response(&mut out, &accept_key(key), None, None);
     client.buf.consume(req.head_len);
-    if write_vec(&mut client.w, out).await.0.is_err() {
+    let shared = &ctx.shared;
+    let mut w = ClientWriter::new(
+        &mut client.w,
+        &mut client.writer_cut,
+        shared.cfg.idle_timeout,
+    );
+    if w.write_vec(out).await.0.is_err() {
         return;
     }
-    let shared = &ctx.shared;
     let hub = &shared.control_hub;
     let session = hub.new_session();
     let mailbox = Arc::new(Mailbox::default());
@@ -119,7 +127,7 @@ pub async fn serve_channel<S>(
             let (used, msg) = match reader.feed(client.buf.data()) {
                 Ok(r) => r,
                 Err(e) => {
-                    close(&mut client.w, e.close_code(), "protocol error").await;
+                    close(&mut w, e.close_code(), "protocol error").await;
                     break 'session;
                 }
             };
@@ -129,25 +137,27 @@ pub async fn serve_channel<S>(
                 OpCode::Ping => {
                     let mut pong = Vec::with_capacity(msg.payload.len() + 2);
                     write_frame(&mut pong, true, OpCode::Pong, None, &msg.payload);
-                    let _ = write_vec(&mut client.w, pong).await;
+                    if w.write_vec(pong).await.0.is_err() {
+                        break 'session;
+                    }
                     continue;
                 }
                 OpCode::Close => {
-                    close(&mut client.w, 1000, "").await;
+                    close(&mut w, 1000, "").await;
                     break 'session;
                 }
                 OpCode::Text => {
                     let text = String::from_utf8_lossy(&msg.payload);
                     match handle_message(ctx, client.peer, &text, &mut current, session, &mailbox) {
                         Ok(Some(reply)) => {
-                            if !send(&mut client.w, &reply).await {
+                            if !send(&mut w, &reply).await {
                                 break 'session;
                             }
                             continue;
                         }
                         Ok(None) => continue,
                         Err(Done::Deregistered) => {
-                            close(&mut client.w, 1000, "deregistered").await;
+                            close(&mut w, 1000, "deregistered").await;
                             break 'session;
                         }
                         Err(Done::Refused(e)) => e,
@@ -158,12 +168,12 @@ pub async fn serve_channel<S>(
             };
             tracing::warn!(peer = %client.peer, error = %refused, "control message refused");
             let message = refused.to_string();
-            let _ = send(&mut client.w, &ServerMessage::Error { message }).await;
+            let _ = send(&mut w, &ServerMessage::Error { message }).await;
             let reason = match refused {
                 ProtocolError::BinaryFrame => "binary frames are not supported",
                 _ => "refused",
             };
-            close(&mut client.w, refused.close_code(), reason).await;
+            close(&mut w, refused.close_code(), reason).await;
             break 'session;
         }
         if !client.buf.is_empty() {
@@ -176,7 +186,7 @@ pub async fn serve_channel<S>(
         let outcome = monoio::select! {
             r = monoio::time::timeout(wait, client.buf.read_from(&mut client.r, 4096)) => Some(r),
             m = mailbox.next() => {
-                if !send(&mut client.w, &m).await {
+                if !send(&mut w, &m).await {
                     break 'session;
                 }
                 None
@@ -186,11 +196,11 @@ pub async fn serve_channel<S>(
             None => client.buf = crate::proxy::io::ReadBuf::with_capacity(4096),
             Some(Ok(Ok(n))) if n > 0 => {}
             Some(Err(_)) if current.is_none() => {
-                close(&mut client.w, 1008, "register first").await;
+                close(&mut w, 1008, "register first").await;
                 break;
             }
             Some(Err(_)) => {
-                close(&mut client.w, 1001, "heartbeat timeout").await;
+                close(&mut w, 1001, "heartbeat timeout").await;
                 break;
             }
             Some(_) => break,
@@ -306,11 +316,6 @@ fn handle_message(
             }
         }
     }
-}
-
-/// Answers a refused control request.
-pub async fn refuse<W: AsyncWriteRent>(w: &mut W, status: u16) {
-    let _ = write_static(w, error_response(status)).await;
 }
 
 #[cfg(test)]
