@@ -292,7 +292,15 @@ fn soak_echo_sessions_through_backend_kills_and_shutdown() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Warm-up: a few rounds with every session open.
+    // Warm-up: a few rounds with every session open, then one backend kill
+    // and the reconnect storm it causes (its peak, old sessions not yet
+    // freed while their replacements open, is a high-water mark the
+    // allocator keeps), then a few rounds again. RSS growth after this is
+    // what repeated kills and traffic add.
+    std::thread::sleep(Duration::from_secs(2));
+    backends[0].kill();
+    std::thread::sleep(Duration::from_secs(1));
+    backends[0] = restart_echo(ports[0], "soak-0");
     std::thread::sleep(Duration::from_secs(3));
     let rss_start = rss_kib(pid);
     let kills = (secs / 10).max(2);
@@ -326,13 +334,14 @@ fn soak_echo_sessions_through_backend_kills_and_shutdown() {
     println!(
         "soak: {secs}s, {sessions} sessions (held at end {held}), connects {}, refused {}, \
          messages sent {} echoed {} unechoed-at-close {}, mid-session closes {closes:?}, \
-         shutdown closes {final_closes:?}, backend kills {kills}, \
+         shutdown closes {final_closes:?}, backend kills {} (1 in warm-up), \
          RSS start {rss_start} KiB end {rss_end} KiB, exit {exit:?}",
         st.connects.load(Relaxed),
         st.refused.load(Relaxed),
         st.sent.load(Relaxed),
         st.echoed.load(Relaxed),
         st.unechoed_at_close.load(Relaxed),
+        kills + 1,
     );
     let failures = st.failures.lock().expect("failures").clone();
     assert!(
