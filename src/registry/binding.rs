@@ -170,7 +170,35 @@ fn check_registered(ip: IpAddr, peer: IpAddr) -> Result<IpAddr, &'static str> {
     if is_link_local(ip) {
         return Err("link-local addresses (169.254.0.0/16, fe80::/10) are refused");
     }
+    if let IpAddr::V6(v6) = ip {
+        if let Some(v4) = embedded_ipv4(v6) {
+            let v4 = IpAddr::V4(v4);
+            if v4.is_loopback() || v4.is_unspecified() || is_link_local(v4) {
+                return Err(
+                    "a NAT64 or 6to4 address that embeds a loopback, link-local or unspecified IPv4 address is refused",
+                );
+            }
+            check_common(v4).map_err(|_| {
+                "a NAT64 or 6to4 address that embeds a multicast, broadcast or 0.0.0.0/8 IPv4 address is refused"
+            })?;
+        }
+    }
     Ok(ip)
+}
+
+/// The IPv4 address a NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`) or 6to4
+/// (`2002::/16`) address carries: a translator or relay on the way would
+/// deliver to it, so it gets the IPv4 policy too.
+fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let o = v6.octets();
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..3] == [0x64, 0xff9b, 1] {
+        return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    if s[0] == 0x2002 {
+        return Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    None
 }
 
 /// The allow-list (`--allow-backend-cidr`) for a registered address; an

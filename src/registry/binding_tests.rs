@@ -151,6 +151,27 @@ fn refused_ranges_for_registered_backends() {
 }
 
 #[test]
+fn nat64_and_6to4_addresses_get_the_ipv4_policy() {
+    let peer = ip("10.0.0.9");
+    for b in [
+        "http://[64:ff9b::7f00:1]:80",      // NAT64 of 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]:80",   // NAT64 of 169.254.169.254
+        "http://[64:ff9b:1::a9fe:a9fe]:80", // local-use NAT64
+        "http://[2002:7f00:1::1]:80",       // 6to4 of 127.0.0.1
+        "http://[2002:a9fe:a9fe::1]:80",    // 6to4 of 169.254.169.254
+        "http://[64:ff9b::e000:1]:80",      // NAT64 of multicast 224.0.0.1
+        "http://[2002::1]:80",              // 6to4 of 0.0.0.0
+    ] {
+        let why = reason(resolve_binding(b, peer));
+        assert!(why.contains("NAT64 or 6to4"), "{b}: {why}");
+    }
+    // Ordinary translated addresses stay allowed.
+    for b in ["http://[64:ff9b::a00:5]:80", "http://[2002:a00:5::1]:80"] {
+        assert!(resolve_binding(b, peer).is_ok(), "{b}");
+    }
+}
+
+#[test]
 fn the_allow_list_applies_to_every_registered_address() {
     let allow: Vec<Cidr> = vec![
         "10.0.0.0/8".parse().expect("cidr"),
