@@ -119,3 +119,15 @@ fn fields_that_only_look_alike_are_kept() {
     let out = rewrite(buf, &UNTRUSTED);
     assert!(out.contains("X-Forwarded-Host: a\r\nForwarded-Ish: b\r\nX-Real-IPs: c\r\n"));
 }
+
+#[test]
+fn underscore_spellings_of_forwarding_fields_are_removed_from_untrusted_peers() {
+    // CGI-style backends read X_Forwarded_For as X-Forwarded-For.
+    let req = b"GET / HTTP/1.1\r\nHost: h\r\nX_Forwarded_For: 6.6.6.6\r\nx_real_ip: 6.6.6.6\r\n\
+        X_FORWARDED_PROTO: https\r\nX-Forwarded_For: 6.6.6.6\r\nX_Other: kept\r\n\r\n";
+    let out = rewrite(req, &UNTRUSTED);
+    assert!(!out.contains("6.6.6.6"), "{out}");
+    assert!(!out.contains("https"), "{out}");
+    assert!(out.contains("X_Other: kept\r\n"), "{out}");
+    assert!(out.contains("X-Forwarded-For: 10.0.0.9\r\n"), "{out}");
+}

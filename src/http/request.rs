@@ -33,10 +33,30 @@ fn is_forwarding_field(name: &str) -> bool {
     if !matches!(name.as_bytes().first(), Some(b'x' | b'X' | b'f' | b'F')) {
         return false;
     }
-    name.eq_ignore_ascii_case("x-forwarded-for")
-        || name.eq_ignore_ascii_case("x-forwarded-proto")
-        || name.eq_ignore_ascii_case("forwarded")
-        || name.eq_ignore_ascii_case("x-real-ip")
+    [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "forwarded",
+        "x-real-ip",
+    ]
+    .iter()
+    .any(|f| same_field_folding_underscores(name, f))
+}
+
+/// Whether `name` is the field `lower` (lower case, dashes), with `_` taken
+/// as `-`: CGI-style backends (WSGI, Rack, PHP) read `X_Forwarded_For` and
+/// `X-Forwarded-For` as the same variable, so a spelling with underscores
+/// must not slip a forged client address past the rewrite.
+fn same_field_folding_underscores(name: &str, lower: &str) -> bool {
+    name.len() == lower.len()
+        && name.bytes().zip(lower.bytes()).all(|(a, b)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            a == b
+        })
 }
 
 /// A parsed request head. Ranges index the input buffer given to
