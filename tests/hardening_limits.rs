@@ -339,3 +339,61 @@ fn per_ip_limit_counts_websocket_sessions_and_closes_tls_silently() {
     }
     cert.cleanup();
 }
+
+#[test]
+fn refused_connections_hold_no_global_slot_while_answered() {
+    let a = echo("a");
+    let lb = serve(
+        &[&a],
+        &[
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--max-connections-per-ip",
+            "2",
+        ],
+    );
+    let mut held: Vec<HttpConn> = (0..2).map(|_| HttpConn::connect(lb.http())).collect();
+    for c in &mut held {
+        assert_eq!(c.get("/").status, 200);
+    }
+    // Refused clients that read their 429 and then keep the socket open:
+    // the balancer lingers a little on each before closing it.
+    let mut refused = Vec::new();
+    for _ in 0..10 {
+        let mut c = HttpConn::connect(lb.http());
+        let r = c.read_response(false).expect("a 429, not a reset");
+        assert_eq!(r.status, 429);
+        refused.push(c);
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&get(lb.addr("admin"), "/api/status").text()).expect("json");
+    assert_eq!(
+        status["open_connections"], 2,
+        "refused connections counted against --max-connections: {status}"
+    );
+}
+
+#[test]
+fn trusted_proxies_are_exempt_from_the_per_ip_limit() {
+    let a = echo("a");
+    let lb = serve(
+        &[&a],
+        &[
+            "--max-connections-per-ip",
+            "1",
+            "--trusted-proxies",
+            "127.0.0.2/32",
+        ],
+    );
+    let mut proxied: Vec<TcpStream> = (0..3)
+        .map(|_| connect_from("127.0.0.2", lb.http()))
+        .collect();
+    let mut direct = HttpConn::connect(lb.http());
+    assert_eq!(direct.get("/").status, 200);
+    assert_eq!(status_of_get(connect_from("127.0.0.1", lb.http())), "429");
+    for s in proxied.drain(..) {
+        assert_eq!(status_of_get(s), "200", "a trusted proxy's connection");
+    }
+}

@@ -5,6 +5,7 @@ pub mod conns;
 pub mod listener;
 pub mod notify;
 pub mod per_ip;
+mod refuse;
 pub mod throttle;
 pub mod worker;
 

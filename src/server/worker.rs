@@ -2,7 +2,7 @@
 //! the legacy driver where io_uring is unavailable), accepting on its own
 //! SO_REUSEPORT listeners and serving every connection it accepts.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use monoio::io::AsyncWriteRent;
 use monoio::net::{TcpListener, TcpStream};
 
 use super::conns::{ConnCommand, ConnKind, ConnTable};
@@ -19,9 +18,7 @@ use super::notify::{LocalEvent, Phase};
 use super::throttle::Throttle;
 use super::Shared;
 use crate::balance::{LocalPool, Picker};
-use crate::http::error_response;
 use crate::proxy::backend::IdlePool;
-use crate::proxy::io::{drain_briefly, write_static};
 
 /// Everything a connection task of this worker can reach.
 pub struct WorkerCtx {
@@ -35,6 +32,8 @@ pub struct WorkerCtx {
     pub tls: Option<monoio_rustls::TlsAcceptor>,
     /// Throttles warnings about local resource exhaustion.
     pub exhaustion_log: Throttle,
+    /// Connections refused over the per-IP limit that are being answered.
+    pub refusing: Cell<usize>,
     /// Throttles warnings about clients over `--max-connections-per-ip`.
     pub per_ip_log: Throttle,
 }
@@ -153,6 +152,7 @@ async fn worker_main(
         draining: LocalEvent::new(),
         tls,
         exhaustion_log: Throttle::new(1000),
+        refusing: Cell::new(0),
         per_ip_log: Throttle::new(1000),
         shared,
     });
@@ -311,13 +311,18 @@ async fn serve_accepted(
     // The control listener is exempt from the per-IP limit: its callers are
     // backend agents presenting a token, and many may share one address
     // (containers on one host, NAT). It stays under --max-connections.
-    if let (Some(limit), false) = (
-        ctx.shared.cfg.max_connections_per_ip,
-        kind == ListenerKind::Control,
-    ) {
+    // Peers in --trusted-proxies are exempt too: every client behind such a
+    // proxy arrives from its address.
+    let exempt = kind == ListenerKind::Control
+        || crate::config::cidr_list_contains(&ctx.shared.cfg.trusted_proxies, peer.ip());
+    if let (Some(limit), false) = (ctx.shared.cfg.max_connections_per_ip, exempt) {
         let ip = peer.ip().to_canonical();
         if !ctx.shared.per_ip.try_acquire(ip, limit) {
-            refuse_over_ip_limit(&ctx, stream, ip, limit, kind).await;
+            // A refused connection does not hold a --max-connections slot
+            // while it is answered: otherwise one address opening refused
+            // connections fast would keep everyone else out.
+            drop(permit);
+            super::refuse::refuse_over_ip_limit(&ctx, stream, ip, limit, kind).await;
             return;
         }
         permit.per_ip = Some(ip);
@@ -332,43 +337,6 @@ async fn serve_accepted(
         ListenerKind::Tls => Box::pin(serve_tls(ctx, stream, peer)).await,
     }
 }
-
-/// A client whose address already has `limit` connections open: on a plain
-/// listener a 429 without reading the request, on TLS a plain close (a 429
-/// would need a handshake first, which is the cost being refused).
-async fn refuse_over_ip_limit(
-    ctx: &WorkerCtx,
-    mut stream: TcpStream,
-    ip: IpAddr,
-    limit: usize,
-    kind: ListenerKind,
-) {
-    ctx.shared.per_ip_refused.fetch_add(1, Ordering::Relaxed);
-    if let Some(held) = ctx.per_ip_log.allow() {
-        tracing::warn!(
-            worker = ctx.index,
-            %ip,
-            limit,
-            held,
-            "client address at --max-connections-per-ip: connection refused"
-        );
-    }
-    if kind == ListenerKind::Plain {
-        let answered = monoio::time::timeout(
-            REFUSAL_GRACE,
-            write_static(&mut stream, error_response(429)),
-        )
-        .await;
-        if matches!(answered, Ok(Ok(()))) {
-            let _ = stream.shutdown().await;
-            drain_briefly(&mut stream, 16 * 1024, REFUSAL_GRACE).await;
-        }
-    }
-}
-
-/// How long a refused connection may take to be answered, and then to be
-/// drained before it is closed.
-const REFUSAL_GRACE: Duration = Duration::from_millis(250);
 
 /// The TLS handshake (with the client header timeout), then the client.
 async fn serve_tls(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {

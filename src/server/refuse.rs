@@ -1,0 +1,68 @@
+//! Connections refused at accept because their address is at
+//! `--max-connections-per-ip`: a 429 on plain listeners, written without
+//! reading the request and bounded in time and in number per worker.
+
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use monoio::io::AsyncWriteRent;
+use monoio::net::TcpStream;
+
+use super::listener::ListenerKind;
+use super::worker::WorkerCtx;
+use crate::http::error_response;
+use crate::proxy::io::{drain_briefly, write_static};
+
+/// A client whose address already has `limit` connections open: on a plain
+/// listener a 429 without reading the request, on TLS a plain close (a 429
+/// would need a handshake first, which is the cost being refused).
+pub(super) async fn refuse_over_ip_limit(
+    ctx: &WorkerCtx,
+    mut stream: TcpStream,
+    ip: IpAddr,
+    limit: usize,
+    kind: ListenerKind,
+) {
+    ctx.shared.per_ip_refused.fetch_add(1, Ordering::Relaxed);
+    if let Some(held) = ctx.per_ip_log.allow() {
+        tracing::warn!(
+            worker = ctx.index,
+            %ip,
+            limit,
+            held,
+            "client address at --max-connections-per-ip: connection refused"
+        );
+    }
+    // Answering takes up to twice REFUSAL_GRACE: past MAX_REFUSING such
+    // answers at once on this worker, refused connections are just closed.
+    if kind == ListenerKind::Plain && ctx.refusing.get() < MAX_REFUSING {
+        ctx.refusing.set(ctx.refusing.get() + 1);
+        let _answering = RefusingGuard(&ctx.refusing);
+        let answered = monoio::time::timeout(
+            REFUSAL_GRACE,
+            write_static(&mut stream, error_response(429)),
+        )
+        .await;
+        if matches!(answered, Ok(Ok(()))) {
+            let _ = stream.shutdown().await;
+            drain_briefly(&mut stream, 16 * 1024, REFUSAL_GRACE).await;
+        }
+    }
+}
+
+/// How long a refused connection may take to be answered, and then to be
+/// drained before it is closed.
+const REFUSAL_GRACE: Duration = Duration::from_millis(250);
+/// Refused connections being answered at once, per worker.
+const MAX_REFUSING: usize = 64;
+
+/// Counts one refused connection being answered, until dropped.
+struct RefusingGuard<'a>(&'a Cell<usize>);
+
+impl Drop for RefusingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
