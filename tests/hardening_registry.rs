@@ -356,3 +356,47 @@ fn an_unregistered_channel_cannot_linger_on_pings() {
     assert_eq!(code, Some(1008));
     assert!(start.elapsed() >= Duration::from_millis(500));
 }
+
+/// A control channel from a chosen loopback source address.
+fn channel_from(lb: &Proc, local: &str) -> WsConn<TcpStream> {
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let from: std::net::SocketAddr = format!("{local}:0").parse().expect("addr");
+    sock.bind(&from.into()).expect("bind");
+    sock.connect(&lb.http().into()).expect("connect");
+    let auth = format!("Bearer {TOKEN}");
+    let ch = WsConn::try_connect_on(
+        sock.into(),
+        "/_lb/register",
+        &[("Authorization", auth.as_str())],
+    )
+    .expect("control channel");
+    ch.set_read_timeout(Duration::from_secs(5));
+    ch
+}
+
+#[test]
+fn a_live_backend_id_cannot_be_taken_over_from_another_address() {
+    let lb = balancer(&["--allow-backend-cidr", "127.0.0.0/8"]);
+    let admin = lb.addr("admin");
+    let mut owner = channel_from(&lb, "127.0.0.1");
+    let reply = register(&mut owner, "shared", 9101, 1);
+    assert_eq!(reply["type"], "registered", "{reply}");
+    let mut thief = channel_from(&lb, "127.0.0.2");
+    assert!(thief.send_text(
+        &json!({"type": "register", "v": 1, "id": "shared", "bindings": [":9102"]}).to_string()
+    ));
+    let (message, code) = refusal(&mut thief);
+    assert!(message.contains("another address"), "{message}");
+    assert_eq!(code, Some(1008));
+    let b = backends(admin)
+        .into_iter()
+        .find(|b| b["id"] == "shared")
+        .expect("still registered");
+    assert_eq!(b["bindings"][0], "http://127.0.0.1:9101", "{b}");
+    // The backend itself reconnecting (same address) takes its id back.
+    let mut again = channel_from(&lb, "127.0.0.1");
+    let reply = register(&mut again, "shared", 9103, 1);
+    assert_eq!(reply["type"], "registered", "{reply}");
+    drop(owner);
+}

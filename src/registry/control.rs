@@ -252,10 +252,18 @@ fn handle_message(
                 resolved.push(resolve_binding_in(b, peer.ip(), allow).map_err(Done::Refused)?);
             }
             let urls: Vec<String> = resolved.iter().map(|(u, _)| u.clone()).collect();
+            if !shared
+                .control_hub
+                .claim(&id, session, peer.ip(), mailbox.clone())
+            {
+                return Err(Done::Refused(ProtocolError::IdHeldElsewhere(id)));
+            }
             match registry.register(&id, resolved.clone(), weight, metadata.clone()) {
-                RegisterOutcome::Rejected(e) => Err(Done::Refused(e)),
+                RegisterOutcome::Rejected(e) => {
+                    shared.control_hub.detach(&id, session);
+                    Err(Done::Refused(e))
+                }
                 RegisterOutcome::New | RegisterOutcome::Reregistered => {
-                    shared.control_hub.attach(&id, session, mailbox.clone());
                     *current = Some(Registration {
                         id: id.clone(),
                         bindings: resolved,

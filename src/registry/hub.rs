@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::future::poll_fn;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -46,7 +47,14 @@ impl Mailbox {
 #[derive(Default)]
 pub struct ControlHub {
     next_session: AtomicU64,
-    sessions: Mutex<HashMap<String, (u64, Arc<Mailbox>)>>,
+    sessions: Mutex<HashMap<String, Owner>>,
+}
+
+/// The session speaking for a backend id, and where it connected from.
+struct Owner {
+    session: u64,
+    peer: IpAddr,
+    mailbox: Arc<Mailbox>,
 }
 
 impl ControlHub {
@@ -59,10 +67,28 @@ impl ControlHub {
         self.next_session.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Session `session` now speaks for `id` (replacing an older one).
-    pub fn attach(&self, id: &str, session: u64, mailbox: Arc<Mailbox>) {
+    /// Session `session`, connected from `peer`, now speaks for `id`. An
+    /// older session of the same id is replaced only when it came from the
+    /// same address (the backend reconnecting): a token holder elsewhere
+    /// cannot take over a live backend's id and send its traffic to itself.
+    /// False (and nothing changed) when another address holds the id.
+    pub fn claim(&self, id: &str, session: u64, peer: IpAddr, mailbox: Arc<Mailbox>) -> bool {
+        let peer = peer.to_canonical();
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        s.insert(id.to_string(), (session, mailbox));
+        if let Some(owner) = s.get(id) {
+            if owner.session != session && owner.peer != peer {
+                return false;
+            }
+        }
+        s.insert(
+            id.to_string(),
+            Owner {
+                session,
+                peer,
+                mailbox,
+            },
+        );
+        true
     }
 
     /// Removes `id` if `session` still speaks for it; returns whether it did
@@ -70,7 +96,7 @@ impl ControlHub {
     pub fn detach(&self, id: &str, session: u64) -> bool {
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         match s.get(id) {
-            Some((owner, _)) if *owner == session => {
+            Some(owner) if owner.session == session => {
                 s.remove(id);
                 true
             }
@@ -82,8 +108,8 @@ impl ControlHub {
     pub fn send(&self, id: &str, msg: ServerMessage) -> bool {
         let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         match s.get(id) {
-            Some((_, mb)) => {
-                mb.push(msg);
+            Some(owner) => {
+                owner.mailbox.push(msg);
                 true
             }
             None => false,
@@ -99,15 +125,32 @@ impl ControlHub {
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
     #[test]
     fn newer_session_survives_older_detach() {
         let hub = ControlHub::new();
         let (a, b) = (hub.new_session(), hub.new_session());
-        hub.attach("x", a, Arc::new(Mailbox::default()));
-        hub.attach("x", b, Arc::new(Mailbox::default()));
+        let here = ip("10.0.0.1");
+        assert!(hub.claim("x", a, here, Arc::new(Mailbox::default())));
+        assert!(hub.claim("x", b, here, Arc::new(Mailbox::default())));
         assert!(!hub.detach("x", a));
         assert!(hub.send("x", ServerMessage::Drain));
         assert!(hub.detach("x", b));
         assert!(!hub.send("x", ServerMessage::Drain));
+    }
+
+    #[test]
+    fn another_address_cannot_take_a_live_id() {
+        let hub = ControlHub::new();
+        let (a, b, c) = (hub.new_session(), hub.new_session(), hub.new_session());
+        assert!(hub.claim("x", a, ip("10.0.0.1"), Arc::new(Mailbox::default())));
+        assert!(!hub.claim("x", b, ip("10.0.0.2"), Arc::new(Mailbox::default())));
+        // The mapped form of the owner's address is the owner.
+        assert!(hub.claim("x", c, ip("::ffff:10.0.0.1"), Arc::new(Mailbox::default())));
+        assert!(hub.detach("x", c));
+        assert!(hub.claim("x", b, ip("10.0.0.2"), Arc::new(Mailbox::default())));
     }
 }

@@ -57,6 +57,11 @@ pub enum ProtocolError {
     BadWeight(u64),
     #[error("backend id {0:?} is already a static backend")]
     IdInUse(String),
+    #[error(
+        "backend id {0:?} is held by a live control channel from another address; \
+         it can be taken over once that channel ends or its heartbeat expires"
+    )]
+    IdHeldElsewhere(String),
     #[error("the balancer is full: at most {0} backends (--max-backends), static ones included")]
     TooManyBackends(usize),
     #[error("binary frames are not supported on the control channel; send JSON text")]

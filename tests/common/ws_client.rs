@@ -164,14 +164,22 @@ impl WsConn<TcpStream> {
 
     /// Upgrades an already connected socket (one with custom socket
     /// options) to `ws://.../`; panics unless 101.
-    pub fn connect_on(mut s: TcpStream) -> Self {
+    pub fn connect_on(s: TcpStream) -> Self {
+        Self::try_connect_on(s, "/", &[]).unwrap_or_else(|r| panic!("upgrade refused: {r:?}"))
+    }
+
+    /// Upgrades an already connected socket to `path` with extra headers.
+    pub fn try_connect_on(
+        mut s: TcpStream,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Self, Refused> {
         s.set_read_timeout(Some(READ_TIMEOUT)).ok();
         s.set_write_timeout(Some(READ_TIMEOUT)).ok();
         s.set_nodelay(true).ok();
         let sock = s.try_clone().expect("clone socket");
-        let rest =
-            upgrade_on(&mut s, "/", &[]).unwrap_or_else(|r| panic!("upgrade refused: {r:?}"));
-        Self::over(s, sock, Role::Client, rest)
+        let rest = upgrade_on(&mut s, path, extra)?;
+        Ok(Self::over(s, sock, Role::Client, rest))
     }
 
     /// Answers one upgrade on an accepted socket (fake backend side).
