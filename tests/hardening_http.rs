@@ -232,6 +232,22 @@ fn switching_protocols_with_a_wrong_accept_key_is_502() {
 }
 
 #[test]
+fn websocket_upgrade_expecting_100_continue_is_400() {
+    // An upgrade has no body: `Expect` on one is refused, so the bytes the
+    // client sends right after the head (a frame) are never lost.
+    let e = echo("alpha");
+    let lb = serve(&[&e], &["--workers", "1"]);
+    let head =
+        String::from_utf8_lossy(WS_UPGRADE).replace("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n");
+    let mut conn = HttpConn::connect(lb.http());
+    // The head, then a masked text frame "hi" at once.
+    conn.send(head.as_bytes());
+    conn.send(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+    let r = conn.read_response(false).expect("an answer");
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+#[test]
 fn silent_connection_is_closed_after_the_header_timeout() {
     let e = echo("alpha");
     let lb = serve(

@@ -153,15 +153,16 @@ impl IdlePool {
 
     /// The most recently parked connection to `addr` that is young enough
     /// and that the backend has not closed meanwhile. The liveness peek (a
-    /// syscall) is skipped for a request that can be replayed on a fresh
-    /// connection anyway, unless the connection sat idle a while.
-    pub fn take(&self, addr: SocketAddr, replayable: bool) -> Option<BackendConn> {
+    /// syscall) is skipped for a request that is safe to send twice (buffered
+    /// whole and idempotent: it is replayed on a fresh connection anyway),
+    /// unless the connection sat idle a while.
+    pub fn take(&self, addr: SocketAddr, replay_safe: bool) -> Option<BackendConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         let now = now_ms();
         while let Some(mut conn) = list.pop() {
             let idle_ms = now.saturating_sub(conn.idle_since_ms);
-            let check = !replayable || idle_ms >= PEEK_AFTER_IDLE_MS;
+            let check = !replay_safe || idle_ms >= PEEK_AFTER_IDLE_MS;
             if idle_ms < self.max_idle_ms && (!check || conn.still_open()) {
                 conn.reused = true;
                 return Some(conn);

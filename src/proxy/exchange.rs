@@ -10,11 +10,12 @@ use std::task::Poll;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::time::Instant;
 
 use super::client_write::ClientWriter;
 use super::io::{write_vec, ReadBuf};
-use super::request_body::{pump_request, BodyDeadline, RequestStop};
-use super::response_relay::pump_response;
+use super::request_body::{pump_request, BodyDeadline, BodyPump, RequestStop};
+use super::response_relay::{pump_response, Progress};
 use crate::http::{BodyKind, BodyTracker, Limits, Method, ParsedRequest};
 use crate::server::notify::LocalEvent;
 use crate::ws::handshake::accept_key;
@@ -40,7 +41,13 @@ pub enum ExchangeError {
     /// The backend closed or reset before sending a byte back (nothing was
     /// sent to the client).
     ClosedEarly,
-    /// No answer in time.
+    /// The backend closed or reset before answering while the request body
+    /// was still streaming from the client (nothing was sent to the
+    /// client): 502 and close, no retry, and the backend is not blamed (it
+    /// may have given up on a slow client).
+    ClosedDuringBody,
+    /// No answer in time, or the backend took none of the request body for
+    /// the backend timeout.
     Timeout { response_started: bool },
     /// The backend broke off or sent something that is not HTTP.
     Failed {
@@ -59,7 +66,10 @@ pub enum ExchangeError {
 #[derive(Clone, Copy)]
 pub struct ExchangeOpts<'a> {
     pub limits: Limits,
+    /// Longest wait for the response head once the request went whole (or
+    /// for each body write the backend does not take, while it streams).
     pub head_timeout: Duration,
+    /// Longest wait for each read once the response started.
     pub read_timeout: Duration,
     /// Longest wait for one read of the request body (the writes toward
     /// the client are bounded by their `ClientWriter`).
@@ -132,37 +142,43 @@ where
     send.extend_from_slice(head);
     let start = req.head_len;
     send.extend_from_slice(&client_buf.data()[start..start + buffered_body]);
-    let (res, send) = write_vec(backend_w, send).await;
-    *scratch = send;
-    // A failed write is a closed connection, or a backend that answered
-    // before reading: its response (if any) still decides.
-    let head_sent = res.is_ok();
 
+    // Since when the backend owes progress (taking the request or
+    // answering): the response side's reads wait at most the backend
+    // timeout past it; `None` while the backend waits on the client's body
+    // (whose own deadline bounds that wait). One timer serves both sides.
+    let backend_due = Cell::new(Some(Instant::now()));
+    let head_sent = Cell::new(false);
+    let started = Cell::new(false);
     let mut request_tracker = BodyTracker::new(req.body);
     let request = async {
+        let (res, send) = write_vec(backend_w, send).await;
+        *scratch = send;
+        // A failed write is a closed connection, or a backend that answered
+        // before reading: its response (if any) still decides.
+        if res.is_err() {
+            return Err(RequestStop::BackendStopped);
+        }
+        head_sent.set(true);
         if replayable {
             return Ok(());
-        }
-        if !head_sent {
-            return Err(RequestStop::BackendStopped);
         }
         // Re-scan what was sent so the tracker knows where the body stands.
         let sent = request_tracker
             .scan(&client_buf.data()[start..start + buffered_body])
             .map_err(|_| RequestStop::ClientGone)?;
         client_buf.consume(start + sent.consumed);
-        pump_request(
-            client_r,
-            client_buf,
-            backend_w,
-            &mut request_tracker,
-            sent.consumed as u64,
-            opts.body_deadline,
-            opts.client_timeout,
-        )
-        .await
+        let body = BodyPump {
+            tracker: &mut request_tracker,
+            received: sent.consumed as u64,
+            deadline: opts.body_deadline,
+            idle: opts.client_timeout,
+            backend_due: &backend_due,
+            expect_continue: req.expect_continue,
+            continued: &started,
+        };
+        pump_request(client_r, client_buf, backend_w, body).await
     };
-    let started = Cell::new(false);
     let response = pump_response(
         client_w,
         backend_r,
@@ -170,22 +186,31 @@ where
         req,
         resp_out,
         opts,
-        &started,
+        Progress {
+            started: &started,
+            backend_due: &backend_due,
+        },
         expected_accept.as_deref(),
     );
 
     let mut request = pin!(request);
     let mut response = pin!(response);
-    // The body went whole to the backend (for a replayable request, with
-    // the head).
-    let mut request_whole = replayable && head_sent;
+    // The head and the whole body went to the backend.
+    let mut request_whole = false;
     let mut request_pending = true;
     let outcome = poll_fn(|cx| {
         if request_pending {
             if let Poll::Ready(r) = request.as_mut().poll(cx) {
                 request_pending = false;
+                // Nothing more to send: the backend owes the answer from
+                // now on (the response is polled right below, and arms its
+                // timer on this). A request sent in one write keeps the
+                // due time of its start: no timer moves on the hot path.
+                if !(replayable && r.is_ok()) {
+                    backend_due.set(Some(Instant::now()));
+                }
                 match r {
-                    Ok(()) => request_whole = head_sent,
+                    Ok(()) => request_whole = true,
                     Err(RequestStop::BackendStopped) => {}
                     Err(RequestStop::ClientGone) => {
                         return Poll::Ready(Err(ExchangeError::ClientGone))
@@ -225,6 +250,12 @@ where
                 backend_reusable: backend_reusable && request_whole && !body_may_be_unread,
                 client_keep_alive: client_keep_alive && request_whole,
             })
+        }
+        // Closed while the client's body was still coming: many backends
+        // do that at their own body timeout, so a slow client must not get
+        // the backend blamed (nor the request replayed).
+        Err(ExchangeError::ClosedEarly) if !replayable && head_sent.get() && !request_whole => {
+            Err(ExchangeError::ClosedDuringBody)
         }
         other => other,
     }

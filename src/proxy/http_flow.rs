@@ -115,7 +115,12 @@ pub fn check_handshake<S: AsyncWriteRent>(
     req: &ParsedRequest,
 ) -> Result<(), u16> {
     let data = client.buf.data();
-    if req.method != Method::Get || req.minor_version < 1 || req.body != BodyKind::Empty {
+    // An upgrade has no body, so nothing to expect a 100 Continue for.
+    if req.method != Method::Get
+        || req.minor_version < 1
+        || req.body != BodyKind::Empty
+        || req.expect_continue
+    {
         return Err(400);
     }
     match req.ws_version.clone().map(|r| &data[r]) {
@@ -178,6 +183,12 @@ where
     let mut tried = Tried::default();
     let mut last_status = 503;
     let upgrade = req.upgrade_websocket;
+    let idempotent = req.method.is_idempotent();
+    // A pooled connection the backend had closed earns one retry that
+    // --max-retries does not count; after it the request only takes fresh
+    // connections (the rest of that pool is suspect, and a request that
+    // makes the backend close must not be replayed once per pooled one).
+    let mut stale_retried = false;
     loop {
         if tried.count() > cfg.max_retries {
             break;
@@ -187,10 +198,11 @@ where
         };
         tried.push(idx);
         let guard = backend.stats.begin();
-        let pooled = if upgrade {
+        let pooled = if upgrade || stale_retried {
             None
         } else {
-            ctx.idle.take(backend.addr, replayable)
+            // Only a request that may be sent twice skips the liveness peek.
+            ctx.idle.take(backend.addr, replayable && idempotent)
         };
         let mut conn: BackendConn = match pooled {
             Some(c) => c,
@@ -274,19 +286,21 @@ where
                     guard,
                 });
             }
-            Err(ExchangeError::ClosedEarly)
-                if replayable && (conn.reused || req.method.is_idempotent()) =>
-            {
-                // A pooled connection the backend had closed, or an
-                // idempotent request: safe to send again.
+            Err(ExchangeError::ClosedEarly) if replayable && conn.reused && !stale_retried => {
+                // A pooled connection the backend had closed: not this
+                // backend's fault, and not counted; once, on a fresh one.
+                tracing::debug!(backend = %backend.id, "retrying on a fresh connection");
+                stale_retried = true;
+                tried = retry_same(tried, idx);
+                last_status = 502;
+                continue;
+            }
+            Err(ExchangeError::ClosedEarly) if replayable && idempotent => {
+                // Safe to send again: a counted retry.
                 if !conn.reused {
                     record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
                 }
-                tracing::debug!(backend = %backend.id, reused = conn.reused, "retrying request");
-                if conn.reused {
-                    // Not this backend's fault: allow it again.
-                    tried = retry_same(tried, idx);
-                }
+                tracing::debug!(backend = %backend.id, "retrying request");
                 last_status = 502;
                 continue;
             }
@@ -315,6 +329,13 @@ where
                 if !conn.reused {
                     record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
                 }
+                client.answer(502, cfg.idle_timeout).await;
+                return RequestEnd::Close;
+            }
+            Err(ExchangeError::ClosedDuringBody) => {
+                // Maybe its own body timeout with a slow client: no blame,
+                // and the body cannot be sent again anyway.
+                tracing::debug!(backend = %backend.id, "backend closed during the request body");
                 client.answer(502, cfg.idle_timeout).await;
                 return RequestEnd::Close;
             }

@@ -1,7 +1,9 @@
 //! The request-body half of an exchange: streams the client's body to the
 //! backend under the body deadline (a grace time plus what the bytes
-//! received so far buy at the minimum rate), and says which side stopped.
+//! received so far buy at the minimum rate), and says which side stopped;
+//! each write toward the backend sets the backend's due time.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
@@ -47,26 +49,54 @@ pub enum RequestStop {
     BackendStopped,
 }
 
-/// Streams the rest of a request body from the client to the backend.
-/// `received` is what the tracker already saw of the body (sent with the
-/// head). Each read waits at most until the body deadline and at most
-/// `idle` (a stall after fast bytes earned a far deadline).
+/// Where a streamed body stands and what bounds it.
+pub struct BodyPump<'a> {
+    pub tracker: &'a mut BodyTracker,
+    /// What the tracker already saw of the body (sent with the head).
+    pub received: u64,
+    pub deadline: BodyDeadline,
+    /// Longest wait for one read from the client.
+    pub idle: Duration,
+    /// Since when the backend owes progress: set when a write toward it
+    /// starts (the exchange's timer ends a write the backend does not take
+    /// within the backend timeout), `None` while waiting on the client.
+    pub backend_due: &'a Cell<Option<Instant>>,
+    /// The client sent `Expect: 100-continue`: until a 1xx went out
+    /// (`continued`) or a body byte came, the backend owes that answer and
+    /// its due time stands while the client is waited on.
+    pub expect_continue: bool,
+    pub continued: &'a Cell<bool>,
+}
+
+/// Streams the rest of a request body from the client to the backend. Each
+/// read waits at most until the body deadline and at most `idle` (a stall
+/// after fast bytes earned a far deadline). Writes go in pieces of at most
+/// [`CHUNK`] bytes, each re-arming the backend's due time.
 pub async fn pump_request<CR, BW>(
     client_r: &mut CR,
     client_buf: &mut ReadBuf,
     backend_w: &mut BW,
-    tracker: &mut BodyTracker,
-    mut received: u64,
-    deadline: BodyDeadline,
-    idle: Duration,
+    body: BodyPump<'_>,
 ) -> Result<(), RequestStop>
 where
     CR: AsyncReadRent,
     BW: AsyncWriteRent,
 {
+    let BodyPump {
+        tracker,
+        mut received,
+        deadline,
+        idle,
+        backend_due,
+        expect_continue,
+        continued,
+    } = body;
     let start = Instant::now();
     while !tracker.is_done() {
         if client_buf.is_empty() {
+            if !(expect_continue && received == 0 && !continued.get()) {
+                backend_due.set(None);
+            }
             let now = Instant::now();
             let until = deadline.at(start, received).min(now + idle);
             let read = client_buf.read_from(client_r, CHUNK);
@@ -79,14 +109,20 @@ where
         let p = tracker
             .scan(client_buf.data())
             .map_err(|_| RequestStop::ClientGone)?;
-        let buf = std::mem::take(&mut client_buf.buf);
-        let pos = client_buf.pos;
-        let (res, buf) = write_range(backend_w, buf, pos, pos + p.consumed).await;
-        client_buf.buf = buf;
-        if res.is_err() {
-            return Err(RequestStop::BackendStopped);
+        let mut left = p.consumed;
+        while left > 0 {
+            let n = left.min(CHUNK);
+            backend_due.set(Some(Instant::now()));
+            let buf = std::mem::take(&mut client_buf.buf);
+            let pos = client_buf.pos;
+            let (res, buf) = write_range(backend_w, buf, pos, pos + n).await;
+            client_buf.buf = buf;
+            if res.is_err() {
+                return Err(RequestStop::BackendStopped);
+            }
+            client_buf.consume(n);
+            left -= n;
         }
-        client_buf.consume(p.consumed);
         received = received.saturating_add(p.consumed as u64);
     }
     Ok(())

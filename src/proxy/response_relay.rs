@@ -2,13 +2,19 @@
 //! (interim 1xx heads, a 101 that must answer a real WebSocket upgrade with
 //! the right accept key) and relays the body to the client, noting when the
 //! first byte went to the client (after that no error answer may be sent).
+//! Backend reads wait the backend timeout past a due time the request side
+//! moves (its body writes, its end), never re-issuing a read to re-arm it.
 //! Every write toward the client is bounded (see client_write.rs): a client
 //! that stops reading ends the exchange as `ClientGone`.
 
 use std::cell::Cell;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::time::{Instant, Sleep};
 
 use super::client_write::ClientWriter;
 use super::exchange::{has_header, ExchangeEnd, ExchangeError, ExchangeOpts, CHUNK};
@@ -18,22 +24,67 @@ use crate::http::{parse_response, BodyKind, BodyTracker, ParsedRequest, ParsedRe
 /// Small bodies ride in the same write as their head.
 const COALESCE_LIMIT: usize = 4096;
 
+/// What the response side shares with the request side of its exchange.
+#[derive(Clone, Copy)]
+pub struct Progress<'a> {
+    /// Turns true just before the first byte is written to the client.
+    pub started: &'a Cell<bool>,
+    /// Since when the backend owes progress (see `exchange`); `None` while
+    /// it waits on the client's body.
+    pub backend_due: &'a Cell<Option<Instant>>,
+}
+
+/// Reads once from the backend. The wait ends `timeout` after the later of
+/// this read's start and the backend's due time, a time the request side
+/// may move (or clear) while the read is pending: the read itself is never
+/// dropped and re-issued to re-arm the timer (with io_uring, bytes that
+/// already arrived would go with it).
 async fn read_backend<BR: AsyncReadRent>(
     backend_r: &mut BR,
     buf: &mut ReadBuf,
     timeout: Duration,
-    started: bool,
+    progress: Progress<'_>,
 ) -> Result<usize, ExchangeError> {
-    match monoio::time::timeout(timeout, buf.read_from(backend_r, CHUNK)).await {
-        Ok(Ok(n)) => Ok(n),
-        Ok(Err(_)) => Err(ExchangeError::Failed {
+    let read_start = Instant::now();
+    let mut read = pin!(buf.read_from(backend_r, CHUNK));
+    let mut sleep = pin!(None::<Sleep>);
+    let res = poll_fn(|cx| {
+        if let Poll::Ready(r) = read.as_mut().poll(cx) {
+            return Poll::Ready(Some(r));
+        }
+        // Waiting on the client's body: its deadline bounds this wait.
+        let Some(due) = progress.backend_due.get() else {
+            return Poll::Pending;
+        };
+        let at = deadline_after(due.max(read_start), timeout);
+        match sleep.as_mut().as_pin_mut() {
+            Some(s) if s.deadline() != at => s.reset(at),
+            Some(_) => {}
+            None => sleep.set(Some(monoio::time::sleep_until(at))),
+        }
+        match sleep.as_mut().as_pin_mut().map(|s| s.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
+    })
+    .await;
+    let started = progress.started.get();
+    match res {
+        Some(Ok(n)) => Ok(n),
+        Some(Err(_)) => Err(ExchangeError::Failed {
             response_started: started,
             detail: "backend connection reset",
         }),
-        Err(_) => Err(ExchangeError::Timeout {
+        None => Err(ExchangeError::Timeout {
             response_started: started,
         }),
     }
+}
+
+/// `from + timeout`, or a year from `from` past what the clock can hold.
+fn deadline_after(from: Instant, timeout: Duration) -> Instant {
+    from.checked_add(timeout)
+        .unwrap_or_else(|| from + Duration::from_secs(365 * 24 * 3600))
 }
 
 async fn send_client<CW: AsyncWriteRent>(
@@ -64,8 +115,8 @@ async fn send_client_range<CW: AsyncWriteRent>(
     Ok(())
 }
 
-/// Reads the response and relays it to the client. `started` turns true
-/// just before the first byte is written to the client. `expected_accept`
+/// Reads the response and relays it to the client (see [`Progress`] for
+/// what it shares with the request side). `expected_accept`
 /// is the `Sec-WebSocket-Accept` a 101 must carry (None: the request was not
 /// an upgrade, and a 101 is a protocol violation).
 #[allow(clippy::too_many_arguments)]
@@ -76,13 +127,14 @@ pub async fn pump_response<CW, BR>(
     req: &ParsedRequest,
     resp_out: &mut Vec<u8>,
     opts: ExchangeOpts<'_>,
-    started: &Cell<bool>,
+    progress: Progress<'_>,
     expected_accept: Option<&str>,
 ) -> Result<ExchangeEnd, ExchangeError>
 where
     CW: AsyncWriteRent,
     BR: AsyncReadRent,
 {
+    let started = progress.started;
     let failed = |detail| ExchangeError::Failed {
         response_started: started.get(),
         detail,
@@ -105,7 +157,7 @@ where
             } else {
                 opts.head_timeout
             };
-            let n = read_backend(backend_r, buf, timeout, started.get()).await;
+            let n = read_backend(backend_r, buf, timeout, progress).await;
             match n {
                 Ok(0) | Err(ExchangeError::Failed { .. }) if !received => {
                     return Err(ExchangeError::ClosedEarly)
@@ -146,7 +198,7 @@ where
             send_client_range(client_w, buf, first.consumed).await?;
         }
         while !tracker.is_done() {
-            let n = read_backend(backend_r, buf, opts.read_timeout, true).await?;
+            let n = read_backend(backend_r, buf, opts.read_timeout, progress).await?;
             if n == 0 {
                 if resp.body == BodyKind::UntilClose {
                     break;
@@ -213,6 +265,102 @@ mod tests {
             informational: false,
             upgrade,
         }
+    }
+
+    /// A reader whose one read completes with `b"x"` at `ready`; counts the
+    /// reads issued (a re-issued read would lose bytes with io_uring).
+    struct Slow {
+        ready: Instant,
+        reads: usize,
+    }
+
+    impl monoio::io::AsyncReadRent for Slow {
+        async fn read<T: monoio::buf::IoBufMut>(
+            &mut self,
+            mut buf: T,
+        ) -> monoio::BufResult<usize, T> {
+            self.reads += 1;
+            monoio::time::sleep_until(self.ready).await;
+            // SAFETY: IoBufMut guarantees `write_ptr` is valid for
+            // `bytes_total` (at least 1 here) bytes; one is written and
+            // marked initialised.
+            unsafe {
+                *buf.write_ptr() = b'x';
+                buf.set_init(1);
+            }
+            (Ok(1), buf)
+        }
+
+        async fn readv<T: monoio::buf::IoVecBufMut>(
+            &mut self,
+            buf: T,
+        ) -> monoio::BufResult<usize, T> {
+            (Ok(0), buf)
+        }
+    }
+
+    /// Runs one `read_backend` with `timeout` while `steps` (after each
+    /// delay) set the backend's due time: `Some(true)` to now, `Some(false)`
+    /// to none. Returns the result, the reads issued and the time taken.
+    fn read_with(
+        data_after: Duration,
+        timeout: Duration,
+        initial: bool,
+        steps: &[(Duration, bool)],
+    ) -> (Result<usize, ExchangeError>, usize, Duration) {
+        super::super::test_io::run(async {
+            let t0 = Instant::now();
+            let mut r = Slow {
+                ready: t0 + data_after,
+                reads: 0,
+            };
+            let mut buf = ReadBuf::with_capacity(64);
+            let started = Cell::new(false);
+            let due = Cell::new(initial.then_some(t0));
+            let progress = Progress {
+                started: &started,
+                backend_due: &due,
+            };
+            let steps = async {
+                for &(after, set) in steps {
+                    monoio::time::sleep_until(t0 + after).await;
+                    due.set(set.then(Instant::now));
+                }
+                std::future::pending::<()>().await
+            };
+            // As in `exchange`: the request side first, then the response.
+            let res = {
+                let mut steps = pin!(steps);
+                let mut read = pin!(read_backend(&mut r, &mut buf, timeout, progress));
+                poll_fn(|cx| {
+                    let _ = steps.as_mut().poll(cx);
+                    read.as_mut().poll(cx)
+                })
+                .await
+            };
+            (res, r.reads, t0.elapsed())
+        })
+    }
+
+    #[test]
+    fn the_backend_timeout_waits_for_the_request_side() {
+        let ms = Duration::from_millis;
+        // Due from the start: a plain timeout.
+        let (res, reads, took) = read_with(ms(400), ms(100), true, &[]);
+        assert!(matches!(res, Err(ExchangeError::Timeout { .. })), "{res:?}");
+        assert_eq!(reads, 1);
+        assert!(took < ms(300), "{took:?}");
+        // The body streams (no due time) well past the timeout, then is
+        // sent whole: the timeout runs from there.
+        let (res, reads, took) = read_with(ms(2000), ms(100), false, &[(ms(300), true)]);
+        assert!(matches!(res, Err(ExchangeError::Timeout { .. })), "{res:?}");
+        assert_eq!(reads, 1);
+        assert!(took >= ms(400) && took < ms(1500), "{took:?}");
+        // Each body write re-arms it; the one read sees the answer.
+        let steps = [(ms(80), true), (ms(160), true), (ms(240), true)];
+        let (res, reads, _) = read_with(ms(300), ms(100), true, &steps);
+        assert_eq!(res, Ok(1));
+        assert_eq!(reads, 1, "the read was re-issued");
     }
 
     #[test]

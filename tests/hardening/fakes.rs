@@ -1,10 +1,16 @@
 //! Fake backends and probes for the hardening tests: a keep-alive backend
-//! that reads or ignores request bodies, one that resets mid-response, a
-//! background body writer, and a count of a process's sockets to a port.
+//! that reads or ignores request bodies, one that resets mid-response, one
+//! that closes on a request it dies of, one with its own body timeout, one
+//! that never reads, a background body writer, and a count of a process's
+//! sockets to a port.
+
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::common::client::HttpConn;
 
@@ -18,6 +24,113 @@ pub fn keepalive_backend(reads_body: bool) -> SocketAddr {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
             std::thread::spawn(move || serve_keepalive(stream, reads_body));
+        }
+    });
+    addr
+}
+
+/// Runs `serve` on a thread for each connection of a new loopback listener.
+fn spawn_backend(serve: impl Fn(TcpStream) + Clone + Send + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    addr
+}
+
+/// Reads until a whole head is in `buf`; its length (with the blank line).
+fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(end + 4);
+        }
+        match stream.read(&mut tmp) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
+}
+
+fn content_length(head: &[u8]) -> usize {
+    String::from_utf8_lossy(head)
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// A keep-alive backend that answers each request 200 after 200 ms, except
+/// one for `/kill` (a query of death): it counts it in `kills` and closes
+/// without answering.
+pub fn killed_by_backend(kills: Arc<AtomicUsize>) -> SocketAddr {
+    spawn_backend(move |mut stream| {
+        let mut buf = Vec::new();
+        while let Some(end) = read_head(&mut stream, &mut buf) {
+            let line = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.clear();
+            if line.split(' ').nth(1) == Some("/kill") {
+                kills.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            if stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
+}
+
+/// A keep-alive backend with its own body timeout: a request whose
+/// `Content-Length` body is not whole `within` of its head gets the
+/// connection closed without an answer; others get 200 `ok`.
+pub fn body_timeout_backend(within: Duration) -> SocketAddr {
+    spawn_backend(move |mut stream| {
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 4096];
+        while let Some(end) = read_head(&mut stream, &mut buf) {
+            let len = content_length(&buf[..end]);
+            buf.drain(..end);
+            let until = Instant::now() + within;
+            while buf.len() < len {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+                    return;
+                }
+                match stream.read(&mut tmp) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                }
+            }
+            buf.drain(..len);
+            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            if stream.write_all(ok).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// A backend that accepts connections and never reads nor answers; they
+/// stay open as long as the test runs.
+pub fn silent_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
         }
     });
     addr
