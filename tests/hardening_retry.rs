@@ -188,3 +188,39 @@ fn a_backend_that_takes_no_body_and_never_answers_is_504() {
     let b = &common::admin::backends(lb.addr("admin"))[0];
     assert_eq!(b["failures_total"].as_u64(), Some(0), "{b}");
 }
+
+#[test]
+fn endless_interim_responses_end_the_exchange() {
+    // A backend that answers only with 1xx heads, many of them.
+    let mut reply = Vec::new();
+    for _ in 0..50 {
+        reply.extend_from_slice(b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n");
+    }
+    let raw = RawBackend::start(Box::leak(reply.into_boxed_slice()));
+    let url = raw.url();
+    let lb = serve(&[], &["--backend", &url, "--backend-timeout", "30s"]);
+    let started = Instant::now();
+    let mut conn = HttpConn::connect(lb.http());
+    conn.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut interim = 0;
+    while let Some(r) = conn.read_response(false) {
+        assert_eq!(r.status, 103, "only interim heads, then the close");
+        interim += 1;
+    }
+    assert!(interim <= 8, "{interim} interim responses relayed");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn no_interim_responses_to_an_http_1_0_client() {
+    let raw = RawBackend::start(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n\
+          HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    );
+    let url = raw.url();
+    let lb = serve(&[], &["--backend", &url]);
+    let mut conn = HttpConn::connect(lb.http());
+    conn.send(b"GET / HTTP/1.0\r\nHost: t\r\n\r\n");
+    let r = conn.read_response(false).expect("an answer");
+    assert_eq!(r.status, 200, "the 1xx is not for HTTP/1.0");
+}

@@ -115,6 +115,9 @@ async fn send_client_range<CW: AsyncWriteRent>(
     Ok(())
 }
 
+/// Interim (1xx) responses relayed for one request at most.
+const MAX_INTERIM_RESPONSES: usize = 8;
+
 /// Reads the response and relays it to the client (see [`Progress`] for
 /// what it shares with the request side). `expected_accept`
 /// is the `Sec-WebSocket-Accept` a 101 must carry (None: the request was not
@@ -140,6 +143,7 @@ where
         detail,
     };
     let mut received = !buf.is_empty();
+    let mut interim = 0;
     loop {
         resp_out.clear();
         let parsed = parse_response(
@@ -175,8 +179,17 @@ where
             resp.upgrade && has_header(&buf.data()[..resp.head_len], b"sec-websocket-extensions");
         buf.consume(resp.head_len);
         if resp.informational {
-            started.set(true);
-            send_client(client_w, resp_out).await?;
+            // A backend sending interim responses forever would hold the
+            // exchange with no end; a real one sends one or two.
+            interim += 1;
+            if interim > MAX_INTERIM_RESPONSES {
+                return Err(failed("backend sent too many interim (1xx) responses"));
+            }
+            // RFC 9110 section 15.2: no 1xx to an HTTP/1.0 client.
+            if req.minor_version >= 1 {
+                started.set(true);
+                send_client(client_w, resp_out).await?;
+            }
             continue;
         }
         if resp.upgrade {
