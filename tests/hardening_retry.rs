@@ -2,8 +2,9 @@
 //! connection earns one uncounted retry on a fresh connection (so a request
 //! that makes the backend close is not replayed once per pooled one), a
 //! backend that gives up on a slow client's body is not blamed, the
-//! backend timeout runs from the end of the request body, and a backend
-//! that takes none of a body is timed out.
+//! backend timeout runs from the end of the request body, a backend
+//! that takes none of a body is timed out, and interim responses are
+//! bounded (and never sent to an HTTP/1.0 client).
 
 mod common;
 #[path = "hardening/fakes.rs"]
