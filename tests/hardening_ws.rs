@@ -1,7 +1,8 @@
 //! Hardening of WebSocket sessions against peers that stop reading: a
 //! client that floods the echo backend through the balancer, then neither
 //! reads nor sends, must not hold its session (nor the backend's
-//! connection) open, in either relay mode.
+//! connection) open, in either relay mode; while one that reads slowly,
+//! and only reads, keeps it.
 
 mod common;
 
@@ -14,7 +15,9 @@ use common::client::get;
 use common::proc::{echo, serve, Proc};
 use common::ws_client::{Event, WsConn};
 use socket2::{Domain, Socket, Type};
-use wslb::ws::frame::OpCode;
+use wslb::ws::frame::{FrameLimits, OpCode};
+use wslb::ws::message::{Message, MessageReader};
+use wslb::ws::scanner::ScannerConfig;
 
 /// How long a stalled session may live at most before the test fails.
 const BOUND: Duration = Duration::from_secs(10);
@@ -254,5 +257,103 @@ fn a_backend_reset_while_the_client_streams_gets_the_client_1012() {
     assert!(
         codes.iter().all(|c| *c == Some(1012)),
         "close codes after backend resets: {codes:?}"
+    );
+}
+
+/// Reads at most `budget` bytes of what has arrived (waiting for none) and
+/// returns the messages they complete, answering pings.
+fn read_some(
+    ws: &mut WsConn<TcpStream>,
+    reader: &mut MessageReader,
+    budget: usize,
+) -> Vec<Message> {
+    let mut got = Vec::new();
+    let mut tmp = vec![0u8; 64 * 1024];
+    ws.set_read_timeout(Duration::from_millis(10));
+    while got.len() < budget {
+        let want = tmp.len().min(budget - got.len());
+        match ws.stream.read(&mut tmp[..want]) {
+            Ok(0) => panic!("the balancer ended the session"),
+            Ok(n) => got.extend_from_slice(&tmp[..n]),
+            Err(_) => break,
+        }
+    }
+    let (mut at, mut msgs) = (0, Vec::new());
+    while at < got.len() {
+        let (used, msg) = reader.feed(&got[at..]).expect("frames from the balancer");
+        at += used;
+        match msg {
+            Some(m) if m.opcode == OpCode::Ping => {
+                assert!(ws.send_frame(true, OpCode::Pong, &m.payload), "pong");
+                msgs.push(m);
+            }
+            Some(m) => msgs.push(m),
+            None if used == 0 => panic!("the reader took nothing"),
+            None => {}
+        }
+    }
+    msgs
+}
+
+#[test]
+fn a_client_reading_a_large_echo_slowly_is_not_taken_for_dead() {
+    // One 16 MiB message, echoed back as one frame, read at 256 KiB every
+    // 100 ms (6 s): the ping falls due mid-frame and waits for the frame's
+    // end, far past interval + pong timeout; the client only reads.
+    let e = echo("slow-reader");
+    let lb = lb_for(&e, &["--ws-mode", "inspect"]);
+    // An Internet-sized MSS: with loopback's 64 KiB one, the balancer's send
+    // buffer toward us grows to megabytes, and a ping written behind them
+    // would reach us a second later (no writer can see that queue drain).
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    s.set_mss(1460).expect("TCP_MAXSEG");
+    s.connect_timeout(&lb.http().into(), Duration::from_secs(5))
+        .expect("connect");
+    let mut ws = WsConn::connect_on(s.into());
+    let mut reader = MessageReader::new(ScannerConfig {
+        limits: FrameLimits::client(64 << 20),
+        max_message: 64 << 20,
+        validate_utf8: true,
+    });
+    let size = 16 << 20;
+    assert!(ws.send_binary(&vec![0x5a; size]), "send 16 MiB");
+    let start = Instant::now();
+    let (mut echoed, mut pings) = (None, 0);
+    while echoed.is_none() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no echo");
+        std::thread::sleep(Duration::from_millis(100));
+        for m in read_some(&mut ws, &mut reader, 256 << 10) {
+            match m.opcode {
+                OpCode::Ping => pings += 1,
+                OpCode::Binary => echoed = Some((m.payload.len(), start.elapsed())),
+                other => panic!("{other:?} {:?} during the echo", m.payload),
+            }
+        }
+    }
+    assert_eq!(echoed.map(|e| e.0), Some(size), "echo length");
+    // Idle, still answering pings: the session stays and still echoes.
+    let idle = Instant::now();
+    while idle.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(100));
+        for m in read_some(&mut ws, &mut reader, usize::MAX) {
+            assert_eq!(m.opcode, OpCode::Ping, "{m:?} while idle");
+            pings += 1;
+        }
+    }
+    assert!(ws.send_text("still here"), "send after the echo");
+    let mut back = Vec::new();
+    while back.is_empty() && idle.elapsed() < Duration::from_secs(10) {
+        back = read_some(&mut ws, &mut reader, usize::MAX);
+        back.retain(|m| m.opcode != OpCode::Ping);
+    }
+    assert_eq!(
+        back.first().map(|m| &m.payload[..]),
+        Some(&b"still here"[..])
+    );
+    assert!(pings >= 2, "pings: {pings}");
+    eprintln!(
+        "echo read in {:?}; {pings} pings answered",
+        echoed.map(|e| e.1)
     );
 }

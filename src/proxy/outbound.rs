@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use monoio::io::AsyncWriteRent;
+use monoio::time::Instant;
 
 use super::exchange::shutdown_quietly;
 use super::io::{write_range, LocalLock};
@@ -41,6 +42,11 @@ pub(super) struct Outbound<W> {
     /// stuck on one write (a peer that stopped reading) from a slow one.
     started: Cell<u64>,
     progress: Cell<u64>,
+    /// Writes that carried frames of our own (pings, closes) completed,
+    /// and when the last one did: a ping queued mid-frame is on the wire
+    /// only from then, so its pong can be expected only from then.
+    made_out: Cell<u64>,
+    made_out_at: Cell<Instant>,
 }
 
 impl<W: AsyncWriteRent> Outbound<W> {
@@ -56,6 +62,8 @@ impl<W: AsyncWriteRent> Outbound<W> {
             cut: Cell::new(false),
             started: Cell::new(0),
             progress: Cell::new(0),
+            made_out: Cell::new(0),
+            made_out_at: Cell::new(Instant::now()),
         }
     }
 
@@ -78,6 +86,18 @@ impl<W: AsyncWriteRent> Outbound<W> {
             self.progress.set(self.progress.get().wrapping_add(1));
         }
         (res.is_ok(), buf)
+    }
+
+    /// Writes `out`, frames of our own (with whatever was ahead of them),
+    /// and on success notes that and when they went out.
+    async fn write_made(&self, w: &mut W, out: Vec<u8>) -> bool {
+        let end = out.len();
+        let ok = self.write_tracked(w, out, 0, end).await.0;
+        if ok {
+            self.made_out.set(self.made_out.get().wrapping_add(1));
+            self.made_out_at.set(Instant::now());
+        }
+        ok
     }
 
     pub(super) fn mask_key(&self) -> Option<[u8; 4]> {
@@ -105,8 +125,7 @@ impl<W: AsyncWriteRent> Outbound<W> {
         self.at_boundary.set(boundary);
         if ok && boundary && !self.pending.borrow().is_empty() {
             let pending = std::mem::take(&mut *self.pending.borrow_mut());
-            let end = pending.len();
-            ok = self.write_tracked(&mut w, pending, 0, end).await.0;
+            ok = self.write_made(&mut w, pending).await;
         }
         (ok, buf)
     }
@@ -156,8 +175,7 @@ impl<W: AsyncWriteRent> Outbound<W> {
         let mut w = w;
         let mut out = std::mem::take(&mut *self.pending.borrow_mut());
         out.extend_from_slice(&frame);
-        let end = out.len();
-        self.write_tracked(&mut w, out, 0, end).await.0
+        self.write_made(&mut w, out).await
     }
 
     /// Fails this side with `code` once the other side's close reply is
@@ -182,6 +200,13 @@ impl<W: AsyncWriteRent> Outbound<W> {
         (self.cut.get(), self.started.get(), self.progress.get())
     }
 
+    /// How many writes carrying frames of our own completed, and when the
+    /// last one did: a count that moved means every frame made before it
+    /// moved is on the wire.
+    pub(super) fn made_out(&self) -> (u64, Instant) {
+        (self.made_out.get(), self.made_out_at.get())
+    }
+
     /// Whether a write was abandoned part way (or failed): the writer must
     /// not be used again.
     pub(super) fn is_cut(&self) -> bool {
@@ -199,8 +224,7 @@ impl<W: AsyncWriteRent> Outbound<W> {
         };
         if !self.cut.get() && self.at_boundary.get() && !self.pending.borrow().is_empty() {
             let out = std::mem::take(&mut *self.pending.borrow_mut());
-            let end = out.len();
-            let write = self.write_tracked(&mut w, out, 0, end);
+            let write = self.write_made(&mut w, out);
             let _ = Box::pin(monoio::time::timeout(CLOSE_WRITE_BOUND, write)).await;
         }
         if shut && !self.cut.get() {

@@ -1,8 +1,11 @@
 //! Scripted I/O for the relay's unit tests: writers that never complete,
-//! take everything, or fail, and a reader that hands out a script and then
-//! waits forever.
+//! take everything (at once or slowly), or fail, and a reader that hands
+//! out a script and then waits forever.
 
+use std::cell::RefCell;
 use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
@@ -15,6 +18,15 @@ pub struct Stuck;
 /// A writer that takes everything and keeps a copy.
 #[derive(Default)]
 pub struct Sink(pub Vec<u8>);
+
+/// A writer on a slow link: each write takes `delay`, then takes
+/// everything, keeping a copy in `got`; after `writes` writes, the peer
+/// stops reading and writes never complete.
+pub struct Slow {
+    pub delay: Duration,
+    pub writes: usize,
+    pub got: Rc<RefCell<Vec<u8>>>,
+}
 
 /// A writer whose peer is gone: every write fails with EPIPE.
 pub struct Broken;
@@ -46,6 +58,33 @@ impl AsyncWriteRent for Sink {
         // bytes while we hold `buf`.
         let bytes = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
         self.0.extend_from_slice(bytes);
+        (Ok(bytes.len()), buf)
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        (Ok(0), buf)
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsyncWriteRent for Slow {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        if self.writes == 0 {
+            return std::future::pending().await;
+        }
+        self.writes -= 1;
+        monoio::time::sleep(self.delay).await;
+        // SAFETY: IoBuf guarantees `read_ptr` is valid for `bytes_init`
+        // bytes while we hold `buf`.
+        let bytes = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+        self.got.borrow_mut().extend_from_slice(bytes);
         (Ok(bytes.len()), buf)
     }
 
