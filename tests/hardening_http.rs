@@ -9,7 +9,7 @@ mod common;
 mod fakes;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::client::{get, HttpConn, RawBackend};
@@ -305,15 +305,25 @@ fn trickled_body_gets_408_and_the_backend_stays_in() {
 /// backends for one request (read from the admin API's failure counts), and
 /// how long the answer took.
 fn attempts_over_refused(dead: usize, retries: &str) -> (u16, u64, Duration) {
-    // Held together so that no port comes twice; then closed (refusing).
-    let held: Vec<TcpListener> = (0..dead)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+    // Sockets bound but not listening: connecting to them is refused, and
+    // while they are held no other process (a parallel test's backend) can
+    // be given their ports.
+    let held: Vec<socket2::Socket> = (0..dead)
+        .map(|_| {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
+            s.bind(&any.into()).expect("bind");
+            s
+        })
         .collect();
     let ports: Vec<String> = held
         .iter()
-        .map(|l| format!("http://{}", l.local_addr().expect("addr")))
+        .map(|s| {
+            let a = s.local_addr().ok().and_then(|a| a.as_socket()).expect("addr");
+            format!("http://{a}")
+        })
         .collect();
-    drop(held);
     let mut args = vec!["--max-retries", retries, "--admin-listen", "127.0.0.1:0"];
     for p in &ports {
         args.push("--backend");
