@@ -320,7 +320,11 @@ fn attempts_over_refused(dead: usize, retries: &str) -> (u16, u64, Duration) {
     let ports: Vec<String> = held
         .iter()
         .map(|s| {
-            let a = s.local_addr().ok().and_then(|a| a.as_socket()).expect("addr");
+            let a = s
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .expect("addr");
             format!("http://{a}")
         })
         .collect();
