@@ -1,7 +1,7 @@
 //! Hardening against a client that keeps sending but never reads: it is
 //! never silent, so neither pings (inspect mode) nor the tunnel's idle
 //! timeout notice it; the write toward it that gets nowhere must end the
-//! session.
+//! session in either relay mode.
 
 mod common;
 
@@ -83,4 +83,9 @@ fn inspect_mode_ends_a_chatty_session_whose_client_never_reads() {
         "--ws-pong-timeout",
         "1s",
     ]);
+}
+
+#[test]
+fn tunnel_mode_ends_a_chatty_session_whose_client_never_reads() {
+    chatty_client_that_never_reads_is_let_go(&["--ws-mode", "tunnel", "--idle-timeout", "1s"]);
 }
