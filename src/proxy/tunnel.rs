@@ -1,7 +1,8 @@
 //! Tunnel mode: after the 101, bytes both ways with nothing parsed — the
 //! cheapest relay, at the price of no limits, pings or close codes. A
-//! session with no bytes either way for `--ws-tunnel-idle-timeout` is closed
-//! by the worker's sweeper (no timer per session).
+//! session with no bytes either way for `--ws-tunnel-idle-timeout`, or with
+//! a write toward the client pending for `--idle-timeout`, is closed by the
+//! worker's sweeper (no timer per session).
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
@@ -27,18 +28,34 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// sweeper closes tunnels idle past `--ws-tunnel-idle-timeout`). `cut` is
 /// set while a write or shutdown of `w` is under way, and stays set if it
 /// fails or is abandoned (this future dropped): `w` must not be used again.
+/// When `w` is the client's (`to_client`), each write and the shutdown are
+/// stamped on the handle while pending, so that the sweeper can end a
+/// session whose client stopped reading even while the other way moves.
 async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     r: &mut R,
     w: &mut W,
     buf: &mut ReadBuf,
     handle: &ConnHandle,
     cut: &Cell<bool>,
+    to_client: bool,
 ) {
+    let started = || {
+        cut.set(true);
+        if to_client {
+            handle.client_write_started();
+        }
+    };
+    let done = || {
+        cut.set(false);
+        if to_client {
+            handle.client_write_done();
+        }
+    };
     loop {
         if !buf.is_empty() {
             let v = std::mem::take(&mut buf.buf);
             let (pos, end) = (buf.pos, v.len());
-            cut.set(true);
+            started();
             // Boxed: an idle tunnel (waiting on reads) keeps no write state.
             let (res, v) = Box::pin(write_range(w, v, pos, end)).await;
             buf.buf = v;
@@ -46,7 +63,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             if res.is_err() {
                 return;
             }
-            cut.set(false);
+            done();
             handle.touch();
         }
         match buf.read_from(r, TUNNEL_CHUNK).await {
@@ -54,9 +71,9 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             _ => break,
         }
     }
-    cut.set(true);
+    started();
     shutdown_quietly(w).await;
-    cut.set(false);
+    done();
 }
 
 /// Relays bytes between the upgraded client and backend until both end.
@@ -84,8 +101,16 @@ where
         &mut client.buf,
         &handle,
         &backend_cut,
+        false,
     );
-    let down = copy(&mut br, &mut client.w, &mut bbuf, &handle, &client_cut);
+    let down = copy(
+        &mut br,
+        &mut client.w,
+        &mut bbuf,
+        &handle,
+        &client_cut,
+        true,
+    );
     let mut up = pin!(up);
     let mut down = pin!(down);
     // Tunnel mode cannot send a close frame: a close command ends the
@@ -114,5 +139,6 @@ where
         Poll::Pending
     })
     .await;
+    handle.client_write_done();
     !client_cut.get()
 }

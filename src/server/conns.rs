@@ -33,6 +33,10 @@ pub struct ConnHandle {
     /// When bytes last went through (tunnel sessions stamp it; the worker's
     /// sweeper closes the ones idle too long).
     last_active_ms: Cell<u64>,
+    /// Since when a write toward the client has been under way (0: none;
+    /// tunnel sessions stamp it; the worker's sweeper closes the ones
+    /// whose client stopped reading).
+    client_write_since_ms: Cell<u64>,
 }
 
 impl ConnHandle {
@@ -43,6 +47,23 @@ impl ConnHandle {
 
     pub fn last_active_ms(&self) -> u64 {
         self.last_active_ms.get()
+    }
+
+    /// Records that a write toward the client starts now.
+    pub fn client_write_started(&self) {
+        let now = crate::balance::clock::now_ms();
+        self.client_write_since_ms.set(now.max(1));
+    }
+
+    /// Records that no write toward the client is under way.
+    pub fn client_write_done(&self) {
+        self.client_write_since_ms.set(0);
+    }
+
+    /// Since when (ms) the write toward the client under way has been
+    /// pending, if one is.
+    pub fn client_write_since_ms(&self) -> Option<u64> {
+        Some(self.client_write_since_ms.get()).filter(|&t| t != 0)
     }
 
     pub fn kind(&self) -> ConnKind {
@@ -115,6 +136,7 @@ impl ConnTable {
             commands: RefCell::new(VecDeque::new()),
             waker: Cell::new(None),
             last_active_ms: Cell::new(crate::balance::clock::now_ms()),
+            client_write_since_ms: Cell::new(0),
         });
         self.live.borrow_mut().insert(id, handle.clone());
         ConnEntry {
@@ -184,6 +206,11 @@ mod tests {
         assert_eq!(table.len(), 2);
         table.broadcast(ConnCommand::Drain, |_| true);
         assert_eq!(a.handle.try_next(), Some(ConnCommand::Drain));
+        assert_eq!(a.handle.client_write_since_ms(), None);
+        a.handle.client_write_started();
+        assert!(a.handle.client_write_since_ms().is_some());
+        a.handle.client_write_done();
+        assert_eq!(a.handle.client_write_since_ms(), None);
         drop(a);
         drop(b);
         assert!(table.is_empty());

@@ -165,9 +165,11 @@ async fn worker_main(
         }
     }
     if ctx.shared.cfg.ws_mode == crate::config::WsMode::Tunnel {
-        if let Some(timeout) = ctx.shared.cfg.ws_tunnel_idle_timeout {
-            monoio::spawn(sweep_idle_tunnels(ctx.clone(), timeout));
-        }
+        monoio::spawn(sweep_tunnels(
+            ctx.clone(),
+            ctx.shared.cfg.ws_tunnel_idle_timeout,
+            ctx.shared.cfg.idle_timeout,
+        ));
     }
     monoio::spawn(sweep_idle_backends(ctx.clone()));
     ctx.shared.lifecycle.wait_for(index, Phase::Draining).await;
@@ -193,17 +195,26 @@ async fn worker_main(
     tracing::info!(worker = index, "worker stopped");
 }
 
-/// Closes tunnel sessions with no bytes either way for `timeout`, checking
-/// a few times per timeout: one task per worker instead of a timer per
-/// session, which an idle session would otherwise carry.
-async fn sweep_idle_tunnels(ctx: Rc<WorkerCtx>, timeout: Duration) {
-    let timeout_ms = timeout.as_millis() as u64;
-    let tick = Duration::from_millis((timeout_ms / 4).clamp(50, 30_000));
+/// Closes tunnel sessions with no bytes either way for `idle` (when set),
+/// and those whose write toward the client has been pending for `stalled`
+/// (a client that stopped reading, however busy the other way is),
+/// checking a few times per timeout: one task per worker instead of a
+/// timer per session, which an idle session would otherwise carry.
+async fn sweep_tunnels(ctx: Rc<WorkerCtx>, idle: Option<Duration>, stalled: Duration) {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let idle_ms = idle.map(ms);
+    let stalled_ms = ms(stalled);
+    let shortest = idle_ms.map_or(stalled_ms, |i| i.min(stalled_ms));
+    let tick = Duration::from_millis((shortest / 4).clamp(50, 30_000));
     while !ctx.draining.is_fired() {
         monoio::time::sleep(tick).await;
         let now = crate::balance::clock::now_ms();
         ctx.conns.broadcast(ConnCommand::Close(1001), |h| {
-            h.kind() == ConnKind::WebSocket && now.saturating_sub(h.last_active_ms()) >= timeout_ms
+            let idle = idle_ms.is_some_and(|i| now.saturating_sub(h.last_active_ms()) >= i);
+            let stalled = h
+                .client_write_since_ms()
+                .is_some_and(|t| now.saturating_sub(t) >= stalled_ms);
+            h.kind() == ConnKind::WebSocket && (idle || stalled)
         });
     }
 }
