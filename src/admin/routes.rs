@@ -113,7 +113,7 @@ async fn one_request(
             );
             if write_vec(stream, out).await.0.is_ok() {
                 let _ = stream.shutdown().await;
-                drain_briefly(stream, 16 * 1024, Duration::from_millis(250)).await;
+                drain_briefly(stream, &mut conn.buf, 16 * 1024, Duration::from_millis(250)).await;
             }
             return Next::Close;
         }

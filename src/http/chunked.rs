@@ -64,7 +64,8 @@ impl Default for ChunkedScanner {
     }
 }
 
-fn is_tchar(b: u8) -> bool {
+/// An RFC 9110 token character (header names, chunk extension names).
+pub(super) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

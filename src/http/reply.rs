@@ -102,10 +102,7 @@ pub fn header_value_is_safe(value: &[u8]) -> bool {
 
 /// Whether `name` may be written as a header name (an RFC 9110 token).
 fn header_name_is_safe(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+    !name.is_empty() && name.iter().all(|&c| super::chunked::is_tchar(c))
 }
 
 /// Append a complete HTTP/1.1 response to `out`: status line, Content-Type,

@@ -275,30 +275,6 @@ pub async fn shutdown_quietly<W: AsyncWriteRent>(w: &mut W) {
     let _ = w.shutdown().await;
 }
 
-/// Longest lingering read after an answer sent before the request body
-/// ended, and most bytes dropped in it.
-const LINGER_TIME: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 4 << 20;
-
-/// After the write side is shut: reads and drops what the client still
-/// sends (the rest of a body nobody reads) until it closes, for at most
-/// [`LINGER_TIME`] and [`LINGER_BYTES`]. Closing with unread bytes would
-/// send a reset, which can destroy the answer before the client reads it.
-pub async fn drain_before_close<R: AsyncReadRent>(r: &mut R, buf: &mut ReadBuf) {
-    let until = monoio::time::Instant::now() + LINGER_TIME;
-    let mut dropped = 0;
-    buf.consume(buf.len());
-    while dropped < LINGER_BYTES {
-        match monoio::time::timeout_at(until, buf.read_from(r, CHUNK)).await {
-            Ok(Ok(n)) if n > 0 => {
-                dropped += n;
-                buf.consume(n);
-            }
-            _ => return,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::has_header;

@@ -248,23 +248,27 @@ pub async fn read_request_head<S: AsyncReadRent + AsyncWriteRent>(
     }
 }
 
-/// Before closing a connection the caller has answered without reading its
-/// request: reads and drops what the peer already sent (at most `max`
-/// bytes, for at most `within`), so that closing with unread bytes does not
-/// reset the connection before the peer has read the answer.
-pub async fn drain_briefly<S: AsyncReadRent>(s: &mut S, max: usize, within: std::time::Duration) {
-    let drain = async {
-        let mut buf = Vec::with_capacity(MIN_READ * 8);
-        let mut total = 0usize;
-        while total < max {
-            buf.clear();
-            let (res, b) = s.read(buf).await;
-            buf = b;
-            match res {
-                Ok(n) if n > 0 => total += n,
-                _ => return,
+/// Before closing a connection whose write side is done (answered without
+/// reading all of its request): reads and drops what the peer still sends,
+/// at most `max` bytes for at most `within`, into `buf` (emptied first), so
+/// that closing with unread bytes does not reset the connection before the
+/// peer has read the answer.
+pub async fn drain_briefly<S: AsyncReadRent>(
+    s: &mut S,
+    buf: &mut ReadBuf,
+    max: usize,
+    within: std::time::Duration,
+) {
+    let until = monoio::time::Instant::now() + within;
+    let mut dropped = 0;
+    buf.consume(buf.len());
+    while dropped < max {
+        match monoio::time::timeout_at(until, buf.read_from(s, max - dropped)).await {
+            Ok(Ok(n)) if n > 0 => {
+                dropped += n;
+                buf.consume(n);
             }
+            _ => return,
         }
-    };
-    let _ = monoio::time::timeout(within, drain).await;
+    }
 }

@@ -49,6 +49,11 @@ pub struct ClientConn<S: AsyncWriteRent> {
     pub writer_cut: bool,
 }
 
+/// After an answer sent before the request body ended: how long, and how
+/// many bytes, the rest of the body is read and dropped before closing.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 << 20;
+
 /// Serves one accepted client connection (plain or TLS) until it ends.
 pub async fn serve_client<S>(ctx: Rc<WorkerCtx>, stream: S, peer: SocketAddr, kind: ListenerKind)
 where
@@ -93,7 +98,7 @@ where
         let idle = ctx.shared.cfg.idle_timeout;
         let shut = monoio::time::timeout(idle, exchange::shutdown_quietly(&mut client.w)).await;
         if shut.is_ok() && client.linger {
-            exchange::drain_before_close(&mut client.r, &mut client.buf).await;
+            io::drain_briefly(&mut client.r, &mut client.buf, LINGER_BYTES, LINGER_TIME).await;
         }
     }
     drop(entry);

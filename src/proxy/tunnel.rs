@@ -4,7 +4,6 @@
 //! a write toward the client pending for `--idle-timeout`, is closed by the
 //! worker's sweeper (no timer per session).
 
-use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
@@ -25,28 +24,25 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Copies until EOF; returns after writing EOF (shutdown) to `w`. Stamps
 /// the connection's activity whenever bytes went through (the worker's
-/// sweeper closes tunnels idle past `--ws-tunnel-idle-timeout`). `cut` is
-/// set while a write or shutdown of `w` is under way, and stays set if it
-/// fails or is abandoned (this future dropped): `w` must not be used again.
-/// When `w` is the client's (`to_client`), each write and the shutdown are
-/// stamped on the handle while pending, so that the sweeper can end a
-/// session whose client stopped reading even while the other way moves.
+/// sweeper closes tunnels idle past `--ws-tunnel-idle-timeout`). When `w`
+/// is the client's (`to_client`), each write and the shutdown are stamped
+/// on the handle while pending: the sweeper ends a session whose client
+/// stopped reading even while the other way moves, and a stamp left by a
+/// write that failed or was abandoned (this future dropped) says `w` must
+/// not be used again.
 async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     r: &mut R,
     w: &mut W,
     buf: &mut ReadBuf,
     handle: &ConnHandle,
-    cut: &Cell<bool>,
     to_client: bool,
 ) {
     let started = || {
-        cut.set(true);
         if to_client {
             handle.client_write_started();
         }
     };
     let done = || {
-        cut.set(false);
         if to_client {
             handle.client_write_done();
         }
@@ -93,24 +89,8 @@ where
     client.buf.shrink_idle();
     bbuf.shrink_idle();
     handle.touch();
-    let backend_cut = Cell::new(false);
-    let client_cut = Cell::new(false);
-    let up = copy(
-        &mut client.r,
-        &mut bw,
-        &mut client.buf,
-        &handle,
-        &backend_cut,
-        false,
-    );
-    let down = copy(
-        &mut br,
-        &mut client.w,
-        &mut bbuf,
-        &handle,
-        &client_cut,
-        true,
-    );
+    let up = copy(&mut client.r, &mut bw, &mut client.buf, &handle, false);
+    let down = copy(&mut br, &mut client.w, &mut bbuf, &handle, true);
     let mut up = pin!(up);
     let mut down = pin!(down);
     // Tunnel mode cannot send a close frame: a close command ends the
@@ -139,6 +119,8 @@ where
         Poll::Pending
     })
     .await;
+    // A stamp still there: a write toward the client failed or was cut.
+    let intact = handle.client_write_since_ms().is_none();
     handle.client_write_done();
-    !client_cut.get()
+    intact
 }

@@ -13,7 +13,7 @@ use monoio::net::TcpStream;
 use super::listener::ListenerKind;
 use super::worker::WorkerCtx;
 use crate::http::error_response;
-use crate::proxy::io::{drain_briefly, write_static};
+use crate::proxy::io::{drain_briefly, write_static, ReadBuf, MIN_READ};
 
 /// A client whose address already has `limit` connections open: on a plain
 /// listener a 429 without reading the request, on TLS a plain close (a 429
@@ -47,7 +47,8 @@ pub(super) async fn refuse_over_ip_limit(
         .await;
         if matches!(answered, Ok(Ok(()))) {
             let _ = stream.shutdown().await;
-            drain_briefly(&mut stream, 16 * 1024, REFUSAL_GRACE).await;
+            let mut buf = ReadBuf::with_capacity(MIN_READ);
+            drain_briefly(&mut stream, &mut buf, 16 * 1024, REFUSAL_GRACE).await;
         }
     }
 }
