@@ -5,35 +5,15 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::client::get;
 use common::proc::{echo, serve};
+use common::sockets::{open_connections, small_buffer_socket};
 use common::ws_client::WsConn;
-use socket2::{Domain, Socket, Type};
 use wslb::ws::frame::OpCode;
 
 /// How long the stalled session may live at most before the test fails.
 const BOUND: Duration = Duration::from_secs(10);
-
-/// `open_connections` from the admin API.
-fn open_connections(admin: SocketAddr) -> u64 {
-    let r = get(admin, "/api/status");
-    assert_eq!(r.status, 200, "status answered {}", r.status);
-    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("status JSON");
-    v["open_connections"].as_u64().expect("open_connections")
-}
-
-/// A socket whose receive buffer is a few KiB, so that the balancer's
-/// writes toward it stall soon after it stops reading.
-fn small_buffer_socket(addr: SocketAddr) -> TcpStream {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    s.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    s.connect_timeout(&addr.into(), Duration::from_secs(5))
-        .expect("connect");
-    s.into()
-}
 
 /// Through a balancer started with `mode_flags` in front of the echo
 /// backend: a burst of echoes the client never reads (enough to stall the

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::client::{get, HttpConn};
 use common::proc::{echo, serve};
+use common::sockets::connect_from;
 
 /// Whether the peer has closed `s` (EOF or reset) within `within`.
 fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
@@ -139,18 +140,6 @@ fn admin_cap_evicts_the_longest_idle_and_still_answers() {
         [[true; 7].as_slice(), &[false; 3]].concat(),
         "{states:?}"
     );
-}
-
-/// A client socket bound to `local` (e.g. 127.0.0.2) before connecting.
-fn connect_from(local: &str, to: SocketAddr) -> TcpStream {
-    let sock =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let from: SocketAddr = format!("{local}:0").parse().expect("addr");
-    sock.bind(&from.into()).expect("bind");
-    sock.connect(&to.into()).expect("connect");
-    let s: TcpStream = sock.into();
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    s
 }
 
 /// One `GET /` with `Connection: close` on `s`; the status line's code.

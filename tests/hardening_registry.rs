@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::admin::{backends, control, register, request, wait_for};
 use common::client::{get, HttpConn};
 use common::proc::{echo, Proc};
+use common::sockets::connect_from;
 use common::ws_client::{Event, WsConn};
 use serde_json::json;
 use wslb::ws::frame::OpCode;
@@ -359,18 +360,10 @@ fn an_unregistered_channel_cannot_linger_on_pings() {
 
 /// A control channel from a chosen loopback source address.
 fn channel_from(lb: &Proc, local: &str) -> WsConn<TcpStream> {
-    let sock =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let from: std::net::SocketAddr = format!("{local}:0").parse().expect("addr");
-    sock.bind(&from.into()).expect("bind");
-    sock.connect(&lb.http().into()).expect("connect");
     let auth = format!("Bearer {TOKEN}");
-    let ch = WsConn::try_connect_on(
-        sock.into(),
-        "/_lb/register",
-        &[("Authorization", auth.as_str())],
-    )
-    .expect("control channel");
+    let s = connect_from(local, lb.http());
+    let ch = WsConn::try_connect_on(s, "/_lb/register", &[("Authorization", auth.as_str())])
+        .expect("control channel");
     ch.set_read_timeout(Duration::from_secs(5));
     ch
 }

@@ -7,14 +7,14 @@
 mod common;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::certs;
 use common::client::get;
 use common::proc::{echo, serve, Proc};
+use common::sockets::{open_connections, small_buffer_socket, within};
 use rustls::pki_types::ServerName;
-use socket2::{Domain, Socket, Type};
 
 /// How long a stalled response may hold its connection before the test
 /// fails (the balancer's bound is 1 s of no progress).
@@ -23,38 +23,6 @@ const BOUND: Duration = Duration::from_secs(10);
 /// A response far larger than every buffer between the balancer and the
 /// client, so that the balancer's writes stall.
 const BIG: &str = "/bytes/67108864";
-
-/// `open_connections` from the admin API.
-fn open_connections(admin: SocketAddr) -> u64 {
-    let r = get(admin, "/api/status");
-    assert_eq!(r.status, 200, "status answered {}", r.status);
-    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("status JSON");
-    v["open_connections"].as_u64().expect("open_connections")
-}
-
-/// Polls `cond` every 50 ms until it holds (the time it took) or `within`
-/// passes (None).
-fn within(within: Duration, cond: impl Fn() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if cond() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
-/// A socket whose receive buffer is a few KiB (set before connecting, so
-/// the window stays small), so the balancer's writes stall soon after the
-/// client stops reading.
-fn small_buffer_socket(addr: SocketAddr) -> TcpStream {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    s.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    s.connect_timeout(&addr.into(), Duration::from_secs(5))
-        .expect("connect");
-    s.into()
-}
 
 fn balancer(backend: &Proc, extra: &[&str]) -> Proc {
     let mut flags = vec![

@@ -7,12 +7,12 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::certs;
-use common::client::get;
 use common::proc::{echo, serve, Proc};
+use common::sockets::{open_connections, small_buffer_socket, within};
 use common::ws_client::{Event, WsConn};
 use socket2::{Domain, Socket, Type};
 use wslb::ws::frame::{FrameLimits, OpCode};
@@ -21,14 +21,6 @@ use wslb::ws::scanner::ScannerConfig;
 
 /// How long a stalled session may live at most before the test fails.
 const BOUND: Duration = Duration::from_secs(10);
-
-/// `open_connections` from the admin API.
-fn open_connections(admin: SocketAddr) -> u64 {
-    let r = get(admin, "/api/status");
-    assert_eq!(r.status, 200, "status answered {}", r.status);
-    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("status JSON");
-    v["open_connections"].as_u64().expect("open_connections")
-}
 
 /// Established TCP connections whose local port is `port` (the backend's
 /// side of its connections), from /proc/net/tcp{,6}.
@@ -53,29 +45,6 @@ fn established_on(port: u16) -> usize {
         }
     }
     n
-}
-
-/// Polls `cond` every 50 ms until it holds (returns the time it took) or
-/// `within` passes (None).
-fn within(within: Duration, cond: impl Fn() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if cond() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
-/// A socket whose receive buffer is a few KiB, so that the balancer's
-/// writes toward it stall soon after it stops reading.
-fn small_buffer_socket(addr: SocketAddr) -> TcpStream {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    s.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    s.connect_timeout(&addr.into(), Duration::from_secs(5))
-        .expect("connect");
-    s.into()
 }
 
 /// Floods the echo backend through `lb` from a client `ws` that never reads,

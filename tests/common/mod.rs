@@ -5,5 +5,6 @@ pub mod admin;
 pub mod certs;
 pub mod client;
 pub mod proc;
+pub mod sockets;
 pub mod ws_client;
 pub mod ws_session;
