@@ -116,8 +116,9 @@ pub(crate) fn parse_error(buf: &[u8], e: httparse::Error) -> HttpError {
 /// joined into one field), incoming `X-Forwarded-Proto` fields are kept (the
 /// proxy in front knows the scheme its client used; ours is added only when
 /// it sent none), and `Forwarded` / `X-Real-IP` are kept. From any other
-/// peer those four fields are removed and `X-Forwarded-For: <peer>` and
-/// `X-Forwarded-Proto` are written fresh. Every other field is kept in order, byte-exact (values as
+/// peer those four fields (in any spelling, `_` for `-` included) are
+/// removed and `X-Forwarded-For: <peer>` and `X-Forwarded-Proto` are written
+/// fresh. Every other field is kept in order, byte-exact (values as
 /// trimmed by httparse). An HTTP/1.0 request without Host gets an empty
 /// `Host:` so that the HTTP/1.1 head sent on is valid.
 ///

@@ -52,11 +52,16 @@ impl AsyncWriteRent for Stuck {
     }
 }
 
+/// The initialised bytes of a buffer handed to a write.
+fn bytes_of<T: IoBuf>(buf: &T) -> &[u8] {
+    // SAFETY: IoBuf guarantees `read_ptr` is valid for `bytes_init` bytes
+    // while the buffer is borrowed, which the returned slice's lifetime ties.
+    unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) }
+}
+
 impl AsyncWriteRent for Sink {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        // SAFETY: IoBuf guarantees `read_ptr` is valid for `bytes_init`
-        // bytes while we hold `buf`.
-        let bytes = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+        let bytes = bytes_of(&buf);
         self.0.extend_from_slice(bytes);
         (Ok(bytes.len()), buf)
     }
@@ -81,9 +86,7 @@ impl AsyncWriteRent for Slow {
         }
         self.writes -= 1;
         monoio::time::sleep(self.delay).await;
-        // SAFETY: IoBuf guarantees `read_ptr` is valid for `bytes_init`
-        // bytes while we hold `buf`.
-        let bytes = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+        let bytes = bytes_of(&buf);
         self.got.borrow_mut().extend_from_slice(bytes);
         (Ok(bytes.len()), buf)
     }
