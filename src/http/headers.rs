@@ -273,6 +273,15 @@ pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Whether a raw head has a header `name` (lower-case ASCII).
+pub fn has_header(head: &[u8], name: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').any(|line| {
+        line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()] == b':'
+    })
+}
+
 #[cfg(test)]
 #[path = "headers_tests.rs"]
 mod tests;

@@ -159,3 +159,10 @@ fn contiguous_lines() {
     let skipped = [h("A", b"1", fold), h("B", b"2", fold)];
     assert!(!lines_are_contiguous(fold, &skipped, fold.len()));
 }
+
+#[test]
+fn finds_headers_case_insensitively() {
+    let head = b"HTTP/1.1 101 OK\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+    assert!(has_header(head, b"sec-websocket-extensions"));
+    assert!(!has_header(head, b"sec-websocket-protocol"));
+}

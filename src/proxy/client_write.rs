@@ -8,7 +8,7 @@ use std::time::Duration;
 use monoio::buf::IoBuf;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedWriteHalf};
 
-use super::exchange::CHUNK;
+use super::io::CHUNK;
 use super::ClientConn;
 use crate::http::error_response;
 

@@ -7,80 +7,17 @@ use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
-use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::Instant;
 
 use super::client_write::ClientWriter;
 use super::io::{write_vec, ReadBuf};
-use super::request_body::{pump_request, BodyDeadline, BodyPump, RequestStop};
+pub use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts};
+use super::request_body::{pump_request, BodyPump, RequestStop};
 use super::response_relay::{pump_response, Progress};
-use crate::http::{BodyKind, BodyTracker, Limits, Method, ParsedRequest};
-use crate::server::notify::LocalEvent;
+use crate::http::{BodyKind, BodyTracker, Method, ParsedRequest};
 use crate::ws::handshake::accept_key;
-
-/// Read size for body streaming.
-pub const CHUNK: usize = 32 * 1024;
-
-/// How an exchange ended well.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExchangeEnd {
-    /// A final response was relayed whole.
-    Done {
-        backend_reusable: bool,
-        client_keep_alive: bool,
-    },
-    /// The backend answered 101: the caller relays WebSocket now.
-    Upgraded { extensions: bool },
-}
-
-/// How an exchange failed, and what may still be done about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExchangeError {
-    /// The backend closed or reset before sending a byte back (nothing was
-    /// sent to the client).
-    ClosedEarly,
-    /// The backend closed or reset before answering while the request body
-    /// was still streaming from the client (nothing was sent to the
-    /// client): 502 and close, no retry, and the backend is not blamed (it
-    /// may have given up on a slow client).
-    ClosedDuringBody,
-    /// No answer in time, or the backend took none of the request body for
-    /// the backend timeout.
-    Timeout { response_started: bool },
-    /// The backend broke off or sent something that is not HTTP.
-    Failed {
-        response_started: bool,
-        detail: &'static str,
-    },
-    /// The client did not send its request body in time: 408 when no
-    /// response byte went out yet, else just close. Not the backend's fault.
-    ClientTimeout { response_started: bool },
-    /// The client went away, broke its own request, or stopped reading (a
-    /// write toward it got nowhere for the idle timeout); nothing to answer.
-    ClientGone,
-}
-
-/// Timeouts and limits of one exchange.
-#[derive(Clone, Copy)]
-pub struct ExchangeOpts<'a> {
-    pub limits: Limits,
-    /// Longest wait for the response head once the request went whole (or
-    /// for each body write the backend does not take, while it streams).
-    pub head_timeout: Duration,
-    /// Longest wait for each read once the response started.
-    pub read_timeout: Duration,
-    /// Longest wait for one read of the request body (the writes toward
-    /// the client are bounded by their `ClientWriter`).
-    pub client_timeout: Duration,
-    /// When the request body must be complete.
-    pub body_deadline: BodyDeadline,
-    pub client_keep_alive: bool,
-    /// The worker's drain event: a response head written after it fired
-    /// says `Connection: close`, since the connection closes after it.
-    pub draining: &'a LocalEvent,
-}
 
 /// The request side: where it comes from and how much is already buffered.
 pub struct RequestSide<'a, R> {
@@ -261,28 +198,7 @@ where
     }
 }
 
-/// Whether a raw head has a header `name` (lower-case ASCII).
-pub fn has_header(head: &[u8], name: &[u8]) -> bool {
-    head.split(|&b| b == b'\n').any(|line| {
-        line.len() > name.len()
-            && line[..name.len()].eq_ignore_ascii_case(name)
-            && line[name.len()] == b':'
-    })
-}
-
 /// Flushes and closes the write side of a connection, ignoring errors.
 pub async fn shutdown_quietly<W: AsyncWriteRent>(w: &mut W) {
     let _ = w.shutdown().await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::has_header;
-
-    #[test]
-    fn finds_headers_case_insensitively() {
-        let head = b"HTTP/1.1 101 OK\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
-        assert!(has_header(head, b"sec-websocket-extensions"));
-        assert!(!has_header(head, b"sec-websocket-protocol"));
-    }
 }

@@ -14,6 +14,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 /// Smallest read offered; idle connections sit at about this size.
 pub const MIN_READ: usize = 512;
+/// Read size for HTTP body streaming, and the largest single write toward
+/// a client on the HTTP path.
+pub const CHUNK: usize = 32 * 1024;
 
 /// A connection's read buffer with a consumed prefix (`pos`): bytes before
 /// `pos` are done with; `data()` is what is left to handle. The size of each

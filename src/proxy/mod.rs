@@ -8,6 +8,7 @@ pub mod exchange;
 pub mod http_flow;
 pub mod io;
 mod outbound;
+pub mod outcome;
 pub mod request_body;
 mod request_head;
 mod response_relay;

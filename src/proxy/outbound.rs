@@ -18,6 +18,18 @@ use crate::ws::frame::{write_frame, OpCode};
 /// reading gets its socket shut instead.
 pub(super) const CLOSE_WRITE_BOUND: Duration = Duration::from_secs(1);
 
+/// How one direction of the inspect relay ended (the forwarder's, or the
+/// pinger's verdict on the client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
+    /// A close frame was forwarded; the reply should follow.
+    Closed,
+    /// The side went away without a close frame.
+    Vanished,
+    /// Protocol error, ping timeout or write failure: closes already sent.
+    Aborted,
+}
+
 /// One direction's writer, shared by the forwarder of that direction and by
 /// whoever injects frames (pings, closes). Injection happens only at a frame
 /// boundary; otherwise the frame waits in `pending` for the next boundary.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::Instant;
 
-use super::exchange::CHUNK;
+use super::io::CHUNK;
 use super::io::{write_range, ReadBuf};
 use crate::http::BodyTracker;
 

@@ -17,8 +17,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::{Instant, Sleep};
 
 use super::client_write::ClientWriter;
-use super::exchange::{has_header, ExchangeEnd, ExchangeError, ExchangeOpts, CHUNK};
-use super::io::ReadBuf;
+use super::io::{ReadBuf, CHUNK};
+use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts};
+use crate::http::headers::has_header;
 use crate::http::{parse_response, BodyKind, BodyTracker, ParsedRequest, ParsedResponse};
 
 /// Small bodies ride in the same write as their head.

@@ -14,8 +14,7 @@ use std::time::Duration;
 use monoio::io::AsyncWriteRent;
 use monoio::time::Instant;
 
-use super::outbound::Outbound;
-use super::ws_relay::End;
+use super::outbound::{End, Outbound};
 use crate::ws::frame::OpCode;
 
 /// The client's liveness: pings sent on idle, pongs expected back. The

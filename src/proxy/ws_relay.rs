@@ -14,7 +14,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::BackendConn;
 use super::io::ReadBuf;
-use super::outbound::Outbound;
+use super::outbound::{End, Outbound};
 use super::ws_pinger::{pinger, PingState};
 use super::ClientConn;
 use crate::server::conns::{ConnCommand, ConnHandle};
@@ -27,17 +27,6 @@ const RELAY_CHUNK: usize = 16 * 1024;
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// After an abnormal end, how long the other side may finish.
 const ABORT_GRACE: Duration = Duration::from_secs(1);
-
-/// How one direction ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum End {
-    /// A close frame was forwarded; the reply should follow.
-    Closed,
-    /// The side went away without a close frame.
-    Vanished,
-    /// Protocol error, ping timeout or write failure: closes already sent.
-    Aborted,
-}
 
 /// Scans and forwards what is buffered in `buf`; returns whether a close
 /// frame went through, or the protocol error.

@@ -7,7 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::protocol::ProtocolError;
+use super::error::ProtocolError;
 use crate::config::{cidr_list_contains, Cidr};
 
 /// Longest binding accepted, bytes.

@@ -5,6 +5,7 @@
 //! (`control`, the only part with I/O).
 
 pub mod binding;
+mod error;
 mod info;
 pub mod protocol;
 pub mod table;

@@ -4,31 +4,55 @@
 
 use std::cell::Cell;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 
 use super::listener::ListenerKind;
-use super::worker::WorkerCtx;
+use super::throttle::Throttle;
 use crate::http::error_response;
 use crate::proxy::io::{drain_briefly, write_static, ReadBuf, MIN_READ};
+
+/// A worker's state for refusals: the answers under way and the throttle
+/// of its warnings.
+pub struct Refusals {
+    answering: Cell<usize>,
+    log: Throttle,
+}
+
+impl Refusals {
+    pub fn new() -> Self {
+        Refusals {
+            answering: Cell::new(0),
+            log: Throttle::new(1000),
+        }
+    }
+}
+
+impl Default for Refusals {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// A client whose address already has `limit` connections open: on a plain
 /// listener a 429 without reading the request, on TLS a plain close (a 429
 /// would need a handshake first, which is the cost being refused).
 pub(super) async fn refuse_over_ip_limit(
-    ctx: &WorkerCtx,
+    refusals: &Refusals,
+    refused_total: &AtomicU64,
+    worker: usize,
     mut stream: TcpStream,
     ip: IpAddr,
     limit: usize,
     kind: ListenerKind,
 ) {
-    ctx.shared.per_ip_refused.fetch_add(1, Ordering::Relaxed);
-    if let Some(held) = ctx.per_ip_log.allow() {
+    refused_total.fetch_add(1, Ordering::Relaxed);
+    if let Some(held) = refusals.log.allow() {
         tracing::warn!(
-            worker = ctx.index,
+            worker,
             %ip,
             limit,
             held,
@@ -37,9 +61,10 @@ pub(super) async fn refuse_over_ip_limit(
     }
     // Answering takes up to twice REFUSAL_GRACE: past MAX_REFUSING such
     // answers at once on this worker, refused connections are just closed.
-    if kind == ListenerKind::Plain && ctx.refusing.get() < MAX_REFUSING {
-        ctx.refusing.set(ctx.refusing.get() + 1);
-        let _answering = RefusingGuard(&ctx.refusing);
+    let answering = &refusals.answering;
+    if kind == ListenerKind::Plain && answering.get() < MAX_REFUSING {
+        answering.set(answering.get() + 1);
+        let _answering = RefusingGuard(answering);
         let answered = monoio::time::timeout(
             REFUSAL_GRACE,
             write_static(&mut stream, error_response(429)),

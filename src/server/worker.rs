@@ -2,7 +2,7 @@
 //! the legacy driver where io_uring is unavailable), accepting on its own
 //! SO_REUSEPORT listeners and serving every connection it accepts.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -32,10 +32,9 @@ pub struct WorkerCtx {
     pub tls: Option<monoio_rustls::TlsAcceptor>,
     /// Throttles warnings about local resource exhaustion.
     pub exhaustion_log: Throttle,
-    /// Connections refused over the per-IP limit that are being answered.
-    pub refusing: Cell<usize>,
-    /// Throttles warnings about clients over `--max-connections-per-ip`.
-    pub per_ip_log: Throttle,
+    /// Connections refused over the per-IP limit: answers under way and
+    /// the throttle of their warnings.
+    pub refusals: super::refuse::Refusals,
 }
 
 /// Startup handshake of a worker: it reports whether its runtime could be
@@ -152,8 +151,7 @@ async fn worker_main(
         draining: LocalEvent::new(),
         tls,
         exhaustion_log: Throttle::new(1000),
-        refusing: Cell::new(0),
-        per_ip_log: Throttle::new(1000),
+        refusals: super::refuse::Refusals::new(),
         shared,
     });
     for (kind, std_listener) in listeners {
@@ -333,7 +331,16 @@ async fn serve_accepted(
             // while it is answered: otherwise one address opening refused
             // connections fast would keep everyone else out.
             drop(permit);
-            super::refuse::refuse_over_ip_limit(&ctx, stream, ip, limit, kind).await;
+            super::refuse::refuse_over_ip_limit(
+                &ctx.refusals,
+                &ctx.shared.per_ip_refused,
+                ctx.index,
+                stream,
+                ip,
+                limit,
+                kind,
+            )
+            .await;
             return;
         }
         permit.per_ip = Some(ip);
