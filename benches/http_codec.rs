@@ -3,7 +3,9 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use std::net::{IpAddr, Ipv4Addr};
-use wslb::http::{parse_request, parse_response, ChunkedScanner, ForwardInfo, Limits, Method};
+use wslb::proto::http::{
+    parse_request, parse_response, ChunkedScanner, ForwardInfo, Limits, Method,
+};
 
 /// A typical ~400-byte browser GET.
 const BROWSER_GET: &[u8] = b"GET /static/app.js?v=1712345678 HTTP/1.1\r\n\

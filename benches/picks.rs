@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use wslb::balance::{pick_sticky, Algorithm, Backend, Picker, PoolSnapshot, Source};
+use wslb::pool::{pick_sticky, Algorithm, Backend, Picker, PoolSnapshot, Source};
 
 const SIZES: [usize; 4] = [8, 100, 1_000, 10_000];
 

@@ -2,7 +2,7 @@
 //! unmasking against a plain memcpy of the same size, and the accept key.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use wslb::ws::{accept_key, apply_mask, encode_header, parse_header, FrameLimits, OpCode};
+use wslb::proto::ws::{accept_key, apply_mask, encode_header, parse_header, FrameLimits, OpCode};
 
 fn header_parse(c: &mut Criterion) {
     let limits = FrameLimits::server(u64::MAX);

@@ -5,9 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::balance::{Algorithm, StickyMode};
+use crate::pool::{Algorithm, StickyMode};
+use crate::proto::ws::handshake::OriginPolicy;
 use crate::tls::TlsSettings;
-use crate::ws::handshake::OriginPolicy;
 
 /// How WebSocket sessions are relayed after the 101.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

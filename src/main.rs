@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use wslb::cli::{Cli, Command};
+
+mod cmd;
+use crate::cmd::cli::{Cli, Command};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,11 +33,11 @@ fn main() -> ExitCode {
             .map_err(|e| format!("invalid configuration: {e}"))
             .and_then(|cfg| wslb::server::run_serve(cfg).map_err(|e| e.to_string())),
         Command::Echo(args) => {
-            let agent = wslb::agent::cli::echo_agent(&args);
+            let agent = crate::cmd::agent_cli::echo_agent(&args);
             let name = args
                 .name
                 .unwrap_or_else(|| format!("echo-{}", args.listen.port()));
-            wslb::echo::run_echo(wslb::echo::EchoConfig {
+            crate::cmd::echo::run_echo(crate::cmd::echo::EchoConfig {
                 listen: args.listen,
                 name,
                 workers: args.workers,
@@ -43,9 +45,9 @@ fn main() -> ExitCode {
             })
             .map_err(|e| format!("echo: {e}"))
         }
-        Command::Bench(args) => wslb::bench::run(args).map_err(|e| format!("bench: {e}")),
-        Command::Demo(args) => wslb::demo::run(args).map_err(|e| format!("demo: {e}")),
-        Command::Agent(args) => wslb::agent::cli::run(args).map_err(|e| format!("agent: {e}")),
+        Command::Bench(args) => crate::cmd::bench::run(args).map_err(|e| format!("bench: {e}")),
+        Command::Demo(args) => crate::cmd::demo::run(args).map_err(|e| format!("demo: {e}")),
+        Command::Agent(args) => crate::cmd::agent_cli::run(args).map_err(|e| format!("agent: {e}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

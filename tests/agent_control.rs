@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use agent_fake::{Answer, Event, Fake};
 use wslb::agent::{spawn, AgentConfig, AgentHandle, BalancerUrl, LinkState};
-use wslb::ws::frame::OpCode;
+use wslb::proto::ws::frame::OpCode;
 
 const WAIT: Duration = Duration::from_secs(10);
 

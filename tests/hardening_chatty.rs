@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::proc::{echo, serve};
 use common::sockets::{open_connections, small_buffer_socket};
 use common::ws_client::WsConn;
-use wslb::ws::frame::OpCode;
+use wslb::proto::ws::frame::OpCode;
 
 /// How long the stalled session may live at most before the test fails.
 const BOUND: Duration = Duration::from_secs(10);

@@ -18,7 +18,7 @@ use common::proc::{echo, Proc};
 use common::sockets::connect_from;
 use common::ws_client::{Event, WsConn};
 use serde_json::json;
-use wslb::ws::frame::OpCode;
+use wslb::proto::ws::frame::OpCode;
 
 const TOKEN: &str = "t0ken";
 
@@ -64,7 +64,7 @@ fn refusal(ch: &mut WsConn<TcpStream>) -> (String, Option<u16>) {
                 message = v["message"].as_str().unwrap_or_default().to_string();
             }
             Event::Msg(m) if m.opcode == OpCode::Close => {
-                let code = wslb::ws::close::parse_close_payload(&m.payload)
+                let code = wslb::proto::ws::close::parse_close_payload(&m.payload)
                     .expect("close payload")
                     .map(|c| c.0);
                 return (message, code);
@@ -346,7 +346,7 @@ fn an_unregistered_channel_cannot_linger_on_pings() {
         }
         match ch.recv() {
             Event::Msg(m) if m.opcode == OpCode::Close => {
-                break wslb::ws::close::parse_close_payload(&m.payload)
+                break wslb::proto::ws::close::parse_close_payload(&m.payload)
                     .expect("close payload")
                     .map(|c| c.0);
             }

@@ -15,9 +15,9 @@ use common::proc::{echo, serve, Proc};
 use common::sockets::{open_connections, small_buffer_socket, within};
 use common::ws_client::{Event, WsConn};
 use socket2::{Domain, Socket, Type};
-use wslb::ws::frame::{FrameLimits, OpCode};
-use wslb::ws::message::{Message, MessageReader};
-use wslb::ws::scanner::ScannerConfig;
+use wslb::proto::ws::frame::{FrameLimits, OpCode};
+use wslb::proto::ws::message::{Message, MessageReader};
+use wslb::proto::ws::scanner::ScannerConfig;
 
 /// How long a stalled session may live at most before the test fails.
 const BOUND: Duration = Duration::from_secs(10);

@@ -145,14 +145,18 @@ fn malformed_messages_are_refused_and_the_pool_is_untouched() {
         let mut got_error = false;
         let close = loop {
             match ch.recv() {
-                common::ws_client::Event::Msg(m) if m.opcode == wslb::ws::frame::OpCode::Text => {
+                common::ws_client::Event::Msg(m)
+                    if m.opcode == wslb::proto::ws::frame::OpCode::Text =>
+                {
                     let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
                     assert_eq!(v["type"], "error", "{v}");
                     assert!(!v["message"].as_str().unwrap_or("").is_empty());
                     got_error = true;
                 }
-                common::ws_client::Event::Msg(m) if m.opcode == wslb::ws::frame::OpCode::Close => {
-                    break wslb::ws::close::parse_close_payload(&m.payload)
+                common::ws_client::Event::Msg(m)
+                    if m.opcode == wslb::proto::ws::frame::OpCode::Close =>
+                {
+                    break wslb::proto::ws::close::parse_close_payload(&m.payload)
                         .unwrap()
                         .map(|c| c.0);
                 }

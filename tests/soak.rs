@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::client::rss_kib;
 use common::proc::{echo, serve, Proc};
 use common::ws_session::{Got, Session};
-use wslb::ws::frame::OpCode;
+use wslb::proto::ws::frame::OpCode;
 
 /// Client threads; each drives its share of the sessions in rounds.
 const THREADS: usize = 8;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::certs;
 use common::proc::{echo, serve, Proc};
 use common::ws_client::{Event, WsConn};
-use wslb::ws::frame::OpCode;
+use wslb::proto::ws::frame::OpCode;
 
 const MODES: [&str; 2] = ["inspect", "tunnel"];
 
@@ -128,7 +128,13 @@ fn eight_mib_messages_both_ways() {
         let p2 = payload.clone();
         let t = std::thread::spawn(move || {
             let mut out = Vec::new();
-            wslb::ws::frame::write_frame(&mut out, true, OpCode::Binary, Some([9, 8, 7, 6]), &p2);
+            wslb::proto::ws::frame::write_frame(
+                &mut out,
+                true,
+                OpCode::Binary,
+                Some([9, 8, 7, 6]),
+                &p2,
+            );
             std::io::Write::write_all(&mut writer, &out).is_ok()
         });
         let m = ws.recv_msg();

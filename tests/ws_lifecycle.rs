@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::client::HttpConn;
 use common::proc::{echo, serve};
 use common::ws_client::{Event, WsConn};
-use wslb::ws::frame::OpCode;
+use wslb::proto::ws::frame::OpCode;
 
 #[test]
 fn backend_killed_mid_session() {
@@ -384,7 +384,7 @@ fn counts_return_to_zero_after_every_ending() {
         if *mode == "inspect" {
             let mut ws = counted_session(lb);
             let mut raw = Vec::new();
-            wslb::ws::frame::write_frame(&mut raw, true, OpCode::Text, None, b"unmasked");
+            wslb::proto::ws::frame::write_frame(&mut raw, true, OpCode::Text, None, b"unmasked");
             assert!(ws.send_raw(&raw));
             assert_eq!(ws.recv_close().map(|c| c.0), Some(1002));
             assert_spread(lb, "inspect: protocol error");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::client::HttpConn;
 use common::proc::{echo, serve, Proc};
 use common::ws_client::WsConn;
-use wslb::ws::frame::{write_frame, OpCode};
+use wslb::proto::ws::frame::{write_frame, OpCode};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 

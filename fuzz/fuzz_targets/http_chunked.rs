@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wslb::http::{ChunkedScanner, HttpError, Progress};
+use wslb::proto::http::{ChunkedScanner, HttpError, Progress};
 
 fn split(data: &[u8], cut: usize) -> Result<Progress, HttpError> {
     let mut s = ChunkedScanner::new();

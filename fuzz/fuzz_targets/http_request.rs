@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, Ipv4Addr};
-use wslb::http::{parse_request, ForwardInfo, Limits};
+use wslb::proto::http::{parse_request, ForwardInfo, Limits};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits { max_header_bytes: 4096, max_headers: 32 };

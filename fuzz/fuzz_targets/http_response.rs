@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wslb::http::{parse_response, Limits, Method};
+use wslb::proto::http::{parse_response, Limits, Method};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, data)) = data.split_first() else { return };

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wslb::ws::{FrameLimits, FrameScanner, MessageReader, ScannerConfig, Segment};
+use wslb::proto::ws::{FrameLimits, FrameScanner, MessageReader, ScannerConfig, Segment};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&ctl, rest)) = data.split_first() else {

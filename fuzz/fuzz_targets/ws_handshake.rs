@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wslb::ws::handshake::httparse;
-use wslb::ws::{
+use wslb::proto::ws::handshake::httparse;
+use wslb::proto::ws::{
     accept_key, check_client_request, check_server_response, is_upgrade_request, OriginPolicy,
 };
 

@@ -44,7 +44,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener) {
         }
     };
     let slots = slots::Slots::new(shared.cfg.admin_max_connections);
-    let refusals = crate::server::throttle::Throttle::new(1000);
+    let refusals = crate::rt::throttle::Throttle::new(1000);
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => match slots.admit() {

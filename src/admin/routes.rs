@@ -13,11 +13,11 @@ use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 
 use super::slots::SlotGuard;
-use crate::http::auth::bearer_matches;
-use crate::http::{reply, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest};
-use crate::proxy::io::{drain_briefly, read_request_head, write_vec, ReadBuf};
-use crate::registry::protocol::ServerMessage;
-use crate::registry::BackendInfo;
+use crate::pool::registry::protocol::ServerMessage;
+use crate::pool::registry::BackendInfo;
+use crate::proto::http::auth::bearer_matches;
+use crate::proto::http::{reply, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest};
+use crate::rt::io::{drain_briefly, read_request_head, write_vec, ReadBuf};
 use crate::server::Shared;
 
 /// What to do after one request.

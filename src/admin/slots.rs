@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use crate::server::notify::LocalEvent;
+use crate::rt::notify::LocalEvent;
 
 struct Slot {
     /// `Some(order)` while waiting for a request head (lower is older);

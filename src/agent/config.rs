@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::error::AgentError;
 use super::url::BalancerUrl;
-use crate::registry::protocol::{
+use crate::pool::registry::protocol::{
     resolve_binding, validate_id, validate_weight, ClientMessage, ProtocolError, MAX_BINDINGS,
     PROTOCOL_VERSION,
 };
@@ -124,7 +124,7 @@ pub fn port_binding(port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::protocol::parse_client_message;
+    use crate::pool::registry::protocol::parse_client_message;
 
     fn cfg() -> AgentConfig {
         let lb = BalancerUrl::parse("ws://127.0.0.1:8080").expect("url");

@@ -15,15 +15,15 @@ use monoio::net::TcpStream;
 
 use super::error::SessionError;
 use super::url::BalancerUrl;
-use crate::proxy::io::{write_vec, ReadBuf};
-use crate::registry::protocol::{parse_server_message, ClientMessage, ServerMessage};
-use crate::ws::close::{parse_close_payload, write_close_frame};
-use crate::ws::frame::{write_frame, FrameLimits, OpCode};
-use crate::ws::handshake::{
+use crate::pool::registry::protocol::{parse_server_message, ClientMessage, ServerMessage};
+use crate::proto::ws::close::{parse_close_payload, write_close_frame};
+use crate::proto::ws::frame::{write_frame, FrameLimits, OpCode};
+use crate::proto::ws::handshake::{
     check_server_response, generate_client_key, httparse, write_client_request,
 };
-use crate::ws::message::{Message, MessageReader};
-use crate::ws::scanner::ScannerConfig;
+use crate::proto::ws::message::{Message, MessageReader};
+use crate::proto::ws::scanner::ScannerConfig;
+use crate::rt::io::{write_vec, ReadBuf};
 
 /// Largest message accepted from a balancer.
 pub const MAX_SERVER_MESSAGE: usize = 64 * 1024;
@@ -286,7 +286,7 @@ pub fn heartbeat_interval(ms: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ws::frame::parse_header;
+    use crate::proto::ws::frame::parse_header;
 
     fn unmask(frame: &[u8]) -> (OpCode, Vec<u8>) {
         let limits = FrameLimits::server(1 << 20);
@@ -296,7 +296,7 @@ mod tests {
         let key = h.mask.expect("client frames are masked");
         let mut p = frame[h.header_len as usize..].to_vec();
         assert_eq!(p.len() as u64, h.payload_len);
-        crate::ws::mask::apply_mask(&mut p, key, 0);
+        crate::proto::ws::mask::apply_mask(&mut p, key, 0);
         (h.opcode, p)
     }
 

@@ -3,9 +3,9 @@
 //! ([`SessionError`]), each saying whether the balancer refused us (retry at
 //! the capped backoff) or the link failed (retry sooner).
 
-use crate::registry::protocol::ProtocolError;
-use crate::ws::handshake::HandshakeError;
-use crate::ws::WsError;
+use crate::pool::registry::protocol::ProtocolError;
+use crate::proto::ws::handshake::HandshakeError;
+use crate::proto::ws::WsError;
 
 /// A configuration the agent cannot run with.
 #[derive(Debug, thiserror::Error)]

@@ -21,7 +21,6 @@
 //! per balancer), so it never competes with the application's workers.
 
 mod backoff;
-pub mod cli;
 mod config;
 mod conn;
 mod error;

@@ -18,10 +18,10 @@ use super::conn::{
 };
 use super::error::SessionError;
 use super::watchdog::Ctx;
-use crate::proxy::io::{write_vec, ReadBuf};
-use crate::registry::protocol::{parse_server_message, ClientMessage, ServerMessage};
-use crate::ws::frame::OpCode;
-use crate::ws::message::MessageReader;
+use crate::pool::registry::protocol::{parse_server_message, ClientMessage, ServerMessage};
+use crate::proto::ws::frame::OpCode;
+use crate::proto::ws::message::MessageReader;
+use crate::rt::io::{write_vec, ReadBuf};
 
 const READ_CHUNK: usize = 4096;
 /// How long a departing agent waits for the balancer's close.

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use super::error::AgentError;
-use crate::registry::protocol::split_authority;
+use crate::pool::registry::protocol::split_authority;
 
 /// The control channel path on a balancer.
 pub const DEFAULT_PATH: &str = "/_lb/register";

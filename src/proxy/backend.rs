@@ -13,9 +13,9 @@ use std::time::Duration;
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
-use super::io::ReadBuf;
-use crate::balance::clock::now_ms;
-use crate::balance::{sticky, Backend, PoolSnapshot, StickyMode};
+use crate::pool::clock::now_ms;
+use crate::pool::{sticky, Backend, PoolSnapshot, StickyMode};
+use crate::rt::io::ReadBuf;
 use crate::server::worker::WorkerCtx;
 
 /// Idle connections kept per backend address, per worker.

@@ -8,9 +8,9 @@ use std::time::Duration;
 use monoio::buf::IoBuf;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedWriteHalf};
 
-use super::io::CHUNK;
 use super::ClientConn;
-use crate::http::error_response;
+use crate::proto::http::error_response;
+use crate::rt::io::CHUNK;
 
 /// The client's writer on the HTTP path, with its bound and its cut mark.
 pub struct ClientWriter<'a, W> {

@@ -7,9 +7,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::backend::{pick, sticky_key, Tried};
 use super::http_flow::check_handshake;
 use super::ClientConn;
-use crate::http::{error_response, reply, BodyKind, Method, ParsedRequest};
-use crate::registry::binding::is_visible_ascii;
-use crate::registry::control::{authorize, serve_channel};
+use crate::pool::registry::binding::is_visible_ascii;
+use crate::proto::http::{error_response, reply, BodyKind, Method, ParsedRequest};
+use crate::proxy::control::{authorize, serve_channel};
 use crate::server::worker::WorkerCtx;
 
 /// Serves a `/_lb/` request (or anything on the control listener); returns

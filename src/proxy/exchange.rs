@@ -12,12 +12,12 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::Instant;
 
 use super::client_write::ClientWriter;
-use super::io::{write_vec, ReadBuf};
 pub use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts};
 use super::request_body::{pump_request, BodyPump, RequestStop};
 use super::response_relay::{pump_response, Progress};
-use crate::http::{BodyKind, BodyTracker, Method, ParsedRequest};
-use crate::ws::handshake::accept_key;
+use crate::proto::http::{BodyKind, BodyTracker, Method, ParsedRequest};
+use crate::proto::ws::handshake::accept_key;
+use crate::rt::io::{write_vec, ReadBuf};
 
 /// The request side: where it comes from and how much is already buffered.
 pub struct RequestSide<'a, R> {

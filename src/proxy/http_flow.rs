@@ -11,12 +11,12 @@ use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, Reques
 use super::request_body::BodyDeadline;
 use super::request_head::{read_head, HeadWait};
 use super::ClientConn;
-use crate::balance::health::{record_failure, record_success, HealthPolicy};
-use crate::balance::stats::ActiveGuard;
-use crate::http::{BodyKind, ForwardInfo, Limits, Method, ParsedRequest};
-use crate::server::conns::ConnKind;
+use crate::pool::health::{record_failure, record_success, HealthPolicy};
+use crate::pool::stats::ActiveGuard;
+use crate::proto::http::{BodyKind, ForwardInfo, Limits, Method, ParsedRequest};
+use crate::proto::ws::handshake::is_valid_client_key;
+use crate::proxy::conns::ConnKind;
 use crate::server::worker::WorkerCtx;
-use crate::ws::handshake::is_valid_client_key;
 
 /// A WebSocket upgrade the backend accepted: what the relay needs.
 pub struct Upgrade {
@@ -166,7 +166,7 @@ where
     let cfg = &ctx.shared.cfg;
     let policy = HealthPolicy::default();
     // How much of the body is already here, and is all of it?
-    let mut probe = crate::http::BodyTracker::new(req.body);
+    let mut probe = crate::proto::http::BodyTracker::new(req.body);
     let after_head = &client.buf.data()[req.head_len..];
     let (buffered_body, whole_body) = match probe.scan(after_head) {
         Ok(p) => (p.consumed, probe.is_done()),
@@ -219,7 +219,7 @@ where
                 }
                 Err(e) => {
                     let ejected =
-                        record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
+                        record_failure(&backend.stats, &policy, crate::pool::clock::now_ms());
                     tracing::warn!(backend = %backend.id, error = ?e, ejected, "backend connect failed");
                     last_status = if matches!(e, ConnectError::Timeout) {
                         504
@@ -298,7 +298,7 @@ where
             Err(ExchangeError::ClosedEarly) if replayable && idempotent => {
                 // Safe to send again: a counted retry.
                 if !conn.reused {
-                    record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
+                    record_failure(&backend.stats, &policy, crate::pool::clock::now_ms());
                 }
                 tracing::debug!(backend = %backend.id, "retrying request");
                 last_status = 502;
@@ -327,7 +327,7 @@ where
                 // Closed or reset before answering: the backend's fault,
                 // unless it was a pooled connection it had let go.
                 if !conn.reused {
-                    record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
+                    record_failure(&backend.stats, &policy, crate::pool::clock::now_ms());
                 }
                 client.answer(502, cfg.idle_timeout).await;
                 return RequestEnd::Close;
@@ -344,7 +344,7 @@ where
                 detail,
             }) => {
                 tracing::warn!(backend = %backend.id, detail, "backend failed");
-                record_failure(&backend.stats, &policy, crate::balance::clock::now_ms());
+                record_failure(&backend.stats, &policy, crate::pool::clock::now_ms());
                 if !response_started {
                     client.answer(502, cfg.idle_timeout).await;
                 }

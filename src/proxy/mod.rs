@@ -3,10 +3,11 @@
 
 pub mod backend;
 pub mod client_write;
+pub mod conns;
+pub mod control;
 pub mod endpoints;
 pub mod exchange;
 pub mod http_flow;
-pub mod io;
 mod outbound;
 pub mod outcome;
 pub mod request_body;
@@ -24,10 +25,10 @@ use std::rc::Rc;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Split, Splitable};
 
 use crate::config::WsMode;
-use crate::server::conns::ConnHandle;
+use crate::proxy::conns::ConnHandle;
+use crate::rt::io::{self, ReadBuf};
 use crate::server::listener::ListenerKind;
 use crate::server::worker::WorkerCtx;
-use io::ReadBuf;
 
 /// The client side of a proxied connection, split for concurrent relay.
 pub struct ClientConn<S: AsyncWriteRent> {

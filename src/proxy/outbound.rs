@@ -10,9 +10,9 @@ use monoio::io::AsyncWriteRent;
 use monoio::time::Instant;
 
 use super::exchange::shutdown_quietly;
-use super::io::{write_range, LocalLock};
-use crate::ws::close::write_close_frame;
-use crate::ws::frame::{write_frame, OpCode};
+use crate::proto::ws::close::write_close_frame;
+use crate::proto::ws::frame::{write_frame, OpCode};
+use crate::rt::io::{write_range, LocalLock};
 
 /// How long writing a close frame of our own may take: a peer that stopped
 /// reading gets its socket shut instead.

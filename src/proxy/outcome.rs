@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::request_body::BodyDeadline;
-use crate::http::Limits;
-use crate::server::notify::LocalEvent;
+use crate::proto::http::Limits;
+use crate::rt::notify::LocalEvent;
 
 /// How an exchange ended well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

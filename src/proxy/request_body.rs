@@ -9,9 +9,9 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::Instant;
 
-use super::io::CHUNK;
-use super::io::{write_range, ReadBuf};
-use crate::http::BodyTracker;
+use crate::proto::http::BodyTracker;
+use crate::rt::io::CHUNK;
+use crate::rt::io::{write_range, ReadBuf};
 
 /// When a request body must be complete: `start + grace + received / rate`
 /// (`rate` in bytes per second; 0 makes `grace` a total deadline).

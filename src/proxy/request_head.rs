@@ -5,7 +5,7 @@
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::ClientConn;
-use crate::http::{parse_request, ForwardInfo, Limits, ParsedRequest};
+use crate::proto::http::{parse_request, ForwardInfo, Limits, ParsedRequest};
 use crate::server::worker::WorkerCtx;
 
 const HEAD_READ: usize = 8 * 1024;

@@ -17,10 +17,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::{Instant, Sleep};
 
 use super::client_write::ClientWriter;
-use super::io::{ReadBuf, CHUNK};
 use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts};
-use crate::http::headers::has_header;
-use crate::http::{parse_response, BodyKind, BodyTracker, ParsedRequest, ParsedResponse};
+use crate::proto::http::headers::has_header;
+use crate::proto::http::{parse_response, BodyKind, BodyTracker, ParsedRequest, ParsedResponse};
+use crate::rt::io::{ReadBuf, CHUNK};
 
 /// Small bodies ride in the same write as their head.
 const COALESCE_LIMIT: usize = 4096;

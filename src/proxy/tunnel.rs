@@ -13,9 +13,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::BackendConn;
 use super::exchange::shutdown_quietly;
-use super::io::{write_range, ReadBuf};
 use super::ClientConn;
-use crate::server::conns::{ConnCommand, ConnHandle};
+use crate::proxy::conns::{ConnCommand, ConnHandle};
+use crate::rt::io::{write_range, ReadBuf};
 use crate::server::worker::WorkerCtx;
 
 const TUNNEL_CHUNK: usize = 16 * 1024;

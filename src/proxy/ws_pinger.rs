@@ -15,7 +15,7 @@ use monoio::io::AsyncWriteRent;
 use monoio::time::Instant;
 
 use super::outbound::{End, Outbound};
-use crate::ws::frame::OpCode;
+use crate::proto::ws::frame::OpCode;
 
 /// The client's liveness: pings sent on idle, pongs expected back. The
 /// reader only stamps `last_rx`; the pinger task owns the timers, so the

@@ -13,14 +13,14 @@ use monoio::time::Instant;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::BackendConn;
-use super::io::ReadBuf;
 use super::outbound::{End, Outbound};
 use super::ws_pinger::{pinger, PingState};
 use super::ClientConn;
-use crate::server::conns::{ConnCommand, ConnHandle};
+use crate::proto::ws::frame::{FrameLimits, OpCode};
+use crate::proto::ws::scanner::{control_payload, FrameScanner, ScannerConfig, Segment};
+use crate::proxy::conns::{ConnCommand, ConnHandle};
+use crate::rt::io::ReadBuf;
 use crate::server::worker::WorkerCtx;
-use crate::ws::frame::{FrameLimits, OpCode};
-use crate::ws::scanner::{control_payload, FrameScanner, ScannerConfig, Segment};
 
 const RELAY_CHUNK: usize = 16 * 1024;
 /// After a close frame went one way, how long the reply may take.
@@ -35,7 +35,7 @@ async fn forward_buffered<W: AsyncWriteRent>(
     scanner: &mut FrameScanner,
     out: &Outbound<W>,
     ping: Option<&PingState>,
-) -> Result<(bool, bool), crate::ws::WsError> {
+) -> Result<(bool, bool), crate::proto::ws::WsError> {
     let mut cursor = buf.pos;
     let mut fwd_start = cursor;
     let mut closed = false;
@@ -344,7 +344,13 @@ mod tests {
         // The client's message reaches a backend connection that is gone
         // before the backend's end of stream is read.
         let mut frame = Vec::new();
-        crate::ws::frame::write_frame(&mut frame, true, OpCode::Text, Some([1, 2, 3, 4]), b"hi");
+        crate::proto::ws::frame::write_frame(
+            &mut frame,
+            true,
+            OpCode::Text,
+            Some([1, 2, 3, 4]),
+            b"hi",
+        );
         let (end, to_client) = run(async {
             let scanner = FrameScanner::new(ScannerConfig {
                 limits: FrameLimits {

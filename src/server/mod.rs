@@ -1,24 +1,21 @@
 //! `wslb serve`: builds the shared state, binds every listener, starts one
 //! pinned worker per core, and turns SIGTERM/SIGINT into a graceful drain.
 
-pub mod conns;
 pub mod listener;
-pub mod notify;
 pub mod per_ip;
 mod refuse;
-pub mod throttle;
 pub mod worker;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
-use crate::balance::SharedPool;
 use crate::config::ServeConfig;
-use crate::registry::hub::ControlHub;
-use crate::registry::Registry;
+use crate::pool::registry::hub::ControlHub;
+use crate::pool::registry::Registry;
+use crate::pool::SharedPool;
+use crate::rt::notify::{Lifecycle, Phase};
 use listener::{bind_set, ListenerKind};
-use notify::{Lifecycle, Phase};
 
 /// Process-wide state shared by every worker (read-mostly; counters atomic).
 pub struct Shared {
@@ -220,7 +217,7 @@ fn spawn_expiry(shared: Arc<Shared>) -> std::io::Result<()> {
                 std::thread::sleep(tick);
                 let gone = shared
                     .registry
-                    .expire(crate::balance::clock::now_ms(), timeout_ms);
+                    .expire(crate::pool::clock::now_ms(), timeout_ms);
                 for id in gone {
                     tracing::warn!(id, "backend missed its heartbeats: removed from the pool");
                 }

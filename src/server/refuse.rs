@@ -11,9 +11,9 @@ use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 
 use super::listener::ListenerKind;
-use super::throttle::Throttle;
-use crate::http::error_response;
-use crate::proxy::io::{drain_briefly, write_static, ReadBuf, MIN_READ};
+use crate::proto::http::error_response;
+use crate::rt::io::{drain_briefly, write_static, ReadBuf, MIN_READ};
+use crate::rt::throttle::Throttle;
 
 /// A worker's state for refusals: the answers under way and the throttle
 /// of its warnings.

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use monoio::net::{TcpListener, TcpStream};
 
-use super::conns::{ConnCommand, ConnKind, ConnTable};
 use super::listener::ListenerKind;
-use super::notify::{LocalEvent, Phase};
-use super::throttle::Throttle;
 use super::Shared;
-use crate::balance::{LocalPool, Picker};
+use crate::pool::{LocalPool, Picker};
 use crate::proxy::backend::IdlePool;
+use crate::proxy::conns::{ConnCommand, ConnKind, ConnTable};
+use crate::rt::notify::{LocalEvent, Phase};
+use crate::rt::throttle::Throttle;
 
 /// Everything a connection task of this worker can reach.
 pub struct WorkerCtx {
@@ -206,7 +206,7 @@ async fn sweep_tunnels(ctx: Rc<WorkerCtx>, idle: Option<Duration>, stalled: Dura
     let tick = Duration::from_millis((shortest / 4).clamp(50, 30_000));
     while !ctx.draining.is_fired() {
         monoio::time::sleep(tick).await;
-        let now = crate::balance::clock::now_ms();
+        let now = crate::pool::clock::now_ms();
         ctx.conns.broadcast(ConnCommand::Close(1001), |h| {
             let idle = idle_ms.is_some_and(|i| now.saturating_sub(h.last_active_ms()) >= i);
             let stalled = h
@@ -242,7 +242,7 @@ async fn sweep_idle_backends(ctx: Rc<WorkerCtx>) {
                 );
             }
         }
-        ctx.idle.sweep(crate::balance::clock::now_ms());
+        ctx.idle.sweep(crate::pool::clock::now_ms());
     }
 }
 

@@ -1,5 +1,5 @@
 //! A tiny fake balancer control channel for the agent tests: a std
-//! TcpListener doing the WebSocket upgrade with `wslb::ws`, checking the
+//! TcpListener doing the WebSocket upgrade with `wslb::proto::ws`, checking the
 //! bearer token, answering `register`, and recording everything it hears.
 #![allow(dead_code)]
 
@@ -11,11 +11,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wslb::ws::frame::{write_frame, FrameLimits, OpCode};
-use wslb::ws::handshake::{accept_key, httparse};
-use wslb::ws::message::MessageReader;
-use wslb::ws::scanner::ScannerConfig;
-use wslb::ws::{parse_close_payload, write_close_frame};
+use wslb::proto::ws::frame::{write_frame, FrameLimits, OpCode};
+use wslb::proto::ws::handshake::{accept_key, httparse};
+use wslb::proto::ws::message::MessageReader;
+use wslb::proto::ws::scanner::ScannerConfig;
+use wslb::proto::ws::{parse_close_payload, write_close_frame};
 
 /// Something the fake saw, tagged with the connection number (1, 2, ...).
 #[derive(Clone, Debug)]

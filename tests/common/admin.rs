@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::client::{HttpConn, Response};
 use super::ws_client::{Refused, WsConn};
-use wslb::ws::frame::OpCode;
+use wslb::proto::ws::frame::OpCode;
 
 /// `GET /api/backends` as JSON values.
 pub fn backends(admin: SocketAddr) -> Vec<serde_json::Value> {

@@ -1,5 +1,5 @@
 //! Blocking WebSocket test peer over `std::net::TcpStream` or a rustls
-//! `StreamOwned`, built on the crate's own codec (`wslb::ws`): the client
+//! `StreamOwned`, built on the crate's own codec (`wslb::proto::ws`): the client
 //! handshake (or a refusal with its HTTP status), masked frames out, whole
 //! messages in, close codes, and a tiny server side for fake backends.
 #![allow(dead_code)]
@@ -9,14 +9,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wslb::ws::close::{parse_close_payload, write_close_frame};
-use wslb::ws::frame::{write_frame, FrameLimits, OpCode};
-use wslb::ws::handshake::{
+use wslb::proto::ws::close::{parse_close_payload, write_close_frame};
+use wslb::proto::ws::frame::{write_frame, FrameLimits, OpCode};
+use wslb::proto::ws::handshake::{
     accept_key, check_server_response, generate_client_key, write_client_request,
     write_server_response,
 };
-use wslb::ws::message::{Message, MessageReader};
-use wslb::ws::scanner::ScannerConfig;
+use wslb::proto::ws::message::{Message, MessageReader};
+use wslb::proto::ws::scanner::ScannerConfig;
 
 /// Default read timeout of every test socket.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -6,11 +6,13 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use wslb::ws::close::{parse_close_payload, write_close_frame};
-use wslb::ws::frame::{write_frame, FrameLimits, OpCode};
-use wslb::ws::handshake::{check_server_response, generate_client_key, write_client_request};
-use wslb::ws::message::{Message, MessageReader};
-use wslb::ws::scanner::ScannerConfig;
+use wslb::proto::ws::close::{parse_close_payload, write_close_frame};
+use wslb::proto::ws::frame::{write_frame, FrameLimits, OpCode};
+use wslb::proto::ws::handshake::{
+    check_server_response, generate_client_key, write_client_request,
+};
+use wslb::proto::ws::message::{Message, MessageReader};
+use wslb::proto::ws::scanner::ScannerConfig;
 
 /// What a session read.
 pub enum Got {

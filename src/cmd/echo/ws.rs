@@ -1,0 +1,107 @@
+//! The echo backend's WebSocket side, on the crate's own codec: text and
+//! binary messages echoed (fragmented ones reassembled), pings answered,
+//! close echoed with its code; protocol errors closed with the right code.
+
+use monoio::io::AsyncWriteRent;
+use monoio::net::TcpStream;
+
+use wslb::proto::http::ParsedRequest;
+use wslb::proto::ws::close::{parse_close_payload, write_close_frame};
+use wslb::proto::ws::frame::{write_frame, FrameLimits, OpCode};
+use wslb::proto::ws::handshake::{accept_key, write_server_response};
+use wslb::proto::ws::message::MessageReader;
+use wslb::proto::ws::scanner::ScannerConfig;
+use wslb::rt::io::{write_vec, ReadBuf};
+
+const MAX_MESSAGE: u64 = 64 << 20;
+
+pub async fn serve(mut stream: TcpStream, mut buf: ReadBuf, req: &ParsedRequest) {
+    let key = req.ws_key.clone().map(|r| buf.data()[r].to_vec());
+    let mut out = Vec::with_capacity(16 * 1024);
+    let Some(key) = key else {
+        let _ = write_vec(
+            &mut stream,
+            wslb::proto::http::reply::error_response(400).to_vec(),
+        )
+        .await;
+        return;
+    };
+    let accept = accept_key(&key);
+    write_server_response(&mut out, &accept, None, None);
+    buf.consume(req.head_len);
+    let (res, o) = write_vec(&mut stream, out).await;
+    out = o;
+    if res.is_err() {
+        return;
+    }
+    let mut reader = MessageReader::new(ScannerConfig {
+        limits: FrameLimits {
+            max_payload: MAX_MESSAGE,
+            rsv_allowed: 0,
+            expect_masked: Some(true),
+        },
+        max_message: MAX_MESSAGE,
+        validate_utf8: true,
+    });
+    loop {
+        out.clear();
+        let mut closing = false;
+        loop {
+            match reader.feed(buf.data()) {
+                Ok((used, msg)) => {
+                    buf.consume(used);
+                    let Some(msg) = msg else {
+                        if used == 0 {
+                            break;
+                        }
+                        continue;
+                    };
+                    match msg.opcode {
+                        OpCode::Text | OpCode::Binary => {
+                            write_frame(&mut out, true, msg.opcode, None, &msg.payload)
+                        }
+                        OpCode::Ping => {
+                            write_frame(&mut out, true, OpCode::Pong, None, &msg.payload)
+                        }
+                        OpCode::Pong | OpCode::Continuation => {}
+                        OpCode::Close => {
+                            match parse_close_payload(&msg.payload) {
+                                Ok(Some((code, _))) => write_close_frame(&mut out, code, "", None),
+                                Ok(None) => write_frame(&mut out, true, OpCode::Close, None, &[]),
+                                Err(e) => write_close_frame(&mut out, e.close_code(), "", None),
+                            }
+                            closing = true;
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    write_close_frame(&mut out, e.close_code(), "", None);
+                    closing = true;
+                    break;
+                }
+            }
+        }
+        if !out.is_empty() {
+            let (res, o) = write_vec(&mut stream, std::mem::take(&mut out)).await;
+            out = o;
+            if res.is_err() {
+                return;
+            }
+        }
+        if closing {
+            let _ = stream.shutdown().await;
+            // Wait briefly for the client to close its side.
+            let _ = monoio::time::timeout(
+                std::time::Duration::from_secs(2),
+                buf.read_from(&mut stream, 1024),
+            )
+            .await;
+            return;
+        }
+        match buf.read_from(&mut stream, 64 * 1024).await {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
+    }
+}

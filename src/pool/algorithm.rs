@@ -1,0 +1,271 @@
+//! Pick algorithms (random, smooth weighted round-robin, power of two choices,
+//! fewest connections), all weighted, over one pool snapshot. A `Picker` lives
+//! on one worker: its rng and round-robin state are worker-local, picks do not
+//! allocate and read each candidate's counters with plain atomic loads.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::str::FromStr;
+
+use super::snapshot::PoolSnapshot;
+
+/// How to choose a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    Random,
+    RoundRobin,
+    P2c,
+    FewestConnections,
+}
+
+/// An algorithm name that is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown balancing algorithm {0:?} (expected random, round-robin, p2c or fewest-connections)"
+)]
+pub struct AlgorithmParseError(pub String);
+
+impl FromStr for Algorithm {
+    type Err = AlgorithmParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "random" => Ok(Algorithm::Random),
+            "round-robin" => Ok(Algorithm::RoundRobin),
+            "p2c" => Ok(Algorithm::P2c),
+            "fewest-connections" => Ok(Algorithm::FewestConnections),
+            _ => Err(AlgorithmParseError(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Algorithm::Random => "random",
+            Algorithm::RoundRobin => "round-robin",
+            Algorithm::P2c => "p2c",
+            Algorithm::FewestConnections => "fewest-connections",
+        })
+    }
+}
+
+/// Random draws tried before falling back to an exact pass over the pool.
+const FAST_TRIES: usize = 4;
+
+/// Facts about one snapshot, rebuilt (allocating) only when it changes.
+#[derive(Default)]
+struct Cache {
+    key: (u64, usize, usize),
+    /// All weights equal: random draws need no search, round-robin no state.
+    uniform: bool,
+    /// cumulative[i] = sum of weights 0..=i.
+    cumulative: Vec<u64>,
+    /// Smooth weighted round-robin current weights.
+    current: Vec<i64>,
+    /// Next index for the uniform round-robin.
+    next: usize,
+}
+
+/// Picks backends for one worker.
+pub struct Picker {
+    algorithm: Algorithm,
+    rng: RefCell<fastrand::Rng>,
+    cache: RefCell<Cache>,
+}
+
+impl fmt::Debug for Picker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Picker")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+#[inline]
+fn eligible(snap: &PoolSnapshot, i: usize, now_ms: u64, exclude: &[usize]) -> bool {
+    !exclude.contains(&i) && snap.backends[i].is_available(now_ms)
+}
+
+impl Picker {
+    pub fn new(algorithm: Algorithm, seed: u64) -> Self {
+        Picker {
+            algorithm,
+            rng: RefCell::new(fastrand::Rng::with_seed(seed)),
+            cache: RefCell::new(Cache {
+                key: (u64::MAX, usize::MAX, 0),
+                ..Cache::default()
+            }),
+        }
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// Index into `snap.backends` of the chosen backend among those available
+    /// at `now_ms` whose index is not in `exclude` (retries pass what they
+    /// tried). `None` when none is available.
+    pub fn pick(&self, snap: &PoolSnapshot, now_ms: u64, exclude: &[usize]) -> Option<usize> {
+        if snap.backends.is_empty() {
+            return None;
+        }
+        self.refresh(snap);
+        match self.algorithm {
+            Algorithm::Random => self.weighted_random(snap, now_ms, exclude, None),
+            Algorithm::RoundRobin => self.round_robin(snap, now_ms, exclude),
+            Algorithm::P2c => self.p2c(snap, now_ms, exclude),
+            Algorithm::FewestConnections => self.fewest(snap, now_ms, exclude),
+        }
+    }
+
+    /// Rebuild the per-snapshot cache when the snapshot changed.
+    fn refresh(&self, snap: &PoolSnapshot) {
+        let key = (
+            snap.generation,
+            snap.backends.len(),
+            snap.backends.as_ptr() as usize,
+        );
+        let mut c = self.cache.borrow_mut();
+        if c.key == key {
+            return;
+        }
+        c.key = key;
+        let first = snap.backends[0].effective_weight();
+        c.uniform = snap.backends.iter().all(|b| b.effective_weight() == first);
+        c.cumulative.clear();
+        let mut sum = 0u64;
+        for b in &snap.backends {
+            sum += u64::from(b.effective_weight());
+            c.cumulative.push(sum);
+        }
+        c.current.clear();
+        c.current.resize(snap.backends.len(), 0);
+        c.next = self.rng.borrow_mut().usize(..snap.backends.len());
+    }
+
+    /// Weighted random among eligible backends other than `skip`. Exact:
+    /// a few rejection draws over the whole pool, then one weighted pass.
+    fn weighted_random(
+        &self,
+        snap: &PoolSnapshot,
+        now_ms: u64,
+        exclude: &[usize],
+        skip: Option<usize>,
+    ) -> Option<usize> {
+        let n = snap.backends.len();
+        let mut rng = self.rng.borrow_mut();
+        {
+            let c = self.cache.borrow();
+            let total = c.cumulative.last().copied().unwrap_or(0);
+            for _ in 0..FAST_TRIES {
+                let i = if c.uniform {
+                    rng.usize(..n)
+                } else {
+                    let r = rng.u64(..total);
+                    c.cumulative.partition_point(|&s| s <= r)
+                };
+                if Some(i) != skip && i < n && eligible(snap, i, now_ms, exclude) {
+                    return Some(i);
+                }
+            }
+        }
+        // Many backends are out: one exact pass over the eligible ones.
+        let ok = |i: usize| Some(i) != skip && eligible(snap, i, now_ms, exclude);
+        let total: u64 = (0..n)
+            .filter(|&i| ok(i))
+            .map(|i| u64::from(snap.backends[i].effective_weight()))
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        let mut r = rng.u64(..total);
+        for i in (0..n).filter(|&i| ok(i)) {
+            let w = u64::from(snap.backends[i].effective_weight());
+            if r < w {
+                return Some(i);
+            }
+            r -= w;
+        }
+        None
+    }
+
+    /// Smooth weighted round-robin (nginx): each eligible backend gains its
+    /// weight, the highest wins and pays back the total. Equal weights take a
+    /// rotating index instead (same order, O(1) when all are up).
+    fn round_robin(&self, snap: &PoolSnapshot, now_ms: u64, exclude: &[usize]) -> Option<usize> {
+        let n = snap.backends.len();
+        let mut c = self.cache.borrow_mut();
+        if c.uniform {
+            let start = c.next;
+            for k in 0..n {
+                let i = (start + k) % n;
+                if eligible(snap, i, now_ms, exclude) {
+                    c.next = (i + 1) % n;
+                    return Some(i);
+                }
+            }
+            return None;
+        }
+        let mut total = 0i64;
+        let mut best: Option<usize> = None;
+        for i in 0..n {
+            if !eligible(snap, i, now_ms, exclude) {
+                continue;
+            }
+            let w = i64::from(snap.backends[i].effective_weight());
+            c.current[i] += w;
+            total += w;
+            if best.is_none_or(|b| c.current[i] > c.current[b]) {
+                best = Some(i);
+            }
+        }
+        let b = best?;
+        c.current[b] -= total;
+        Some(b)
+    }
+
+    /// Power of two choices: two distinct weighted-random candidates, keep the
+    /// one with the lower load per weight.
+    fn p2c(&self, snap: &PoolSnapshot, now_ms: u64, exclude: &[usize]) -> Option<usize> {
+        let a = self.weighted_random(snap, now_ms, exclude, None)?;
+        let Some(b) = self.weighted_random(snap, now_ms, exclude, Some(a)) else {
+            return Some(a);
+        };
+        let (ba, bb) = (&snap.backends[a], &snap.backends[b]);
+        let la = u64::from(ba.stats.load()) * u64::from(bb.effective_weight());
+        let lb = u64::from(bb.stats.load()) * u64::from(ba.effective_weight());
+        Some(if lb < la { b } else { a })
+    }
+
+    /// Lowest load per weight over every eligible backend; ties broken at
+    /// random by reservoir sampling. O(n).
+    fn fewest(&self, snap: &PoolSnapshot, now_ms: u64, exclude: &[usize]) -> Option<usize> {
+        let mut rng = self.rng.borrow_mut();
+        let mut best: Option<(usize, u64, u64)> = None;
+        let mut ties = 0u32;
+        for (i, b) in snap.backends.iter().enumerate() {
+            if !eligible(snap, i, now_ms, exclude) {
+                continue;
+            }
+            let (l, w) = (u64::from(b.stats.load()), u64::from(b.effective_weight()));
+            match best {
+                Some((_, bl, bw)) if l * bw > bl * w => {}
+                Some((_, bl, bw)) if l * bw == bl * w => {
+                    ties += 1;
+                    if rng.u32(..ties) == 0 {
+                        best = Some((i, l, w));
+                    }
+                }
+                _ => {
+                    best = Some((i, l, w));
+                    ties = 1;
+                }
+            }
+        }
+        best.map(|(i, _, _)| i)
+    }
+}
+
+#[cfg(test)]
+#[path = "algorithm_tests.rs"]
+mod tests;

@@ -1,0 +1,218 @@
+//! The worker-local table of live client connections, through which the
+//! worker (drain, shutdown) and later cross-worker commands reach a
+//! connection without any shared lock.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+/// What a connection is doing now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnKind {
+    Http,
+    WebSocket,
+}
+
+/// Something the worker asks a connection to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnCommand {
+    /// Finish the request in flight, then close; idle connections close now.
+    Drain,
+    /// Close now; WebSocket sessions send this close code first.
+    Close(u16),
+}
+
+/// A connection's mailbox, held by the table and by the connection task.
+pub struct ConnHandle {
+    pub id: u64,
+    kind: Cell<ConnKind>,
+    commands: RefCell<VecDeque<ConnCommand>>,
+    waker: Cell<Option<Waker>>,
+    /// When bytes last went through (tunnel sessions stamp it; the worker's
+    /// sweeper closes the ones idle too long).
+    last_active_ms: Cell<u64>,
+    /// Since when a write toward the client has been under way (0: none;
+    /// tunnel sessions stamp it; the worker's sweeper closes the ones
+    /// whose client stopped reading).
+    client_write_since_ms: Cell<u64>,
+}
+
+impl ConnHandle {
+    /// Records that bytes went through now.
+    pub fn touch(&self) {
+        self.last_active_ms.set(crate::pool::clock::now_ms());
+    }
+
+    pub fn last_active_ms(&self) -> u64 {
+        self.last_active_ms.get()
+    }
+
+    /// Records that a write toward the client starts now.
+    pub fn client_write_started(&self) {
+        let now = crate::pool::clock::now_ms();
+        self.client_write_since_ms.set(now.max(1));
+    }
+
+    /// Records that no write toward the client is under way.
+    pub fn client_write_done(&self) {
+        self.client_write_since_ms.set(0);
+    }
+
+    /// Since when (ms) the write toward the client under way has been
+    /// pending, if one is.
+    pub fn client_write_since_ms(&self) -> Option<u64> {
+        Some(self.client_write_since_ms.get()).filter(|&t| t != 0)
+    }
+
+    pub fn kind(&self) -> ConnKind {
+        self.kind.get()
+    }
+
+    pub fn set_kind(&self, kind: ConnKind) {
+        self.kind.set(kind);
+    }
+
+    pub fn push(&self, cmd: ConnCommand) {
+        self.commands.borrow_mut().push_back(cmd);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    pub fn try_next(&self) -> Option<ConnCommand> {
+        self.commands.borrow_mut().pop_front()
+    }
+
+    /// Waits for the next command (one waiter: the connection task).
+    pub async fn next(&self) -> ConnCommand {
+        poll_fn(|cx| match self.commands.borrow_mut().pop_front() {
+            Some(c) => Poll::Ready(c),
+            None => {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Live connections of one worker; ids carry the worker number in the top
+/// 16 bits so a command for one connection can be routed to its worker.
+pub struct ConnTable {
+    worker: u64,
+    next: Cell<u64>,
+    live: RefCell<HashMap<u64, Rc<ConnHandle>>>,
+    emptied: RefCell<Vec<Waker>>,
+}
+
+impl ConnTable {
+    pub fn new(worker: usize) -> Self {
+        Self {
+            worker: worker as u64,
+            next: Cell::new(1),
+            live: RefCell::new(HashMap::new()),
+            emptied: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.borrow().is_empty()
+    }
+
+    /// Registers a new connection; the guard removes it when dropped.
+    pub fn insert(self: &Rc<Self>) -> ConnEntry {
+        let n = self.next.get();
+        self.next.set(n + 1);
+        let id = (self.worker << 48) | (n & ((1 << 48) - 1));
+        let handle = Rc::new(ConnHandle {
+            id,
+            kind: Cell::new(ConnKind::Http),
+            commands: RefCell::new(VecDeque::new()),
+            waker: Cell::new(None),
+            last_active_ms: Cell::new(crate::pool::clock::now_ms()),
+            client_write_since_ms: Cell::new(0),
+        });
+        self.live.borrow_mut().insert(id, handle.clone());
+        ConnEntry {
+            table: self.clone(),
+            handle,
+        }
+    }
+
+    /// Sends `cmd` to every live connection (`filter` picks which).
+    pub fn broadcast(&self, cmd: ConnCommand, filter: impl Fn(&ConnHandle) -> bool) {
+        let handles: Vec<Rc<ConnHandle>> = self.live.borrow().values().cloned().collect();
+        for h in handles.iter().filter(|h| filter(h)) {
+            h.push(cmd.clone());
+        }
+    }
+
+    /// Resolves when no connection is left.
+    pub async fn wait_empty(&self) {
+        poll_fn(|cx| {
+            if self.is_empty() {
+                Poll::Ready(())
+            } else {
+                self.emptied.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn remove(&self, id: u64) {
+        let empty = {
+            let mut live = self.live.borrow_mut();
+            live.remove(&id);
+            live.is_empty()
+        };
+        if empty {
+            for w in self.emptied.borrow_mut().drain(..) {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// Membership of one connection in its worker's table.
+pub struct ConnEntry {
+    table: Rc<ConnTable>,
+    pub handle: Rc<ConnHandle>,
+}
+
+impl Drop for ConnEntry {
+    fn drop(&mut self) {
+        self.table.remove(self.handle.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_carry_worker_and_removal_on_drop() {
+        let table = Rc::new(ConnTable::new(3));
+        let a = table.insert();
+        let b = table.insert();
+        assert_eq!(a.handle.id >> 48, 3);
+        assert_ne!(a.handle.id, b.handle.id);
+        assert_eq!(table.len(), 2);
+        table.broadcast(ConnCommand::Drain, |_| true);
+        assert_eq!(a.handle.try_next(), Some(ConnCommand::Drain));
+        assert_eq!(a.handle.client_write_since_ms(), None);
+        a.handle.client_write_started();
+        assert!(a.handle.client_write_since_ms().is_some());
+        a.handle.client_write_done();
+        assert_eq!(a.handle.client_write_since_ms(), None);
+        drop(a);
+        drop(b);
+        assert!(table.is_empty());
+    }
+}
