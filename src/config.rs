@@ -90,6 +90,94 @@ pub struct ServeConfig {
     pub admin_request_timeout: Duration,
 }
 
+impl Default for ServeConfig {
+    /// The defaults `wslb serve` documents for every flag, with nothing to
+    /// listen on and no admin API (an embedding program opts in to both).
+    fn default() -> Self {
+        ServeConfig {
+            listen: Vec::new(),
+            tls_listen: Vec::new(),
+            tls: None,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            pin: true,
+            backends: Vec::new(),
+            algorithm: Algorithm::Random,
+            sticky: StickyMode::None,
+            max_header_bytes: 16 * 1024,
+            max_connections: 9000,
+            client_header_timeout: Duration::from_secs(10),
+            backend_connect_timeout: Duration::from_secs(2),
+            backend_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(10),
+            max_retries: 2,
+            ws_mode: WsMode::Inspect,
+            max_message_size: 16 << 20,
+            ws_validate_utf8: false,
+            ws_ping_interval: Some(Duration::from_secs(30)),
+            ws_pong_timeout: Duration::from_secs(10),
+            ws_tunnel_idle_timeout: Some(Duration::from_secs(3600)),
+            ws_handshake_timeout: Duration::from_secs(10),
+            allowed_origins: OriginPolicy::default(),
+            admin_listen: None,
+            admin_token: None,
+            control_listen: None,
+            register_token: None,
+            heartbeat_timeout: Duration::from_secs(15),
+            balancer_id: format!("lb-{:08x}", fastrand::u32(..)),
+            allow_backend_cidr: Vec::new(),
+            max_backends: 1000,
+            backend_idle_timeout: Duration::from_secs(4),
+            client_body_timeout: Duration::from_secs(30),
+            client_body_min_rate: 8 * 1024,
+            max_connections_per_ip: Some(1000),
+            trusted_proxies: Vec::new(),
+            admin_max_connections: 64,
+            admin_request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Checks what no single value can: something to listen on, TLS
+    /// settings for TLS listeners, and the bounds of the counts. The
+    /// messages name the `wslb serve` flags.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.listen.is_empty() && self.tls_listen.is_empty() {
+            return Err("nothing to listen on: give --listen ADDR or --tls-listen ADDR".into());
+        }
+        if !self.tls_listen.is_empty() {
+            match &self.tls {
+                Some(t) if t.default_cert.is_some() || !t.sni.is_empty() => {}
+                _ => return Err("--tls-listen needs --tls-cert/--tls-key or --tls-sni".into()),
+            }
+        }
+        if self.workers == 0 {
+            return Err("--workers must be at least 1".into());
+        }
+        if !(1024..=1 << 20).contains(&self.max_header_bytes) {
+            return Err("--max-header-bytes must be between 1k and 1m".into());
+        }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        if self.max_backends == 0 {
+            return Err("--max-backends must be at least 1".into());
+        }
+        if self.admin_max_connections == 0 {
+            return Err("--admin-max-connections must be at least 1".into());
+        }
+        if self.backends.len() > self.max_backends {
+            return Err(format!(
+                "{} static backends but --max-backends is {}",
+                self.backends.len(),
+                self.max_backends
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// An IP network (`10.0.0.0/8`, `fd00::/8`; a bare address is a /32 or
 /// /128). IPv4-mapped IPv6 addresses are compared as IPv4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

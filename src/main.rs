@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => args
             .into_config()
             .map_err(|e| format!("invalid configuration: {e}"))
-            .and_then(|cfg| wslb::server::run_serve(cfg).map_err(|e| e.to_string())),
+            .and_then(crate::cmd::serve::run),
         Command::Echo(args) => {
             let agent = crate::cmd::agent_cli::echo_agent(&args);
             let name = args

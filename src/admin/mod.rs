@@ -8,10 +8,12 @@ mod slots;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::rt::notify::Phase;
 use crate::server::Shared;
 
 /// Starts the admin API on `listener` in a thread of its own; returns once
-/// its runtime is up (so a descriptor shortage later cannot stop it).
+/// its runtime is up (so a descriptor shortage later cannot stop it). It
+/// serves until every worker has stopped.
 pub fn spawn(shared: Arc<Shared>, listener: std::net::TcpListener) -> std::io::Result<()> {
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
@@ -45,8 +47,13 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener) {
     };
     let slots = slots::Slots::new(shared.cfg.admin_max_connections);
     let refusals = crate::rt::throttle::Throttle::new(1000);
+    let slot = shared.lifecycle.outside_slot();
     loop {
-        match listener.accept().await {
+        let accepted = monoio::select! {
+            _ = shared.lifecycle.wait_for(slot, Phase::Stopped) => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
             Ok((stream, peer)) => match slots.admit() {
                 Some(slot) => {
                     monoio::spawn(routes::serve(shared.clone(), stream, peer, slot));

@@ -216,23 +216,10 @@ impl ServeArgs {
             .ok()
             .filter(|n| (1024..=1 << 20).contains(n))
             .ok_or("--max-header-bytes must be between 1k and 1m")?;
-        if self.max_backends == 0 {
-            return Err("--max-backends must be at least 1".into());
-        }
-        if self.admin_max_connections == 0 {
-            return Err("--admin-max-connections must be at least 1".into());
-        }
-        if self.backends.len() > self.max_backends {
-            return Err(format!(
-                "{} static backends but --max-backends is {}",
-                self.backends.len(),
-                self.max_backends
-            ));
-        }
         let balancer_id = self
             .balancer_id
             .unwrap_or_else(|| format!("lb-{:08x}", fastrand::u32(..)));
-        Ok(ServeConfig {
+        let cfg = ServeConfig {
             listen: self.listen,
             tls_listen: self.tls_listen,
             tls,
@@ -272,7 +259,9 @@ impl ServeArgs {
             trusted_proxies: self.trusted_proxies,
             admin_max_connections: self.admin_max_connections,
             admin_request_timeout: self.admin_request_timeout,
-        })
+        };
+        cfg.validate()?;
+        Ok(cfg)
     }
 }
 

@@ -13,10 +13,10 @@ use std::time::Duration;
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
+use super::env::Env;
 use crate::pool::clock::now_ms;
 use crate::pool::{sticky, Backend, PoolSnapshot, StickyMode};
 use crate::rt::io::ReadBuf;
-use crate::server::worker::WorkerCtx;
 
 /// Idle connections kept per backend address, per worker.
 const MAX_IDLE_PER_BACKEND: usize = 128;
@@ -269,7 +269,7 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 /// Picks a backend for a request: by sticky key when there is one, else by
 /// the worker's algorithm; `None` when no backend is available.
 pub fn pick(
-    ctx: &WorkerCtx,
+    env: &Env,
     snap: &PoolSnapshot,
     key: Option<u64>,
     tried: &Tried,
@@ -277,7 +277,7 @@ pub fn pick(
     let now = now_ms();
     let idx = match key {
         Some(k) => sticky::pick_sticky(snap, now, k, tried.as_slice()),
-        None => ctx.picker.pick(snap, now, tried.as_slice()),
+        None => env.picker.pick(snap, now, tried.as_slice()),
     }?;
     snap.backends.get(idx).map(|b| (idx, b.clone()))
 }

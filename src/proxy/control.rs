@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use super::env::Env;
 use crate::pool::registry::hub::Mailbox;
 use crate::pool::registry::protocol::{
     parse_client_message, resolve_binding_in, ClientMessage, ProtocolError, ServerMessage,
@@ -20,7 +21,6 @@ use crate::proto::ws::message::MessageReader;
 use crate::proto::ws::scanner::ScannerConfig;
 use crate::proxy::client_write::ClientWriter;
 use crate::proxy::ClientConn;
-use crate::server::worker::WorkerCtx;
 
 /// Largest control message accepted.
 pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
@@ -29,12 +29,12 @@ pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
 /// missing token; without a configured token, only a loopback control
 /// listener is trusted (403 elsewhere).
 pub fn authorize(
-    ctx: &WorkerCtx,
+    env: &Env,
     data: &[u8],
     req: &ParsedRequest,
     on_control_listener: bool,
 ) -> Result<(), u16> {
-    let cfg = &ctx.shared.cfg;
+    let cfg = &env.cfg;
     let given = req.authorization.clone().and_then(|r| data.get(r));
     let loopback_control = cfg.control_listen.is_some_and(|a| a.ip().is_loopback());
     access(
@@ -84,7 +84,7 @@ struct Registration {
 
 /// Runs one control channel after the handshake checks passed.
 pub async fn serve_channel<S>(
-    ctx: &WorkerCtx,
+    env: &Env,
     client: &mut ClientConn<S>,
     req: &ParsedRequest,
     key: &[u8],
@@ -94,16 +94,11 @@ pub async fn serve_channel<S>(
     let mut out = Vec::with_capacity(256);
     write_server_response(&mut out, &accept_key(key), None, None);
     client.buf.consume(req.head_len);
-    let shared = &ctx.shared;
-    let mut w = ClientWriter::new(
-        &mut client.w,
-        &mut client.writer_cut,
-        shared.cfg.idle_timeout,
-    );
+    let mut w = ClientWriter::new(&mut client.w, &mut client.writer_cut, env.cfg.idle_timeout);
     if w.write_vec(out).await.0.is_err() {
         return;
     }
-    let hub = &shared.control_hub;
+    let hub = &env.control_hub;
     let session = hub.new_session();
     let mailbox = Arc::new(Mailbox::default());
     let mut reader = MessageReader::new(ScannerConfig {
@@ -116,7 +111,7 @@ pub async fn serve_channel<S>(
         validate_utf8: true,
     });
     let mut current: Option<Registration> = None;
-    let timeout = shared.cfg.heartbeat_timeout;
+    let timeout = env.cfg.heartbeat_timeout;
     // A channel that has not registered holds no table slot, and may not
     // stay open unregistered for longer than a heartbeat timeout either.
     let register_by = std::time::Instant::now() + timeout;
@@ -148,7 +143,7 @@ pub async fn serve_channel<S>(
                 }
                 OpCode::Text => {
                     let text = String::from_utf8_lossy(&msg.payload);
-                    match handle_message(ctx, client.peer, &text, &mut current, session, &mailbox) {
+                    match handle_message(env, client.peer, &text, &mut current, session, &mailbox) {
                         Ok(Some(reply)) => {
                             if !send(&mut w, &reply).await {
                                 break 'session;
@@ -211,7 +206,7 @@ pub async fn serve_channel<S>(
     // newer channel has taken the id over.
     if let Some(reg) = current {
         if hub.detach(&reg.id, session) {
-            shared.registry.deregister(&reg.id);
+            env.registry.deregister(&reg.id);
         }
     }
 }
@@ -222,15 +217,14 @@ enum Done {
 }
 
 fn handle_message(
-    ctx: &WorkerCtx,
+    env: &Env,
     peer: std::net::SocketAddr,
     text: &str,
     current: &mut Option<Registration>,
     session: u64,
     mailbox: &Arc<Mailbox>,
 ) -> Result<Option<ServerMessage>, Done> {
-    let shared = &ctx.shared;
-    let registry = &shared.registry;
+    let registry = &env.registry;
     let msg = parse_client_message(text, MAX_CONTROL_MESSAGE).map_err(Done::Refused)?;
     match msg {
         ClientMessage::Register {
@@ -248,11 +242,11 @@ fn handle_message(
             }
             let mut resolved = Vec::with_capacity(bindings.len());
             for b in &bindings {
-                let allow = &shared.cfg.allow_backend_cidr;
+                let allow = &env.cfg.allow_backend_cidr;
                 resolved.push(resolve_binding_in(b, peer.ip(), allow).map_err(Done::Refused)?);
             }
             let urls: Vec<String> = resolved.iter().map(|(u, _)| u.clone()).collect();
-            if !shared
+            if !env
                 .control_hub
                 .claim(&id, session, peer.ip(), mailbox.clone())
             {
@@ -260,7 +254,7 @@ fn handle_message(
             }
             match registry.register(&id, resolved.clone(), weight, metadata.clone()) {
                 RegisterOutcome::Rejected(e) => {
-                    shared.control_hub.detach(&id, session);
+                    env.control_hub.detach(&id, session);
                     Err(Done::Refused(e))
                 }
                 RegisterOutcome::New | RegisterOutcome::Reregistered => {
@@ -270,9 +264,9 @@ fn handle_message(
                         weight,
                         metadata,
                     });
-                    let interval = (shared.cfg.heartbeat_timeout.as_millis() as u64 / 3).max(100);
+                    let interval = (env.cfg.heartbeat_timeout.as_millis() as u64 / 3).max(100);
                     Ok(Some(ServerMessage::Registered {
-                        balancer_id: shared.cfg.balancer_id.clone(),
+                        balancer_id: env.cfg.balancer_id.clone(),
                         id,
                         heartbeat_interval_ms: interval,
                         bindings: urls,
@@ -314,7 +308,7 @@ fn handle_message(
                     Ok(Some(ServerMessage::Resume))
                 }
                 ClientMessage::Deregister => {
-                    if shared.control_hub.detach(&reg.id, session) {
+                    if env.control_hub.detach(&reg.id, session) {
                         registry.deregister(&reg.id);
                     }
                     *current = None;

@@ -5,20 +5,20 @@
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::{pick, sticky_key, Tried};
+use super::env::Env;
 use super::http_flow::check_handshake;
 use super::ClientConn;
 use crate::pool::registry::binding::is_visible_ascii;
 use crate::proto::http::{error_response, reply, BodyKind, Method, ParsedRequest};
 use crate::proxy::control::{authorize, serve_channel};
-use crate::server::worker::WorkerCtx;
 
 /// Serves a `/_lb/` request (or anything on the control listener); returns
 /// whether the client connection may carry another request.
-pub async fn serve<S>(ctx: &WorkerCtx, client: &mut ClientConn<S>, req: &ParsedRequest) -> bool
+pub async fn serve<S>(env: &Env, client: &mut ClientConn<S>, req: &ParsedRequest) -> bool
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
-    let idle = ctx.shared.cfg.idle_timeout;
+    let idle = env.cfg.idle_timeout;
     let data = client.buf.data();
     let target = &data[req.path.clone()];
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
@@ -33,7 +33,7 @@ where
                 client.answer(426, idle).await;
                 return false;
             }
-            if let Err(status) = authorize(ctx, data, req, client.control)
+            if let Err(status) = authorize(env, data, req, client.control)
                 .and_then(|()| check_handshake(client, req))
             {
                 client.answer(status, idle).await;
@@ -44,7 +44,7 @@ where
                 .clone()
                 .map(|r| data[r].to_vec())
                 .unwrap_or_default();
-            serve_channel(ctx, client, req, &key).await;
+            serve_channel(env, client, req, &key).await;
             false
         }
         b"/_lb/pick" if !client.control => {
@@ -55,9 +55,9 @@ where
             let redirect = query
                 .split(|&b| b == b'&')
                 .any(|kv| kv == b"redirect=1" || kv == b"redirect=true");
-            let key = sticky_key(&ctx.shared.cfg.sticky, &data[..req.head_len], client.peer);
-            let snap = ctx.pool.borrow_mut().current().clone();
-            let keep = req.keep_alive && !ctx.draining.is_fired();
+            let key = sticky_key(&env.cfg.sticky, &data[..req.head_len], client.peer);
+            let snap = env.pool.borrow_mut().current().clone();
+            let keep = req.keep_alive && !env.draining.is_fired();
             // HEAD gets the head a GET would get (same Content-Length), no body.
             let head_only = req.method == Method::Head;
             let mut out = Vec::with_capacity(512);
@@ -69,7 +69,7 @@ where
                         reply::write_response(out, status, ctype, extra, body, keep)
                     }
                 };
-            let picked = pick(ctx, &snap, key, &Tried::default());
+            let picked = pick(env, &snap, key, &Tried::default());
             let written = match picked {
                 Some((_, backend)) => {
                     let url = backend.primary_url().to_string();

@@ -7,6 +7,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::{connect, pick, sticky_key, BackendConn, ConnectError, Tried};
 use super::client_write::ClientWriter;
+use super::env::Env;
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
 use super::request_body::BodyDeadline;
 use super::request_head::{read_head, HeadWait};
@@ -16,7 +17,6 @@ use crate::pool::stats::ActiveGuard;
 use crate::proto::http::{BodyKind, ForwardInfo, Limits, Method, ParsedRequest};
 use crate::proto::ws::handshake::is_valid_client_key;
 use crate::proxy::conns::ConnKind;
-use crate::server::worker::WorkerCtx;
 
 /// A WebSocket upgrade the backend accepted: what the relay needs.
 pub struct Upgrade {
@@ -30,11 +30,11 @@ pub struct Upgrade {
 /// Serves requests on one client connection until it closes, or until a
 /// WebSocket upgrade succeeds (returned, so the caller can free this
 /// request machinery before relaying a session that may last hours).
-pub async fn run<S>(ctx: &WorkerCtx, client: &mut ClientConn<S>) -> Option<Upgrade>
+pub async fn run<S>(env: &Env, client: &mut ClientConn<S>) -> Option<Upgrade>
 where
     S: AsyncReadRent + AsyncWriteRent + 'static,
 {
-    let cfg = &ctx.shared.cfg;
+    let cfg = &env.cfg;
     let limits = Limits {
         max_header_bytes: cfg.max_header_bytes,
         max_headers: 100,
@@ -54,7 +54,7 @@ where
     let mut first = true;
     loop {
         head.clear();
-        let wait = read_head(ctx, client, &limits, &fwd, &mut head, first).await;
+        let wait = read_head(env, client, &limits, &fwd, &mut head, first).await;
         first = false;
         let req = match wait {
             HeadWait::Request(req) => req,
@@ -66,25 +66,25 @@ where
         };
         let path = &client.buf.data()[req.path.clone()];
         if path.starts_with(b"/_lb/") || client.control {
-            if super::endpoints::serve(ctx, client, &req).await {
+            if super::endpoints::serve(env, client, &req).await {
                 continue;
             }
             return None;
         }
         if req.upgrade_websocket {
             if let Err(status) =
-                check_origin(ctx, client, &req).and_then(|()| check_handshake(client, &req))
+                check_origin(env, client, &req).and_then(|()| check_handshake(client, &req))
             {
                 client.answer(status, cfg.idle_timeout).await;
                 return None;
             }
         }
-        match proxy_request(ctx, client, &req, &head, &mut scratch, &mut resp_out).await {
+        match proxy_request(env, client, &req, &head, &mut scratch, &mut resp_out).await {
             RequestEnd::KeepAlive => {}
             RequestEnd::Close => return None,
             RequestEnd::Upgraded(upgrade) => return Some(upgrade),
         }
-        if client.writer_cut || ctx.draining.is_fired() || client.handle.try_next().is_some() {
+        if client.writer_cut || env.draining.is_fired() || client.handle.try_next().is_some() {
             return None;
         }
     }
@@ -92,11 +92,11 @@ where
 
 /// The allowed-origins policy, applied before any backend is chosen.
 fn check_origin<S: AsyncWriteRent>(
-    ctx: &WorkerCtx,
+    env: &Env,
     client: &ClientConn<S>,
     req: &ParsedRequest,
 ) -> Result<(), u16> {
-    let policy = &ctx.shared.cfg.allowed_origins;
+    let policy = &env.cfg.allowed_origins;
     if policy.is_empty() {
         return Ok(());
     }
@@ -153,7 +153,7 @@ impl From<bool> for RequestEnd {
 
 /// Proxies one request.
 async fn proxy_request<S>(
-    ctx: &WorkerCtx,
+    env: &Env,
     client: &mut ClientConn<S>,
     req: &ParsedRequest,
     head: &[u8],
@@ -163,7 +163,7 @@ async fn proxy_request<S>(
 where
     S: AsyncReadRent + AsyncWriteRent + 'static,
 {
-    let cfg = &ctx.shared.cfg;
+    let cfg = &env.cfg;
     let policy = HealthPolicy::default();
     // How much of the body is already here, and is all of it?
     let mut probe = crate::proto::http::BodyTracker::new(req.body);
@@ -179,7 +179,7 @@ where
     // Closing after this request may leave part of its body unread.
     client.linger = !whole_body;
     let key = sticky_key(&cfg.sticky, &client.buf.data()[..req.head_len], client.peer);
-    let snap = ctx.pool.borrow_mut().current().clone();
+    let snap = env.pool.borrow_mut().current().clone();
     let mut tried = Tried::default();
     let mut last_status = 503;
     let upgrade = req.upgrade_websocket;
@@ -193,7 +193,7 @@ where
         if tried.count() > cfg.max_retries {
             break;
         }
-        let Some((idx, backend)) = pick(ctx, &snap, key, &tried) else {
+        let Some((idx, backend)) = pick(env, &snap, key, &tried) else {
             break;
         };
         tried.push(idx);
@@ -202,7 +202,7 @@ where
             None
         } else {
             // Only a request that may be sent twice skips the liveness peek.
-            ctx.idle.take(backend.addr, replayable && idempotent)
+            env.idle.take(backend.addr, replayable && idempotent)
         };
         let mut conn: BackendConn = match pooled {
             Some(c) => c,
@@ -211,7 +211,7 @@ where
                 Err(ConnectError::Local(e)) => {
                     // Out of descriptors or ports here: no backend is to
                     // blame and none would do better. Shed the request.
-                    if let Some(held) = ctx.exhaustion_log.allow() {
+                    if let Some(held) = env.exhaustion_log.allow() {
                         tracing::warn!(error = %e, held, "cannot open a backend connection: out of local resources");
                     }
                     last_status = 503;
@@ -246,8 +246,8 @@ where
                 grace: cfg.client_body_timeout,
                 min_rate: cfg.client_body_min_rate,
             },
-            client_keep_alive: req.keep_alive && !ctx.draining.is_fired(),
-            draining: &ctx.draining,
+            client_keep_alive: req.keep_alive && !env.draining.is_fired(),
+            draining: &env.draining,
         };
         let side = RequestSide {
             r: &mut client.r,
@@ -272,7 +272,7 @@ where
                 }
                 drop(guard);
                 if backend_reusable {
-                    ctx.idle.put(conn);
+                    env.idle.put(conn);
                 }
                 return client_keep_alive.into();
             }

@@ -6,6 +6,7 @@ pub mod client_write;
 pub mod conns;
 pub mod control;
 pub mod endpoints;
+pub mod env;
 pub mod exchange;
 pub mod http_flow;
 mod outbound;
@@ -27,8 +28,27 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, S
 use crate::config::WsMode;
 use crate::proxy::conns::ConnHandle;
 use crate::rt::io::{self, ReadBuf};
-use crate::server::listener::ListenerKind;
-use crate::server::worker::WorkerCtx;
+
+use crate::proxy::env::Env;
+
+/// Whether a listener terminates TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    Plain,
+    Tls,
+    /// The backend control channel's own listener.
+    Control,
+}
+
+impl ListenerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerKind::Plain => "http",
+            ListenerKind::Tls => "https",
+            ListenerKind::Control => "control",
+        }
+    }
+}
 
 /// The client side of a proxied connection, split for concurrent relay.
 pub struct ClientConn<S: AsyncWriteRent> {
@@ -57,11 +77,11 @@ const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 const LINGER_BYTES: usize = 4 << 20;
 
 /// Serves one accepted client connection (plain or TLS) until it ends.
-pub async fn serve_client<S>(ctx: Rc<WorkerCtx>, stream: S, peer: SocketAddr, kind: ListenerKind)
+pub async fn serve_client<S>(env: Rc<Env>, stream: S, peer: SocketAddr, kind: ListenerKind)
 where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
 {
-    let entry = ctx.conns.insert();
+    let entry = env.conns.insert();
     let (r, w) = stream.into_split();
     let mut client = ClientConn {
         r,
@@ -77,7 +97,7 @@ where
     // The request machinery is boxed so that it is freed before a
     // WebSocket session starts: a long idle session then costs only the
     // relay's own state and two small read buffers.
-    let upgrade = Box::pin(http_flow::run(&ctx, &mut client)).await;
+    let upgrade = Box::pin(http_flow::run(&env, &mut client)).await;
     // False when a write toward the client was cut short (on the HTTP path,
     // or abandoned part way by a relay: a client that stopped reading): such
     // a writer must not be used again (a TLS one panics), and the socket is
@@ -89,15 +109,15 @@ where
         guard,
     }) = upgrade
     {
-        writer_intact = match ctx.shared.cfg.ws_mode {
-            WsMode::Tunnel => Box::pin(tunnel::relay(&ctx, &mut client, conn)).await,
-            WsMode::Inspect => Box::pin(ws_relay::relay(&ctx, &mut client, conn, extensions)).await,
+        writer_intact = match env.cfg.ws_mode {
+            WsMode::Tunnel => Box::pin(tunnel::relay(&env, &mut client, conn)).await,
+            WsMode::Inspect => Box::pin(ws_relay::relay(&env, &mut client, conn, extensions)).await,
         };
         drop(guard);
     }
     if writer_intact {
         // A TLS shutdown writes close_notify: bounded like any other write.
-        let idle = ctx.shared.cfg.idle_timeout;
+        let idle = env.cfg.idle_timeout;
         let shut = monoio::time::timeout(idle, exchange::shutdown_quietly(&mut client.w)).await;
         if shut.is_ok() && client.linger {
             io::drain_briefly(&mut client.r, &mut client.buf, LINGER_BYTES, LINGER_TIME).await;

@@ -4,9 +4,9 @@
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use super::env::Env;
 use super::ClientConn;
 use crate::proto::http::{parse_request, ForwardInfo, Limits, ParsedRequest};
-use crate::server::worker::WorkerCtx;
 
 const HEAD_READ: usize = 8 * 1024;
 
@@ -22,7 +22,7 @@ pub enum HeadWait {
 /// Reads until a whole request head is buffered (`first`: the first
 /// request on this connection).
 pub async fn read_head<S>(
-    ctx: &WorkerCtx,
+    env: &Env,
     client: &mut ClientConn<S>,
     limits: &Limits,
     fwd: &ForwardInfo,
@@ -32,7 +32,7 @@ pub async fn read_head<S>(
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
-    let cfg = &ctx.shared.cfg;
+    let cfg = &env.cfg;
     let started = monoio::time::Instant::now();
     // A head that has begun must end within the header timeout (slowloris);
     // so must the first one on a connection, begun or not.

@@ -12,11 +12,11 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::BackendConn;
+use super::env::Env;
 use super::exchange::shutdown_quietly;
 use super::ClientConn;
 use crate::proxy::conns::{ConnCommand, ConnHandle};
 use crate::rt::io::{write_range, ReadBuf};
-use crate::server::worker::WorkerCtx;
 
 const TUNNEL_CHUNK: usize = 16 * 1024;
 /// After one side closes, how long the other may still finish.
@@ -75,7 +75,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
 /// Relays bytes between the upgraded client and backend until both end.
 /// Returns false when a write toward the client was abandoned part way
 /// (or failed): its writer must not be used again, not even to shut it.
-pub async fn relay<S>(_ctx: &WorkerCtx, client: &mut ClientConn<S>, conn: BackendConn) -> bool
+pub async fn relay<S>(_env: &Env, client: &mut ClientConn<S>, conn: BackendConn) -> bool
 where
     S: AsyncReadRent + AsyncWriteRent,
 {

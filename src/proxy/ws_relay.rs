@@ -13,6 +13,7 @@ use monoio::time::Instant;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::BackendConn;
+use super::env::Env;
 use super::outbound::{End, Outbound};
 use super::ws_pinger::{pinger, PingState};
 use super::ClientConn;
@@ -20,7 +21,6 @@ use crate::proto::ws::frame::{FrameLimits, OpCode};
 use crate::proto::ws::scanner::{control_payload, FrameScanner, ScannerConfig, Segment};
 use crate::proxy::conns::{ConnCommand, ConnHandle};
 use crate::rt::io::ReadBuf;
-use crate::server::worker::WorkerCtx;
 
 const RELAY_CHUNK: usize = 16 * 1024;
 /// After a close frame went one way, how long the reply may take.
@@ -218,7 +218,7 @@ async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
 /// false when a write toward the client was abandoned part way: its writer
 /// must not be used again, not even to shut it.
 pub async fn relay<S>(
-    ctx: &WorkerCtx,
+    env: &Env,
     client: &mut ClientConn<S>,
     conn: BackendConn,
     extensions: bool,
@@ -226,7 +226,7 @@ pub async fn relay<S>(
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
-    let cfg = &ctx.shared.cfg;
+    let cfg = &env.cfg;
     // A negotiated extension (permessage-deflate) may use RSV1 and compress
     // text, so UTF-8 can only be checked without one.
     let rsv_allowed = if extensions { 0b100 } else { 0 };

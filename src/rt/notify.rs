@@ -56,6 +56,8 @@ pub enum Phase {
     Running = 0,
     /// Stop accepting, let in-flight work finish.
     Draining = 1,
+    /// Every worker has stopped.
+    Stopped = 2,
 }
 
 /// The phase shared by all workers; the signal thread advances it.
@@ -65,17 +67,25 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
+    /// A lifecycle awaited by `workers` workers (slots `0..workers`) and
+    /// one more waiter outside them (slot `workers`, see [`Lifecycle::outside_slot`]).
     pub fn new(workers: usize) -> Self {
         Self {
             phase: AtomicU8::new(Phase::Running as u8),
-            wakers: (0..workers).map(|_| AtomicWaker::new()).collect(),
+            wakers: (0..=workers).map(|_| AtomicWaker::new()).collect(),
         }
+    }
+
+    /// The waiter slot for the one task outside the workers (the admin API).
+    pub fn outside_slot(&self) -> usize {
+        self.wakers.len() - 1
     }
 
     pub fn phase(&self) -> Phase {
         match self.phase.load(Ordering::Acquire) {
             0 => Phase::Running,
-            _ => Phase::Draining,
+            1 => Phase::Draining,
+            _ => Phase::Stopped,
         }
     }
 

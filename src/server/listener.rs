@@ -7,24 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Whether a listener terminates TLS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListenerKind {
-    Plain,
-    Tls,
-    /// The backend control channel's own listener.
-    Control,
-}
-
-impl ListenerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ListenerKind::Plain => "http",
-            ListenerKind::Tls => "https",
-            ListenerKind::Control => "control",
-        }
-    }
-}
+use crate::proxy::ListenerKind;
 
 /// One address's sockets, one per worker, all bound to the same port.
 pub struct ListenerSet {

@@ -1,12 +1,11 @@
-//! `wslb serve`: builds the shared state, binds every listener, starts one
-//! pinned worker per core, and turns SIGTERM/SIGINT into a graceful drain.
+//! The server: builds the shared state, binds every listener and starts one
+//! pinned worker per core; a drain stops them gracefully.
 
 pub mod listener;
 pub mod per_ip;
 mod refuse;
 pub mod worker;
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
@@ -14,22 +13,25 @@ use crate::config::ServeConfig;
 use crate::pool::registry::hub::ControlHub;
 use crate::pool::registry::Registry;
 use crate::pool::SharedPool;
+use crate::proxy::ListenerKind;
 use crate::rt::notify::{Lifecycle, Phase};
-use listener::{bind_set, ListenerKind};
+use listener::bind_set;
 
 /// Process-wide state shared by every worker (read-mostly; counters atomic).
 pub struct Shared {
-    pub cfg: ServeConfig,
+    pub cfg: Arc<ServeConfig>,
     pub pool: Arc<SharedPool>,
     pub registry: Arc<Registry>,
     pub lifecycle: Lifecycle,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub open_connections: AtomicUsize,
-    pub control_hub: ControlHub,
+    pub control_hub: Arc<ControlHub>,
     /// Client connections open per IP address (`--max-connections-per-ip`).
     pub per_ip: per_ip::PerIpTable,
     /// Connections refused because their address was at that limit.
     pub per_ip_refused: AtomicU64,
+    /// The embedding program's hooks, if any.
+    pub hooks: Option<Arc<dyn crate::hooks::Hooks>>,
 }
 
 /// Why `wslb serve` could not start.
@@ -52,15 +54,48 @@ pub enum ServeError {
     Runtime(String),
 }
 
-/// Runs the balancer until SIGTERM/SIGINT and the drain that follows.
-pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
-    // Signal handlers first: they need descriptors of their own, which a
-    // flood of connections could otherwise take once workers accept.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .map_err(ServeError::Signals)?;
+/// A started balancer: its workers run until [`Running::drain`] and the
+/// drain that follows; [`Running::wait`] joins them.
+pub struct Running {
+    shared: Arc<Shared>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    listeners: Vec<(ListenerKind, std::net::SocketAddr)>,
+}
+
+impl Running {
+    /// The state every worker shares (for the admin API).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Every serving listener with the address it is bound to (port 0
+    /// resolved), in the order the configuration gives them.
+    pub fn listeners(&self) -> &[(ListenerKind, std::net::SocketAddr)] {
+        &self.listeners
+    }
+
+    /// Stops accepting, lets in-flight work finish within the drain
+    /// timeout, then closes what is left (WebSocket sessions with 1001).
+    pub fn drain(&self) {
+        self.shared.lifecycle.advance(Phase::Draining);
+    }
+
+    /// Waits until every worker has stopped (after a drain).
+    pub fn wait(self) {
+        for h in self.workers {
+            let _ = h.join();
+        }
+        self.shared.lifecycle.advance(Phase::Stopped);
+        tracing::info!("stopped");
+    }
+}
+
+/// Builds the shared state, binds every listener and starts the workers;
+/// returns once every worker's runtime is up and accepting.
+pub fn start(
+    cfg: ServeConfig,
+    hooks: Option<Arc<dyn crate::hooks::Hooks>>,
+) -> Result<Running, ServeError> {
     let pool = Arc::new(SharedPool::new());
     let registry = Arc::new(Registry::new(pool.clone()).with_max_backends(cfg.max_backends));
     for (url, weight) in &cfg.backends {
@@ -94,38 +129,16 @@ pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
         registry,
         tls,
         open_connections: AtomicUsize::new(0),
-        control_hub: ControlHub::new(),
+        control_hub: Arc::new(ControlHub::new()),
         per_ip: per_ip::PerIpTable::new(),
         per_ip_refused: AtomicU64::new(0),
-        cfg,
+        hooks,
+        cfg: Arc::new(cfg),
     });
-
-    let admin_addr = match shared.cfg.admin_listen {
-        Some(addr) => {
-            if !addr.ip().to_canonical().is_loopback() && shared.cfg.admin_token.is_none() {
-                tracing::warn!(
-                    %addr,
-                    "the admin API listens beyond loopback without --admin-token: \
-                     anyone who can reach it can drain backends"
-                );
-            }
-            let l =
-                listener::bind_single(addr).map_err(|source| ServeError::Bind { addr, source })?;
-            let bound = l
-                .local_addr()
-                .map_err(|source| ServeError::Bind { addr, source })?;
-            crate::admin::spawn(shared.clone(), l)
-                .map_err(|e| ServeError::Runtime(format!("admin API: cannot start: {e}")))?;
-            Some(bound)
-        }
-        None => None,
-    };
     spawn_expiry(shared.clone()).map_err(ServeError::Thread)?;
 
-    let lines: Vec<(&'static str, std::net::SocketAddr)> = sets
-        .iter()
-        .map(|set| (set.kind.as_str(), set.addr))
-        .collect();
+    let listeners: Vec<(ListenerKind, std::net::SocketAddr)> =
+        sets.iter().map(|set| (set.kind, set.addr)).collect();
     let mut per_worker: Vec<Vec<(ListenerKind, std::net::TcpListener)>> =
         (0..workers).map(|_| Vec::new()).collect();
     for set in sets {
@@ -142,67 +155,53 @@ pub fn run_serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let go = Arc::new(std::sync::Barrier::new(workers + 1));
     let mut handles = Vec::new();
     for (i, listeners) in per_worker.into_iter().enumerate() {
-        let shared = shared.clone();
+        let theirs = shared.clone();
         let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
         let started = worker::Started {
             report: started_tx.clone(),
             go: go.clone(),
         };
-        let handle = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("wslb-worker-{i}"))
-            .spawn(move || worker::run_worker(i, shared, listeners, core, started))
-            .map_err(ServeError::Thread)?;
-        handles.push(handle);
+            .spawn(move || worker::run_worker(i, theirs, listeners, core, started));
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            Err(e) => {
+                // Release the workers already waiting at the barrier.
+                shared.lifecycle.advance(Phase::Draining);
+                return Err(ServeError::Thread(e));
+            }
+        }
     }
     drop(started_tx);
     // Every worker's runtime is up before the balancer says it is ready.
+    let mut failed = None;
     for _ in 0..workers {
         match started_rx.recv() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(ServeError::Runtime(e)),
-            Err(_) => return Err(ServeError::Runtime("a worker ended before starting".into())),
+            Ok(Err(e)) => failed = failed.or(Some(e)),
+            Err(_) => {
+                failed = failed.or(Some("a worker ended before starting".to_string()));
+                break;
+            }
         }
+    }
+    if let Some(e) = failed {
+        // Every worker waits at the barrier, failed or not: release them
+        // into a drain that stops them at once.
+        shared.lifecycle.advance(Phase::Draining);
+        go.wait();
+        for h in handles {
+            let _ = h.join();
+        }
+        return Err(ServeError::Runtime(e));
     }
     go.wait();
-
-    // Machine-readable lines for scripts and tests, then "ready".
-    {
-        let mut out = std::io::stdout().lock();
-        for (kind, addr) in &lines {
-            let _ = writeln!(out, "listening {kind} {addr}");
-            tracing::info!(kind, %addr, "listening");
-        }
-        if let Some(addr) = admin_addr {
-            let _ = writeln!(out, "listening admin {addr}");
-            tracing::info!(api = %crate::admin::describe(addr), "admin API");
-        }
-        let _ = writeln!(out, "ready");
-        let _ = out.flush();
-    }
-
-    let signal_shared = shared.clone();
-    std::thread::Builder::new()
-        .name("wslb-signals".into())
-        .spawn(move || {
-            let mut count = 0;
-            for sig in signals.forever() {
-                count += 1;
-                if count == 1 {
-                    tracing::info!(signal = sig, "shutting down: draining");
-                    signal_shared.lifecycle.advance(Phase::Draining);
-                } else {
-                    tracing::warn!("second signal: exiting now");
-                    std::process::exit(1);
-                }
-            }
-        })
-        .map_err(ServeError::Thread)?;
-
-    for h in handles {
-        let _ = h.join();
-    }
-    tracing::info!("stopped");
-    Ok(())
+    Ok(Running {
+        shared,
+        workers: handles,
+        listeners,
+    })
 }
 
 /// Drops registered backends whose heartbeats stopped, twice a heartbeat

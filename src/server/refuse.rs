@@ -10,8 +10,8 @@ use std::time::Duration;
 use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 
-use super::listener::ListenerKind;
 use crate::proto::http::error_response;
+use crate::proxy::ListenerKind;
 use crate::rt::io::{drain_briefly, write_static, ReadBuf, MIN_READ};
 use crate::rt::throttle::Throttle;
 

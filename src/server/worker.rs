@@ -2,7 +2,6 @@
 //! the legacy driver where io_uring is unavailable), accepting on its own
 //! SO_REUSEPORT listeners and serving every connection it accepts.
 
-use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -12,26 +11,20 @@ use std::time::Duration;
 
 use monoio::net::{TcpListener, TcpStream};
 
-use super::listener::ListenerKind;
 use super::Shared;
-use crate::pool::{LocalPool, Picker};
-use crate::proxy::backend::IdlePool;
-use crate::proxy::conns::{ConnCommand, ConnKind, ConnTable};
-use crate::rt::notify::{LocalEvent, Phase};
-use crate::rt::throttle::Throttle;
+use crate::proxy::conns::{ConnCommand, ConnKind};
+use crate::proxy::env::Env;
+use crate::proxy::ListenerKind;
+use crate::rt::notify::Phase;
 
-/// Everything a connection task of this worker can reach.
+/// The worker's own state: the proxy environment it lends its connections,
+/// plus what only the accept side needs.
 pub struct WorkerCtx {
     pub index: usize,
     pub shared: Arc<Shared>,
-    pub pool: RefCell<LocalPool>,
-    pub picker: Picker,
-    pub idle: IdlePool,
-    pub conns: Rc<ConnTable>,
-    pub draining: LocalEvent,
+    /// What every connection task of this worker borrows.
+    pub env: Rc<Env>,
     pub tls: Option<monoio_rustls::TlsAcceptor>,
-    /// Throttles warnings about local resource exhaustion.
-    pub exhaustion_log: Throttle,
     /// Connections refused over the per-IP limit: answers under way and
     /// the throttle of their warnings.
     pub refusals: super::refuse::Refusals,
@@ -115,6 +108,7 @@ pub fn run_worker(
             let _ = started
                 .report
                 .send(Err(format!("worker {index}: cannot start a runtime: {e}")));
+            started.go.wait();
         }
     }
 }
@@ -137,20 +131,18 @@ async fn worker_main(
     listeners: Vec<(ListenerKind, std::net::TcpListener)>,
 ) {
     let tls = shared.tls.clone().map(crate::tls::acceptor);
+    let env = Rc::new(Env::new(
+        index,
+        shared.cfg.clone(),
+        shared.pool.clone(),
+        shared.registry.clone(),
+        shared.control_hub.clone(),
+        shared.hooks.clone(),
+    ));
     let ctx = Rc::new(WorkerCtx {
         index,
-        pool: RefCell::new(LocalPool::new(shared.pool.clone())),
-        picker: Picker::new(
-            shared.cfg.algorithm,
-            0x9e37_79b9_7f4a_7c15
-                ^ (index as u64).wrapping_mul(0x1000_0000_01b3)
-                ^ fastrand::u64(..),
-        ),
-        idle: IdlePool::new(shared.cfg.backend_idle_timeout),
-        conns: Rc::new(ConnTable::new(index)),
-        draining: LocalEvent::new(),
+        env,
         tls,
-        exhaustion_log: Throttle::new(1000),
         refusals: super::refuse::Refusals::new(),
         shared,
     });
@@ -171,24 +163,24 @@ async fn worker_main(
     }
     monoio::spawn(sweep_idle_backends(ctx.clone()));
     ctx.shared.lifecycle.wait_for(index, Phase::Draining).await;
-    ctx.draining.fire();
-    let open = ctx.conns.len();
+    ctx.env.draining.fire();
+    let open = ctx.env.conns.len();
     tracing::info!(worker = index, open, "draining");
-    ctx.conns.broadcast(ConnCommand::Drain, |_| true);
+    ctx.env.conns.broadcast(ConnCommand::Drain, |_| true);
     let drain = ctx.shared.cfg.drain_timeout;
-    if monoio::time::timeout(drain, ctx.conns.wait_empty())
+    if monoio::time::timeout(drain, ctx.env.conns.wait_empty())
         .await
         .is_err()
     {
         tracing::info!(
             worker = index,
-            left = ctx.conns.len(),
+            left = ctx.env.conns.len(),
             "drain timeout: closing the rest"
         );
-        ctx.conns.broadcast(ConnCommand::Close(1001), |h| {
+        ctx.env.conns.broadcast(ConnCommand::Close(1001), |h| {
             matches!(h.kind(), ConnKind::WebSocket | ConnKind::Http)
         });
-        let _ = monoio::time::timeout(Duration::from_secs(2), ctx.conns.wait_empty()).await;
+        let _ = monoio::time::timeout(Duration::from_secs(2), ctx.env.conns.wait_empty()).await;
     }
     tracing::info!(worker = index, "worker stopped");
 }
@@ -204,10 +196,10 @@ async fn sweep_tunnels(ctx: Rc<WorkerCtx>, idle: Option<Duration>, stalled: Dura
     let stalled_ms = ms(stalled);
     let shortest = idle_ms.map_or(stalled_ms, |i| i.min(stalled_ms));
     let tick = Duration::from_millis((shortest / 4).clamp(50, 30_000));
-    while !ctx.draining.is_fired() {
+    while !ctx.env.draining.is_fired() {
         monoio::time::sleep(tick).await;
         let now = crate::pool::clock::now_ms();
-        ctx.conns.broadcast(ConnCommand::Close(1001), |h| {
+        ctx.env.conns.broadcast(ConnCommand::Close(1001), |h| {
             let idle = idle_ms.is_some_and(|i| now.saturating_sub(h.last_active_ms()) >= i);
             let stalled = h
                 .client_write_since_ms()
@@ -225,13 +217,14 @@ async fn sweep_idle_backends(ctx: Rc<WorkerCtx>) {
     let timeout_ms =
         u64::try_from(ctx.shared.cfg.backend_idle_timeout.as_millis()).unwrap_or(u64::MAX);
     let tick = Duration::from_millis((timeout_ms / 4).clamp(50, 1_000));
-    let mut generation = ctx.pool.borrow_mut().current().generation;
-    while !ctx.draining.is_fired() {
+    let mut generation = ctx.env.pool.borrow_mut().current().generation;
+    while !ctx.env.draining.is_fired() {
         monoio::time::sleep(tick).await;
-        let snap = ctx.pool.borrow_mut().current().clone();
+        let snap = ctx.env.pool.borrow_mut().current().clone();
         if snap.generation != generation {
             generation = snap.generation;
             let gone = ctx
+                .env
                 .idle
                 .retain_backends(|addr| snap.backends.iter().any(|b| b.addr == *addr));
             if gone > 0 {
@@ -242,7 +235,7 @@ async fn sweep_idle_backends(ctx: Rc<WorkerCtx>) {
                 );
             }
         }
-        ctx.idle.sweep(crate::pool::clock::now_ms());
+        ctx.env.idle.sweep(crate::pool::clock::now_ms());
     }
 }
 
@@ -259,13 +252,13 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKi
     loop {
         // Take a connection permit before accepting: at the cap, wait.
         while ctx.shared.open_connections.load(Ordering::Relaxed) >= max {
-            if ctx.draining.is_fired() {
+            if ctx.env.draining.is_fired() {
                 return;
             }
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
         let accepted = monoio::select! {
-            _ = ctx.draining.wait() => return,
+            _ = ctx.env.draining.wait() => return,
             r = listener.accept() => r,
         };
         match accepted {
@@ -278,7 +271,7 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKi
                 // An accept error never ends the loop; back off on
                 // exhaustion instead of spinning.
                 if is_resource_exhaustion(&e) {
-                    if let Some(held) = ctx.exhaustion_log.allow() {
+                    if let Some(held) = ctx.env.exhaustion_log.allow() {
                         tracing::warn!(error = %e, held, "accept: out of resources, backing off");
                     }
                     monoio::time::sleep(backoff).await;
@@ -348,7 +341,7 @@ async fn serve_accepted(
     let _ = stream.set_nodelay(true);
     match kind {
         ListenerKind::Plain | ListenerKind::Control => {
-            crate::proxy::serve_client(ctx, stream, peer, kind).await
+            crate::proxy::serve_client(ctx.env.clone(), stream, peer, kind).await
         }
         // Boxed: TLS state is large; keeping it out of the task keeps every
         // plain connection's task small.
@@ -367,7 +360,7 @@ async fn serve_tls(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
     match accepted {
         Ok(Ok(tls)) => {
             Box::pin(crate::proxy::serve_client(
-                ctx,
+                ctx.env.clone(),
                 tls,
                 peer,
                 ListenerKind::Tls,

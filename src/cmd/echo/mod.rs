@@ -13,7 +13,8 @@ use std::rc::Rc;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
-use wslb::server::listener::{bind_set, ListenerKind};
+use wslb::proxy::ListenerKind;
+use wslb::server::listener::bind_set;
 
 /// How to run the echo backend.
 #[derive(Clone, Debug)]

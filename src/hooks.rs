@@ -1,0 +1,285 @@
+//! Hooks: how an embedding program sees and steers what passes through the
+//! balancer. Every method has a no-op default; a balancer built without
+//! hooks never calls any (the proxy checks one `Option` per event).
+//!
+//! Hooks run on the worker thread that owns the connection, inside its
+//! event loop: they must return quickly and never block (no file or network
+//! I/O, no locks held for long). Hand slow work to another thread.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A client request as the hooks see it: the parsed head, borrowed.
+pub struct Request<'a> {
+    /// The client's address (the TCP peer).
+    pub peer: SocketAddr,
+    /// Whether the client connected over TLS.
+    pub tls: bool,
+    /// The method, as sent (`GET`, `POST`, ...).
+    pub method: &'a str,
+    /// The request target, as sent (path and query).
+    pub target: &'a str,
+    /// Every header field in order, names as sent.
+    pub headers: &'a [(&'a str, &'a [u8])],
+}
+
+impl<'a> Request<'a> {
+    /// The path part of the target (before any `?`).
+    pub fn path(&self) -> &'a str {
+        self.target.split('?').next().unwrap_or_default()
+    }
+
+    /// The query part of the target (after the first `?`), if any.
+    pub fn query(&self) -> Option<&'a str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The first header named `name` (compared without case).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+}
+
+/// What `on_handshake` decides about a WebSocket upgrade.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    refuse: Option<(u16, String)>,
+    pin: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl Decision {
+    /// Let the handshake go on as usual.
+    pub fn accept() -> Self {
+        Decision::default()
+    }
+
+    /// Refuse the handshake with `status` (400 to 599; anything else is
+    /// answered 403) and a short plain-text `reason` as the body.
+    pub fn refuse(status: u16, reason: impl Into<String>) -> Self {
+        let status = if (400..=599).contains(&status) {
+            status
+        } else {
+            403
+        };
+        Decision {
+            refuse: Some((status, reason.into())),
+            ..Decision::default()
+        }
+    }
+
+    /// Send the session to the backend with this id, when it is in the pool
+    /// and available; otherwise the handshake is answered 503.
+    pub fn pin(mut self, backend_id: impl Into<String>) -> Self {
+        self.pin = Some(backend_id.into());
+        self
+    }
+
+    /// Add a header to the request forwarded to the backend (for instance
+    /// the user an authentication hook found). Names and values that are
+    /// not valid header text are dropped, not forwarded.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The refusal's status and reason, if the handshake is refused.
+    pub fn refusal(&self) -> Option<(u16, &str)> {
+        self.refuse.as_ref().map(|(s, r)| (*s, r.as_str()))
+    }
+
+    /// The backend id the session is pinned to, if any.
+    pub fn pinned(&self) -> Option<&str> {
+        self.pin.as_deref()
+    }
+
+    /// The headers added to the forwarded request.
+    pub fn added_headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+}
+
+/// One proxied WebSocket session, as the hooks see it.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// The session's id on this balancer (unique among live sessions).
+    pub id: u64,
+    /// The worker that owns it.
+    pub worker: usize,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The request path of the upgrade.
+    pub path: String,
+    /// The backend's id.
+    pub backend: String,
+}
+
+/// How a session ended, for `on_disconnect`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionEnd {
+    /// The close code sent or received (1005 when none was, 1006 when the
+    /// connection was lost without a close frame).
+    pub code: u16,
+    /// How long the session lasted.
+    pub duration: Duration,
+    /// Bytes from the client to the backend.
+    pub bytes_in: u64,
+    /// Bytes from the backend to the client.
+    pub bytes_out: u64,
+}
+
+/// Which way a message travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client toward the backend.
+    ClientToBackend,
+    /// From the backend toward the client.
+    BackendToClient,
+}
+
+/// What `on_message` is given, and when.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MessageMode {
+    /// `on_message` is never called (the default; costs nothing).
+    #[default]
+    Off,
+    /// Called once per whole message: fragmented messages are reassembled
+    /// first (bounded by `--max-message-size`), so a message is forwarded
+    /// only after the hook has seen all of it.
+    Whole,
+    /// Called once per data frame as it arrives (`Message::fin` says whether
+    /// it is the last of its message); nothing is held back. What the hook
+    /// answers for the first frame of a message applies to the whole message.
+    Fragments,
+}
+
+/// A WebSocket data message (or, in [`MessageMode::Fragments`], one frame
+/// of it) as `on_message` sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Message<'a> {
+    /// Which way it travels.
+    pub direction: Direction,
+    /// Text (true) or binary (false).
+    pub text: bool,
+    /// The payload (unmasked).
+    pub payload: &'a [u8],
+    /// Whether this is the whole message, or the last frame of it.
+    pub fin: bool,
+    /// Whether this frame is the first of its message.
+    pub first: bool,
+}
+
+/// What `on_message` decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Relay the message as it is.
+    Forward,
+    /// The hook dealt with it: do not relay it (the seed's `Handled`).
+    Handled,
+    /// Do not relay it; send this message back to its sender instead.
+    Reply(Reply),
+}
+
+/// A message sent back by a hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+/// A backend as the pool events report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendEvent {
+    /// Its id.
+    pub id: String,
+    /// Its primary URL.
+    pub url: String,
+    /// Whether it registered itself (false: a static backend).
+    pub registered: bool,
+}
+
+/// The binding `/_lb/pick` hands a client instead of proxying it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The chosen backend's id.
+    pub id: String,
+    /// The URL the client is sent to.
+    pub url: String,
+}
+
+/// Header changes a hook asks for on a request or a response.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Fields to add (name, value).
+    pub add: Vec<(String, String)>,
+    /// Fields to remove, by name (without case); all fields of that name go.
+    pub remove: Vec<String>,
+}
+
+impl HeaderEdits {
+    /// Whether no change was asked for.
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// Callbacks an embedding program implements to see and steer traffic.
+/// Every method has a no-op default.
+pub trait Hooks: Send + Sync + 'static {
+    /// A WebSocket upgrade arrived and passed the balancer's own checks
+    /// (origin, version, key): accept, refuse, pin it to a backend or add
+    /// headers (the seed's OnHandshake).
+    fn on_handshake(&self, _req: &Request<'_>) -> Decision {
+        Decision::accept()
+    }
+
+    /// A WebSocket session is established (the backend answered 101).
+    fn on_connect(&self, _session: &Session) {}
+
+    /// A WebSocket session ended.
+    fn on_disconnect(&self, _session: &Session, _end: &SessionEnd) {}
+
+    /// Which messages `on_message` is given (asked once, at start).
+    fn message_mode(&self) -> MessageMode {
+        MessageMode::Off
+    }
+
+    /// A data message (or frame, see [`MessageMode`]) passes through a
+    /// session in inspect mode (OnMessage, OnBinary, OnFragmented). Tunnel
+    /// mode relays bytes and never calls this.
+    fn on_message(&self, _session: &Session, _msg: &Message<'_>) -> Verdict {
+        Verdict::Forward
+    }
+
+    /// A backend joined the pool (registered, or added at start).
+    fn on_backend_up(&self, _backend: &BackendEvent) {}
+
+    /// A backend is ready for traffic (first registered, or back from drain).
+    fn on_backend_ready(&self, _backend: &BackendEvent) {}
+
+    /// A backend left the pool (deregistered, channel lost, heartbeats
+    /// missed) or started draining.
+    fn on_backend_down(&self, _backend: &BackendEvent) {}
+
+    /// `/_lb/pick` chose a backend: return the binding to hand out
+    /// (OnBeforeSendServerBinding).
+    fn on_pick(&self, _req: &Request<'_>, binding: Binding) -> Binding {
+        binding
+    }
+
+    /// A plain HTTP request is about to be forwarded.
+    fn on_http_request(&self, _req: &Request<'_>, _edits: &mut HeaderEdits) {}
+
+    /// A backend's response head is about to be relayed to the client.
+    fn on_http_response(&self, _req: &Request<'_>, _status: u16, _edits: &mut HeaderEdits) {}
+}
+
+/// The hooks that do nothing (what a balancer without hooks behaves as).
+pub struct NoHooks;
+
+impl Hooks for NoHooks {}
