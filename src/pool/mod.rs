@@ -3,6 +3,7 @@
 //! sessions and passive health. No I/O and no runtime in here.
 
 pub mod algorithm;
+pub mod cidr;
 pub mod clock;
 pub mod health;
 pub mod snapshot;

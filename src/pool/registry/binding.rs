@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::error::ProtocolError;
-use crate::config::{cidr_list_contains, Cidr};
+use crate::pool::cidr::{cidr_list_contains, Cidr};
 
 /// Longest binding accepted, bytes.
 pub const MAX_BINDING_LEN: usize = 2048;
