@@ -339,3 +339,26 @@ pub struct AgentArgs {
     #[arg(long, value_name = "JSON")]
     pub metadata: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The library's defaults are the flags' defaults: an embedding program
+    /// gets the balancer `wslb serve` documents.
+    #[test]
+    fn library_defaults_match_the_flags() {
+        let cli = Cli::parse_from(["wslb", "serve", "--listen", "127.0.0.1:1"]);
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        let mut from_flags = args.into_config().expect("valid defaults");
+        let mut library = ServeConfig::default();
+        // What the library leaves to the caller: where to listen, the admin
+        // API (opt-in), and the random balancer id.
+        library.listen = from_flags.listen.clone();
+        library.admin_listen = from_flags.admin_listen;
+        from_flags.balancer_id = library.balancer_id.clone();
+        assert_eq!(format!("{from_flags:?}"), format!("{library:?}"));
+    }
+}
