@@ -1,7 +1,8 @@
 //! HTTP exchanges that go wrong: an early answer before a large body, a
 //! backend that stalls (504) or closes (502, retried when safe), backends
-//! refused or missing (502, 503), a client too slow with its head (408),
-//! and a drain reaching idle and busy keep-alive connections.
+//! refused or missing (502, 503), a pooled connection the backend closed,
+//! a client too slow with its head (408), and a drain reaching idle and
+//! busy keep-alive connections.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -233,5 +234,30 @@ fn a_drain_closes_an_idle_connection_and_lets_a_busy_one_finish() {
         busy.closed().await;
         ended(busy_task).await;
         assert!(lb.env.conns.is_empty());
+    });
+}
+
+#[test]
+fn a_pooled_connection_the_backend_closed_is_replaced_without_blame() {
+    run(async {
+        let b = Backend::bind();
+        let lb = Lb::new(&[&b.url], |_| {});
+        let (mut c, _task) = lb.connect().await;
+        c.send(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let mut first = b.accept().await;
+        first.request().await;
+        first.send(&ok_response(200, b"one", true)).await;
+        assert_eq!(c.response().await.body, b"one");
+        // The backend lets its kept-alive connection go.
+        drop(first);
+        c.send(b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let mut fresh = b.accept().await;
+        assert_eq!(fresh.request().await.path, "/2");
+        fresh.send(&ok_response(200, b"two", true)).await;
+        let r = c.response().await;
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"two"[..]));
+        let stats = lb.stats(&b.url);
+        assert_eq!(stats.failures_total.load(Relaxed), 0);
+        assert_eq!(lb.available(), 1);
     });
 }
