@@ -8,6 +8,8 @@ pub mod control;
 pub mod endpoints;
 pub mod env;
 pub mod exchange;
+#[cfg(test)]
+mod flow_tests;
 pub mod http_flow;
 mod outbound;
 pub mod outcome;
