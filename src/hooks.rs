@@ -2,14 +2,25 @@
 //! balancer. Every method has a no-op default; a balancer built without
 //! hooks never calls any (the proxy checks one `Option` per event).
 //!
-//! Hooks run on the worker thread that owns the connection, inside its
-//! event loop: they must return quickly and never block (no file or network
-//! I/O, no locks held for long). Hand slow work to another thread.
+//! Hooks about a connection run on the worker thread that owns it, inside
+//! its event loop; the pool events run where the change happens (see
+//! [`Hooks::on_backend_up`]). Either way they must return quickly and never
+//! block (no file or network I/O, no locks held for long). Hand slow work to
+//! another thread.
+//!
+//! Header names and values a hook asks to write are checked first: a name
+//! must be a token, a value at most 8 KiB with no control bytes (no CR, LF
+//! or NUL; a tab is fine), and the framing, hop-by-hop and handshake fields
+//! (`Content-Length`, `Transfer-Encoding`, `Connection`, `Upgrade`, `Host`,
+//! `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Sec-WebSocket-*`) may
+//! be neither added nor removed. What fails the check is dropped (logged at
+//! debug level), never written.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// A client request as the hooks see it: the parsed head, borrowed.
+/// A client request as the hooks see it: the parsed head, borrowed. Built
+/// only when hooks are set, and only for the calls that take it.
 pub struct Request<'a> {
     /// The client's address (the TCP peer).
     pub peer: SocketAddr,
@@ -80,7 +91,8 @@ impl Decision {
 
     /// Add a header to the request forwarded to the backend (for instance
     /// the user an authentication hook found). Names and values that are
-    /// not valid header text are dropped, not forwarded.
+    /// not valid header text, and the fields no hook may write (see the
+    /// module page), are dropped, not forwarded.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -212,7 +224,10 @@ pub struct Binding {
     pub url: String,
 }
 
-/// Header changes a hook asks for on a request or a response.
+/// Header changes a hook asks for on a request or a response: the removals
+/// are applied first, then the additions (so removing a name and adding it
+/// replaces it). The fields no hook may write (see the module page) can be
+/// neither added nor removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeaderEdits {
     /// Fields to add (name, value).
@@ -233,7 +248,11 @@ impl HeaderEdits {
 pub trait Hooks: Send + Sync + 'static {
     /// A WebSocket upgrade arrived and passed the balancer's own checks
     /// (origin, version, key): accept, refuse, pin it to a backend or add
-    /// headers (the seed's OnHandshake).
+    /// headers (the seed's OnHandshake). A refusal is answered with its
+    /// status, the reason as a text/plain body (visible ASCII only, at most
+    /// 256 bytes) and `Connection: close`. A pinned session whose backend
+    /// fails to connect is answered 502 (504 on a timeout), never moved to
+    /// another backend.
     fn on_handshake(&self, _req: &Request<'_>) -> Decision {
         Decision::accept()
     }
@@ -256,26 +275,54 @@ pub trait Hooks: Send + Sync + 'static {
         Verdict::Forward
     }
 
-    /// A backend joined the pool (registered, or added at start).
+    /// A backend joined the pool: it registered over the control channel
+    /// (called on the worker running that channel, followed at once by
+    /// `on_backend_ready`; a backend that expired and heartbeats again joins
+    /// anew), or it is a static backend (called once for each on the thread
+    /// that starts the balancer, after the workers are up and before they
+    /// accept, followed by `on_backend_ready`). A re-registration of a
+    /// backend already in the pool is no new join.
     fn on_backend_up(&self, _backend: &BackendEvent) {}
 
-    /// A backend is ready for traffic (first registered, or back from drain).
+    /// A backend is ready for traffic: right after `on_backend_up`, and when
+    /// a drain ends (a `resume` or a re-registration on its control channel,
+    /// on that channel's worker; a resume through the admin API, on the
+    /// admin API's thread).
     fn on_backend_ready(&self, _backend: &BackendEvent) {}
 
-    /// A backend left the pool (deregistered, channel lost, heartbeats
-    /// missed) or started draining.
+    /// A backend left the pool or started draining: it deregistered, or its
+    /// control channel ended while it was registered (both on the worker
+    /// running that channel); it missed its heartbeats (on the registry's
+    /// expiry thread, `wslb-registry`); a drain started (on the channel's
+    /// worker for a `drain` message, on the admin API's thread for a drain
+    /// through the admin API). Said once per change: a second drain of a
+    /// draining backend says nothing.
     fn on_backend_down(&self, _backend: &BackendEvent) {}
 
     /// `/_lb/pick` chose a backend: return the binding to hand out
-    /// (OnBeforeSendServerBinding).
+    /// (OnBeforeSendServerBinding). Only the returned `url` is used (the
+    /// JSON `url` and the redirect's `Location`; the JSON `id` stays the
+    /// chosen backend's); a URL that is empty, longer than 2048 bytes or not
+    /// visible ASCII is answered 500 instead.
     fn on_pick(&self, _req: &Request<'_>, binding: Binding) -> Binding {
         binding
     }
 
-    /// A plain HTTP request is about to be forwarded.
+    /// A plain HTTP request (not a WebSocket upgrade, not one of the
+    /// balancer's own `/_lb/` endpoints) is about to be forwarded: `edits`
+    /// change the head sent to the backend (called once per request, even
+    /// when it is retried on another backend).
     fn on_http_request(&self, _req: &Request<'_>, _edits: &mut HeaderEdits) {}
 
-    /// A backend's response head is about to be relayed to the client.
+    /// A backend's final response head to a plain HTTP request is about to
+    /// be relayed to the client: `edits` change the head the client gets.
+    /// Not called for interim (1xx) responses, a WebSocket upgrade's 101, or
+    /// the balancer's own answers (502, 503, ...). The client's head is no
+    /// longer at hand by then (its body may be streaming), so `req` is the
+    /// request as it was forwarded to the backend, parsed again: method and
+    /// target as the client sent them, the headers after the balancer's
+    /// rewrite (hop-by-hop fields gone, `X-Forwarded-*` added) and
+    /// `on_http_request`'s edits.
     fn on_http_response(&self, _req: &Request<'_>, _status: u16, _edits: &mut HeaderEdits) {}
 }
 

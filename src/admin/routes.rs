@@ -17,6 +17,7 @@ use crate::pool::registry::protocol::ServerMessage;
 use crate::pool::registry::BackendInfo;
 use crate::proto::http::auth::bearer_matches;
 use crate::proto::http::{reply, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest};
+use crate::proxy::pool_events::{drain_switch, emit_member};
 use crate::rt::io::{drain_briefly, read_request_head, write_vec, ReadBuf};
 use crate::server::Shared;
 
@@ -188,11 +189,14 @@ fn route(shared: &Shared, head: &[u8], req: &ParsedRequest) -> (u16, &'static st
             let Some(id) = super::percent_decode(id) else {
                 return json(400, serde_json::json!({"error": "bad backend id encoding"}));
             };
-            if !shared.registry.set_draining(&id, draining) {
+            let Some(was_draining) = shared.registry.switch_draining(&id, draining) else {
                 return json(
                     404,
                     serde_json::json!({"error": "no such backend", "id": id}),
                 );
+            };
+            if let Some(event) = drain_switch(was_draining, draining) {
+                emit_member(&shared.hooks, &shared.pool, event, &id);
             }
             let notice = if draining {
                 ServerMessage::Drain

@@ -228,6 +228,21 @@ impl Tried {
     pub fn count(&self) -> usize {
         self.as_slice().len()
     }
+
+    /// The list without one `idx`, so a stale pooled connection does not
+    /// count against its backend.
+    pub fn without(self, idx: usize) -> Tried {
+        let mut next = Tried::default();
+        let mut skipped = false;
+        for &i in self.as_slice() {
+            if i == idx && !skipped {
+                skipped = true;
+                continue;
+            }
+            next.push(i);
+        }
+        next
+    }
 }
 
 /// The sticky key of a request, if the mode has one and the request carries it.
@@ -280,6 +295,15 @@ pub fn pick(
         None => env.picker.pick(snap, now, tried.as_slice()),
     }?;
     snap.backends.get(idx).map(|b| (idx, b.clone()))
+}
+
+/// The backend `id` (a hook pinned the request to it) when it is in the
+/// snapshot, available and not tried yet; never another one.
+pub fn pick_pinned(snap: &PoolSnapshot, id: &str, tried: &Tried) -> Option<(usize, Arc<Backend>)> {
+    let idx = snap.position(id)?;
+    let backend = snap.backends.get(idx)?;
+    let fresh = !tried.as_slice().contains(&idx);
+    (fresh && backend.is_available(now_ms())).then(|| (idx, backend.clone()))
 }
 
 #[cfg(test)]

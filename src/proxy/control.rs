@@ -7,6 +7,7 @@ use std::sync::Arc;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::env::Env;
+use super::pool_events::{drain_switch, emit, PoolEvent};
 use crate::pool::registry::hub::Mailbox;
 use crate::pool::registry::protocol::{
     parse_client_message, resolve_binding_in, ClientMessage, ProtocolError, ServerMessage,
@@ -205,9 +206,17 @@ pub async fn serve_channel<S>(
     // or a binary frame), its registration leaves the pool now, unless a
     // newer channel has taken the id over.
     if let Some(reg) = current {
-        if hub.detach(&reg.id, session) {
-            env.registry.deregister(&reg.id);
+        if hub.detach(&reg.id, session) && env.registry.deregister(&reg.id) {
+            reg.event(env, PoolEvent::Down);
         }
+    }
+}
+
+impl Registration {
+    /// Tells the hooks (if any) about this backend.
+    fn event(&self, env: &Env, event: PoolEvent) {
+        let url = self.bindings.first().map_or("", |(u, _)| u.as_str());
+        emit(&env.hooks, event, &self.id, url, true);
     }
 }
 
@@ -252,18 +261,29 @@ fn handle_message(
             {
                 return Err(Done::Refused(ProtocolError::IdHeldElsewhere(id)));
             }
+            // A re-registration ends a drain: the hooks hear it is ready.
+            let was_draining = env.hooks.is_some()
+                && registry
+                    .stats(&id)
+                    .is_some_and(|s| s.draining.load(std::sync::atomic::Ordering::Relaxed));
             match registry.register(&id, resolved.clone(), weight, metadata.clone()) {
                 RegisterOutcome::Rejected(e) => {
                     env.control_hub.detach(&id, session);
                     Err(Done::Refused(e))
                 }
-                RegisterOutcome::New | RegisterOutcome::Reregistered => {
-                    *current = Some(Registration {
+                outcome @ (RegisterOutcome::New | RegisterOutcome::Reregistered) => {
+                    let reg = current.insert(Registration {
                         id: id.clone(),
                         bindings: resolved,
                         weight,
                         metadata,
                     });
+                    if outcome == RegisterOutcome::New {
+                        reg.event(env, PoolEvent::Up);
+                        reg.event(env, PoolEvent::Ready);
+                    } else if was_draining {
+                        reg.event(env, PoolEvent::Ready);
+                    }
                     let interval = (env.cfg.heartbeat_timeout.as_millis() as u64 / 3).max(100);
                     Ok(Some(ServerMessage::Registered {
                         balancer_id: env.cfg.balancer_id.clone(),
@@ -292,24 +312,33 @@ fn handle_message(
                             reg.weight,
                             reg.metadata.clone(),
                         );
-                        if let RegisterOutcome::Rejected(e) = again {
-                            return Err(Done::Refused(e));
+                        match again {
+                            RegisterOutcome::Rejected(e) => return Err(Done::Refused(e)),
+                            RegisterOutcome::New => {
+                                reg.event(env, PoolEvent::Up);
+                                reg.event(env, PoolEvent::Ready);
+                            }
+                            RegisterOutcome::Reregistered => {}
                         }
                         registry.heartbeat(&reg.id, load);
                     }
                     Ok(None)
                 }
-                ClientMessage::Drain => {
-                    registry.set_draining(&reg.id, true);
-                    Ok(Some(ServerMessage::Drain))
-                }
-                ClientMessage::Resume => {
-                    registry.set_draining(&reg.id, false);
-                    Ok(Some(ServerMessage::Resume))
+                ClientMessage::Drain | ClientMessage::Resume => {
+                    let draining = matches!(other, ClientMessage::Drain);
+                    let before = registry.switch_draining(&reg.id, draining);
+                    if let Some(event) = before.and_then(|was| drain_switch(was, draining)) {
+                        reg.event(env, event);
+                    }
+                    Ok(Some(if draining {
+                        ServerMessage::Drain
+                    } else {
+                        ServerMessage::Resume
+                    }))
                 }
                 ClientMessage::Deregister => {
-                    if env.control_hub.detach(&reg.id, session) {
-                        registry.deregister(&reg.id);
+                    if env.control_hub.detach(&reg.id, session) && registry.deregister(&reg.id) {
+                        reg.event(env, PoolEvent::Down);
                     }
                     *current = None;
                     Err(Done::Deregistered)

@@ -6,8 +6,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::{pick, sticky_key, Tried};
 use super::env::Env;
+use super::hook_calls::with_request;
 use super::http_flow::check_handshake;
 use super::ClientConn;
+use crate::hooks::{Binding, Hooks};
 use crate::pool::registry::binding::is_visible_ascii;
 use crate::proto::http::{error_response, reply, BodyKind, Method, ParsedRequest};
 use crate::proxy::control::{authorize, serve_channel};
@@ -72,19 +74,22 @@ where
             let picked = pick(env, &snap, key, &Tried::default());
             let written = match picked {
                 Some((_, backend)) => {
-                    let url = backend.primary_url().to_string();
-                    if redirect {
-                        // Bindings are checked at registration; this is the
-                        // last line should one ever get through.
-                        let clean = is_visible_ascii(url.as_bytes());
-                        debug_assert!(clean, "binding {url:?} reached Location");
-                        if clean {
-                            let location = [("Location", url.as_str())];
-                            respond(&mut out, 307, "text/plain", &location, url.as_bytes(), keep)
-                        } else {
-                            out.extend_from_slice(error_response(500));
-                            false
-                        }
+                    let mut url = backend.primary_url().to_string();
+                    if let Some(hooks) = &env.hooks {
+                        url = on_pick(&**hooks, data, req, client, &backend.id, url);
+                    }
+                    // Bindings are checked at registration, a hook's answer
+                    // only here: the last line before `Location`.
+                    if !is_handout_url(&url) {
+                        tracing::warn!(
+                            url = url.escape_debug().to_string(),
+                            "pick: binding refused"
+                        );
+                        out.extend_from_slice(error_response(500));
+                        false
+                    } else if redirect {
+                        let location = [("Location", url.as_str())];
+                        respond(&mut out, 307, "text/plain", &location, url.as_bytes(), keep)
                     } else {
                         let body = serde_json::json!({
                             "id": &*backend.id,
@@ -117,4 +122,54 @@ where
             false
         }
     }
+}
+
+/// Longest URL `/_lb/pick` hands out.
+const MAX_HANDOUT_URL: usize = 2048;
+
+/// Whether `url` may be handed out (JSON `url`, `Location`): non-empty,
+/// bounded, visible ASCII only (nothing that can end a header line).
+fn is_handout_url(url: &str) -> bool {
+    !url.is_empty() && url.len() <= MAX_HANDOUT_URL && is_visible_ascii(url.as_bytes())
+}
+
+/// The URL `on_pick` hands out instead of `url` (the chosen backend's).
+fn on_pick<S: AsyncWriteRent>(
+    hooks: &dyn Hooks,
+    data: &[u8],
+    req: &ParsedRequest,
+    client: &ClientConn<S>,
+    id: &str,
+    url: String,
+) -> String {
+    let binding = Binding {
+        id: id.to_string(),
+        url,
+    };
+    let raw = &data[..req.head_len];
+    with_request(raw, client.peer, client.tls, |r| hooks.on_pick(r, binding))
+        .map(|b| b.url)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_handout_url;
+
+    #[test]
+    fn only_clean_bounded_urls_are_handed_out() {
+        assert!(is_handout_url("ws://10.0.0.1:9001/"));
+        for bad in [
+            "",
+            "ws://a b",
+            "ws://a\r\nSet-Cookie: x",
+            "ws://\u{e9}",
+            "ws://a\0",
+        ] {
+            assert!(!is_handout_url(bad), "{bad:?}");
+        }
+        assert!(!is_handout_url(&"x".repeat(MAX + 1)));
+    }
+
+    const MAX: usize = super::MAX_HANDOUT_URL;
 }

@@ -5,10 +5,11 @@
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::backend::{connect, pick, sticky_key, BackendConn, ConnectError, Tried};
+use super::backend::{connect, pick, pick_pinned, sticky_key, BackendConn, ConnectError, Tried};
 use super::client_write::ClientWriter;
 use super::env::Env;
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
+use super::hook_calls::{before_forward, Handshake, ResponseHook};
 use super::request_body::BodyDeadline;
 use super::request_head::{read_head, HeadWait};
 use super::ClientConn;
@@ -79,7 +80,21 @@ where
                 return None;
             }
         }
-        match proxy_request(env, client, &req, &head, &mut scratch, &mut resp_out).await {
+        // Hooks see the request after the balancer's own checks.
+        let mut pin = None;
+        if let Some(hooks) = &env.hooks {
+            let raw = &client.buf.data()[..req.head_len];
+            let (peer, tls, upgrade) = (client.peer, client.tls, req.upgrade_websocket);
+            match before_forward(&**hooks, raw, peer, tls, upgrade, &mut head) {
+                Handshake::Go { pin: p } => pin = p,
+                Handshake::Refuse(answer) => {
+                    let _ = client.writer(cfg.idle_timeout).write_vec(answer).await;
+                    return None;
+                }
+            }
+        }
+        let bufs = (&mut scratch, &mut resp_out);
+        match proxy_request(env, client, &req, &head, pin.as_deref(), bufs).await {
             RequestEnd::KeepAlive => {}
             RequestEnd::Close => return None,
             RequestEnd::Upgraded(upgrade) => return Some(upgrade),
@@ -157,8 +172,8 @@ async fn proxy_request<S>(
     client: &mut ClientConn<S>,
     req: &ParsedRequest,
     head: &[u8],
-    scratch: &mut Vec<u8>,
-    resp_out: &mut Vec<u8>,
+    pin: Option<&str>,
+    (scratch, resp_out): (&mut Vec<u8>, &mut Vec<u8>),
 ) -> RequestEnd
 where
     S: AsyncReadRent + AsyncWriteRent + 'static,
@@ -193,7 +208,11 @@ where
         if tried.count() > cfg.max_retries {
             break;
         }
-        let Some((idx, backend)) = pick(env, &snap, key, &tried) else {
+        let picked = match pin {
+            Some(id) => pick_pinned(&snap, id, &tried),
+            None => pick(env, &snap, key, &tried),
+        };
+        let Some((idx, backend)) = picked else {
             break;
         };
         tried.push(idx);
@@ -230,25 +249,34 @@ where
                 }
             },
         };
-        let opts = ExchangeOpts {
-            limits: Limits {
-                max_header_bytes: cfg.max_header_bytes,
-                max_headers: 100,
-            },
-            head_timeout: if upgrade {
-                cfg.ws_handshake_timeout
-            } else {
-                cfg.backend_timeout
-            },
-            read_timeout: cfg.backend_timeout,
-            client_timeout: cfg.idle_timeout,
-            body_deadline: BodyDeadline {
-                grace: cfg.client_body_timeout,
-                min_rate: cfg.client_body_min_rate,
-            },
-            client_keep_alive: req.keep_alive && !env.draining.is_fired(),
-            draining: &env.draining,
-        };
+        let opts =
+            ExchangeOpts {
+                limits: Limits {
+                    max_header_bytes: cfg.max_header_bytes,
+                    max_headers: 100,
+                },
+                head_timeout: if upgrade {
+                    cfg.ws_handshake_timeout
+                } else {
+                    cfg.backend_timeout
+                },
+                read_timeout: cfg.backend_timeout,
+                client_timeout: cfg.idle_timeout,
+                body_deadline: BodyDeadline {
+                    grace: cfg.client_body_timeout,
+                    min_rate: cfg.client_body_min_rate,
+                },
+                client_keep_alive: req.keep_alive && !env.draining.is_fired(),
+                draining: &env.draining,
+                response_hook: env.hooks.as_deref().filter(|_| !upgrade).map(|hooks| {
+                    ResponseHook {
+                        hooks,
+                        peer: client.peer,
+                        tls: client.tls,
+                        forwarded: head,
+                    }
+                }),
+            };
         let side = RequestSide {
             r: &mut client.r,
             buf: &mut client.buf,
@@ -291,7 +319,7 @@ where
                 // backend's fault, and not counted; once, on a fresh one.
                 tracing::debug!(backend = %backend.id, "retrying on a fresh connection");
                 stale_retried = true;
-                tried = retry_same(tried, idx);
+                tried = tried.without(idx);
                 last_status = 502;
                 continue;
             }
@@ -357,19 +385,4 @@ where
     }
     client.answer(last_status, cfg.idle_timeout).await;
     RequestEnd::Close
-}
-
-/// The tried list without `idx`, so a stale pooled connection does not count
-/// against its backend.
-fn retry_same(tried: Tried, idx: usize) -> Tried {
-    let mut next = Tried::default();
-    let mut skipped = false;
-    for &i in tried.as_slice() {
-        if i == idx && !skipped {
-            skipped = true;
-            continue;
-        }
-        next.push(i);
-    }
-    next
 }

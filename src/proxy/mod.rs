@@ -10,9 +10,11 @@ pub mod env;
 pub mod exchange;
 #[cfg(test)]
 mod flow_tests;
+mod hook_calls;
 pub mod http_flow;
 mod outbound;
 pub mod outcome;
+pub(crate) mod pool_events;
 pub mod request_body;
 mod request_head;
 mod response_relay;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::hook_calls::ResponseHook;
 use super::request_body::BodyDeadline;
 use crate::proto::http::Limits;
 use crate::rt::notify::LocalEvent;
@@ -65,4 +66,6 @@ pub struct ExchangeOpts<'a> {
     /// The worker's drain event: a response head written after it fired
     /// says `Connection: close`, since the connection closes after it.
     pub draining: &'a LocalEvent,
+    /// `on_http_response`, for a plain request when hooks are set.
+    pub response_hook: Option<ResponseHook<'a>>,
 }

@@ -198,6 +198,9 @@ where
             send_client(client_w, resp_out).await?;
             return Ok(ExchangeEnd::Upgraded { extensions });
         }
+        if let Some(hook) = &opts.response_hook {
+            hook.edit(resp.status, resp_out);
+        }
         let mut tracker = BodyTracker::new(resp.body);
         let first = tracker
             .scan(buf.data())

@@ -13,6 +13,7 @@ use crate::config::ServeConfig;
 use crate::pool::registry::hub::ControlHub;
 use crate::pool::registry::Registry;
 use crate::pool::SharedPool;
+use crate::proxy::pool_events::{emit, emit_all_up, PoolEvent};
 use crate::proxy::ListenerKind;
 use crate::rt::notify::{Lifecycle, Phase};
 use listener::bind_set;
@@ -196,6 +197,8 @@ pub fn start(
         }
         return Err(ServeError::Runtime(e));
     }
+    // The static backends joined, on this thread, before any traffic.
+    emit_all_up(&shared.hooks, &shared.pool);
     go.wait();
     Ok(Running {
         shared,
@@ -216,9 +219,10 @@ fn spawn_expiry(shared: Arc<Shared>) -> std::io::Result<()> {
                 std::thread::sleep(tick);
                 let gone = shared
                     .registry
-                    .expire(crate::pool::clock::now_ms(), timeout_ms);
-                for id in gone {
+                    .expire_backends(crate::pool::clock::now_ms(), timeout_ms);
+                for (id, url) in gone {
                     tracing::warn!(id, "backend missed its heartbeats: removed from the pool");
+                    emit(&shared.hooks, PoolEvent::Down, &id, &url, true);
                 }
             }
         })

@@ -163,3 +163,98 @@ pub fn serve(backends: &[&Proc], extra: &[&str]) -> Proc {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     Proc::start(&refs)
 }
+
+impl Proc {
+    /// Starts `program ARGS...` (a built example, say) and waits (10 s at
+    /// most) for the same `listening KIND ADDR` / `ready` lines.
+    pub fn start_program(program: &std::path::Path, args: &[&str]) -> Proc {
+        let mut child = Command::new(program)
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("WSLB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut addrs = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) if line == "ready" => break,
+                Ok(line) => {
+                    let parts: Vec<&str> = line.split_whitespace().collect();
+                    if parts.len() == 3 && parts[0] == "listening" {
+                        addrs.push((parts[1].to_string(), parts[2].parse().expect("addr")));
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    panic!(
+                        "{} did not become ready (exit: {status:?})",
+                        program.display()
+                    );
+                }
+            }
+        }
+        Proc {
+            child,
+            addrs,
+            stdout_rx: rx,
+        }
+    }
+}
+
+/// A built example: `target/PROFILE/examples/NAME`, found from the running
+/// test binary (`target/PROFILE/deps/TEST-HASH`).
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/PROFILE");
+    // `cargo test --test X` does not build examples: build it (a no-op
+    // when it is up to date; once per test process) so that the test never
+    // runs a stale one.
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let profile_name = profile
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug");
+        let profile_name = if profile_name == "debug" {
+            "dev"
+        } else {
+            profile_name
+        };
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "--profile",
+                profile_name,
+                "--example",
+                name,
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build --example");
+        assert!(status.success(), "cargo build --example {name} failed");
+        built.push(name.to_string());
+    }
+    let path = profile.join("examples").join(name);
+    assert!(path.exists(), "no example at {}", path.display());
+    path
+}

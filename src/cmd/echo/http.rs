@@ -40,7 +40,7 @@ pub async fn serve(
             return;
         };
         if req.upgrade_websocket {
-            super::ws::serve(stream, buf, &req).await;
+            super::ws::serve(stream, buf, &req, &name).await;
             return;
         }
         served += 1;

@@ -2,7 +2,8 @@
 //! POST/PUT echo the body (streamed, same framing), `GET /bytes/N` sends N
 //! bytes, `GET /delay/MS` answers after a pause, `GET /status/N` answers
 //! status N, `GET /headers` returns the request head it received. Any
-//! WebSocket upgrade gets an echo session (see `ws`).
+//! WebSocket upgrade gets an echo session (see `ws`); one on `/headers`
+//! starts with a message naming the backend and the head it received.
 
 mod http;
 mod ws;

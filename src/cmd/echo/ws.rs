@@ -1,6 +1,8 @@
 //! The echo backend's WebSocket side, on the crate's own codec: text and
 //! binary messages echoed (fragmented ones reassembled), pings answered,
 //! close echoed with its code; protocol errors closed with the right code.
+//! A session opened on `/headers` first sends one text message: the
+//! backend's name on a line, then the upgrade request head it received.
 
 use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
@@ -15,7 +17,7 @@ use wslb::rt::io::{write_vec, ReadBuf};
 
 const MAX_MESSAGE: u64 = 64 << 20;
 
-pub async fn serve(mut stream: TcpStream, mut buf: ReadBuf, req: &ParsedRequest) {
+pub async fn serve(mut stream: TcpStream, mut buf: ReadBuf, req: &ParsedRequest, name: &str) {
     let key = req.ws_key.clone().map(|r| buf.data()[r].to_vec());
     let mut out = Vec::with_capacity(16 * 1024);
     let Some(key) = key else {
@@ -28,6 +30,13 @@ pub async fn serve(mut stream: TcpStream, mut buf: ReadBuf, req: &ParsedRequest)
     };
     let accept = accept_key(&key);
     write_server_response(&mut out, &accept, None, None);
+    let target = &buf.data()[req.path.clone()];
+    if target.split(|&b| b == b'?').next() == Some(b"/headers") {
+        let mut hello = format!("{name}\n").into_bytes();
+        hello.extend_from_slice(&buf.data()[..req.head_len]);
+        let hello = String::from_utf8_lossy(&hello).into_owned();
+        write_frame(&mut out, true, OpCode::Text, None, hello.as_bytes());
+    }
     buf.consume(req.head_len);
     let (res, o) = write_vec(&mut stream, out).await;
     out = o;

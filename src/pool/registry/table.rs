@@ -244,19 +244,33 @@ impl Registry {
 
     /// Start or stop draining. False if the id is unknown.
     pub fn set_draining(&self, id: &str, draining: bool) -> bool {
+        self.switch_draining(id, draining).is_some()
+    }
+
+    /// Start or stop draining; the drain state it had before (`None`: the
+    /// id is unknown), read and changed under the lock, so that of two
+    /// callers only one sees the change.
+    pub fn switch_draining(&self, id: &str, draining: bool) -> Option<bool> {
         let inner = self.lock();
-        let Some(m) = inner.members.get(id) else {
-            return false;
-        };
-        m.backend.stats.draining.store(draining, Relaxed);
+        let m = inner.members.get(id)?;
+        let before = m.backend.stats.draining.swap(draining, Relaxed);
         tracing::info!(id, draining, "backend drain state");
         self.publish(&inner);
-        true
+        Some(before)
     }
 
     /// Remove registered backends not heard from for more than
     /// `heartbeat_timeout_ms`; static ones never expire. Returns their ids.
     pub fn expire(&self, now_ms: u64, heartbeat_timeout_ms: u64) -> Vec<String> {
+        self.expire_backends(now_ms, heartbeat_timeout_ms)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// [`Registry::expire`], returning each removed backend's id and
+    /// primary URL.
+    pub fn expire_backends(&self, now_ms: u64, heartbeat_timeout_ms: u64) -> Vec<(String, String)> {
         let mut inner = self.lock();
         let stale: Vec<Arc<str>> = inner
             .members
@@ -267,9 +281,11 @@ impl Registry {
             })
             .map(|(id, _)| Arc::clone(id))
             .collect();
+        let mut gone = Vec::with_capacity(stale.len());
         for id in &stale {
             if let Some(m) = inner.members.remove(id) {
                 tracing::warn!(id = &**id, addr = %m.backend.addr, "backend disconnect (heartbeat timeout)");
+                gone.push((id.to_string(), m.backend.primary_url().to_string()));
                 retain(&mut inner, m, now_ms);
             }
         }
@@ -277,7 +293,7 @@ impl Registry {
         if !stale.is_empty() {
             self.publish(&inner);
         }
-        stale.iter().map(|id| id.to_string()).collect()
+        gone
     }
 
     /// Counters of a member, or of a backend that left recently.

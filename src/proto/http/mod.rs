@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod body;
 pub mod chunked;
+pub mod edit;
 pub mod headers;
 pub mod reply;
 pub mod request;
