@@ -17,6 +17,7 @@ pub struct BalancerUrl {
     pub tls: bool,
     /// Host name or IP literal, without IPv6 brackets.
     pub host: String,
+    /// TCP port (80 or 443 when the URL gives none).
     pub port: u16,
     /// Request target, starting with `/` (query kept).
     pub path: String,

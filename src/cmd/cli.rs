@@ -8,10 +8,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use wslb::agent::BalancerUrl;
-use wslb::config::{parse_backend_arg, parse_duration, parse_size, Cidr, ServeConfig, WsMode};
-use wslb::pool::{Algorithm, StickyMode};
-use wslb::proto::ws::handshake::OriginPolicy;
-use wslb::tls::{parse_sni_arg, CertPair, TlsSettings};
+use wslb::config::{
+    parse_backend_arg, parse_duration, parse_size, parse_sni_arg, Algorithm, CertPair, Cidr,
+    OriginPolicy, ServeConfig, StickyMode, TlsSettings, WsMode,
+};
 
 /// wslb: a thread-per-core WebSocket and HTTP/1.1 load balancer.
 #[derive(Parser, Debug)]

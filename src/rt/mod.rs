@@ -3,5 +3,6 @@
 //! wake-ups (`notify`), and a log throttle (`throttle`).
 
 pub mod io;
-pub mod notify;
-pub mod throttle;
+pub mod listen;
+pub(crate) mod notify;
+pub(crate) mod throttle;
