@@ -33,6 +33,7 @@ mod watchdog;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
+pub use crate::pool::registry::error::ProtocolError;
 pub use config::{generate_id, port_binding, AgentConfig};
 pub use error::AgentError;
 pub use handle::{AgentHandle, BalancerStatus, LinkState, LoadGuard};

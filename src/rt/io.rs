@@ -286,3 +286,32 @@ pub async fn drain_briefly<S: AsyncReadRent>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::LocalLock;
+
+    #[test]
+    fn a_dropped_waiter_does_not_keep_the_next_one_waiting() {
+        let lock = LocalLock::new(1u32);
+        let mut cx = Context::from_waker(Waker::noop());
+        let held = lock.try_lock().expect("free at first");
+        {
+            let mut gone = pin!(lock.lock());
+            assert!(gone.as_mut().poll(&mut cx).is_pending());
+        }
+        let mut next = pin!(lock.lock());
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+        assert!(lock.try_lock().is_none(), "held");
+        drop(held);
+        match next.as_mut().poll(&mut cx) {
+            Poll::Ready(mut g) => *g += 1,
+            Poll::Pending => panic!("the live waiter gets the lock"),
+        }
+        assert_eq!(*lock.try_lock().expect("free again"), 2);
+    }
+}

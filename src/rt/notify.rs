@@ -112,3 +112,32 @@ impl Lifecycle {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    use super::LocalEvent;
+
+    #[test]
+    fn fire_releases_every_waiter_and_later_waits() {
+        let ev = LocalEvent::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut a = pin!(ev.wait());
+        let mut b = pin!(ev.wait());
+        assert!(a.as_mut().poll(&mut cx).is_pending());
+        assert!(b.as_mut().poll(&mut cx).is_pending());
+        {
+            let mut dropped = pin!(ev.wait());
+            assert!(dropped.as_mut().poll(&mut cx).is_pending());
+        }
+        assert!(!ev.is_fired());
+        ev.fire();
+        assert!(ev.is_fired());
+        assert!(a.as_mut().poll(&mut cx).is_ready());
+        assert!(b.as_mut().poll(&mut cx).is_ready());
+        assert!(pin!(ev.wait()).poll(&mut cx).is_ready());
+    }
+}

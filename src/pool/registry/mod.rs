@@ -5,7 +5,7 @@
 //! (`control`, the only part with I/O).
 
 pub(crate) mod binding;
-mod error;
+pub(crate) mod error;
 mod info;
 pub(crate) mod protocol;
 pub(crate) mod table;

@@ -22,7 +22,7 @@ pub(crate) const MAX_BINDINGS: usize = 16;
 /// Backend -> balancer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ClientMessage {
+pub(crate) enum ClientMessage {
     /// Join (or re-join) the pool. `bindings` are as sent, normalised to
     /// strings (`{"port": 9001}` and `9001` become `":9001"`); resolve them
     /// against the peer address with [`resolve_binding`].
@@ -45,7 +45,7 @@ pub enum ClientMessage {
 }
 
 impl ClientMessage {
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         to_json_or_error(self)
     }
 }
