@@ -5,10 +5,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use crate::pool::cidr::{cidr_list_contains, Cidr};
-use crate::pool::{Algorithm, StickyMode};
-use crate::proto::ws::handshake::OriginPolicy;
-use crate::tls::TlsSettings;
+pub(crate) use crate::pool::cidr::cidr_list_contains;
+pub use crate::pool::cidr::Cidr;
+pub use crate::pool::{Algorithm, StickyMode};
+pub use crate::proto::ws::OriginPolicy;
+pub use crate::tls::{parse_sni_arg, CertPair, TlsSettings};
 
 /// How WebSocket sessions are relayed after the 101.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,35 +37,65 @@ impl std::str::FromStr for WsMode {
 /// Everything `wslb serve` needs, validated.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
+    /// Plain HTTP/WebSocket listen addresses.
     pub listen: Vec<SocketAddr>,
+    /// TLS listen addresses (need `tls`).
     pub tls_listen: Vec<SocketAddr>,
+    /// Certificates for the TLS listeners.
     pub tls: Option<TlsSettings>,
+    /// Worker threads, one runtime each (at least 1).
     pub workers: usize,
+    /// Pin each worker to a core.
     pub pin: bool,
+    /// Static backends: `HOST:PORT` and weight.
     pub backends: Vec<(String, u32)>,
+    /// How a backend is picked.
     pub algorithm: Algorithm,
+    /// Sticky sessions: what keeps a client on one backend.
     pub sticky: StickyMode,
+    /// Largest request or response head accepted, in bytes.
     pub max_header_bytes: usize,
+    /// Most client connections open at once, over all workers.
     pub max_connections: usize,
+    /// Time a client has to send a whole request head (slowloris guard).
     pub client_header_timeout: Duration,
+    /// Time allowed to connect to a backend.
     pub backend_connect_timeout: Duration,
+    /// Time allowed for a backend to answer, and between reads of its response.
     pub backend_timeout: Duration,
+    /// Idle keep-alive time of a client connection between requests.
     pub idle_timeout: Duration,
+    /// On drain: time allowed for in-flight work before connections close.
     pub drain_timeout: Duration,
+    /// Other backends tried when one refuses the connection.
     pub max_retries: usize,
+    /// How WebSocket sessions are relayed.
     pub ws_mode: WsMode,
+    /// Largest WebSocket message in inspect mode, in bytes (close 1009 beyond it).
     pub max_message_size: u64,
+    /// Validate UTF-8 of text messages in inspect mode (close 1007).
     pub ws_validate_utf8: bool,
+    /// Ping idle WebSocket clients after this long (`None`: never).
     pub ws_ping_interval: Option<Duration>,
+    /// Time a client has to answer a ping before it is closed.
     pub ws_pong_timeout: Duration,
+    /// Tunnel mode: close a session with no bytes either way for this long (`None`: never).
     pub ws_tunnel_idle_timeout: Option<Duration>,
+    /// Time allowed for the backend's answer to a WebSocket upgrade.
     pub ws_handshake_timeout: Duration,
+    /// Origins allowed to open WebSocket sessions (empty: all).
     pub allowed_origins: OriginPolicy,
+    /// Admin API listen address (`None`: no admin API).
     pub admin_listen: Option<SocketAddr>,
+    /// Bearer token the admin API requires.
     pub admin_token: Option<String>,
+    /// A separate listener for the backend control channel.
     pub control_listen: Option<SocketAddr>,
+    /// Bearer token backends present to register.
     pub register_token: Option<String>,
+    /// A registered backend silent for this long leaves the pool.
     pub heartbeat_timeout: Duration,
+    /// This balancer's id, reported to registering backends.
     pub balancer_id: String,
     /// Networks registered bindings must fall in (empty: any address that
     /// is not in a refused range).

@@ -8,18 +8,26 @@
 //! helpers), `hooks`, `proxy` (the per-connection flow), `server` (workers
 //! and listeners), `admin` and `agent`, and this face (`balancer`).
 
-pub mod admin;
+#![warn(missing_docs)]
+
+mod admin;
 pub mod agent;
 mod balancer;
 pub mod config;
 pub mod hooks;
 pub mod pool;
 pub mod proto;
+// Crate-private in intent: public (and hidden) only while it still has
+// items nothing uses (they would fail the build as dead code); make it
+// `mod proxy;` once they are used or gone.
+#[doc(hidden)]
+#[allow(private_interfaces)]
 pub mod proxy;
 pub mod rt;
-pub mod server;
+mod server;
 pub mod tls;
 
+pub use admin::api_url as admin_api_url;
 pub use balancer::{Balancer, Builder, Error, Handle};
 pub use config::{ServeConfig, WsMode};
 pub use hooks::{

@@ -14,7 +14,7 @@ use crate::server::Shared;
 /// Starts the admin API on `listener` in a thread of its own; returns once
 /// its runtime is up (so a descriptor shortage later cannot stop it). It
 /// serves until every worker has stopped.
-pub fn spawn(shared: Arc<Shared>, listener: std::net::TcpListener) -> std::io::Result<()> {
+pub(crate) fn spawn(shared: Arc<Shared>, listener: std::net::TcpListener) -> std::io::Result<()> {
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("wslb-admin".into())
@@ -75,7 +75,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener) {
 }
 
 /// Percent-decodes a path segment (`%2F` -> `/`); None if malformed.
-pub fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -92,8 +92,9 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The address the admin API is reachable on, for logs.
-pub fn describe(addr: SocketAddr) -> String {
+/// The URL of the admin API's backend list for an admin listener bound to
+/// `addr` (for logs and scripts).
+pub fn api_url(addr: SocketAddr) -> String {
     format!("http://{addr}/api/backends")
 }
 

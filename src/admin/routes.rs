@@ -29,7 +29,12 @@ enum Next {
 
 /// Serves one admin connection until it closes, misses its deadline or is
 /// evicted to make room for a newer one (see `slots`).
-pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, slot: SlotGuard) {
+pub(super) async fn serve(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    slot: SlotGuard,
+) {
     let evicted = slot.evicted();
     monoio::select! {
         _ = evicted.wait() => {}

@@ -24,14 +24,14 @@ struct Slot {
 }
 
 /// The admin connections open now (single-threaded: the admin runtime).
-pub struct Slots {
+pub(super) struct Slots {
     max: usize,
     next: Cell<u64>,
     open: RefCell<BTreeMap<u64, Slot>>,
 }
 
 impl Slots {
-    pub fn new(max: usize) -> Rc<Slots> {
+    pub(super) fn new(max: usize) -> Rc<Slots> {
         Rc::new(Slots {
             max: max.max(1),
             next: Cell::new(0),
@@ -48,7 +48,7 @@ impl Slots {
     /// Room for a new connection (waiting for its first head), making it by
     /// evicting the longest-waiting one at the cap; `None`: every open
     /// connection is busy, close the newcomer.
-    pub fn admit(self: &Rc<Self>) -> Option<SlotGuard> {
+    pub(super) fn admit(self: &Rc<Self>) -> Option<SlotGuard> {
         let mut open = self.open.borrow_mut();
         if open.len() >= self.max {
             let victim = open
@@ -78,18 +78,18 @@ impl Slots {
 
     /// Connections open now.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.open.borrow().len()
     }
 
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 /// One admitted connection; its slot is freed when dropped.
-pub struct SlotGuard {
+pub(super) struct SlotGuard {
     slots: Rc<Slots>,
     id: u64,
     evict: Rc<LocalEvent>,
@@ -97,7 +97,7 @@ pub struct SlotGuard {
 
 impl SlotGuard {
     /// Waiting for a request head again (keep-alive): evictable, youngest.
-    pub fn waiting(&self) {
+    pub(super) fn waiting(&self) {
         let order = self.slots.tick();
         if let Some(s) = self.slots.open.borrow_mut().get_mut(&self.id) {
             s.waiting = Some(order);
@@ -105,14 +105,14 @@ impl SlotGuard {
     }
 
     /// Serving a request that has earned its slot: not evictable.
-    pub fn busy(&self) {
+    pub(super) fn busy(&self) {
         if let Some(s) = self.slots.open.borrow_mut().get_mut(&self.id) {
             s.waiting = None;
         }
     }
 
     /// Fires when this connection is evicted to make room for a newer one.
-    pub fn evicted(&self) -> Rc<LocalEvent> {
+    pub(super) fn evicted(&self) -> Rc<LocalEvent> {
         self.evict.clone()
     }
 }

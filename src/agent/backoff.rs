@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Reconnect delays for one balancer.
 #[derive(Clone, Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     cap: Duration,
     /// Failures since the last successful registration.
@@ -17,7 +17,7 @@ pub struct Backoff {
 impl Backoff {
     /// `base` is the first delay after a disconnect; `cap` the largest delay
     /// (raised to `base` if smaller). A zero base is taken as 1 ms.
-    pub fn new(base: Duration, cap: Duration) -> Self {
+    pub(super) fn new(base: Duration, cap: Duration) -> Self {
         let base = base.max(Duration::from_millis(1));
         Backoff {
             base,
@@ -27,18 +27,18 @@ impl Backoff {
     }
 
     /// Failures counted since the last reset.
-    pub fn failures(&self) -> u32 {
+    pub(super) fn failures(&self) -> u32 {
         self.failures
     }
 
     /// A registration succeeded: the next delay is `base` again.
-    pub fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         self.failures = 0;
     }
 
     /// The delay before the next attempt, counting this one as a failure.
     /// With `refused`, the delay is taken at the cap.
-    pub fn next_delay(&mut self, refused: bool) -> Duration {
+    pub(super) fn next_delay(&mut self, refused: bool) -> Duration {
         let n = if refused { u32::MAX } else { self.failures };
         self.failures = self.failures.saturating_add(1);
         let (lo, hi) = self.window(n);
@@ -48,7 +48,7 @@ impl Backoff {
     /// The range the delay after `n` earlier failures is drawn from:
     /// `exp = base * 2^n`; `[max(base, 0.8 * min(exp, cap)), min(cap, 1.25 * exp)]`.
     /// So every delay lies within `[base, cap]`.
-    pub fn window(&self, n: u32) -> (Duration, Duration) {
+    pub(super) fn window(&self, n: u32) -> (Duration, Duration) {
         let exp = self
             .base
             .checked_mul(1u32.checked_shl(n.min(31)).unwrap_or(u32::MAX))

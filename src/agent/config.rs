@@ -100,7 +100,7 @@ impl AgentConfig {
     }
 
     /// The `register` message for this configuration.
-    pub fn register_message(&self) -> ClientMessage {
+    pub(crate) fn register_message(&self) -> ClientMessage {
         ClientMessage::Register {
             v: PROTOCOL_VERSION,
             id: self.id.clone(),

@@ -26,7 +26,7 @@ use crate::proto::ws::scanner::ScannerConfig;
 use crate::rt::io::{write_vec, ReadBuf};
 
 /// Largest message accepted from a balancer.
-pub const MAX_SERVER_MESSAGE: usize = 64 * 1024;
+pub(super) const MAX_SERVER_MESSAGE: usize = 64 * 1024;
 /// Largest HTTP answer head to the upgrade request.
 const MAX_HEAD: usize = 16 * 1024;
 const READ_CHUNK: usize = 4096;
@@ -37,7 +37,7 @@ fn mask() -> [u8; 4] {
 }
 
 /// Appends a masked text frame holding `msg` as JSON.
-pub fn message_frame(out: &mut Vec<u8>, msg: &ClientMessage) {
+pub(super) fn message_frame(out: &mut Vec<u8>, msg: &ClientMessage) {
     write_frame(
         out,
         true,
@@ -48,22 +48,22 @@ pub fn message_frame(out: &mut Vec<u8>, msg: &ClientMessage) {
 }
 
 /// Appends a masked pong echoing `payload`.
-pub fn pong_frame(out: &mut Vec<u8>, payload: &[u8]) {
+pub(super) fn pong_frame(out: &mut Vec<u8>, payload: &[u8]) {
     write_frame(out, true, OpCode::Pong, Some(mask()), payload);
 }
 
 /// Appends a masked ping.
-pub fn ping_frame(out: &mut Vec<u8>) {
+pub(super) fn ping_frame(out: &mut Vec<u8>) {
     write_frame(out, true, OpCode::Ping, Some(mask()), b"wslb-agent");
 }
 
 /// Appends a masked close frame.
-pub fn close_frame(out: &mut Vec<u8>, code: u16, reason: &str) {
+pub(super) fn close_frame(out: &mut Vec<u8>, code: u16, reason: &str) {
     write_close_frame(out, code, reason, Some(mask()));
 }
 
 /// A message reader for frames from a balancer (unmasked, bounded).
-pub fn new_reader() -> MessageReader {
+pub(super) fn new_reader() -> MessageReader {
     MessageReader::new(ScannerConfig {
         limits: FrameLimits::client(MAX_SERVER_MESSAGE as u64),
         max_message: MAX_SERVER_MESSAGE as u64,
@@ -73,7 +73,7 @@ pub fn new_reader() -> MessageReader {
 
 /// The balancer's answer to `register`.
 #[derive(Debug, Clone)]
-pub struct Registered {
+pub(super) struct Registered {
     pub balancer_id: String,
     pub heartbeat_interval: Duration,
     pub bindings: Vec<String>,
@@ -81,7 +81,7 @@ pub struct Registered {
 
 /// Resolves the balancer's host: IP literals directly, names on a helper
 /// thread so the agent's runtime never blocks on DNS.
-pub async fn resolve(url: &BalancerUrl) -> Result<Vec<SocketAddr>, SessionError> {
+pub(super) async fn resolve(url: &BalancerUrl) -> Result<Vec<SocketAddr>, SessionError> {
     if let Some(ip) = url.ip() {
         return Ok(vec![SocketAddr::new(ip, url.port)]);
     }
@@ -120,7 +120,7 @@ pub async fn resolve(url: &BalancerUrl) -> Result<Vec<SocketAddr>, SessionError>
 }
 
 /// Connects to the first address that answers.
-pub async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, SessionError> {
+pub(super) async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, SessionError> {
     let mut last = None;
     for a in addrs {
         match TcpStream::connect_addr(*a).await {
@@ -138,7 +138,7 @@ pub async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, SessionError> {
 
 /// Sends the upgrade request and checks the answer. Returns the bytes read
 /// past the answer's head (frames the balancer sent right after the 101).
-pub async fn upgrade<S: AsyncReadRent + AsyncWriteRent>(
+pub(super) async fn upgrade<S: AsyncReadRent + AsyncWriteRent>(
     stream: &mut S,
     url: &BalancerUrl,
     token: Option<&str>,
@@ -194,7 +194,7 @@ pub async fn upgrade<S: AsyncReadRent + AsyncWriteRent>(
 
 /// Reads until the reader yields a message (for the setup phase, where the
 /// read is never cancelled except with the whole session).
-pub async fn next_message<S: AsyncReadRent>(
+pub(super) async fn next_message<S: AsyncReadRent>(
     stream: &mut S,
     buf: &mut ReadBuf,
     reader: &mut MessageReader,
@@ -217,7 +217,7 @@ pub async fn next_message<S: AsyncReadRent>(
 }
 
 /// The error a close frame from the balancer ends the session with.
-pub fn closed(payload: &[u8]) -> SessionError {
+pub(super) fn closed(payload: &[u8]) -> SessionError {
     match parse_close_payload(payload) {
         Ok(Some((code, reason))) => SessionError::Closed {
             code,
@@ -232,7 +232,7 @@ pub fn closed(payload: &[u8]) -> SessionError {
 }
 
 /// Sends `register` and waits for `registered` (pings answered meanwhile).
-pub async fn register<S: AsyncReadRent + AsyncWriteRent>(
+pub(super) async fn register<S: AsyncReadRent + AsyncWriteRent>(
     stream: &mut S,
     buf: &mut ReadBuf,
     reader: &mut MessageReader,
@@ -276,7 +276,7 @@ pub async fn register<S: AsyncReadRent + AsyncWriteRent>(
 
 /// The heartbeat period for the interval a balancer asked for: 5 s when it
 /// gave 0, otherwise kept within 50 ms to 1 hour.
-pub fn heartbeat_interval(ms: u64) -> Duration {
+pub(super) fn heartbeat_interval(ms: u64) -> Duration {
     if ms == 0 {
         return Duration::from_secs(5);
     }

@@ -11,28 +11,42 @@ use crate::proto::ws::WsError;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("bad balancer URL {url:?}: {reason}")]
-    BadUrl { url: String, reason: &'static str },
+    /// A balancer URL is not `ws://HOST:PORT[/path]` or `wss://...`.
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     #[error("no balancer to register with (give at least one --lb / --register URL)")]
+    /// The configuration names no balancer.
     NoBalancers,
     #[error("invalid registration: {0}")]
+    /// The id, weight, bindings or metadata break the control-channel rules.
     Protocol(#[from] ProtocolError),
     #[error("bad token: {0}")]
+    /// The token cannot be sent as a bearer token.
     BadToken(&'static str),
     #[error("bad duration: {0}")]
+    /// A delay or interval is zero or out of range.
     BadDuration(&'static str),
     #[error("TLS setup for wss:// balancers failed: {0}")]
+    /// The TLS client configuration for `wss://` balancers could not be built.
     Tls(#[from] crate::tls::TlsError),
     #[error("bad metadata JSON: {0}")]
+    /// The metadata is not a JSON object.
     BadMetadata(String),
     #[error("cannot start the agent thread: {0}")]
+    /// The agent thread could not be started.
     Spawn(#[source] std::io::Error),
     #[error("cannot install signal handlers: {0}")]
+    /// Signal handlers could not be installed (the `wslb agent` command).
     Signals(#[source] std::io::Error),
 }
 
 /// Why one control session (connect, handshake, register, heartbeats) ended.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionError {
+pub(super) enum SessionError {
     #[error("cannot resolve {host:?}: {detail}")]
     Resolve { host: String, detail: String },
     #[error("connect failed: {0}")]
@@ -77,7 +91,7 @@ impl SessionError {
     /// The balancer said no (bad token, refused registration, policy close):
     /// retrying soon would give the same answer, so the watchdog waits the
     /// capped backoff (the operator may fix the token or the balancer).
-    pub fn is_refusal(&self) -> bool {
+    pub(super) fn is_refusal(&self) -> bool {
         match self {
             SessionError::Unauthorized(_) | SessionError::Refused(_) => true,
             SessionError::HttpStatus { status, .. } => (400..500).contains(status),

@@ -32,11 +32,13 @@ pub enum LinkState {
 pub struct BalancerStatus {
     /// The balancer URL as configured.
     pub url: String,
+    /// Where the session with this balancer stands.
     pub state: LinkState,
     /// The balancer's last notice: `drain` (true) or `resume` (false).
     pub draining: bool,
     /// From the last `registered` answer.
     pub balancer_id: Option<String>,
+    /// Heartbeat interval the balancer asked for in its `registered` answer.
     pub heartbeat_interval: Option<Duration>,
     /// The bindings as the balancer resolved them.
     pub bindings: Vec<String>,
@@ -48,6 +50,7 @@ pub struct BalancerStatus {
     pub attempts: u64,
     /// Successful registrations so far.
     pub registrations: u64,
+    /// Heartbeats sent so far, over all sessions.
     pub heartbeats_sent: u64,
     /// When the watchdog tries again (state `Waiting`).
     pub retry_at: Option<Instant>,
@@ -93,7 +96,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(id: String, load: Arc<AtomicU32>, urls: Vec<String>) -> Self {
+    pub(crate) fn new(id: String, load: Arc<AtomicU32>, urls: Vec<String>) -> Self {
         Shared {
             id,
             load,
@@ -110,7 +113,7 @@ impl Shared {
     }
 
     /// Edits session `i`'s status and wakes status waiters.
-    pub fn update(&self, i: usize, f: impl FnOnce(&mut BalancerStatus)) {
+    pub(crate) fn update(&self, i: usize, f: impl FnOnce(&mut BalancerStatus)) {
         if let Some(s) = self.lock().get_mut(i) {
             f(s);
         }
@@ -118,7 +121,7 @@ impl Shared {
     }
 
     /// Marks every session stopped (the agent thread is ending).
-    pub fn mark_all_stopped(&self) {
+    pub(crate) fn mark_all_stopped(&self) {
         for s in self.lock().iter_mut() {
             s.state = LinkState::Stopped;
             s.retry_at = None;
@@ -126,12 +129,12 @@ impl Shared {
         self.changed.notify_all();
     }
 
-    pub fn epoch(&self) -> u64 {
+    pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
 
     /// Records a new wish and wakes every session.
-    pub fn poke(&self) {
+    pub(crate) fn poke(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         for w in &self.wakers {
             w.wake();
@@ -140,7 +143,7 @@ impl Shared {
 
     /// Whether the wishes moved past `seen`; registers the waker first so
     /// a poke in between is not missed.
-    pub fn poll_changed(&self, i: usize, seen: u64, cx: &mut Context<'_>) -> bool {
+    pub(crate) fn poll_changed(&self, i: usize, seen: u64, cx: &mut Context<'_>) -> bool {
         if let Some(w) = self.wakers.get(i) {
             w.register(cx.waker());
         }
@@ -278,6 +281,7 @@ impl std::fmt::Debug for AgentHandle {
 pub struct LoadGuard(Arc<AtomicU32>);
 
 impl LoadGuard {
+    /// Adds one to `counter` now and takes it off again when dropped.
     pub fn new(counter: &Arc<AtomicU32>) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
         LoadGuard(counter.clone())

@@ -23,6 +23,7 @@
 mod backoff;
 mod config;
 mod conn;
+mod ctx;
 mod error;
 mod handle;
 mod session;
@@ -32,14 +33,14 @@ mod watchdog;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
-pub use backoff::Backoff;
+pub use crate::pool::registry::error::ProtocolError;
 pub use config::{generate_id, port_binding, AgentConfig};
-pub use error::{AgentError, SessionError};
+pub use error::AgentError;
 pub use handle::{AgentHandle, BalancerStatus, LinkState, LoadGuard};
 pub use url::{BalancerUrl, DEFAULT_PATH};
 
+use ctx::Ctx;
 use handle::Shared;
-use watchdog::Ctx;
 
 /// Validates `cfg` and starts the agent thread. `load` is reported in every
 /// heartbeat (the backend's current connection count).

@@ -16,8 +16,8 @@ use monoio::time::Instant;
 use super::conn::{
     close_frame, closed, message_frame, ping_frame, pong_frame, Registered, MAX_SERVER_MESSAGE,
 };
+use super::ctx::Ctx;
 use super::error::SessionError;
-use super::watchdog::Ctx;
 use crate::pool::registry::protocol::{parse_server_message, ClientMessage, ServerMessage};
 use crate::proto::ws::frame::OpCode;
 use crate::proto::ws::message::MessageReader;
@@ -29,7 +29,7 @@ const LEAVE_GRACE: Duration = Duration::from_secs(2);
 
 /// How a session ended on the application's request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
+pub(super) enum Exit {
     /// `stop()`: deregistered, closed; the watchdog ends.
     Stopped,
     /// `deregister()`: deregistered, closed; the watchdog idles.
@@ -145,7 +145,7 @@ fn notice(ctx: &Ctx, text: &str) -> Result<(), SessionError> {
 
 /// Runs a registered session until it fails or the application asks it to
 /// leave. `buf` holds bytes already read past the `registered` message.
-pub async fn run<S>(
+pub(super) async fn run<S>(
     ctx: &Ctx,
     stream: S,
     buf: ReadBuf,

@@ -17,6 +17,7 @@ pub struct BalancerUrl {
     pub tls: bool,
     /// Host name or IP literal, without IPv6 brackets.
     pub host: String,
+    /// TCP port (80 or 443 when the URL gives none).
     pub port: u16,
     /// Request target, starting with `/` (query kept).
     pub path: String,
@@ -95,7 +96,7 @@ impl BalancerUrl {
 
     /// The `Host` header value: the host (bracketed if IPv6) plus the port
     /// when it is not the scheme's default.
-    pub fn host_header(&self) -> String {
+    pub(crate) fn host_header(&self) -> String {
         let host = self.bracketed_host();
         let default = if self.tls { 443 } else { 80 };
         if self.port == default {
@@ -106,7 +107,7 @@ impl BalancerUrl {
     }
 
     /// The IP address, if the host is a literal (no DNS needed).
-    pub fn ip(&self) -> Option<std::net::IpAddr> {
+    pub(crate) fn ip(&self) -> Option<std::net::IpAddr> {
         self.host.parse().ok()
     }
 

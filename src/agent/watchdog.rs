@@ -5,7 +5,6 @@
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -13,21 +12,11 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use rustls_pki_types::ServerName;
 
 use super::backoff::Backoff;
-use super::config::AgentConfig;
 use super::conn::{connect, new_reader, register, resolve, upgrade};
+use super::ctx::Ctx;
 use super::error::SessionError;
 use super::handle::{LinkState, Shared};
 use super::session::{self, Exit};
-use super::url::BalancerUrl;
-
-/// What one balancer's task works with.
-pub struct Ctx {
-    pub shared: Arc<Shared>,
-    pub index: usize,
-    pub url: BalancerUrl,
-    pub cfg: Arc<AgentConfig>,
-    pub tls: Option<monoio_rustls::TlsConnector>,
-}
 
 /// Why waiting was cut short.
 #[derive(Debug, PartialEq, Eq)]
@@ -108,7 +97,7 @@ async fn wait_online(ctx: &Ctx) -> bool {
 }
 
 /// The watchdog loop for one balancer.
-pub async fn watch(ctx: Ctx) {
+pub(super) async fn watch(ctx: Ctx) {
     let cfg = ctx.cfg.clone();
     let mut backoff = Backoff::new(cfg.auto_restart, cfg.max_backoff);
     let mut attempt: u64 = 0;

@@ -8,10 +8,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use wslb::agent::BalancerUrl;
-use wslb::config::{parse_backend_arg, parse_duration, parse_size, Cidr, ServeConfig, WsMode};
-use wslb::pool::{Algorithm, StickyMode};
-use wslb::proto::ws::handshake::OriginPolicy;
-use wslb::tls::{parse_sni_arg, CertPair, TlsSettings};
+use wslb::config::{
+    parse_backend_arg, parse_duration, parse_size, parse_sni_arg, Algorithm, CertPair, Cidr,
+    OriginPolicy, ServeConfig, StickyMode, TlsSettings, WsMode,
+};
 
 /// wslb: a thread-per-core WebSocket and HTTP/1.1 load balancer.
 #[derive(Parser, Debug)]
@@ -353,11 +353,13 @@ mod tests {
             panic!("not serve");
         };
         let mut from_flags = args.into_config().expect("valid defaults");
-        let mut library = ServeConfig::default();
         // What the library leaves to the caller: where to listen, the admin
         // API (opt-in), and the random balancer id.
-        library.listen = from_flags.listen.clone();
-        library.admin_listen = from_flags.admin_listen;
+        let library = ServeConfig {
+            listen: from_flags.listen.clone(),
+            admin_listen: from_flags.admin_listen,
+            ..ServeConfig::default()
+        };
         from_flags.balancer_id = library.balancer_id.clone();
         assert_eq!(format!("{from_flags:?}"), format!("{library:?}"));
     }

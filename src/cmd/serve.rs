@@ -28,7 +28,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         }
         if let Some(addr) = lb.admin_addr() {
             let _ = writeln!(out, "listening admin {addr}");
-            tracing::info!(api = %wslb::admin::describe(addr), "admin API");
+            tracing::info!(api = %wslb::admin_api_url(addr), "admin API");
         }
         let _ = writeln!(out, "ready");
         let _ = out.flush();

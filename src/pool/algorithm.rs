@@ -12,9 +12,13 @@ use super::snapshot::PoolSnapshot;
 /// How to choose a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
+    /// Uniformly random among the available backends (weighted).
     Random,
+    /// Smooth weighted round-robin over the available backends.
     RoundRobin,
+    /// Power of two choices: the less loaded of two weighted random picks.
     P2c,
+    /// The backend with the fewest active connections (weighted).
     FewestConnections,
 }
 
@@ -87,6 +91,7 @@ fn eligible(snap: &PoolSnapshot, i: usize, now_ms: u64, exclude: &[usize]) -> bo
 }
 
 impl Picker {
+    /// A picker for `algorithm`; `seed` starts its random sequence.
     pub fn new(algorithm: Algorithm, seed: u64) -> Self {
         Picker {
             algorithm,
@@ -98,6 +103,7 @@ impl Picker {
         }
     }
 
+    /// The algorithm this picker runs.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }

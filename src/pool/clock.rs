@@ -7,13 +7,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 static START: OnceLock<Instant> = OnceLock::new();
 
 /// Monotonic milliseconds since the first call in this process (never goes back).
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     let start = START.get_or_init(Instant::now);
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
-pub fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

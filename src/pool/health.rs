@@ -8,7 +8,7 @@ use super::stats::BackendStats;
 
 /// How long failing backends stay out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HealthPolicy {
+pub(crate) struct HealthPolicy {
     /// First ejection, milliseconds.
     pub base_ejection_ms: u64,
     /// Longest ejection, milliseconds.
@@ -29,7 +29,7 @@ impl Default for HealthPolicy {
 
 impl HealthPolicy {
     /// Ejection length after `consecutive` failures, before jitter (0 = none).
-    pub fn ejection_ms(&self, consecutive: u32) -> u64 {
+    pub(crate) fn ejection_ms(&self, consecutive: u32) -> u64 {
         let threshold = self.failures_to_eject.max(1);
         if consecutive < threshold {
             return 0;
@@ -43,7 +43,7 @@ impl HealthPolicy {
 
 /// Record a failed attempt. Returns true if this failure ejected a backend
 /// that was not ejected before. Later failures while ejected extend it.
-pub fn record_failure(stats: &BackendStats, policy: &HealthPolicy, now_ms: u64) -> bool {
+pub(crate) fn record_failure(stats: &BackendStats, policy: &HealthPolicy, now_ms: u64) -> bool {
     stats.failures_total.fetch_add(1, Ordering::Relaxed);
     let consecutive = stats
         .consecutive_failures
@@ -61,7 +61,7 @@ pub fn record_failure(stats: &BackendStats, policy: &HealthPolicy, now_ms: u64) 
 }
 
 /// Record a successful attempt: the consecutive failure count starts again.
-pub fn record_success(stats: &BackendStats) {
+pub(crate) fn record_success(stats: &BackendStats) {
     if stats.consecutive_failures.load(Ordering::Relaxed) != 0 {
         stats.consecutive_failures.store(0, Ordering::Relaxed);
     }

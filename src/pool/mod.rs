@@ -2,18 +2,18 @@
 //! caches, the shared per-backend atomic counters, the pick algorithms, sticky
 //! sessions and passive health. No I/O and no runtime in here.
 
-pub mod algorithm;
-pub mod cidr;
-pub mod clock;
-pub mod health;
-pub mod snapshot;
-pub mod stats;
-pub mod sticky;
+pub(crate) mod algorithm;
+pub(crate) mod cidr;
+pub(crate) mod clock;
+pub(crate) mod health;
+pub(crate) mod registry;
+pub(crate) mod snapshot;
+pub(crate) mod stats;
+pub(crate) mod sticky;
 
 pub use algorithm::{Algorithm, AlgorithmParseError, Picker};
-pub use clock::{now_ms, unix_ms};
-pub use health::{record_failure, record_success, HealthPolicy};
-pub use snapshot::{Backend, LocalPool, PoolSnapshot, SharedPool, Source};
+pub use snapshot::{Backend, PoolSnapshot, Source};
 pub use stats::{ActiveGuard, BackendStats};
 pub use sticky::{pick_sticky, sticky_hash, StickyMode, StickyParseError};
-pub mod registry;
+
+pub(crate) use snapshot::{LocalPool, SharedPool};

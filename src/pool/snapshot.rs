@@ -30,6 +30,7 @@ pub struct Backend {
     pub bindings: Vec<Arc<str>>,
     /// Relative weight, >= 1 (0 is treated as 1 by the pickers).
     pub weight: u32,
+    /// Where the backend came from.
     pub source: Source,
     /// Counters shared across workers, snapshots and re-registrations.
     pub stats: Arc<BackendStats>,
@@ -82,7 +83,9 @@ impl Backend {
 /// An immutable view of the pool at one generation.
 #[derive(Debug, Default)]
 pub struct PoolSnapshot {
+    /// Bumped on every publication; a worker refreshes its copy when it moves.
     pub generation: u64,
+    /// The members, in id order.
     pub backends: Vec<Arc<Backend>>,
 }
 
@@ -103,7 +106,7 @@ impl PoolSnapshot {
 
 /// The published pool, shared by all workers.
 #[derive(Debug)]
-pub struct SharedPool {
+pub(crate) struct SharedPool {
     current: Mutex<Arc<PoolSnapshot>>,
     generation: AtomicU64,
 }
@@ -116,7 +119,7 @@ impl Default for SharedPool {
 
 impl SharedPool {
     /// An empty pool at generation 0.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         SharedPool {
             current: Mutex::new(Arc::new(PoolSnapshot::default())),
             generation: AtomicU64::new(0),
@@ -125,18 +128,18 @@ impl SharedPool {
 
     /// The generation of the latest published snapshot (Acquire load).
     #[inline]
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
     /// The latest snapshot.
-    pub fn load(&self) -> Arc<PoolSnapshot> {
+    pub(crate) fn load(&self) -> Arc<PoolSnapshot> {
         Arc::clone(&self.lock())
     }
 
     /// Replace the pool and bump the generation. The snapshot is stored before
     /// the generation moves, so whoever sees the new generation loads it.
-    pub fn publish(&self, backends: Vec<Arc<Backend>>) -> u64 {
+    pub(crate) fn publish(&self, backends: Vec<Arc<Backend>>) -> u64 {
         let mut cur = self.lock();
         let generation = cur.generation + 1;
         *cur = Arc::new(PoolSnapshot {
@@ -155,13 +158,13 @@ impl SharedPool {
 
 /// A worker's cached view of the pool.
 #[derive(Debug)]
-pub struct LocalPool {
+pub(crate) struct LocalPool {
     shared: Arc<SharedPool>,
     snap: Arc<PoolSnapshot>,
 }
 
 impl LocalPool {
-    pub fn new(shared: Arc<SharedPool>) -> Self {
+    pub(crate) fn new(shared: Arc<SharedPool>) -> Self {
         let snap = shared.load();
         LocalPool { shared, snap }
     }
@@ -169,16 +172,11 @@ impl LocalPool {
     /// The current snapshot, reloaded first if the generation moved (one
     /// atomic load when it did not).
     #[inline]
-    pub fn current(&mut self) -> &Arc<PoolSnapshot> {
+    pub(crate) fn current(&mut self) -> &Arc<PoolSnapshot> {
         if self.shared.generation() != self.snap.generation {
             self.snap = self.shared.load();
         }
         &self.snap
-    }
-
-    /// The shared pool this view follows.
-    pub fn shared(&self) -> &Arc<SharedPool> {
-        &self.shared
     }
 }
 

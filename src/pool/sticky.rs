@@ -9,9 +9,13 @@ use super::snapshot::PoolSnapshot;
 /// Where the sticky key comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StickyMode {
+    /// No stickiness: every connection is picked afresh.
     None,
+    /// Hash of the client address.
     ClientIp,
+    /// Hash of the named cookie's value (picked afresh without it).
     Cookie(String),
+    /// Hash of the named request header's value (picked afresh without it).
     Header(String),
 }
 

@@ -3,12 +3,10 @@
 //! worker-local async lock for writers shared by two relay directions.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::io;
 use std::ops::{Deref, DerefMut};
-use std::task::{Poll, Waker};
 
+use local_sync::semaphore::{Semaphore, SemaphorePermit};
 use monoio::buf::{IoBuf, IoBufMut, SliceMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
@@ -16,7 +14,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 pub const MIN_READ: usize = 512;
 /// Read size for HTTP body streaming, and the largest single write toward
 /// a client on the HTTP path.
-pub const CHUNK: usize = 32 * 1024;
+pub(crate) const CHUNK: usize = 32 * 1024;
 
 /// A connection's read buffer with a consumed prefix (`pos`): bytes before
 /// `pos` are done with; `data()` is what is left to handle. The size of each
@@ -24,7 +22,9 @@ pub const CHUNK: usize = 32 * 1024;
 /// they come back small, so an idle connection holds a small buffer (with
 /// io_uring a pending read owns its buffer) while a busy one reads big chunks.
 pub struct ReadBuf {
+    /// The bytes read; `buf[..pos]` is consumed.
     pub buf: Vec<u8>,
+    /// Where the unconsumed bytes start.
     pub pos: usize,
     hint: usize,
 }
@@ -40,23 +40,28 @@ impl ReadBuf {
         }
     }
 
+    /// Takes over `buf` with `buf[..pos]` already consumed (e.g. bytes read past a head).
     pub fn from_vec(buf: Vec<u8>, pos: usize) -> Self {
         let hint = buf.capacity().max(MIN_READ);
         Self { buf, pos, hint }
     }
 
+    /// The unconsumed bytes.
     pub fn data(&self) -> &[u8] {
         &self.buf[self.pos..]
     }
 
+    /// How many bytes are unconsumed.
     pub fn len(&self) -> usize {
         self.buf.len() - self.pos
     }
 
+    /// Whether every byte read is consumed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Marks `n` more bytes consumed (at most all of them); an emptied buffer starts over at 0.
     pub fn consume(&mut self, n: usize) {
         self.pos = (self.pos + n).min(self.buf.len());
         if self.pos == self.buf.len() {
@@ -145,48 +150,57 @@ pub async fn write_static<W: AsyncWriteRentExt>(w: &mut W, bytes: &'static [u8])
     res.map(|_| ())
 }
 
-/// A worker-local async mutex: the value is moved out while held, so no
-/// RefCell borrow lives across an await.
-pub struct LocalLock<T> {
+/// A worker-local async mutex: a one-permit `local_sync` semaphore guards
+/// the value, which is moved out while held, so no RefCell borrow lives
+/// across an await. Waiters are served in order, and a waiter that is
+/// dropped leaves its place (and no stale waker) behind.
+pub(crate) struct LocalLock<T> {
+    permit: Semaphore,
     slot: RefCell<Option<T>>,
-    waiters: RefCell<VecDeque<Waker>>,
 }
 
 impl<T> LocalLock<T> {
-    pub fn new(value: T) -> Self {
+    pub(crate) fn new(value: T) -> Self {
         Self {
+            permit: Semaphore::new(1),
             slot: RefCell::new(Some(value)),
-            waiters: RefCell::new(VecDeque::new()),
         }
     }
 
-    /// The value if nobody holds it now.
-    pub fn try_lock(&self) -> Option<LockGuard<'_, T>> {
-        let value = self.slot.borrow_mut().take()?;
-        Some(LockGuard {
-            lock: self,
-            value: Some(value),
-        })
+    /// The value if nobody holds it (or is next in line for it) now.
+    pub(crate) fn try_lock(&self) -> Option<LockGuard<'_, T>> {
+        let permit = self.permit.try_acquire().ok()?;
+        Some(self.guard(permit))
     }
 
-    pub async fn lock(&self) -> LockGuard<'_, T> {
-        poll_fn(|cx| match self.slot.borrow_mut().take() {
-            Some(value) => Poll::Ready(LockGuard {
-                lock: self,
-                value: Some(value),
-            }),
-            None => {
-                self.waiters.borrow_mut().push_back(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
+    /// Waits for the value.
+    pub(crate) async fn lock(&self) -> LockGuard<'_, T> {
+        let permit = self
+            .permit
+            .acquire()
+            .await
+            .expect("the lock's semaphore is never closed");
+        self.guard(permit)
+    }
+
+    fn guard<'a>(&'a self, permit: SemaphorePermit<'a>) -> LockGuard<'a, T> {
+        let value = self.slot.borrow_mut().take();
+        debug_assert!(value.is_some(), "the permit holder finds the value");
+        LockGuard {
+            lock: self,
+            value,
+            _permit: permit,
+        }
     }
 }
 
-pub struct LockGuard<'a, T> {
+/// Holds a [`LocalLock`]'s value; dropping it puts the value back and then
+/// lets the next waiter in.
+pub(crate) struct LockGuard<'a, T> {
     lock: &'a LocalLock<T>,
     value: Option<T>,
+    // Dropped after `Drop::drop` has put the value back.
+    _permit: SemaphorePermit<'a>,
 }
 
 impl<T> Deref for LockGuard<'_, T> {
@@ -209,9 +223,6 @@ impl<T> DerefMut for LockGuard<'_, T> {
 impl<T> Drop for LockGuard<'_, T> {
     fn drop(&mut self) {
         *self.lock.slot.borrow_mut() = self.value.take();
-        if let Some(w) = self.lock.waiters.borrow_mut().pop_front() {
-            w.wake();
-        }
     }
 }
 
@@ -273,5 +284,34 @@ pub async fn drain_briefly<S: AsyncReadRent>(
             }
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::LocalLock;
+
+    #[test]
+    fn a_dropped_waiter_does_not_keep_the_next_one_waiting() {
+        let lock = LocalLock::new(1u32);
+        let mut cx = Context::from_waker(Waker::noop());
+        let held = lock.try_lock().expect("free at first");
+        {
+            let mut gone = pin!(lock.lock());
+            assert!(gone.as_mut().poll(&mut cx).is_pending());
+        }
+        let mut next = pin!(lock.lock());
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+        assert!(lock.try_lock().is_none(), "held");
+        drop(held);
+        match next.as_mut().poll(&mut cx) {
+            Poll::Ready(mut g) => *g += 1,
+            Poll::Pending => panic!("the live waiter gets the lock"),
+        }
+        assert_eq!(*lock.try_lock().expect("free again"), 2);
     }
 }

@@ -7,14 +7,14 @@ use std::cell::Cell;
 use crate::pool::clock::now_ms;
 
 /// Lets one event through per interval and counts the rest.
-pub struct Throttle {
+pub(crate) struct Throttle {
     interval_ms: u64,
     last_ms: Cell<Option<u64>>,
     held: Cell<u64>,
 }
 
 impl Throttle {
-    pub const fn new(interval_ms: u64) -> Self {
+    pub(crate) const fn new(interval_ms: u64) -> Self {
         Self {
             interval_ms,
             last_ms: Cell::new(None),
@@ -24,7 +24,7 @@ impl Throttle {
 
     /// `Some(held back since the last one)` when this event should be
     /// logged, `None` when it is held back.
-    pub fn allow(&self) -> Option<u64> {
+    pub(crate) fn allow(&self) -> Option<u64> {
         self.allow_at(now_ms())
     }
 

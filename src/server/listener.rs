@@ -5,47 +5,33 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 
-use socket2::{Domain, Protocol, Socket, Type};
-
 use crate::proxy::ListenerKind;
+use crate::rt::listen::{bind_one, bind_reuseport};
 
 /// One address's sockets, one per worker, all bound to the same port.
-pub struct ListenerSet {
-    pub kind: ListenerKind,
-    pub addr: SocketAddr,
-    pub per_worker: Vec<TcpListener>,
-}
-
-fn bind_one(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
-    Ok(socket.into())
+pub(crate) struct ListenerSet {
+    pub(crate) kind: ListenerKind,
+    pub(crate) addr: SocketAddr,
+    pub(crate) per_worker: Vec<TcpListener>,
 }
 
 /// Binds `workers` sockets on `addr`; a port of 0 is resolved by the first.
-pub fn bind_set(addr: SocketAddr, kind: ListenerKind, workers: usize) -> io::Result<ListenerSet> {
-    let first = bind_one(addr, 4096)?;
-    let resolved = first.local_addr()?;
-    let mut per_worker = vec![first];
-    for _ in 1..workers {
-        per_worker.push(bind_one(resolved, 4096)?);
-    }
+pub(crate) fn bind_set(
+    addr: SocketAddr,
+    kind: ListenerKind,
+    workers: usize,
+) -> io::Result<ListenerSet> {
+    let per_worker = bind_reuseport(addr, workers)?;
+    let addr = per_worker[0].local_addr()?;
     Ok(ListenerSet {
         kind,
-        addr: resolved,
+        addr,
         per_worker,
     })
 }
 
 /// A plain listener (admin, control) for a single worker.
-pub fn bind_single(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) fn bind_single(addr: SocketAddr) -> io::Result<TcpListener> {
     bind_one(addr, 1024)
 }
 

@@ -14,7 +14,7 @@ const SHARDS: usize = 16;
 /// counts as the IPv4 address it maps), or an IPv6 /64. A single IPv6 host
 /// is usually given a whole /64 and can pick any address in it, so counting
 /// /128s would let one client multiply its share at will.
-pub struct PerIpTable {
+pub(crate) struct PerIpTable {
     shards: [Mutex<HashMap<IpAddr, u32>>; SHARDS],
 }
 
@@ -25,7 +25,7 @@ impl Default for PerIpTable {
 }
 
 impl PerIpTable {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
         }
@@ -47,7 +47,7 @@ impl PerIpTable {
 
     /// Counts one more connection from `ip` if it has fewer than `limit`
     /// open; false (and nothing counted) when it is at the limit.
-    pub fn try_acquire(&self, ip: IpAddr, limit: usize) -> bool {
+    pub(crate) fn try_acquire(&self, ip: IpAddr, limit: usize) -> bool {
         let ip = client_key(ip);
         let mut map = lock(self.shard(&ip));
         let count = map.entry(ip).or_insert(0);
@@ -64,7 +64,7 @@ impl PerIpTable {
     /// Gives back a connection counted by a successful [`try_acquire`].
     ///
     /// [`try_acquire`]: PerIpTable::try_acquire
-    pub fn release(&self, ip: IpAddr) {
+    pub(crate) fn release(&self, ip: IpAddr) {
         let ip = client_key(ip);
         let mut map = lock(self.shard(&ip));
         if let Some(count) = map.get_mut(&ip) {
@@ -76,13 +76,15 @@ impl PerIpTable {
     }
 
     /// Connections open from `ip` now.
-    pub fn count(&self, ip: IpAddr) -> usize {
+    #[cfg(test)]
+    pub(crate) fn count(&self, ip: IpAddr) -> usize {
         let ip = client_key(ip);
         lock(self.shard(&ip)).get(&ip).map_or(0, |&c| c as usize)
     }
 
     /// Addresses in the table (each has at least one connection open).
-    pub fn addresses(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn addresses(&self) -> usize {
         self.shards.iter().map(|s| lock(s).len()).sum()
     }
 }

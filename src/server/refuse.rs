@@ -17,13 +17,13 @@ use crate::rt::throttle::Throttle;
 
 /// A worker's state for refusals: the answers under way and the throttle
 /// of its warnings.
-pub struct Refusals {
+pub(crate) struct Refusals {
     answering: Cell<usize>,
     log: Throttle,
 }
 
 impl Refusals {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Refusals {
             answering: Cell::new(0),
             log: Throttle::new(1000),

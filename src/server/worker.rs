@@ -19,7 +19,7 @@ use crate::rt::notify::Phase;
 
 /// The worker's own state: the proxy environment it lends its connections,
 /// plus what only the accept side needs.
-pub struct WorkerCtx {
+pub(crate) struct WorkerCtx {
     pub index: usize,
     pub shared: Arc<Shared>,
     /// What every connection task of this worker borrows.
@@ -33,7 +33,7 @@ pub struct WorkerCtx {
 /// Startup handshake of a worker: it reports whether its runtime could be
 /// built, then waits at `go` until every worker has, so that no worker
 /// accepts (and takes descriptors) while another is still being set up.
-pub struct Started {
+pub(crate) struct Started {
     pub report: std::sync::mpsc::Sender<Result<(), String>>,
     pub go: Arc<std::sync::Barrier>,
 }
@@ -48,7 +48,7 @@ impl Started {
 /// Runs worker `index` on the current thread until the process drains.
 /// `started` hears, before any connection is served, whether the runtime
 /// could be built: startup fails rather than running short of a worker.
-pub fn run_worker(
+pub(crate) fn run_worker(
     index: usize,
     shared: Arc<Shared>,
     listeners: Vec<(ListenerKind, std::net::TcpListener)>,

@@ -8,7 +8,9 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
-use wslb::proto::http::{reply, BodyKind, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest};
+use wslb::proto::http::{
+    write_response, BodyKind, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest, CONTINUE_100,
+};
 use wslb::rt::io::{read_request_head, write_range, write_vec, ReadBuf};
 
 const CHUNK: usize = 64 * 1024;
@@ -97,7 +99,7 @@ async fn route(
         (Method::Get | Method::Head, "/headers") => {
             let head = buf.data()[..req.head_len].to_vec();
             buf.consume(req.head_len);
-            reply::write_response(out, 200, "text/plain", &tags, &head, true);
+            write_response(out, 200, "text/plain", &tags, &head, true);
             send(stream, out).await?;
             Ok(true)
         }
@@ -112,7 +114,7 @@ async fn route(
             let ms: u64 = p["/delay/".len()..].parse().unwrap_or(0);
             monoio::time::sleep(Duration::from_millis(ms.min(600_000))).await;
             let body = format!("{name} delayed {ms}ms\n");
-            reply::write_response(out, 200, "text/plain", &tags, body.as_bytes(), true);
+            write_response(out, 200, "text/plain", &tags, body.as_bytes(), true);
             send(stream, out).await?;
             Ok(true)
         }
@@ -128,7 +130,7 @@ async fn route(
                 out.extend_from_slice(line.as_bytes());
             } else {
                 let body = format!("status {code} from {name}\n");
-                reply::write_response(
+                write_response(
                     out,
                     code,
                     "text/plain",
@@ -150,14 +152,14 @@ async fn route(
                 );
                 out.extend_from_slice(line.as_bytes());
             } else {
-                reply::write_response(out, 200, "text/plain", &tags, body.as_bytes(), true);
+                write_response(out, 200, "text/plain", &tags, body.as_bytes(), true);
             }
             send(stream, out).await?;
             Ok(true)
         }
         _ => {
             buf.consume(req.head_len);
-            reply::write_response(out, 404, "text/plain", &[], b"not found\n", true);
+            write_response(out, 404, "text/plain", &[], b"not found\n", true);
             send(stream, out).await?;
             Ok(true)
         }
@@ -197,7 +199,7 @@ async fn echo_body(
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     if req.expect_continue {
-        let (res, _) = monoio::io::AsyncWriteRentExt::write_all(stream, reply::CONTINUE_100).await;
+        let (res, _) = monoio::io::AsyncWriteRentExt::write_all(stream, CONTINUE_100).await;
         res?;
     }
     let framing = match req.body {

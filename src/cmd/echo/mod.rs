@@ -14,8 +14,7 @@ use std::rc::Rc;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
-use wslb::proxy::ListenerKind;
-use wslb::server::listener::bind_set;
+use wslb::rt::listen::bind_reuseport;
 
 /// How to run the echo backend.
 #[derive(Clone, Debug)]
@@ -29,13 +28,14 @@ pub struct EchoConfig {
 
 /// Runs the echo backend forever (until the process is killed).
 pub fn run_echo(cfg: EchoConfig) -> std::io::Result<()> {
-    let set = bind_set(cfg.listen, ListenerKind::Plain, cfg.workers.max(1))?;
+    let listeners = bind_reuseport(cfg.listen, cfg.workers.max(1))?;
+    let addr = listeners[0].local_addr()?;
     // Live connection count, reported as load by the agent.
     let load = Arc::new(AtomicU32::new(0));
     let _agent = match cfg.agent {
         Some(mut a) => {
             if a.bindings.is_empty() {
-                a.bindings = vec![wslb::agent::port_binding(set.addr.port())];
+                a.bindings = vec![wslb::agent::port_binding(addr.port())];
             }
             Some(wslb::agent::spawn(a, load.clone()).map_err(std::io::Error::other)?)
         }
@@ -43,13 +43,13 @@ pub fn run_echo(cfg: EchoConfig) -> std::io::Result<()> {
     };
     {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening http {}", set.addr);
+        let _ = writeln!(out, "listening http {addr}");
         let _ = writeln!(out, "ready");
         let _ = out.flush();
     }
-    tracing::info!(addr = %set.addr, name = %cfg.name, "echo backend listening");
+    tracing::info!(addr = %addr, name = %cfg.name, "echo backend listening");
     let mut threads = Vec::new();
-    for (i, listener) in set.per_worker.into_iter().enumerate() {
+    for (i, listener) in listeners.into_iter().enumerate() {
         let name_owned = cfg.name.clone();
         let load = load.clone();
         threads.push(

@@ -21,11 +21,7 @@ pub async fn serve(mut stream: TcpStream, mut buf: ReadBuf, req: &ParsedRequest,
     let key = req.ws_key.clone().map(|r| buf.data()[r].to_vec());
     let mut out = Vec::with_capacity(16 * 1024);
     let Some(key) = key else {
-        let _ = write_vec(
-            &mut stream,
-            wslb::proto::http::reply::error_response(400).to_vec(),
-        )
-        .await;
+        let _ = write_vec(&mut stream, wslb::proto::http::error_response(400).to_vec()).await;
         return;
     };
     let accept = accept_key(&key);

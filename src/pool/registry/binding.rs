@@ -11,7 +11,7 @@ use super::error::ProtocolError;
 use crate::pool::cidr::{cidr_list_contains, Cidr};
 
 /// Longest binding accepted, bytes.
-pub const MAX_BINDING_LEN: usize = 2048;
+pub(crate) const MAX_BINDING_LEN: usize = 2048;
 
 /// How to fill in hosts a binding leaves open, and which policy applies.
 #[derive(Clone, Copy, Debug)]
@@ -29,7 +29,7 @@ pub(crate) enum Fill<'a> {
 /// Resolve one registered binding against the address the backend connected
 /// from, with no allow-list (the agent's own check uses this). See
 /// [`resolve_binding_in`].
-pub fn resolve_binding(
+pub(crate) fn resolve_binding(
     binding: &str,
     peer_ip: IpAddr,
 ) -> Result<(String, SocketAddr), ProtocolError> {
@@ -42,7 +42,7 @@ pub fn resolve_binding(
 /// literals (workers do no DNS); `localhost` means 127.0.0.1. The resolved
 /// address must pass the registered-backend policy, and fall in `allow`
 /// when that is not empty.
-pub fn resolve_binding_in(
+pub(crate) fn resolve_binding_in(
     binding: &str,
     peer_ip: IpAddr,
     allow: &[Cidr],
@@ -53,7 +53,7 @@ pub fn resolve_binding_in(
 /// Splits a URL authority (`host`, `host:port`, `[v6]`, `[v6]:port`) into
 /// host and optional port text; the error says what is malformed. Shared by
 /// bindings and the agent's balancer URLs.
-pub fn split_authority(authority: &str) -> Result<(&str, Option<&str>), &'static str> {
+pub(crate) fn split_authority(authority: &str) -> Result<(&str, Option<&str>), &'static str> {
     if let Some(v6) = authority.strip_prefix('[') {
         let (h, after) = v6.split_once(']').ok_or("unclosed [ in IPv6 host")?;
         match after {
@@ -72,7 +72,7 @@ pub fn split_authority(authority: &str) -> Result<(&str, Option<&str>), &'static
 /// Whether every byte is visible ASCII (0x21..=0x7E): no space, no control
 /// character (CR, LF, NUL, DEL), nothing beyond ASCII. Bindings end up in
 /// response headers (`Location`), so this is what keeps them inert there.
-pub fn is_visible_ascii(s: &[u8]) -> bool {
+pub(crate) fn is_visible_ascii(s: &[u8]) -> bool {
     s.iter().all(|&c| (0x21..=0x7E).contains(&c))
 }
 

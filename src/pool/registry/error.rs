@@ -8,48 +8,85 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
     #[error("message is {len} bytes, more than the {max} allowed")]
-    TooLarge { len: usize, max: usize },
+    /// The message is longer than allowed.
+    TooLarge {
+        /// Its length, in bytes.
+        len: usize,
+        /// The limit, in bytes.
+        max: usize,
+    },
     #[error("message is not valid JSON: {0}")]
+    /// The message does not parse as JSON.
     BadJson(String),
     #[error("message must be a JSON object with a string \"type\" field")]
+    /// The message has no string `type` field.
     MissingType,
     #[error("unknown message type {0:?}")]
+    /// The `type` is not one this side knows.
     UnknownType(String),
     #[error("bad {kind:?} message: {reason}")]
-    BadMessage { kind: String, reason: String },
+    /// A known message type with missing or malformed fields.
+    BadMessage {
+        /// The message type.
+        kind: String,
+        /// What is wrong.
+        reason: String,
+    },
     #[error("unsupported protocol version {0} (this balancer speaks \"v\": 1)")]
+    /// A protocol version (`v`) other than 1.
     UnsupportedVersion(String),
     #[error("bad backend id {id:?}: {reason}")]
-    BadId { id: String, reason: &'static str },
+    /// The backend id breaks the id rules.
+    BadId {
+        /// The id as sent.
+        id: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     #[error("register needs at least one binding")]
+    /// A registration with no binding.
     EmptyBindings,
     #[error("too many bindings ({0}; at most 16)")]
+    /// More bindings than allowed (at most 16).
     TooManyBindings(usize),
     #[error("bad binding {binding:?}: {reason}")]
+    /// A binding that does not parse or cannot be used.
     BadBinding {
+        /// The binding as sent.
         binding: String,
+        /// What is wrong.
         reason: &'static str,
     },
     #[error("binding {binding:?} points at {addr}, outside the networks this balancer allows (--allow-backend-cidr {allowed})")]
+    /// A binding whose address is outside the networks the balancer allows.
     NotAllowed {
+        /// The binding as sent.
         binding: String,
+        /// The address it resolved to.
         addr: IpAddr,
+        /// The allowed networks, for the message.
         allowed: String,
     },
     #[error("binding {0:?}: TLS to backends is not supported yet, use http:// or ws://")]
+    /// A binding that asks for TLS to the backend (not supported yet).
     TlsUnsupported(String),
     #[error("weight {0} out of range (1 to 1000)")]
+    /// A weight outside 1 to 1000.
     BadWeight(u64),
     #[error("backend id {0:?} is already a static backend")]
+    /// The id belongs to a static backend.
     IdInUse(String),
     #[error(
         "backend id {0:?} is held by a live control channel from another address; \
          it can be taken over once that channel ends or its heartbeat expires"
     )]
+    /// The id is held by a live control channel from another address.
     IdHeldElsewhere(String),
     #[error("the balancer is full: at most {0} backends (--max-backends), static ones included")]
+    /// The pool is full (`--max-backends`).
     TooManyBackends(usize),
     #[error("binary frames are not supported on the control channel; send JSON text")]
+    /// A binary frame on the control channel (JSON text only).
     BinaryFrame,
 }
 

@@ -16,19 +16,19 @@ use super::protocol::ServerMessage;
 
 /// A session's mailbox: a lock-free queue plus a waker the session awaits.
 #[derive(Default)]
-pub struct Mailbox {
+pub(crate) struct Mailbox {
     queue: SegQueue<ServerMessage>,
     waker: AtomicWaker,
 }
 
 impl Mailbox {
-    pub fn push(&self, msg: ServerMessage) {
+    pub(crate) fn push(&self, msg: ServerMessage) {
         self.queue.push(msg);
         self.waker.wake();
     }
 
     /// Waits for the next message (one waiter: the session task).
-    pub async fn next(&self) -> ServerMessage {
+    pub(crate) async fn next(&self) -> ServerMessage {
         poll_fn(|cx| {
             if let Some(m) = self.queue.pop() {
                 return Poll::Ready(m);
@@ -45,7 +45,7 @@ impl Mailbox {
 
 /// Backend id -> the session currently speaking for it.
 #[derive(Default)]
-pub struct ControlHub {
+pub(crate) struct ControlHub {
     next_session: AtomicU64,
     sessions: Mutex<HashMap<String, Owner>>,
 }
@@ -58,12 +58,12 @@ struct Owner {
 }
 
 impl ControlHub {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// A fresh session number.
-    pub fn new_session(&self) -> u64 {
+    pub(crate) fn new_session(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed) + 1
     }
 
@@ -72,7 +72,13 @@ impl ControlHub {
     /// same address (the backend reconnecting): a token holder elsewhere
     /// cannot take over a live backend's id and send its traffic to itself.
     /// False (and nothing changed) when another address holds the id.
-    pub fn claim(&self, id: &str, session: u64, peer: IpAddr, mailbox: Arc<Mailbox>) -> bool {
+    pub(crate) fn claim(
+        &self,
+        id: &str,
+        session: u64,
+        peer: IpAddr,
+        mailbox: Arc<Mailbox>,
+    ) -> bool {
         let peer = peer.to_canonical();
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(owner) = s.get(id) {
@@ -93,7 +99,7 @@ impl ControlHub {
 
     /// Removes `id` if `session` still speaks for it; returns whether it did
     /// (a newer session of the same backend keeps its registration).
-    pub fn detach(&self, id: &str, session: u64) -> bool {
+    pub(crate) fn detach(&self, id: &str, session: u64) -> bool {
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         match s.get(id) {
             Some(owner) if owner.session == session => {
@@ -105,7 +111,7 @@ impl ControlHub {
     }
 
     /// Sends `msg` to the backend's channel; false if it has none.
-    pub fn send(&self, id: &str, msg: ServerMessage) -> bool {
+    pub(crate) fn send(&self, id: &str, msg: ServerMessage) -> bool {
         let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         match s.get(id) {
             Some(owner) => {
@@ -116,7 +122,7 @@ impl ControlHub {
         }
     }
 
-    pub fn connected(&self) -> usize {
+    pub(crate) fn connected(&self) -> usize {
         self.sessions.lock().map(|s| s.len()).unwrap_or(0)
     }
 }

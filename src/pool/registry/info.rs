@@ -11,7 +11,7 @@ use crate::pool::{Backend, Source};
 /// A backend's state for the admin API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum BackendState {
+pub(crate) enum BackendState {
     Up,
     Draining,
     /// Ejected by passive health until its ejection ends.
@@ -20,7 +20,7 @@ pub enum BackendState {
 
 /// One backend as the admin API shows it.
 #[derive(Clone, Debug, Serialize)]
-pub struct BackendInfo {
+pub(crate) struct BackendInfo {
     pub id: String,
     pub addr: SocketAddr,
     pub bindings: Vec<String>,

@@ -4,16 +4,12 @@
 //! backend's channel from any thread (`hub`), and the channel itself
 //! (`control`, the only part with I/O).
 
-pub mod binding;
-mod error;
+pub(crate) mod binding;
+pub(crate) mod error;
 mod info;
-pub mod protocol;
-pub mod table;
+pub(crate) mod protocol;
+pub(crate) mod table;
 
-pub use protocol::{
-    parse_client_message, parse_server_message, resolve_binding, resolve_binding_in, ClientMessage,
-    ProtocolError, ServerMessage, PROTOCOL_VERSION,
-};
-pub use table::{BackendInfo, BackendState, RegisterOutcome, Registry};
+pub(crate) use table::{BackendInfo, Registry};
 
-pub mod hub;
+pub(crate) mod hub;

@@ -7,22 +7,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::binding::{parse_binding, Fill};
-pub use super::binding::{resolve_binding, resolve_binding_in, split_authority, MAX_BINDING_LEN};
-pub use super::error::ProtocolError;
+pub(crate) use super::binding::{resolve_binding, resolve_binding_in, split_authority};
+pub(crate) use super::error::ProtocolError;
 
 /// The protocol version this balancer speaks (`"v"` in `register`).
-pub const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
 /// Weights accepted from backends and static configuration.
-pub const MAX_WEIGHT: u32 = 1000;
+pub(crate) const MAX_WEIGHT: u32 = 1000;
 /// Longest backend id, bytes.
-pub const MAX_ID_LEN: usize = 128;
+pub(crate) const MAX_ID_LEN: usize = 128;
 /// Most bindings one backend may register.
-pub const MAX_BINDINGS: usize = 16;
+pub(crate) const MAX_BINDINGS: usize = 16;
 
 /// Backend -> balancer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ClientMessage {
+pub(crate) enum ClientMessage {
     /// Join (or re-join) the pool. `bindings` are as sent, normalised to
     /// strings (`{"port": 9001}` and `9001` become `":9001"`); resolve them
     /// against the peer address with [`resolve_binding`].
@@ -45,7 +45,7 @@ pub enum ClientMessage {
 }
 
 impl ClientMessage {
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         to_json_or_error(self)
     }
 }
@@ -53,7 +53,7 @@ impl ClientMessage {
 /// Balancer -> backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerMessage {
+pub(crate) enum ServerMessage {
     /// Registration accepted; send heartbeats at this interval.
     Registered {
         balancer_id: String,
@@ -76,7 +76,7 @@ pub enum ServerMessage {
 }
 
 impl ServerMessage {
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         to_json_or_error(self)
     }
 }
@@ -151,7 +151,10 @@ fn bad_message(kind: &str, e: serde_json::Error) -> ProtocolError {
 }
 
 /// Parse and validate one backend -> balancer message.
-pub fn parse_client_message(text: &str, max_len: usize) -> Result<ClientMessage, ProtocolError> {
+pub(crate) fn parse_client_message(
+    text: &str,
+    max_len: usize,
+) -> Result<ClientMessage, ProtocolError> {
     let (value, kind) = precheck(text, max_len, CLIENT_TYPES)?;
     let raw: RawClient = serde_json::from_value(value).map_err(|e| bad_message(&kind, e))?;
     Ok(match raw {
@@ -211,13 +214,16 @@ pub fn parse_client_message(text: &str, max_len: usize) -> Result<ClientMessage,
 }
 
 /// Parse one balancer -> backend message (for agents).
-pub fn parse_server_message(text: &str, max_len: usize) -> Result<ServerMessage, ProtocolError> {
+pub(crate) fn parse_server_message(
+    text: &str,
+    max_len: usize,
+) -> Result<ServerMessage, ProtocolError> {
     let (value, kind) = precheck(text, max_len, SERVER_TYPES)?;
     serde_json::from_value(value).map_err(|e| bad_message(&kind, e))
 }
 
 /// A backend id: 1 to 128 printable ASCII characters, no spaces.
-pub fn validate_id(id: &str) -> Result<(), ProtocolError> {
+pub(crate) fn validate_id(id: &str) -> Result<(), ProtocolError> {
     let bad = |reason| {
         Err(ProtocolError::BadId {
             id: id.chars().take(MAX_ID_LEN).collect(),
@@ -237,7 +243,7 @@ pub fn validate_id(id: &str) -> Result<(), ProtocolError> {
 }
 
 /// A weight between 1 and 1000.
-pub fn validate_weight(weight: u64) -> Result<u32, ProtocolError> {
+pub(crate) fn validate_weight(weight: u64) -> Result<u32, ProtocolError> {
     match u32::try_from(weight) {
         Ok(w) if (1..=MAX_WEIGHT).contains(&w) => Ok(w),
         _ => Err(ProtocolError::BadWeight(weight)),

@@ -10,18 +10,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::binding::{parse_binding, Fill};
 use super::info::info;
-pub use super::info::{BackendInfo, BackendState};
+pub(crate) use super::info::BackendInfo;
 use super::protocol::{validate_id, validate_weight, ProtocolError, MAX_BINDINGS};
 use crate::pool::{clock, Backend, BackendStats, SharedPool, Source};
 
 /// How long counters of a backend that left are kept for its return.
-pub const STATS_RETENTION_MS: u64 = 10 * 60 * 1000;
+pub(crate) const STATS_RETENTION_MS: u64 = 10 * 60 * 1000;
 /// Most departed backends whose counters are kept.
-pub const MAX_RETAINED_STATS: usize = 4096;
+pub(crate) const MAX_RETAINED_STATS: usize = 4096;
 
 /// What `register` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegisterOutcome {
+pub(crate) enum RegisterOutcome {
     /// A new member.
     New,
     /// The id was already registered: replaced, same counters.
@@ -47,7 +47,7 @@ struct Inner {
 }
 
 /// Pool membership. Every change publishes a new snapshot to the shared pool.
-pub struct Registry {
+pub(crate) struct Registry {
     pool: Arc<SharedPool>,
     inner: Mutex<Inner>,
     /// Most members at once, static and registered (`--max-backends`).
@@ -63,7 +63,7 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    pub fn new(pool: Arc<SharedPool>) -> Self {
+    pub(crate) fn new(pool: Arc<SharedPool>) -> Self {
         Registry {
             pool,
             inner: Mutex::new(Inner::default()),
@@ -73,14 +73,9 @@ impl Registry {
 
     /// The same, holding at most `max` members (static and registered);
     /// a new member beyond it is refused with `TooManyBackends`.
-    pub fn with_max_backends(mut self, max: usize) -> Self {
+    pub(crate) fn with_max_backends(mut self, max: usize) -> Self {
         self.max_backends = max;
         self
-    }
-
-    /// The pool this registry publishes to.
-    pub fn pool(&self) -> &Arc<SharedPool> {
-        &self.pool
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -100,7 +95,7 @@ impl Registry {
 
     /// Add a static backend: `http://HOST:PORT` or `ws://HOST:PORT`, HOST an
     /// IP literal or `localhost`. Its id is the URL as given.
-    pub fn add_static(&self, url: &str, weight: u32) -> Result<(), ProtocolError> {
+    pub(crate) fn add_static(&self, url: &str, weight: u32) -> Result<(), ProtocolError> {
         let id = url.trim();
         validate_id(id)?;
         let weight = validate_weight(u64::from(weight))?;
@@ -136,7 +131,7 @@ impl Registry {
     /// Register (or re-register) a backend with resolved bindings (the first
     /// is where the proxy connects). Counters survive re-registration; a
     /// re-registered backend is no longer draining.
-    pub fn register(
+    pub(crate) fn register(
         &self,
         id: &str,
         bindings: Vec<(String, SocketAddr)>,
@@ -207,7 +202,7 @@ impl Registry {
     }
 
     /// Remove a backend (registered or static). False if unknown.
-    pub fn deregister(&self, id: &str) -> bool {
+    pub(crate) fn deregister(&self, id: &str) -> bool {
         self.deregister_at(id, clock::now_ms())
     }
 
@@ -224,7 +219,7 @@ impl Registry {
 
     /// A heartbeat: `load` is every connection the backend has, so what came
     /// through us is subtracted. False if the id is unknown.
-    pub fn heartbeat(&self, id: &str, load: u32) -> bool {
+    pub(crate) fn heartbeat(&self, id: &str, load: u32) -> bool {
         self.heartbeat_at(id, load, clock::now_ms())
     }
 
@@ -243,14 +238,15 @@ impl Registry {
     }
 
     /// Start or stop draining. False if the id is unknown.
-    pub fn set_draining(&self, id: &str, draining: bool) -> bool {
+    #[cfg(test)]
+    pub(crate) fn set_draining(&self, id: &str, draining: bool) -> bool {
         self.switch_draining(id, draining).is_some()
     }
 
     /// Start or stop draining; the drain state it had before (`None`: the
     /// id is unknown), read and changed under the lock, so that of two
     /// callers only one sees the change.
-    pub fn switch_draining(&self, id: &str, draining: bool) -> Option<bool> {
+    pub(crate) fn switch_draining(&self, id: &str, draining: bool) -> Option<bool> {
         let inner = self.lock();
         let m = inner.members.get(id)?;
         let before = m.backend.stats.draining.swap(draining, Relaxed);
@@ -261,7 +257,8 @@ impl Registry {
 
     /// Remove registered backends not heard from for more than
     /// `heartbeat_timeout_ms`; static ones never expire. Returns their ids.
-    pub fn expire(&self, now_ms: u64, heartbeat_timeout_ms: u64) -> Vec<String> {
+    #[cfg(test)]
+    pub(crate) fn expire(&self, now_ms: u64, heartbeat_timeout_ms: u64) -> Vec<String> {
         self.expire_backends(now_ms, heartbeat_timeout_ms)
             .into_iter()
             .map(|(id, _)| id)
@@ -270,7 +267,11 @@ impl Registry {
 
     /// [`Registry::expire`], returning each removed backend's id and
     /// primary URL.
-    pub fn expire_backends(&self, now_ms: u64, heartbeat_timeout_ms: u64) -> Vec<(String, String)> {
+    pub(crate) fn expire_backends(
+        &self,
+        now_ms: u64,
+        heartbeat_timeout_ms: u64,
+    ) -> Vec<(String, String)> {
         let mut inner = self.lock();
         let stale: Vec<Arc<str>> = inner
             .members
@@ -297,7 +298,7 @@ impl Registry {
     }
 
     /// Counters of a member, or of a backend that left recently.
-    pub fn stats(&self, id: &str) -> Option<Arc<BackendStats>> {
+    pub(crate) fn stats(&self, id: &str) -> Option<Arc<BackendStats>> {
         let inner = self.lock();
         inner
             .members
@@ -307,16 +308,12 @@ impl Registry {
     }
 
     /// Number of members.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().members.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Every member, in id order, for the admin API.
-    pub fn list(&self) -> Vec<BackendInfo> {
+    pub(crate) fn list(&self) -> Vec<BackendInfo> {
         let now = clock::now_ms();
         let inner = self.lock();
         inner

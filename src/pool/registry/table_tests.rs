@@ -2,6 +2,7 @@
 //! re-registration, expiry, drain, the admin listing.
 
 use super::*;
+use crate::pool::registry::info::BackendState;
 use crate::pool::{Algorithm, LocalPool, Picker};
 
 fn setup() -> (Registry, LocalPool) {

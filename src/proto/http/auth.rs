@@ -10,7 +10,7 @@ use sha1::{Digest, Sha1};
 /// values, so its time depends only on the length of what the caller sent
 /// (which the caller knows), never on how much of the token matched or on
 /// the token's own length.
-pub fn bearer_matches(given: Option<&[u8]>, token: &str) -> bool {
+pub(crate) fn bearer_matches(given: Option<&[u8]>, token: &str) -> bool {
     let given = given.unwrap_or_default();
     let mut expected = Sha1::new();
     expected.update(b"Bearer ");

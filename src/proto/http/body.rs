@@ -19,6 +19,7 @@ pub struct BodyTracker {
 }
 
 impl BodyTracker {
+    /// A tracker for a body delimited as `kind`.
     pub fn new(kind: BodyKind) -> Self {
         let inner = match kind {
             BodyKind::Empty | BodyKind::Length(0) => Inner::Empty,

@@ -5,9 +5,9 @@
 use super::HttpError;
 
 /// Longest chunk-size line (size + extensions), CRLF excluded.
-pub const MAX_CHUNK_LINE: usize = 4 * 1024;
+pub(crate) const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Largest trailer section (all trailer lines and the final CRLF).
-pub const MAX_TRAILERS: usize = 16 * 1024;
+pub(crate) const MAX_TRAILERS: usize = 16 * 1024;
 
 /// How much of a buffer a scan took.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +84,7 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 impl ChunkedScanner {
+    /// A scanner at the start of a chunked body.
     pub fn new() -> Self {
         ChunkedScanner {
             state: State::SizeStart,

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 /// True when the comma-separated `value` holds `token` (ASCII
 /// case-insensitive, optional whitespace around elements trimmed).
-pub fn header_has_token(value: &[u8], token: &str) -> bool {
+pub(crate) fn header_has_token(value: &[u8], token: &str) -> bool {
     value
         .split(|&b| b == b',')
         .any(|item| trim_ows(item).eq_ignore_ascii_case(token.as_bytes()))
@@ -15,7 +15,7 @@ pub fn header_has_token(value: &[u8], token: &str) -> bool {
 
 /// Hop-by-hop fields (RFC 9110 section 7.6.1) that a proxy never forwards
 /// as they are. `Transfer-Encoding` is handled by the framing code instead.
-pub fn is_hop_by_hop(name: &str) -> bool {
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     const HOP: [&str; 6] = [
         "connection",
         "keep-alive",
@@ -27,16 +27,8 @@ pub fn is_hop_by_hop(name: &str) -> bool {
     HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
-/// Value of the first field called `name` (case-insensitive).
-pub fn find_header<'a>(headers: &[httparse::Header<'a>], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value)
-}
-
 /// Trim optional whitespace (SP / HTAB) on both sides.
-pub fn trim_ows(mut s: &[u8]) -> &[u8] {
+pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
     }
@@ -48,7 +40,7 @@ pub fn trim_ows(mut s: &[u8]) -> &[u8] {
 
 /// Range of `sub` inside `buf`; `sub` must be a sub-slice of `buf` (httparse
 /// hands out such slices). Falls back to an empty range at 0 otherwise.
-pub fn range_in(buf: &[u8], sub: &[u8]) -> Range<usize> {
+pub(crate) fn range_in(buf: &[u8], sub: &[u8]) -> Range<usize> {
     let start = (sub.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
     match start.checked_add(sub.len()) {
         Some(end) if end <= buf.len() => start..end,
@@ -59,7 +51,7 @@ pub fn range_in(buf: &[u8], sub: &[u8]) -> Range<usize> {
 /// True when a field line in `head` starts with SP or HTAB (obsolete line
 /// folding, RFC 9112 section 5.2), scanning up to the empty line that ends
 /// the head (or the end of `head`).
-pub fn has_obs_fold(head: &[u8]) -> bool {
+pub(crate) fn has_obs_fold(head: &[u8]) -> bool {
     let mut i = 0;
     while let Some(pos) = head[i..].iter().position(|&b| b == b'\n') {
         let next = i + pos + 1;
@@ -76,14 +68,14 @@ pub fn has_obs_fold(head: &[u8]) -> bool {
 /// A field value may not carry NUL, CR, LF or any other control byte but
 /// HTAB (httparse refuses them too; this is the belt to its braces). Written
 /// without an early exit so that it vectorises.
-pub fn value_is_clean(value: &[u8]) -> bool {
+pub(crate) fn value_is_clean(value: &[u8]) -> bool {
     !value
         .iter()
         .fold(false, |bad, &b| bad | ((b < 0x20) & (b != b'\t')))
 }
 
 /// Offset of the request/status line: httparse skips empty lines before it.
-pub fn first_line_start(buf: &[u8]) -> usize {
+pub(crate) fn first_line_start(buf: &[u8]) -> usize {
     buf.iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(buf.len())
@@ -93,7 +85,11 @@ pub fn first_line_start(buf: &[u8]) -> usize {
 /// field name starts right after the first line, only whitespace and CRLF/LF sit between a
 /// value and the next name, and the head ends in an empty line. Anything
 /// else (a folded continuation line, say) is bytes a parser skipped.
-pub fn lines_are_contiguous(buf: &[u8], headers: &[httparse::Header<'_>], head_len: usize) -> bool {
+pub(crate) fn lines_are_contiguous(
+    buf: &[u8],
+    headers: &[httparse::Header<'_>],
+    head_len: usize,
+) -> bool {
     let head = &buf[..head_len.min(buf.len())];
     let Some(first) = headers.first() else {
         return true; // request/status line then the empty line: nothing to skip
@@ -130,7 +126,7 @@ pub fn lines_are_contiguous(buf: &[u8], headers: &[httparse::Header<'_>], head_l
 
 /// Parse one Content-Length value: ASCII digits only, no sign, no list, no
 /// inner whitespace, no overflow.
-pub fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
+pub(crate) fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
     if value.is_empty() {
         return Err(HttpError::Smuggling("empty Content-Length"));
     }
@@ -150,7 +146,7 @@ pub fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
 /// What the Transfer-Encoding fields of a message say, all fields taken as
 /// one list of codings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TeCodings {
+pub(crate) enum TeCodings {
     /// No Transfer-Encoding field.
     Absent,
     /// Exactly one coding, `chunked`.
@@ -163,7 +159,7 @@ pub enum TeCodings {
 
 /// Framing fields gathered from a head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Framing {
+pub(crate) struct Framing {
     /// The (agreed) Content-Length, when there is one.
     pub content_length: Option<u64>,
     /// The Transfer-Encoding codings.
@@ -173,7 +169,7 @@ pub struct Framing {
 /// Gather Content-Length and Transfer-Encoding from `headers`. Refuses bad or
 /// disagreeing Content-Length values (`Smuggling`); does not judge CL + TE
 /// (the caller does, with the version at hand).
-pub fn framing(headers: &[httparse::Header<'_>]) -> Result<Framing, HttpError> {
+pub(crate) fn framing(headers: &[httparse::Header<'_>]) -> Result<Framing, HttpError> {
     let mut content_length = None;
     let mut codings = 0usize;
     let mut chunked_seen = 0usize;
@@ -218,7 +214,7 @@ pub fn framing(headers: &[httparse::Header<'_>]) -> Result<Framing, HttpError> {
 /// Whether a field must be dropped because a `Connection` field names it.
 /// Framing fields and Host are never dropped this way: letting a client
 /// strip `Content-Length` through `Connection` would desync the backend.
-pub fn named_in_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+pub(crate) fn named_in_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
     const PROTECTED: [&str; 3] = ["content-length", "transfer-encoding", "host"];
     if PROTECTED.iter().any(|p| name.eq_ignore_ascii_case(p)) {
         return false;
@@ -231,7 +227,7 @@ pub fn named_in_connection(headers: &[httparse::Header<'_>], name: &str) -> bool
 /// True when a Connection value names a field other than the hop-by-hop
 /// ones dropped anyway (`keep-alive`, `upgrade`) or `close`: only then must
 /// every field be checked with [`named_in_connection`].
-pub fn connection_names_others(value: &[u8]) -> bool {
+pub(crate) fn connection_names_others(value: &[u8]) -> bool {
     value.split(|&b| b == b',').map(trim_ows).any(|t| {
         !t.is_empty()
             && !t.eq_ignore_ascii_case(b"keep-alive")
@@ -241,7 +237,7 @@ pub fn connection_names_others(value: &[u8]) -> bool {
 }
 
 /// Append an ip address in its usual text form (IPv4 without `fmt`).
-pub fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+pub(crate) fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
     match ip {
         std::net::IpAddr::V4(v4) => {
             for (i, o) in v4.octets().into_iter().enumerate() {
@@ -266,7 +262,7 @@ pub fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
 }
 
 /// Append `name: value\r\n`.
-pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(crate) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -274,7 +270,7 @@ pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// Whether a raw head has a header `name` (lower-case ASCII).
-pub fn has_header(head: &[u8], name: &[u8]) -> bool {
+pub(crate) fn has_header(head: &[u8], name: &[u8]) -> bool {
     head.split(|&b| b == b'\n').any(|line| {
         line.len() > name.len()
             && line[..name.len()].eq_ignore_ascii_case(name)

@@ -3,14 +3,14 @@
 //! function works over byte buffers so it can be unit-tested, fuzzed and
 //! benchmarked on its own.
 
-pub mod auth;
-pub mod body;
-pub mod chunked;
-pub mod edit;
-pub mod headers;
-pub mod reply;
-pub mod request;
-pub mod response;
+pub(crate) mod auth;
+pub(crate) mod body;
+pub(crate) mod chunked;
+pub(crate) mod edit;
+pub(crate) mod headers;
+pub(crate) mod reply;
+pub(crate) mod request;
+pub(crate) mod response;
 
 pub use body::BodyTracker;
 pub use chunked::{ChunkedScanner, Progress};
@@ -67,15 +67,25 @@ pub enum BodyKind {
 /// The request method; anything not listed is `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`
     Get,
+    /// `HEAD`
     Head,
+    /// `POST`
     Post,
+    /// `PUT`
     Put,
+    /// `DELETE`
     Delete,
+    /// `OPTIONS`
     Options,
+    /// `TRACE`
     Trace,
+    /// `PATCH`
     Patch,
+    /// `CONNECT`
     Connect,
+    /// Any other method token.
     Other,
 }
 

@@ -59,7 +59,7 @@ pub fn error_response(status: u16) -> &'static [u8] {
 }
 
 /// Reason phrase for the statuses the proxy and its helpers produce.
-pub fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",
@@ -94,7 +94,7 @@ pub fn reason(status: u16) -> &'static str {
 
 /// Whether `value` may be written as a header value: visible ASCII and
 /// spaces only, so nothing in it can end the line or start a new header.
-pub fn header_value_is_safe(value: &[u8]) -> bool {
+pub(crate) fn header_value_is_safe(value: &[u8]) -> bool {
     value
         .iter()
         .all(|&c| c == b' ' || (0x21..=0x7E).contains(&c))
@@ -136,7 +136,7 @@ pub fn write_response(
 
 /// The head [`write_response`] would write for a body of `body_len` bytes,
 /// without the body: the answer to a HEAD request. Same checks and result.
-pub fn write_response_head(
+pub(crate) fn write_response_head(
     out: &mut Vec<u8>,
     status: u16,
     content_type: &str,

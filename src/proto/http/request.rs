@@ -15,7 +15,9 @@ use std::ops::Range;
 /// Who the request came from, for X-Forwarded-For / X-Forwarded-Proto.
 #[derive(Clone, Copy, Debug)]
 pub struct ForwardInfo {
+    /// The client's address, appended to `X-Forwarded-For`.
     pub client_ip: IpAddr,
+    /// The client connected over TLS (`X-Forwarded-Proto: https`).
     pub tls: bool,
     /// The peer is a proxy in `--trusted-proxies` (decided once per
     /// connection): its forwarding fields are kept and appended to. From
@@ -65,6 +67,7 @@ fn same_field_folding_underscores(name: &str, lower: &str) -> bool {
 pub struct ParsedRequest {
     /// Bytes of the head at the front of the input, final CRLFCRLF included.
     pub head_len: usize,
+    /// The request method.
     pub method: Method,
     /// The request target, byte-exact.
     pub path: Range<usize>,
@@ -80,11 +83,17 @@ pub struct ParsedRequest {
     /// HTTP/1.1 with `Connection: upgrade` and `Upgrade: websocket`. The
     /// method is not checked here (the handshake code does).
     pub upgrade_websocket: bool,
+    /// The `Host` value, as a range of the input.
     pub host: Option<Range<usize>>,
+    /// The `Origin` value, as a range of the input.
     pub origin: Option<Range<usize>>,
+    /// The `Authorization` value, as a range of the input.
     pub authorization: Option<Range<usize>>,
+    /// The `Cookie` value, as a range of the input.
     pub cookie: Option<Range<usize>>,
+    /// The `Sec-WebSocket-Key` value, as a range of the input.
     pub ws_key: Option<Range<usize>>,
+    /// The `Sec-WebSocket-Version` value, as a range of the input.
     pub ws_version: Option<Range<usize>>,
 }
 

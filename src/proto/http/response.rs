@@ -15,6 +15,7 @@ use std::mem::MaybeUninit;
 pub struct ParsedResponse {
     /// Bytes of the head at the front of the input, final CRLFCRLF included.
     pub head_len: usize,
+    /// The status code (100..=999).
     pub status: u16,
     /// The backend's minor version, 0 or 1.
     pub minor_version: u8,

@@ -7,11 +7,17 @@ use super::WsError;
 /// A frame opcode (RFC 6455 5.2); reserved opcodes are refused at parse time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpCode {
+    /// A continuation of a fragmented message (0x0).
     Continuation,
+    /// A text message, UTF-8 (0x1).
     Text,
+    /// A binary message (0x2).
     Binary,
+    /// A close frame (0x8).
     Close,
+    /// A ping (0x9).
     Ping,
+    /// A pong (0xA).
     Pong,
 }
 
@@ -50,12 +56,17 @@ impl OpCode {
 /// A parsed frame header. `header_len` is 2..=14 bytes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// The last frame of its message.
     pub fin: bool,
     /// The three RSV bits as a number 0..=7 (RSV1 = 4, RSV2 = 2, RSV3 = 1).
     pub rsv: u8,
+    /// The frame type.
     pub opcode: OpCode,
+    /// The masking key (client-to-server frames carry one).
     pub mask: Option<[u8; 4]>,
+    /// Payload length in bytes.
     pub payload_len: u64,
+    /// Header length on the wire, in bytes (2..=14).
     pub header_len: u8,
 }
 

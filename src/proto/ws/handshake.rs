@@ -41,18 +41,25 @@ pub fn generate_client_key() -> String {
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum HandshakeError {
     #[error("not a websocket upgrade request")]
+    /// The request does not ask for a WebSocket upgrade.
     NotWebSocket,
     #[error("websocket upgrade must be GET over HTTP/1.1")]
+    /// The upgrade is not a `GET` over HTTP/1.1.
     BadMethod,
     #[error("missing Sec-WebSocket-Key")]
+    /// No `Sec-WebSocket-Key`.
     MissingKey,
     #[error("invalid Sec-WebSocket-Key")]
+    /// `Sec-WebSocket-Key` is not 16 bytes in base64.
     BadKey,
     #[error("unsupported Sec-WebSocket-Version (13 required)")]
+    /// `Sec-WebSocket-Version` is not 13.
     BadVersion,
     #[error("origin not allowed")]
+    /// The `Origin` is not allowed by the origin policy.
     OriginRefused,
     #[error("bad websocket handshake response: {0}")]
+    /// The server's answer to our upgrade is not a valid 101 for our key.
     BadResponse(&'static str),
 }
 
@@ -109,10 +116,15 @@ pub fn is_upgrade_request(headers: &[httparse::Header<'_>]) -> bool {
 /// The handshake fields of a valid client request, borrowed from its head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientHandshake<'a> {
+    /// The `Sec-WebSocket-Key` value.
     pub key: &'a [u8],
+    /// The `Sec-WebSocket-Version` value.
     pub version: &'a [u8],
+    /// The `Origin` value, if sent.
     pub origin: Option<&'a [u8]>,
+    /// The `Sec-WebSocket-Protocol` value, if sent.
     pub protocols: Option<&'a [u8]>,
+    /// The `Sec-WebSocket-Extensions` value, if sent.
     pub extensions: Option<&'a [u8]>,
 }
 

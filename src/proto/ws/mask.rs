@@ -29,8 +29,9 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
-/// The byte-at-a-time reference implementation, for tests and comparison.
-pub fn apply_mask_naive(buf: &mut [u8], key: [u8; 4], offset: usize) {
+/// The byte-at-a-time reference implementation the tests compare against.
+#[cfg(test)]
+pub(crate) fn apply_mask_naive(buf: &mut [u8], key: [u8; 4], offset: usize) {
     for (i, b) in buf.iter_mut().enumerate() {
         *b ^= key[(offset + i) & 3];
     }

@@ -10,7 +10,9 @@ use super::WsError;
 /// A whole message: Text, Binary, Close, Ping or Pong, payload unmasked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// `Text` or `Binary` for a data message, or the control frame's opcode.
     pub opcode: OpCode,
+    /// The whole payload, unmasked (fragments joined).
     pub payload: Vec<u8>,
 }
 

@@ -7,13 +7,13 @@
 pub mod close;
 pub mod frame;
 pub mod handshake;
-pub mod mask;
+pub(crate) mod mask;
 pub mod message;
-pub mod origin;
+pub(crate) mod origin;
 #[cfg(test)]
 mod proptests;
 pub mod scanner;
-pub mod utf8;
+pub(crate) mod utf8;
 
 pub use close::{is_valid_close_code, parse_close_payload, write_close_frame};
 pub use frame::{encode_header, parse_header, write_frame, FrameHeader, FrameLimits, OpCode};
@@ -22,9 +22,9 @@ pub use handshake::{
     is_upgrade_request, is_valid_client_key, write_client_request, write_server_response,
     ClientHandshake, HandshakeError, OriginPolicy, WS_GUID,
 };
-pub use mask::{apply_mask, apply_mask_naive};
+pub use mask::apply_mask;
 pub use message::{Message, MessageReader};
-pub use scanner::{control_payload, FrameScanner, ScannerConfig, Segment};
+pub use scanner::{FrameScanner, ScannerConfig, Segment};
 pub use utf8::Utf8Validator;
 
 /// A protocol-level failure on a WebSocket stream, mapped to its close code.

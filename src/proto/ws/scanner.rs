@@ -25,10 +25,18 @@ pub enum Segment {
     /// Header and/or payload bytes of one data frame (text, binary,
     /// continuation): forward verbatim. Never covers an incomplete header,
     /// may cover only part of a payload, never spans past the frame's end.
-    Data { len: usize },
+    Data {
+        /// Bytes of `buf` this segment covers.
+        len: usize,
+    },
     /// A whole control frame is `buf[..len]` (payload still masked if
     /// `header.mask` is `Some`).
-    Control { len: usize, header: FrameHeader },
+    Control {
+        /// Bytes of the whole frame.
+        len: usize,
+        /// The frame's parsed header.
+        header: FrameHeader,
+    },
 }
 
 /// Bytes unmasked at a time into the stack scratch for UTF-8 validation.
@@ -53,6 +61,7 @@ pub struct FrameScanner {
 }
 
 impl FrameScanner {
+    /// A scanner at the start of a stream.
     pub fn new(cfg: ScannerConfig) -> Self {
         FrameScanner {
             cfg,
@@ -191,7 +200,7 @@ fn clamp(remaining: u64, avail: usize) -> usize {
 
 /// Unmasked copy of a control frame's payload (at most 125 bytes), given the
 /// whole frame's bytes. Bytes missing from `frame` are left out.
-pub fn control_payload(frame: &[u8], header: &FrameHeader) -> ([u8; 125], usize) {
+pub(crate) fn control_payload(frame: &[u8], header: &FrameHeader) -> ([u8; 125], usize) {
     let mut out = [0u8; 125];
     let start = usize::from(header.header_len).min(frame.len());
     let want = (header.payload_len.min(125)) as usize;

@@ -22,6 +22,7 @@ fn seq_len(lead: u8) -> usize {
 }
 
 impl Utf8Validator {
+    /// A validator at the start of a message.
     pub fn new() -> Self {
         Self::default()
     }
