@@ -325,3 +325,35 @@ fn encode(out: &mut Vec<u8>, fin: bool, op: OpCode, rsv: u8, mask: Option<[u8; 4
         apply_mask(&mut out[start..], k, 0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ws::frame::FrameLimits;
+
+    #[test]
+    fn re_encoded_frames_keep_their_rsv_bits_and_mask_their_payload() {
+        let limits = FrameLimits {
+            rsv_allowed: 0b111,
+            ..FrameLimits::default()
+        };
+        let mut out = Vec::new();
+        encode(
+            &mut out,
+            true,
+            OpCode::Text,
+            0b100,
+            Some([1, 2, 3, 4]),
+            b"hey",
+        );
+        let h = parse_header(&out, &limits).unwrap().unwrap();
+        assert_eq!((h.fin, h.rsv, h.opcode), (true, 0b100, OpCode::Text));
+        assert_eq!(h.mask, Some([1, 2, 3, 4]));
+        let mut p = out[usize::from(h.header_len)..].to_vec();
+        apply_mask(&mut p, [1, 2, 3, 4], 0);
+        assert_eq!(p, b"hey");
+        out.clear();
+        encode(&mut out, false, OpCode::Continuation, 0, None, b"x");
+        assert_eq!(out, [0x00, 0x01, b'x']);
+    }
+}
