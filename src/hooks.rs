@@ -117,13 +117,15 @@ impl Decision {
 /// One proxied WebSocket session, as the hooks see it.
 #[derive(Clone, Debug)]
 pub struct Session {
-    /// The session's id on this balancer (unique among live sessions).
+    /// The session's id on this balancer (unique among live sessions; the
+    /// connection's id, which carries its worker's number in the top 16
+    /// bits).
     pub id: u64,
     /// The worker that owns it.
     pub worker: usize,
     /// The client's address.
     pub peer: SocketAddr,
-    /// The request path of the upgrade.
+    /// The request path of the upgrade (without the query).
     pub path: String,
     /// The backend's id.
     pub backend: String,
@@ -132,14 +134,21 @@ pub struct Session {
 /// How a session ended, for `on_disconnect`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionEnd {
-    /// The close code sent or received (1005 when none was, 1006 when the
-    /// connection was lost without a close frame).
+    /// What ended the session, first come first noted. In inspect mode: the
+    /// code of the first close frame received from either side (1005 when
+    /// it carried none); the code the balancer closed with for a protocol
+    /// error (1002, 1007, 1009), a ping timeout (1001) or a close command
+    /// (drain timeout, admin: its code); 1006 when a side's connection was
+    /// lost (or a write to it failed) without a close frame. In tunnel mode,
+    /// where frames are not parsed: 1005 when both directions ended with an
+    /// orderly end of stream, 1006 otherwise.
     pub code: u16,
     /// How long the session lasted.
     pub duration: Duration,
-    /// Bytes from the client to the backend.
+    /// Bytes read from the client after the upgrade: frames as sent,
+    /// headers included, including messages a hook dropped or answered.
     pub bytes_in: u64,
-    /// Bytes from the backend to the client.
+    /// Bytes read from the backend after the upgrade.
     pub bytes_out: u64,
 }
 
@@ -159,12 +168,16 @@ pub enum MessageMode {
     #[default]
     Off,
     /// Called once per whole message: fragmented messages are reassembled
-    /// first (bounded by `--max-message-size`), so a message is forwarded
-    /// only after the hook has seen all of it.
+    /// first (bounded by `--max-message-size`; a bigger one closes the
+    /// session with 1009), so a message is forwarded only after the hook has
+    /// seen all of it. A forwarded message goes on as one frame.
     Whole,
-    /// Called once per data frame as it arrives (`Message::fin` says whether
-    /// it is the last of its message); nothing is held back. What the hook
-    /// answers for the first frame of a message applies to the whole message.
+    /// Called once per data frame, as soon as that frame is complete
+    /// (`Message::fin` says whether it is the last of its message); frames
+    /// are forwarded one by one, nothing waits for the rest of the message.
+    /// What the hook answers for the first frame of a message applies to
+    /// the whole message (the answers for later frames are ignored; a reply
+    /// is sent once).
     Fragments,
 }
 
@@ -187,7 +200,7 @@ pub struct Message<'a> {
 /// What `on_message` decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Relay the message as it is.
+    /// Relay the message as it is (in [`MessageMode::Whole`], as one frame).
     Forward,
     /// The hook dealt with it: do not relay it (the seed's `Handled`).
     Handled,
@@ -269,8 +282,13 @@ pub trait Hooks: Send + Sync + 'static {
     }
 
     /// A data message (or frame, see [`MessageMode`]) passes through a
-    /// session in inspect mode (OnMessage, OnBinary, OnFragmented). Tunnel
-    /// mode relays bytes and never calls this.
+    /// session in inspect mode (OnMessage, OnBinary, OnFragmented), either
+    /// way, before it is forwarded. Control frames (ping, pong, close) are
+    /// never shown. A reply goes back to the sender (masked toward the
+    /// backend), after any fragmented message already going that way. With
+    /// a negotiated extension (permessage-deflate) payloads are shown as
+    /// sent, compressed. Tunnel mode relays bytes without parsing frames and
+    /// never calls this.
     fn on_message(&self, _session: &Session, _msg: &Message<'_>) -> Verdict {
         Verdict::Forward
     }

@@ -26,6 +26,9 @@ pub struct Upgrade {
     pub extensions: bool,
     /// Holds the backend's active count for the whole session.
     pub guard: ActiveGuard,
+    /// The upgrade's request path and the backend's id, for the session
+    /// hooks (`None` without hooks: nothing is allocated).
+    pub route: Option<(String, String)>,
 }
 
 /// Serves requests on one client connection until it closes, or until a
@@ -198,6 +201,11 @@ where
     let mut tried = Tried::default();
     let mut last_status = 503;
     let upgrade = req.upgrade_websocket;
+    // The upgrade's path, for the session hooks (only when there are any).
+    let mut hook_path = (upgrade && env.hooks.is_some()).then(|| {
+        let target = String::from_utf8_lossy(&client.buf.data()[req.path.clone()]);
+        target.split('?').next().unwrap_or_default().to_string()
+    });
     let idempotent = req.method.is_idempotent();
     // A pooled connection the backend had closed earns one retry that
     // --max-retries does not count; after it the request only takes fresh
@@ -306,12 +314,14 @@ where
             }
             Ok(ExchangeEnd::Upgraded { extensions }) => {
                 record_success(&backend.stats);
+                let route = hook_path.take().map(|p| (p, backend.id.to_string()));
                 client.buf.consume(req.head_len);
                 client.handle.set_kind(ConnKind::WebSocket);
                 return RequestEnd::Upgraded(Upgrade {
                     conn,
                     extensions,
                     guard,
+                    route,
                 });
             }
             Err(ExchangeError::ClosedEarly) if replayable && conn.reused && !stale_retried => {

@@ -21,6 +21,8 @@ mod response_relay;
 #[cfg(test)]
 mod test_io;
 pub mod tunnel;
+pub mod ws_hooks;
+mod ws_messages;
 mod ws_pinger;
 pub mod ws_relay;
 
@@ -111,13 +113,25 @@ where
         conn,
         extensions,
         guard,
+        route,
     }) = upgrade
     {
+        // The hooks hear of the session once the 101 is out (nothing is
+        // called, or allocated, without hooks).
+        let live = ws_hooks::Live::begin(&env, client.handle.id, peer, route);
+        let track = ws_hooks::Track::default();
         writer_intact = match env.cfg.ws_mode {
-            WsMode::Tunnel => Box::pin(tunnel::relay(&env, &mut client, conn)).await,
-            WsMode::Inspect => Box::pin(ws_relay::relay(&env, &mut client, conn, extensions)).await,
+            WsMode::Tunnel => Box::pin(tunnel::relay(&env, &mut client, conn, &track)).await,
+            WsMode::Inspect => {
+                let relay =
+                    ws_relay::relay(&env, &mut client, conn, extensions, &track, live.as_ref());
+                Box::pin(relay).await
+            }
         };
         drop(guard);
+        if let Some(live) = live {
+            live.end(&track);
+        }
     }
     if writer_intact {
         // A TLS shutdown writes close_notify: bounded like any other write.

@@ -3,6 +3,12 @@
 //! session with no bytes either way for `--ws-tunnel-idle-timeout`, or with
 //! a write toward the client pending for `--idle-timeout`, is closed by the
 //! worker's sweeper (no timer per session).
+//!
+//! The hooks hear of tunnel sessions (`on_connect`, `on_disconnect`) but
+//! never of messages: frames are not parsed, so `on_message` is not called,
+//! and the close code reported is 1005 when both directions ended with an
+//! orderly end of stream, 1006 otherwise (a reset, a failed write, a close
+//! command, or one side not finishing within the grace after the other).
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -14,6 +20,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::backend::BackendConn;
 use super::env::Env;
 use super::exchange::shutdown_quietly;
+use super::ws_hooks::{Track, LOST, NO_CODE};
 use super::ClientConn;
 use crate::proxy::conns::{ConnCommand, ConnHandle};
 use crate::rt::io::{write_range, ReadBuf};
@@ -22,7 +29,9 @@ const TUNNEL_CHUNK: usize = 16 * 1024;
 /// After one side closes, how long the other may still finish.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// Copies until EOF; returns after writing EOF (shutdown) to `w`. Stamps
+/// Copies until EOF; returns after writing EOF (shutdown) to `w`, true when
+/// the source ended with an orderly end of stream and every write went
+/// through. Counts the bytes read in `track` (`up`: from the client). Stamps
 /// the connection's activity whenever bytes went through (the worker's
 /// sweeper closes tunnels idle past `--ws-tunnel-idle-timeout`). When `w`
 /// is the client's (`to_client`), each write and the shutdown are stamped
@@ -36,7 +45,8 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     buf: &mut ReadBuf,
     handle: &ConnHandle,
     to_client: bool,
-) {
+    track: &Track,
+) -> bool {
     let started = || {
         if to_client {
             handle.client_write_started();
@@ -57,25 +67,36 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             buf.buf = v;
             buf.consume(end - pos);
             if res.is_err() {
-                return;
+                return false;
             }
             done();
             handle.touch();
         }
-        match buf.read_from(r, TUNNEL_CHUNK).await {
-            Ok(n) if n > 0 => {}
-            _ => break,
-        }
+        let clean = match buf.read_from(r, TUNNEL_CHUNK).await {
+            Ok(n) if n > 0 => {
+                track.count(!to_client, n);
+                continue;
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        started();
+        shutdown_quietly(w).await;
+        done();
+        return clean;
     }
-    started();
-    shutdown_quietly(w).await;
-    done();
 }
 
-/// Relays bytes between the upgraded client and backend until both end.
+/// Relays bytes between the upgraded client and backend until both end,
+/// noting the ending (see the module docs) and the bytes in `track`.
 /// Returns false when a write toward the client was abandoned part way
 /// (or failed): its writer must not be used again, not even to shut it.
-pub async fn relay<S>(_env: &Env, client: &mut ClientConn<S>, conn: BackendConn) -> bool
+pub async fn relay<S>(
+    _env: &Env,
+    client: &mut ClientConn<S>,
+    conn: BackendConn,
+    track: &Track,
+) -> bool
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
@@ -89,28 +110,43 @@ where
     client.buf.shrink_idle();
     bbuf.shrink_idle();
     handle.touch();
-    let up = copy(&mut client.r, &mut bw, &mut client.buf, &handle, false);
-    let down = copy(&mut br, &mut client.w, &mut bbuf, &handle, true);
+    let up = copy(
+        &mut client.r,
+        &mut bw,
+        &mut client.buf,
+        &handle,
+        false,
+        track,
+    );
+    let down = copy(&mut br, &mut client.w, &mut bbuf, &handle, true, track);
     let mut up = pin!(up);
     let mut down = pin!(down);
     // Tunnel mode cannot send a close frame: a close command ends the
     // connection; a drain lets the session run until that close comes.
     let closed = async { while handle.next().await == ConnCommand::Drain {} };
     let mut closed = pin!(closed);
-    let mut up_done = false;
-    let mut down_done = false;
+    let mut up_done = None;
+    let mut down_done = None;
     let mut grace = None;
     poll_fn(|cx| {
-        if !up_done && up.as_mut().poll(cx).is_ready() {
-            up_done = true;
+        if up_done.is_none() {
+            if let Poll::Ready(clean) = up.as_mut().poll(cx) {
+                up_done = Some(clean);
+            }
         }
-        if !down_done && down.as_mut().poll(cx).is_ready() {
-            down_done = true;
+        if down_done.is_none() {
+            if let Poll::Ready(clean) = down.as_mut().poll(cx) {
+                down_done = Some(clean);
+            }
         }
-        if (up_done && down_done) || closed.as_mut().poll(cx).is_ready() {
+        if let (Some(u), Some(d)) = (up_done, down_done) {
+            track.note(if u && d { NO_CODE } else { LOST });
             return Poll::Ready(());
         }
-        if up_done || down_done {
+        if closed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if up_done.is_some() || down_done.is_some() {
             let sleep = grace.get_or_insert_with(|| Box::pin(monoio::time::sleep(CLOSE_GRACE)));
             if sleep.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());

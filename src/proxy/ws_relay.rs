@@ -15,8 +15,11 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::backend::BackendConn;
 use super::env::Env;
 use super::outbound::{End, Outbound};
+use super::ws_hooks::{close_code_of, Live, Track, LOST};
+use super::ws_messages::{Inspector, Lane};
 use super::ws_pinger::{pinger, PingState};
 use super::ClientConn;
+use crate::hooks::{Direction, MessageMode};
 use crate::proto::ws::frame::{FrameLimits, OpCode};
 use crate::proto::ws::scanner::{control_payload, FrameScanner, ScannerConfig, Segment};
 use crate::proxy::conns::{ConnCommand, ConnHandle};
@@ -29,12 +32,14 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const ABORT_GRACE: Duration = Duration::from_secs(1);
 
 /// Scans and forwards what is buffered in `buf`; returns whether a close
-/// frame went through, or the protocol error.
+/// frame went through, or the protocol error. A close frame's code is noted
+/// in `track`.
 async fn forward_buffered<W: AsyncWriteRent>(
     buf: &mut ReadBuf,
     scanner: &mut FrameScanner,
     out: &Outbound<W>,
     ping: Option<&PingState>,
+    track: &Track,
 ) -> Result<(bool, bool), crate::proto::ws::WsError> {
     let mut cursor = buf.pos;
     let mut fwd_start = cursor;
@@ -79,6 +84,7 @@ async fn forward_buffered<W: AsyncWriteRent>(
                     continue;
                 }
                 if header.opcode == OpCode::Close {
+                    track.note(close_code_of(&buf.buf[cursor..cursor + len], &header));
                     if let Some(code) = out.deferred.take() {
                         // The reply to our close of the other side: the
                         // offender gets its own close instead.
@@ -141,9 +147,20 @@ const DOWN: Endings = Endings {
     source_gone: (1012, "backend went away"),
 };
 
+/// The session's bookkeeping for one direction of the relay.
+struct Side<'a> {
+    /// Where the ending and the bytes read are noted.
+    track: &'a Track,
+    /// Client to backend (its bytes count in, the others out).
+    up: bool,
+    /// The hooks' inspector, when `on_message` is asked about messages.
+    inspect: Option<Box<Inspector<'a>>>,
+}
+
 /// One direction of the relay: reads from the source, forwards frames to
 /// `dst`, and on a bad ending sends the closes `endings` names. `ping` is
 /// the client's liveness (client to backend only).
+#[allow(clippy::too_many_arguments)]
 async fn pump<R, D, S>(
     r: &mut R,
     buf: &mut ReadBuf,
@@ -152,22 +169,32 @@ async fn pump<R, D, S>(
     src: &Outbound<S>,
     ping: Option<&PingState>,
     endings: &Endings,
+    mut side: Side<'_>,
 ) -> End
 where
     R: AsyncReadRent,
     D: AsyncWriteRent,
     S: AsyncWriteRent,
 {
+    let track = side.track;
     loop {
-        match forward_buffered(buf, &mut scanner, dst, ping).await {
+        let forwarded = match side.inspect.as_mut() {
+            None => forward_buffered(buf, &mut scanner, dst, ping, track).await,
+            // Boxed: the plain relay's state stays as small as before.
+            Some(i) => Box::pin(i.forward(buf, &mut scanner, dst, src, ping, track)).await,
+        };
+        match forwarded {
             Ok((true, _)) => return End::Closed,
             Ok((false, true)) => {}
             Ok((false, false)) => {
+                // The destination's connection is gone.
+                track.note(LOST);
                 let (code, reason) = endings.write_failed;
                 src.close(code, reason).await;
                 return End::Aborted;
             }
             Err(e) => {
+                track.note(e.close_code());
                 // What the other side sent before our close reaches the
                 // offender first; its close follows the other side's reply.
                 src.defer_close(e.close_code());
@@ -182,11 +209,13 @@ where
         }
         match buf.read_from(r, RELAY_CHUNK).await {
             Ok(n) if n > 0 => {
+                track.count(side.up, n);
                 if let Some(p) = ping.filter(|p| p.interval.is_some()) {
                     p.last_rx.set(Instant::now());
                 }
             }
             _ => {
+                track.note(LOST);
                 dst.flush_deferred().await;
                 let (code, reason) = endings.source_gone;
                 dst.close(code, reason).await;
@@ -200,12 +229,14 @@ async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
     handle: &ConnHandle,
     to_client: &Outbound<CW>,
     to_backend: &Outbound<BW>,
+    track: &Track,
 ) -> End {
     loop {
         match handle.next().await {
             // Sessions outlive the drain until its timeout closes them.
             ConnCommand::Drain => continue,
             ConnCommand::Close(code) => {
+                track.note(code);
                 to_client.close(code, "going away").await;
                 to_backend.close(1001, "balancer closing").await;
                 return End::Aborted;
@@ -214,14 +245,18 @@ async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
     }
 }
 
-/// Relays an upgraded session in inspect mode until it ends. Returns
-/// false when a write toward the client was abandoned part way: its writer
-/// must not be used again, not even to shut it.
+/// Relays an upgraded session in inspect mode until it ends, noting how
+/// it ended in `track`; with `live` hooks whose message mode is not `Off`,
+/// data messages go through `on_message`. Returns false when a write
+/// toward the client was abandoned part way: its writer must not be used
+/// again, not even to shut it.
 pub async fn relay<S>(
     env: &Env,
     client: &mut ClientConn<S>,
     conn: BackendConn,
     extensions: bool,
+    track: &Track,
+    live: Option<&Live>,
 ) -> bool
 where
     S: AsyncReadRent + AsyncWriteRent,
@@ -254,6 +289,22 @@ where
     let to_client = Outbound::new(&mut client.w, false);
     let to_backend = Outbound::new(bw, true);
     let ping = PingState::new(cfg.ws_ping_interval, cfg.ws_pong_timeout);
+    // Toward the backend, toward the client; only when messages are shown.
+    let lanes = live
+        .filter(|_| env.message_mode != MessageMode::Off)
+        .map(|live| (live, Box::new([Lane::default(), Lane::default()])));
+    let side = |up: bool| Side {
+        track,
+        up,
+        inspect: lanes.as_ref().map(|(live, l)| {
+            let (dir, lane, back) = if up {
+                (Direction::ClientToBackend, &l[0], &l[1])
+            } else {
+                (Direction::BackendToClient, &l[1], &l[0])
+            };
+            Box::new(Inspector::new(live, env.message_mode, dir, lane, back))
+        }),
+    };
     // The relay's tasks live in this block: when it ends they are dropped,
     // with any write still stuck on a peer that stopped reading, so the
     // writers are free for the last closes and the shutdown.
@@ -266,6 +317,7 @@ where
             &to_client,
             Some(&ping),
             &UP,
+            side(true),
         );
         let down = pump(
             &mut br,
@@ -275,8 +327,9 @@ where
             &to_backend,
             None,
             &DOWN,
+            side(false),
         );
-        let cmds = commands(&handle, &to_client, &to_backend);
+        let cmds = commands(&handle, &to_client, &to_backend, track);
         let pings = pinger(&ping, &to_client, &to_backend);
         let mut pings = pin!(pings);
         let mut up = pin!(up);
@@ -300,8 +353,11 @@ where
             if !cmd_end && cmds.as_mut().poll(cx).is_ready() {
                 cmd_end = true;
             }
-            if !cmd_end && pings.as_mut().poll(cx).is_ready() {
-                cmd_end = true;
+            if !cmd_end {
+                if let Poll::Ready(e) = pings.as_mut().poll(cx) {
+                    track.note(if e == End::Vanished { LOST } else { 1001 });
+                    cmd_end = true;
+                }
             }
             if up_end.is_some() && down_end.is_some() {
                 return Poll::Ready(());
@@ -335,51 +391,5 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::test_io::{close_code, run, Broken, Script, Sink};
-    use super::*;
-
-    #[test]
-    fn a_failed_write_toward_the_backend_gets_the_client_1012() {
-        // The client's message reaches a backend connection that is gone
-        // before the backend's end of stream is read.
-        let mut frame = Vec::new();
-        crate::proto::ws::frame::write_frame(
-            &mut frame,
-            true,
-            OpCode::Text,
-            Some([1, 2, 3, 4]),
-            b"hi",
-        );
-        let (end, to_client) = run(async {
-            let scanner = FrameScanner::new(ScannerConfig {
-                limits: FrameLimits {
-                    max_payload: 1 << 20,
-                    rsv_allowed: 0,
-                    expect_masked: Some(true),
-                },
-                max_message: 1 << 20,
-                validate_utf8: true,
-            });
-            let mut r = Script(frame);
-            let mut buf = ReadBuf::with_capacity(1024);
-            let to_backend = Outbound::new(Broken, true);
-            let to_client = Outbound::new(Sink::default(), false);
-            let end = pump(
-                &mut r,
-                &mut buf,
-                scanner,
-                &to_backend,
-                &to_client,
-                None,
-                &UP,
-            )
-            .await;
-            let sent = to_client.w.try_lock().map(|w| w.0.clone());
-            (end, sent)
-        });
-        assert_eq!(end, End::Aborted);
-        let to_client = to_client.expect("client writer free");
-        assert_eq!(close_code(&to_client), Some(1012), "{to_client:?}");
-    }
-}
+#[path = "ws_relay_tests.rs"]
+mod tests;

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod certs;
 pub mod client;
+pub mod hooks;
 pub mod proc;
 pub mod sockets;
 pub mod ws_client;

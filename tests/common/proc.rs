@@ -44,6 +44,16 @@ impl Proc {
                 });
             }
         }
+        Self::spawn(cmd, args)
+    }
+
+    /// Starts another program (an example binary) that prints the same
+    /// `listening KIND ADDR` and `ready` lines, and waits for "ready".
+    pub fn start_exe(exe: &std::path::Path, args: &[&str]) -> Proc {
+        Self::spawn(Command::new(exe), args)
+    }
+
+    fn spawn(mut cmd: Command, args: &[&str]) -> Proc {
         let mut child = cmd
             .args(args)
             .env(

@@ -1,0 +1,150 @@
+//! The WebSocket session hooks' plumbing: the session as the hooks see it
+//! (`on_connect` when the relay starts, `on_disconnect` when it ends) and
+//! what the relays note on the way (the close code that ended the session,
+//! bytes each way). Without hooks nothing here allocates or calls out; the
+//! relays only set a few plain integers per read.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::env::Env;
+use crate::hooks::{Hooks, Message, Session, SessionEnd, Verdict};
+use crate::proto::ws::frame::FrameHeader;
+use crate::proto::ws::scanner::control_payload;
+
+/// The close code reported when a side went away without a close frame.
+pub const LOST: u16 = 1006;
+/// The close code reported for a close frame that carried none.
+pub const NO_CODE: u16 = 1005;
+
+/// What a relay notes about its session for `on_disconnect`: the first
+/// ending seen (a close frame received from either side, a protocol error
+/// or a command that made the balancer close, a side lost), and the bytes
+/// read from each side after the upgrade.
+#[derive(Debug, Default)]
+pub struct Track {
+    code: Cell<Option<u16>>,
+    bytes_in: Cell<u64>,
+    bytes_out: Cell<u64>,
+}
+
+impl Track {
+    /// Notes `code` as the session's ending, unless one was noted first.
+    pub fn note(&self, code: u16) {
+        if self.code.get().is_none() {
+            self.code.set(Some(code));
+        }
+    }
+
+    /// Counts `n` bytes read from the client (`up`) or from the backend.
+    pub fn count(&self, up: bool, n: usize) {
+        let c = if up { &self.bytes_in } else { &self.bytes_out };
+        c.set(c.get().wrapping_add(n as u64));
+    }
+
+    /// The code that ended the session ([`LOST`] when none was noted).
+    pub fn code(&self) -> u16 {
+        self.code.get().unwrap_or(LOST)
+    }
+
+    /// Bytes read from the client and from the backend.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.bytes_in.get(), self.bytes_out.get())
+    }
+}
+
+/// The code a whole close frame carries ([`NO_CODE`] when it has none).
+pub fn close_code_of(frame: &[u8], header: &FrameHeader) -> u16 {
+    let (p, n) = control_payload(frame, header);
+    if n >= 2 {
+        u16::from_be_bytes([p[0], p[1]])
+    } else {
+        NO_CODE
+    }
+}
+
+/// A session the hooks were told about: `on_connect` has been called,
+/// `on_disconnect` is owed.
+pub struct Live {
+    hooks: Arc<dyn Hooks>,
+    session: Session,
+    started: Instant,
+}
+
+impl Live {
+    /// Calls `on_connect` for a session just established, when there are
+    /// hooks; `route` is the upgrade's path and the backend's id.
+    pub fn begin(
+        env: &Env,
+        id: u64,
+        peer: SocketAddr,
+        route: Option<(String, String)>,
+    ) -> Option<Live> {
+        let hooks = env.hooks.as_ref()?.clone();
+        let (path, backend) = route.unwrap_or_default();
+        let session = Session {
+            id,
+            worker: env.worker,
+            peer,
+            path,
+            backend,
+        };
+        hooks.on_connect(&session);
+        Some(Live {
+            hooks,
+            session,
+            started: Instant::now(),
+        })
+    }
+
+    /// Asks `on_message` about a message (or frame).
+    pub fn on_message(&self, msg: &Message<'_>) -> Verdict {
+        self.hooks.on_message(&self.session, msg)
+    }
+
+    /// Calls `on_disconnect` with what `track` noted.
+    pub fn end(self, track: &Track) {
+        let (bytes_in, bytes_out) = track.bytes();
+        let end = SessionEnd {
+            code: track.code(),
+            duration: self.started.elapsed(),
+            bytes_in,
+            bytes_out,
+        };
+        self.hooks.on_disconnect(&self.session, &end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ws::close::write_close_frame;
+    use crate::proto::ws::frame::{parse_header, write_frame, FrameLimits, OpCode};
+
+    #[test]
+    fn the_first_ending_noted_wins_and_lost_is_the_default() {
+        let t = Track::default();
+        assert_eq!(t.code(), LOST);
+        t.note(1000);
+        t.note(1002);
+        assert_eq!(t.code(), 1000);
+        t.count(true, 5);
+        t.count(false, 7);
+        t.count(true, 1);
+        assert_eq!(t.bytes(), (6, 7));
+    }
+
+    #[test]
+    fn close_codes_are_read_from_masked_and_empty_frames() {
+        let mut f = Vec::new();
+        write_close_frame(&mut f, 4001, "bye", Some([9, 8, 7, 6]));
+        let h = parse_header(&f, &FrameLimits::default()).unwrap().unwrap();
+        assert_eq!(close_code_of(&f, &h), 4001);
+        f.clear();
+        write_frame(&mut f, true, OpCode::Close, None, b"");
+        let h = parse_header(&f, &FrameLimits::default()).unwrap().unwrap();
+        assert_eq!(close_code_of(&f, &h), NO_CODE);
+    }
+}
