@@ -257,34 +257,36 @@ where
                 }
             },
         };
-        let opts =
-            ExchangeOpts {
-                limits: Limits {
-                    max_header_bytes: cfg.max_header_bytes,
-                    max_headers: 100,
-                },
-                head_timeout: if upgrade {
-                    cfg.ws_handshake_timeout
-                } else {
-                    cfg.backend_timeout
-                },
-                read_timeout: cfg.backend_timeout,
-                client_timeout: cfg.idle_timeout,
-                body_deadline: BodyDeadline {
-                    grace: cfg.client_body_timeout,
-                    min_rate: cfg.client_body_min_rate,
-                },
-                client_keep_alive: req.keep_alive && !env.draining.is_fired(),
-                draining: &env.draining,
-                response_hook: env.hooks.as_deref().filter(|_| !upgrade).map(|hooks| {
-                    ResponseHook {
-                        hooks,
-                        peer: client.peer,
-                        tls: client.tls,
-                        forwarded: head,
-                    }
-                }),
-            };
+        let response_hook = env
+            .hooks
+            .as_deref()
+            .filter(|_| !upgrade)
+            .map(|hooks| ResponseHook {
+                hooks,
+                peer: client.peer,
+                tls: client.tls,
+                forwarded: head,
+            });
+        let opts = ExchangeOpts {
+            limits: Limits {
+                max_header_bytes: cfg.max_header_bytes,
+                max_headers: 100,
+            },
+            head_timeout: if upgrade {
+                cfg.ws_handshake_timeout
+            } else {
+                cfg.backend_timeout
+            },
+            read_timeout: cfg.backend_timeout,
+            client_timeout: cfg.idle_timeout,
+            body_deadline: BodyDeadline {
+                grace: cfg.client_body_timeout,
+                min_rate: cfg.client_body_min_rate,
+            },
+            client_keep_alive: req.keep_alive && !env.draining.is_fired(),
+            draining: &env.draining,
+            response_hook: response_hook.as_ref(),
+        };
         let side = RequestSide {
             r: &mut client.r,
             buf: &mut client.buf,

@@ -67,5 +67,5 @@ pub struct ExchangeOpts<'a> {
     /// says `Connection: close`, since the connection closes after it.
     pub draining: &'a LocalEvent,
     /// `on_http_response`, for a plain request when hooks are set.
-    pub response_hook: Option<ResponseHook<'a>>,
+    pub response_hook: Option<&'a ResponseHook<'a>>,
 }

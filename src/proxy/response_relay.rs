@@ -198,7 +198,7 @@ where
             send_client(client_w, resp_out).await?;
             return Ok(ExchangeEnd::Upgraded { extensions });
         }
-        if let Some(hook) = &opts.response_hook {
+        if let Some(hook) = opts.response_hook {
             hook.edit(resp.status, resp_out);
         }
         let mut tracker = BodyTracker::new(resp.body);
