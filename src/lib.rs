@@ -17,12 +17,7 @@ pub mod config;
 pub mod hooks;
 pub mod pool;
 pub mod proto;
-// Crate-private in intent: public (and hidden) only while it still has
-// items nothing uses (they would fail the build as dead code); make it
-// `mod proxy;` once they are used or gone.
-#[doc(hidden)]
-#[allow(private_interfaces)]
-pub mod proxy;
+mod proxy;
 pub mod rt;
 mod server;
 pub mod tls;
@@ -35,3 +30,4 @@ pub use hooks::{
     Request, Session, SessionEnd, Verdict,
 };
 pub use pool::{Algorithm, StickyMode};
+pub use server::ServeError;

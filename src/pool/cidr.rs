@@ -83,7 +83,7 @@ impl std::str::FromStr for Cidr {
 }
 
 /// Whether any network in `list` contains `ip`.
-pub fn cidr_list_contains(list: &[Cidr], ip: IpAddr) -> bool {
+pub(crate) fn cidr_list_contains(list: &[Cidr], ip: IpAddr) -> bool {
     list.iter().any(|c| c.contains(ip))
 }
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
-use super::env::Env;
 use crate::pool::clock::now_ms;
+use crate::pool::Picker;
 use crate::pool::{sticky, Backend, PoolSnapshot, StickyMode};
 use crate::rt::io::ReadBuf;
 
@@ -25,7 +25,7 @@ const MAX_IDLE_PER_BACKEND: usize = 128;
 const PEEK_AFTER_IDLE_MS: u64 = 1_000;
 
 /// An open connection to a backend, split so both directions can run at once.
-pub struct BackendConn {
+pub(crate) struct BackendConn {
     pub r: OwnedReadHalf<TcpStream>,
     pub w: OwnedWriteHalf<TcpStream>,
     pub buf: ReadBuf,
@@ -64,9 +64,10 @@ impl BackendConn {
 
 /// Why a backend connection could not be made.
 #[derive(Debug)]
-pub enum ConnectError {
-    /// The backend refused or could not be reached: its fault.
-    Refused(io::Error),
+pub(crate) enum ConnectError {
+    /// The backend refused or could not be reached: its fault. (The error
+    /// is read through `Debug`, in the log line.)
+    Refused(#[allow(dead_code)] io::Error),
     Timeout,
     /// This machine ran out of something (descriptors, ports, memory):
     /// not the backend's fault, and another backend would fail the same.
@@ -85,7 +86,10 @@ impl ConnectError {
 }
 
 /// Connects to `addr` within `timeout`.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<BackendConn, ConnectError> {
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<BackendConn, ConnectError> {
     match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
@@ -110,13 +114,13 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<BackendConn,
 /// connection idle for `max_idle` is neither reused nor kept: the worker
 /// sweeps the pool on a timer ([`IdlePool::sweep`]), so a backend that went
 /// away does not leave sockets in CLOSE_WAIT.
-pub struct IdlePool {
+pub(crate) struct IdlePool {
     idle: RefCell<HashMap<SocketAddr, Vec<BackendConn>>>,
     max_idle_ms: u64,
 }
 
 impl IdlePool {
-    pub fn new(max_idle: Duration) -> Self {
+    pub(crate) fn new(max_idle: Duration) -> Self {
         IdlePool {
             idle: RefCell::default(),
             max_idle_ms: u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX),
@@ -125,7 +129,7 @@ impl IdlePool {
 
     /// Closes the connections idle for `max_idle` or longer at `now` (ms,
     /// `clock::now_ms`); returns how many were closed.
-    pub fn sweep(&self, now: u64) -> usize {
+    pub(crate) fn sweep(&self, now: u64) -> usize {
         let max = self.max_idle_ms;
         let mut closed = 0;
         self.idle.borrow_mut().retain(|_, list| {
@@ -139,7 +143,7 @@ impl IdlePool {
 
     /// Closes the connections to every address `keep` says no to (backends
     /// that left the pool); returns how many were closed.
-    pub fn retain_backends(&self, keep: impl Fn(&SocketAddr) -> bool) -> usize {
+    pub(crate) fn retain_backends(&self, keep: impl Fn(&SocketAddr) -> bool) -> usize {
         let mut closed = 0;
         self.idle.borrow_mut().retain(|addr, list| {
             let kept = keep(addr);
@@ -156,7 +160,7 @@ impl IdlePool {
     /// syscall) is skipped for a request that is safe to send twice (buffered
     /// whole and idempotent: it is replayed on a fresh connection anyway),
     /// unless the connection sat idle a while.
-    pub fn take(&self, addr: SocketAddr, replay_safe: bool) -> Option<BackendConn> {
+    pub(crate) fn take(&self, addr: SocketAddr, replay_safe: bool) -> Option<BackendConn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         let now = now_ms();
@@ -172,7 +176,7 @@ impl IdlePool {
     }
 
     /// Parks a connection whose last response ended cleanly.
-    pub fn put(&self, mut conn: BackendConn) {
+    pub(crate) fn put(&self, mut conn: BackendConn) {
         if !conn.buf.is_empty() {
             return; // unexpected bytes after a response: not reusable
         }
@@ -185,19 +189,17 @@ impl IdlePool {
         list.push(conn);
     }
 
+    /// Pooled connections, over all backends.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.idle.borrow().values().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
 /// Backend indexes already tried for one request: the first few inline
 /// (no allocation for the usual request), any number after that.
 #[derive(Default)]
-pub struct Tried {
+pub(crate) struct Tried {
     inline: [usize; 8],
     len: usize,
     /// Every index once there are more than fit inline.
@@ -205,7 +207,7 @@ pub struct Tried {
 }
 
 impl Tried {
-    pub fn push(&mut self, idx: usize) {
+    pub(crate) fn push(&mut self, idx: usize) {
         if self.spilled.is_empty() && self.len < self.inline.len() {
             self.inline[self.len] = idx;
             self.len += 1;
@@ -217,7 +219,7 @@ impl Tried {
         self.spilled.push(idx);
     }
 
-    pub fn as_slice(&self) -> &[usize] {
+    pub(crate) fn as_slice(&self) -> &[usize] {
         if self.spilled.is_empty() {
             &self.inline[..self.len]
         } else {
@@ -225,13 +227,13 @@ impl Tried {
         }
     }
 
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.as_slice().len()
     }
 
     /// The list without one `idx`, so a stale pooled connection does not
     /// count against its backend.
-    pub fn without(self, idx: usize) -> Tried {
+    pub(crate) fn without(self, idx: usize) -> Tried {
         let mut next = Tried::default();
         let mut skipped = false;
         for &i in self.as_slice() {
@@ -246,7 +248,7 @@ impl Tried {
 }
 
 /// The sticky key of a request, if the mode has one and the request carries it.
-pub fn sticky_key(mode: &StickyMode, head: &[u8], peer: SocketAddr) -> Option<u64> {
+pub(crate) fn sticky_key(mode: &StickyMode, head: &[u8], peer: SocketAddr) -> Option<u64> {
     match mode {
         StickyMode::None => None,
         StickyMode::ClientIp => Some(match peer.ip() {
@@ -283,8 +285,8 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 
 /// Picks a backend for a request: by sticky key when there is one, else by
 /// the worker's algorithm; `None` when no backend is available.
-pub fn pick(
-    env: &Env,
+pub(crate) fn pick(
+    picker: &Picker,
     snap: &PoolSnapshot,
     key: Option<u64>,
     tried: &Tried,
@@ -292,14 +294,18 @@ pub fn pick(
     let now = now_ms();
     let idx = match key {
         Some(k) => sticky::pick_sticky(snap, now, k, tried.as_slice()),
-        None => env.picker.pick(snap, now, tried.as_slice()),
+        None => picker.pick(snap, now, tried.as_slice()),
     }?;
     snap.backends.get(idx).map(|b| (idx, b.clone()))
 }
 
 /// The backend `id` (a hook pinned the request to it) when it is in the
 /// snapshot, available and not tried yet; never another one.
-pub fn pick_pinned(snap: &PoolSnapshot, id: &str, tried: &Tried) -> Option<(usize, Arc<Backend>)> {
+pub(crate) fn pick_pinned(
+    snap: &PoolSnapshot,
+    id: &str,
+    tried: &Tried,
+) -> Option<(usize, Arc<Backend>)> {
     let idx = snap.position(id)?;
     let backend = snap.backends.get(idx)?;
     let fresh = !tried.as_slice().contains(&idx);

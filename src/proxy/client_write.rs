@@ -13,7 +13,7 @@ use crate::proto::http::error_response;
 use crate::rt::io::CHUNK;
 
 /// The client's writer on the HTTP path, with its bound and its cut mark.
-pub struct ClientWriter<'a, W> {
+pub(crate) struct ClientWriter<'a, W> {
     w: &'a mut W,
     /// Set while a write is under way and left set when it does not
     /// complete: what is on the wire may end mid-message (a TLS writer even
@@ -24,16 +24,17 @@ pub struct ClientWriter<'a, W> {
 
 /// A write toward the client did not complete (or the writer was cut).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cut;
+pub(crate) struct Cut;
 
 impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
     /// Bounds each write of `w` by `idle` of no progress; `cut` is the
     /// connection's mark (see `ClientConn::writer_cut`).
-    pub fn new(w: &'a mut W, cut: &'a mut bool, idle: Duration) -> Self {
+    pub(crate) fn new(w: &'a mut W, cut: &'a mut bool, idle: Duration) -> Self {
         Self { w, cut, idle }
     }
 
     /// Whether a write was cut short: the writer must not be used again.
+    #[cfg(test)]
     pub fn is_cut(&self) -> bool {
         *self.cut
     }
@@ -41,7 +42,7 @@ impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
     /// Writes `buf[start..end]` whole, one timer per chunk of at most
     /// [`CHUNK`] bytes, and gives the buffer back (an empty one when a
     /// write timed out: it went with the abandoned write).
-    pub async fn write_range(
+    pub(crate) async fn write_range(
         &mut self,
         mut buf: Vec<u8>,
         start: usize,
@@ -67,14 +68,14 @@ impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
     }
 
     /// Writes the whole of `buf` and gives it back.
-    pub async fn write_vec(&mut self, buf: Vec<u8>) -> (Result<(), Cut>, Vec<u8>) {
+    pub(crate) async fn write_vec(&mut self, buf: Vec<u8>) -> (Result<(), Cut>, Vec<u8>) {
         let end = buf.len();
         self.write_range(buf, 0, end).await
     }
 
     /// Writes a small static answer (an error response); nothing when the
     /// writer is cut.
-    pub async fn write_static(&mut self, bytes: &'static [u8]) -> Result<(), Cut> {
+    pub(crate) async fn write_static(&mut self, bytes: &'static [u8]) -> Result<(), Cut> {
         if *self.cut {
             return Err(Cut);
         }
@@ -91,13 +92,13 @@ impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
 
 impl<S: AsyncWriteRent> ClientConn<S> {
     /// The client's writer, each write bounded by `idle` of no progress.
-    pub fn writer(&mut self, idle: Duration) -> ClientWriter<'_, OwnedWriteHalf<S>> {
+    pub(crate) fn writer(&mut self, idle: Duration) -> ClientWriter<'_, OwnedWriteHalf<S>> {
         ClientWriter::new(&mut self.w, &mut self.writer_cut, idle)
     }
 
     /// Answers `status` (an error response, bounded by `idle`); nothing
     /// when the writer was cut.
-    pub async fn answer(&mut self, status: u16, idle: Duration) {
+    pub(crate) async fn answer(&mut self, status: u16, idle: Duration) {
         let _ = self.writer(idle).write_static(error_response(status)).await;
     }
 }

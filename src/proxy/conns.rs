@@ -10,14 +10,14 @@ use std::task::{Poll, Waker};
 
 /// What a connection is doing now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnKind {
+pub(crate) enum ConnKind {
     Http,
     WebSocket,
 }
 
 /// Something the worker asks a connection to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConnCommand {
+pub(crate) enum ConnCommand {
     /// Finish the request in flight, then close; idle connections close now.
     Drain,
     /// Close now; WebSocket sessions send this close code first.
@@ -25,7 +25,7 @@ pub enum ConnCommand {
 }
 
 /// A connection's mailbox, held by the table and by the connection task.
-pub struct ConnHandle {
+pub(crate) struct ConnHandle {
     pub id: u64,
     kind: Cell<ConnKind>,
     commands: RefCell<VecDeque<ConnCommand>>,
@@ -41,52 +41,52 @@ pub struct ConnHandle {
 
 impl ConnHandle {
     /// Records that bytes went through now.
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.last_active_ms.set(crate::pool::clock::now_ms());
     }
 
-    pub fn last_active_ms(&self) -> u64 {
+    pub(crate) fn last_active_ms(&self) -> u64 {
         self.last_active_ms.get()
     }
 
     /// Records that a write toward the client starts now.
-    pub fn client_write_started(&self) {
+    pub(crate) fn client_write_started(&self) {
         let now = crate::pool::clock::now_ms();
         self.client_write_since_ms.set(now.max(1));
     }
 
     /// Records that no write toward the client is under way.
-    pub fn client_write_done(&self) {
+    pub(crate) fn client_write_done(&self) {
         self.client_write_since_ms.set(0);
     }
 
     /// Since when (ms) the write toward the client under way has been
     /// pending, if one is.
-    pub fn client_write_since_ms(&self) -> Option<u64> {
+    pub(crate) fn client_write_since_ms(&self) -> Option<u64> {
         Some(self.client_write_since_ms.get()).filter(|&t| t != 0)
     }
 
-    pub fn kind(&self) -> ConnKind {
+    pub(crate) fn kind(&self) -> ConnKind {
         self.kind.get()
     }
 
-    pub fn set_kind(&self, kind: ConnKind) {
+    pub(crate) fn set_kind(&self, kind: ConnKind) {
         self.kind.set(kind);
     }
 
-    pub fn push(&self, cmd: ConnCommand) {
+    pub(crate) fn push(&self, cmd: ConnCommand) {
         self.commands.borrow_mut().push_back(cmd);
         if let Some(w) = self.waker.take() {
             w.wake();
         }
     }
 
-    pub fn try_next(&self) -> Option<ConnCommand> {
+    pub(crate) fn try_next(&self) -> Option<ConnCommand> {
         self.commands.borrow_mut().pop_front()
     }
 
     /// Waits for the next command (one waiter: the connection task).
-    pub async fn next(&self) -> ConnCommand {
+    pub(crate) async fn next(&self) -> ConnCommand {
         poll_fn(|cx| match self.commands.borrow_mut().pop_front() {
             Some(c) => Poll::Ready(c),
             None => {
@@ -100,7 +100,7 @@ impl ConnHandle {
 
 /// Live connections of one worker; ids carry the worker number in the top
 /// 16 bits so a command for one connection can be routed to its worker.
-pub struct ConnTable {
+pub(crate) struct ConnTable {
     worker: u64,
     next: Cell<u64>,
     live: RefCell<HashMap<u64, Rc<ConnHandle>>>,
@@ -108,7 +108,7 @@ pub struct ConnTable {
 }
 
 impl ConnTable {
-    pub fn new(worker: usize) -> Self {
+    pub(crate) fn new(worker: usize) -> Self {
         Self {
             worker: worker as u64,
             next: Cell::new(1),
@@ -117,16 +117,16 @@ impl ConnTable {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.live.borrow().len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.live.borrow().is_empty()
     }
 
     /// Registers a new connection; the guard removes it when dropped.
-    pub fn insert(self: &Rc<Self>) -> ConnEntry {
+    pub(crate) fn insert(self: &Rc<Self>) -> ConnEntry {
         let n = self.next.get();
         self.next.set(n + 1);
         let id = (self.worker << 48) | (n & ((1 << 48) - 1));
@@ -146,7 +146,7 @@ impl ConnTable {
     }
 
     /// Sends `cmd` to every live connection (`filter` picks which).
-    pub fn broadcast(&self, cmd: ConnCommand, filter: impl Fn(&ConnHandle) -> bool) {
+    pub(crate) fn broadcast(&self, cmd: ConnCommand, filter: impl Fn(&ConnHandle) -> bool) {
         let handles: Vec<Rc<ConnHandle>> = self.live.borrow().values().cloned().collect();
         for h in handles.iter().filter(|h| filter(h)) {
             h.push(cmd.clone());
@@ -154,7 +154,7 @@ impl ConnTable {
     }
 
     /// Resolves when no connection is left.
-    pub async fn wait_empty(&self) {
+    pub(crate) async fn wait_empty(&self) {
         poll_fn(|cx| {
             if self.is_empty() {
                 Poll::Ready(())
@@ -181,7 +181,7 @@ impl ConnTable {
 }
 
 /// Membership of one connection in its worker's table.
-pub struct ConnEntry {
+pub(crate) struct ConnEntry {
     table: Rc<ConnTable>,
     pub handle: Rc<ConnHandle>,
 }

@@ -24,12 +24,12 @@ use crate::proxy::client_write::ClientWriter;
 use crate::proxy::ClientConn;
 
 /// Largest control message accepted.
-pub const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
+pub(crate) const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
 
 /// Whether the request may open a control channel: 401 for a wrong or
 /// missing token; without a configured token, only a loopback control
 /// listener is trusted (403 elsewhere).
-pub fn authorize(
+pub(crate) fn authorize(
     env: &Env,
     data: &[u8],
     req: &ParsedRequest,
@@ -84,7 +84,7 @@ struct Registration {
 }
 
 /// Runs one control channel after the handshake checks passed.
-pub async fn serve_channel<S>(
+pub(crate) async fn serve_channel<S>(
     env: &Env,
     client: &mut ClientConn<S>,
     req: &ParsedRequest,

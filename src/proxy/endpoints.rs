@@ -7,16 +7,16 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::backend::{pick, sticky_key, Tried};
 use super::env::Env;
 use super::hook_calls::with_request;
-use super::http_flow::check_handshake;
 use super::ClientConn;
 use crate::hooks::{Binding, Hooks};
 use crate::pool::registry::binding::is_visible_ascii;
 use crate::proto::http::{error_response, reply, BodyKind, Method, ParsedRequest};
+use crate::proto::ws::handshake::check_upgrade_request;
 use crate::proxy::control::{authorize, serve_channel};
 
 /// Serves a `/_lb/` request (or anything on the control listener); returns
 /// whether the client connection may carry another request.
-pub async fn serve<S>(env: &Env, client: &mut ClientConn<S>, req: &ParsedRequest) -> bool
+pub(crate) async fn serve<S>(env: &Env, client: &mut ClientConn<S>, req: &ParsedRequest) -> bool
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
@@ -36,7 +36,7 @@ where
                 return false;
             }
             if let Err(status) = authorize(env, data, req, client.control)
-                .and_then(|()| check_handshake(client, req))
+                .and_then(|()| check_upgrade_request(client.buf.data(), req))
             {
                 client.answer(status, idle).await;
                 return false;
@@ -71,7 +71,7 @@ where
                         reply::write_response(out, status, ctype, extra, body, keep)
                     }
                 };
-            let picked = pick(env, &snap, key, &Tried::default());
+            let picked = pick(&env.picker, &snap, key, &Tried::default());
             let written = match picked {
                 Some((_, backend)) => {
                     let mut url = backend.primary_url().to_string();

@@ -18,7 +18,7 @@ use crate::rt::notify::LocalEvent;
 use crate::rt::throttle::Throttle;
 
 /// Everything a connection task needs from the worker that runs it.
-pub struct Env {
+pub(crate) struct Env {
     /// The worker's index (0-based).
     pub worker: usize,
     /// The validated configuration.
@@ -47,7 +47,7 @@ pub struct Env {
 
 impl Env {
     /// The environment of worker `worker` over the shared pool and registry.
-    pub fn new(
+    pub(crate) fn new(
         worker: usize,
         cfg: Arc<ServeConfig>,
         pool: Arc<SharedPool>,

@@ -12,7 +12,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::Instant;
 
 use super::client_write::ClientWriter;
-pub use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts};
+pub(crate) use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts};
 use super::request_body::{pump_request, BodyPump, RequestStop};
 use super::response_relay::{pump_response, Progress};
 use crate::proto::http::{BodyKind, BodyTracker, Method, ParsedRequest};
@@ -20,7 +20,7 @@ use crate::proto::ws::handshake::accept_key;
 use crate::rt::io::{write_vec, ReadBuf};
 
 /// The request side: where it comes from and how much is already buffered.
-pub struct RequestSide<'a, R> {
+pub(crate) struct RequestSide<'a, R> {
     pub r: &'a mut R,
     pub buf: &'a mut ReadBuf,
     pub req: &'a ParsedRequest,
@@ -40,7 +40,7 @@ pub struct RequestSide<'a, R> {
 /// 413, and closed) does not end the exchange: its response is still
 /// relayed whole, and then both connections close.
 #[allow(clippy::too_many_arguments)]
-pub async fn exchange<CR, CW, BR, BW>(
+pub(crate) async fn exchange<CR, CW, BR, BW>(
     side: RequestSide<'_, CR>,
     client_w: &mut ClientWriter<'_, CW>,
     backend_r: &mut BR,
@@ -199,6 +199,6 @@ where
 }
 
 /// Flushes and closes the write side of a connection, ignoring errors.
-pub async fn shutdown_quietly<W: AsyncWriteRent>(w: &mut W) {
+pub(crate) async fn shutdown_quietly<W: AsyncWriteRent>(w: &mut W) {
     let _ = w.shutdown().await;
 }

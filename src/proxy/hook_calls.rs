@@ -14,7 +14,7 @@ const MAX_REASON: usize = 256;
 /// Builds the hooks' view of the request head at the front of `raw` and
 /// runs `f` on it. `None` when the head does not parse (it did once, to get
 /// here, so this does not happen).
-pub fn with_request<R>(
+pub(super) fn with_request<R>(
     raw: &[u8],
     peer: SocketAddr,
     tls: bool,
@@ -38,7 +38,7 @@ pub fn with_request<R>(
 }
 
 /// What the handshake hook decided, as the flow acts on it.
-pub enum Handshake {
+pub(super) enum Handshake {
     /// Go on (to the pinned backend, when one is named).
     Go { pin: Option<String> },
     /// Answer this whole response and close.
@@ -47,7 +47,7 @@ pub enum Handshake {
 
 /// Calls the hook for a request about to be forwarded: `on_handshake` for
 /// a WebSocket upgrade, `on_http_request` for anything else.
-pub fn before_forward(
+pub(super) fn before_forward(
     hooks: &dyn Hooks,
     raw: &[u8],
     peer: SocketAddr,
@@ -65,7 +65,7 @@ pub fn before_forward(
 /// Asks `on_handshake` about the upgrade whose raw head is at the front of
 /// `raw`; the headers it adds go into `forwarded` (the head sent to the
 /// backend), those that may not be written are dropped.
-pub fn handshake(
+pub(super) fn handshake(
     hooks: &dyn Hooks,
     raw: &[u8],
     peer: SocketAddr,
@@ -101,7 +101,7 @@ fn decide(decision: &Decision, forwarded: &mut Vec<u8>) -> Handshake {
 /// The refusal response: `status`, the reason (visible ASCII and spaces
 /// only, at most [`MAX_REASON`] bytes; the status's own phrase when nothing
 /// is left) as a text/plain body, and `Connection: close`.
-pub fn refusal(status: u16, reason: &str) -> Vec<u8> {
+pub(super) fn refusal(status: u16, reason: &str) -> Vec<u8> {
     let mut body: Vec<u8> = reason
         .bytes()
         .filter(|b| (0x20..=0x7e).contains(b))
@@ -118,7 +118,7 @@ pub fn refusal(status: u16, reason: &str) -> Vec<u8> {
 
 /// Asks `on_http_request` for header edits to the plain request whose raw
 /// head is at the front of `raw`, and applies them to `forwarded`.
-pub fn http_request(
+pub(super) fn http_request(
     hooks: &dyn Hooks,
     raw: &[u8],
     peer: SocketAddr,
@@ -135,7 +135,7 @@ pub fn http_request(
 /// was forwarded to the backend (the client's head is no longer at hand
 /// while the response comes back: the request side reads its body).
 #[derive(Clone, Copy)]
-pub struct ResponseHook<'a> {
+pub(crate) struct ResponseHook<'a> {
     pub hooks: &'a dyn Hooks,
     pub peer: SocketAddr,
     pub tls: bool,
@@ -146,7 +146,7 @@ pub struct ResponseHook<'a> {
 impl ResponseHook<'_> {
     /// Asks `on_http_response` for edits to the final response head
     /// `resp_head` (as it will be written to the client) and applies them.
-    pub fn edit(&self, status: u16, resp_head: &mut Vec<u8>) {
+    pub(crate) fn edit(&self, status: u16, resp_head: &mut Vec<u8>) {
         let mut edits = HeaderEdits::default();
         let called = with_request(self.forwarded, self.peer, self.tls, |r| {
             self.hooks.on_http_response(r, status, &mut edits)

@@ -15,12 +15,12 @@ use super::request_head::{read_head, HeadWait};
 use super::ClientConn;
 use crate::pool::health::{record_failure, record_success, HealthPolicy};
 use crate::pool::stats::ActiveGuard;
-use crate::proto::http::{BodyKind, ForwardInfo, Limits, Method, ParsedRequest};
-use crate::proto::ws::handshake::is_valid_client_key;
+use crate::proto::http::{ForwardInfo, Limits, ParsedRequest};
+use crate::proto::ws::handshake::check_upgrade_request;
 use crate::proxy::conns::ConnKind;
 
 /// A WebSocket upgrade the backend accepted: what the relay needs.
-pub struct Upgrade {
+pub(crate) struct Upgrade {
     pub conn: BackendConn,
     /// The backend's 101 negotiated an extension (RSV bits may be used).
     pub extensions: bool,
@@ -34,7 +34,7 @@ pub struct Upgrade {
 /// Serves requests on one client connection until it closes, or until a
 /// WebSocket upgrade succeeds (returned, so the caller can free this
 /// request machinery before relaying a session that may last hours).
-pub async fn run<S>(env: &Env, client: &mut ClientConn<S>) -> Option<Upgrade>
+pub(crate) async fn run<S>(env: &Env, client: &mut ClientConn<S>) -> Option<Upgrade>
 where
     S: AsyncReadRent + AsyncWriteRent + 'static,
 {
@@ -76,8 +76,8 @@ where
             return None;
         }
         if req.upgrade_websocket {
-            if let Err(status) =
-                check_origin(env, client, &req).and_then(|()| check_handshake(client, &req))
+            if let Err(status) = check_origin(env, client, &req)
+                .and_then(|()| check_upgrade_request(client.buf.data(), &req))
             {
                 client.answer(status, cfg.idle_timeout).await;
                 return None;
@@ -124,30 +124,6 @@ fn check_origin<S: AsyncWriteRent>(
         Ok(())
     } else {
         Err(403)
-    }
-}
-
-/// RFC 6455 handshake checks: GET, HTTP/1.1, version 13 (426), a valid key.
-pub fn check_handshake<S: AsyncWriteRent>(
-    client: &ClientConn<S>,
-    req: &ParsedRequest,
-) -> Result<(), u16> {
-    let data = client.buf.data();
-    // An upgrade has no body, so nothing to expect a 100 Continue for.
-    if req.method != Method::Get
-        || req.minor_version < 1
-        || req.body != BodyKind::Empty
-        || req.expect_continue
-    {
-        return Err(400);
-    }
-    match req.ws_version.clone().map(|r| &data[r]) {
-        Some(b"13") => {}
-        _ => return Err(426),
-    }
-    match req.ws_key.clone().map(|r| &data[r]) {
-        Some(key) if is_valid_client_key(key) => Ok(()),
-        _ => Err(400),
     }
 }
 
@@ -218,7 +194,7 @@ where
         }
         let picked = match pin {
             Some(id) => pick_pinned(&snap, id, &tried),
-            None => pick(env, &snap, key, &tried),
+            None => pick(&env.picker, &snap, key, &tried),
         };
         let Some((idx, backend)) = picked else {
             break;

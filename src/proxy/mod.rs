@@ -1,30 +1,30 @@
 //! Per-connection flow: read a request, classify it (plain HTTP, WebSocket
 //! upgrade, the balancer's own `/_lb/` endpoints), pick a backend, relay.
 
-pub mod backend;
-pub mod client_write;
-pub mod conns;
-pub mod control;
-pub mod endpoints;
-pub mod env;
-pub mod exchange;
+pub(crate) mod backend;
+pub(crate) mod client_write;
+pub(crate) mod conns;
+pub(crate) mod control;
+pub(crate) mod endpoints;
+pub(crate) mod env;
+pub(crate) mod exchange;
 #[cfg(test)]
 mod flow_tests;
 mod hook_calls;
-pub mod http_flow;
+pub(crate) mod http_flow;
 mod outbound;
-pub mod outcome;
+pub(crate) mod outcome;
 pub(crate) mod pool_events;
-pub mod request_body;
+pub(crate) mod request_body;
 mod request_head;
 mod response_relay;
 #[cfg(test)]
 mod test_io;
-pub mod tunnel;
-pub mod ws_hooks;
+pub(crate) mod tunnel;
+pub(crate) mod ws_hooks;
 mod ws_messages;
 mod ws_pinger;
-pub mod ws_relay;
+pub(crate) mod ws_relay;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -39,7 +39,7 @@ use crate::proxy::env::Env;
 
 /// Whether a listener terminates TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListenerKind {
+pub(crate) enum ListenerKind {
     Plain,
     Tls,
     /// The backend control channel's own listener.
@@ -47,7 +47,7 @@ pub enum ListenerKind {
 }
 
 impl ListenerKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ListenerKind::Plain => "http",
             ListenerKind::Tls => "https",
@@ -57,7 +57,7 @@ impl ListenerKind {
 }
 
 /// The client side of a proxied connection, split for concurrent relay.
-pub struct ClientConn<S: AsyncWriteRent> {
+pub(crate) struct ClientConn<S: AsyncWriteRent> {
     pub r: OwnedReadHalf<S>,
     pub w: OwnedWriteHalf<S>,
     pub buf: ReadBuf,
@@ -83,7 +83,7 @@ const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 const LINGER_BYTES: usize = 4 << 20;
 
 /// Serves one accepted client connection (plain or TLS) until it ends.
-pub async fn serve_client<S>(env: Rc<Env>, stream: S, peer: SocketAddr, kind: ListenerKind)
+pub(crate) async fn serve_client<S>(env: Rc<Env>, stream: S, peer: SocketAddr, kind: ListenerKind)
 where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
 {

@@ -11,7 +11,7 @@ use crate::rt::notify::LocalEvent;
 
 /// How an exchange ended well.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExchangeEnd {
+pub(crate) enum ExchangeEnd {
     /// A final response was relayed whole.
     Done {
         backend_reusable: bool,
@@ -23,7 +23,7 @@ pub enum ExchangeEnd {
 
 /// How an exchange failed, and what may still be done about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExchangeError {
+pub(crate) enum ExchangeError {
     /// The backend closed or reset before sending a byte back (nothing was
     /// sent to the client).
     ClosedEarly,
@@ -50,7 +50,7 @@ pub enum ExchangeError {
 
 /// Timeouts and limits of one exchange.
 #[derive(Clone, Copy)]
-pub struct ExchangeOpts<'a> {
+pub(crate) struct ExchangeOpts<'a> {
     pub limits: Limits,
     /// Longest wait for the response head once the request went whole (or
     /// for each body write the backend does not take, while it streams).

@@ -11,7 +11,7 @@ use crate::pool::{SharedPool, Source};
 
 /// Which event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PoolEvent {
+pub(crate) enum PoolEvent {
     /// A backend joined the pool.
     Up,
     /// A backend is ready for traffic.
@@ -21,7 +21,7 @@ pub enum PoolEvent {
 }
 
 /// Calls the hook for `event` about backend `id` at `url`.
-pub fn emit(
+pub(crate) fn emit(
     hooks: &Option<Arc<dyn Hooks>>,
     event: PoolEvent,
     id: &str,
@@ -39,7 +39,12 @@ pub fn emit(
 
 /// Calls the hook for `event` about backend `id` as the pool's current
 /// snapshot has it (nothing when it is not in the pool).
-pub fn emit_member(hooks: &Option<Arc<dyn Hooks>>, pool: &SharedPool, event: PoolEvent, id: &str) {
+pub(crate) fn emit_member(
+    hooks: &Option<Arc<dyn Hooks>>,
+    pool: &SharedPool,
+    event: PoolEvent,
+    id: &str,
+) {
     let Some(hooks) = hooks else { return };
     let snap = pool.load();
     let Some(b) = snap.backends.iter().find(|b| &*b.id == id) else {
@@ -55,7 +60,7 @@ pub fn emit_member(hooks: &Option<Arc<dyn Hooks>>, pool: &SharedPool, event: Poo
 
 /// `on_backend_up` then `on_backend_ready` for every backend in the pool
 /// (the static ones, at start).
-pub fn emit_all_up(hooks: &Option<Arc<dyn Hooks>>, pool: &SharedPool) {
+pub(crate) fn emit_all_up(hooks: &Option<Arc<dyn Hooks>>, pool: &SharedPool) {
     let Some(hooks) = hooks else { return };
     for b in pool.load().backends.iter() {
         let backend = BackendEvent {
@@ -70,7 +75,7 @@ pub fn emit_all_up(hooks: &Option<Arc<dyn Hooks>>, pool: &SharedPool) {
 
 /// The event after a drain switch, from the state before it: `Down` when
 /// draining starts, `Ready` when it ends, nothing when it did not change.
-pub fn drain_switch(was_draining: bool, draining: bool) -> Option<PoolEvent> {
+pub(crate) fn drain_switch(was_draining: bool, draining: bool) -> Option<PoolEvent> {
     match (was_draining, draining) {
         (false, true) => Some(PoolEvent::Down),
         (true, false) => Some(PoolEvent::Ready),

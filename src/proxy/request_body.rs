@@ -16,7 +16,7 @@ use crate::rt::io::{write_range, ReadBuf};
 /// When a request body must be complete: `start + grace + received / rate`
 /// (`rate` in bytes per second; 0 makes `grace` a total deadline).
 #[derive(Clone, Copy, Debug)]
-pub struct BodyDeadline {
+pub(crate) struct BodyDeadline {
     pub grace: Duration,
     pub min_rate: u64,
 }
@@ -24,7 +24,7 @@ pub struct BodyDeadline {
 impl BodyDeadline {
     /// The deadline of a body that started at `start` and has brought
     /// `received` bytes so far.
-    pub fn at(&self, start: Instant, received: u64) -> Instant {
+    pub(crate) fn at(&self, start: Instant, received: u64) -> Instant {
         let earned = received
             .saturating_mul(1000)
             .checked_div(self.min_rate)
@@ -39,7 +39,7 @@ impl BodyDeadline {
 
 /// Why the request body stopped before its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestStop {
+pub(crate) enum RequestStop {
     /// The client closed, failed or sent a malformed body.
     ClientGone,
     /// The client did not send the body in time (408).
@@ -50,7 +50,7 @@ pub enum RequestStop {
 }
 
 /// Where a streamed body stands and what bounds it.
-pub struct BodyPump<'a> {
+pub(crate) struct BodyPump<'a> {
     pub tracker: &'a mut BodyTracker,
     /// What the tracker already saw of the body (sent with the head).
     pub received: u64,
@@ -72,7 +72,7 @@ pub struct BodyPump<'a> {
 /// read waits at most until the body deadline and at most `idle` (a stall
 /// after fast bytes earned a far deadline). Writes go in pieces of at most
 /// [`CHUNK`] bytes, each re-arming the backend's due time.
-pub async fn pump_request<CR, BW>(
+pub(crate) async fn pump_request<CR, BW>(
     client_r: &mut CR,
     client_buf: &mut ReadBuf,
     backend_w: &mut BW,

@@ -11,7 +11,7 @@ use crate::proto::http::{parse_request, ForwardInfo, Limits, ParsedRequest};
 const HEAD_READ: usize = 8 * 1024;
 
 /// What happened while waiting for a request head.
-pub enum HeadWait {
+pub(super) enum HeadWait {
     Request(ParsedRequest),
     /// Close quietly (EOF, idle timeout, drain).
     Close,
@@ -21,7 +21,7 @@ pub enum HeadWait {
 
 /// Reads until a whole request head is buffered (`first`: the first
 /// request on this connection).
-pub async fn read_head<S>(
+pub(super) async fn read_head<S>(
     env: &Env,
     client: &mut ClientConn<S>,
     limits: &Limits,

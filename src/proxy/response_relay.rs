@@ -27,7 +27,7 @@ const COALESCE_LIMIT: usize = 4096;
 
 /// What the response side shares with the request side of its exchange.
 #[derive(Clone, Copy)]
-pub struct Progress<'a> {
+pub(super) struct Progress<'a> {
     /// Turns true just before the first byte is written to the client.
     pub started: &'a Cell<bool>,
     /// Since when the backend owes progress (see `exchange`); `None` while
@@ -124,7 +124,7 @@ const MAX_INTERIM_RESPONSES: usize = 8;
 /// is the `Sec-WebSocket-Accept` a 101 must carry (None: the request was not
 /// an upgrade, and a 101 is a protocol violation).
 #[allow(clippy::too_many_arguments)]
-pub async fn pump_response<CW, BR>(
+pub(super) async fn pump_response<CW, BR>(
     client_w: &mut ClientWriter<'_, CW>,
     backend_r: &mut BR,
     buf: &mut ReadBuf,

@@ -91,7 +91,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
 /// noting the ending (see the module docs) and the bytes in `track`.
 /// Returns false when a write toward the client was abandoned part way
 /// (or failed): its writer must not be used again, not even to shut it.
-pub async fn relay<S>(
+pub(crate) async fn relay<S>(
     _env: &Env,
     client: &mut ClientConn<S>,
     conn: BackendConn,

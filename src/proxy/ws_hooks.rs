@@ -15,16 +15,16 @@ use crate::proto::ws::frame::FrameHeader;
 use crate::proto::ws::scanner::control_payload;
 
 /// The close code reported when a side went away without a close frame.
-pub const LOST: u16 = 1006;
+pub(crate) const LOST: u16 = 1006;
 /// The close code reported for a close frame that carried none.
-pub const NO_CODE: u16 = 1005;
+pub(crate) const NO_CODE: u16 = 1005;
 
 /// What a relay notes about its session for `on_disconnect`: the first
 /// ending seen (a close frame received from either side, a protocol error
 /// or a command that made the balancer close, a side lost), and the bytes
 /// read from each side after the upgrade.
 #[derive(Debug, Default)]
-pub struct Track {
+pub(crate) struct Track {
     code: Cell<Option<u16>>,
     bytes_in: Cell<u64>,
     bytes_out: Cell<u64>,
@@ -32,31 +32,31 @@ pub struct Track {
 
 impl Track {
     /// Notes `code` as the session's ending, unless one was noted first.
-    pub fn note(&self, code: u16) {
+    pub(crate) fn note(&self, code: u16) {
         if self.code.get().is_none() {
             self.code.set(Some(code));
         }
     }
 
     /// Counts `n` bytes read from the client (`up`) or from the backend.
-    pub fn count(&self, up: bool, n: usize) {
+    pub(crate) fn count(&self, up: bool, n: usize) {
         let c = if up { &self.bytes_in } else { &self.bytes_out };
         c.set(c.get().wrapping_add(n as u64));
     }
 
     /// The code that ended the session ([`LOST`] when none was noted).
-    pub fn code(&self) -> u16 {
+    pub(crate) fn code(&self) -> u16 {
         self.code.get().unwrap_or(LOST)
     }
 
     /// Bytes read from the client and from the backend.
-    pub fn bytes(&self) -> (u64, u64) {
+    pub(crate) fn bytes(&self) -> (u64, u64) {
         (self.bytes_in.get(), self.bytes_out.get())
     }
 }
 
 /// The code a whole close frame carries ([`NO_CODE`] when it has none).
-pub fn close_code_of(frame: &[u8], header: &FrameHeader) -> u16 {
+pub(crate) fn close_code_of(frame: &[u8], header: &FrameHeader) -> u16 {
     let (p, n) = control_payload(frame, header);
     if n >= 2 {
         u16::from_be_bytes([p[0], p[1]])
@@ -67,7 +67,7 @@ pub fn close_code_of(frame: &[u8], header: &FrameHeader) -> u16 {
 
 /// A session the hooks were told about: `on_connect` has been called,
 /// `on_disconnect` is owed.
-pub struct Live {
+pub(crate) struct Live {
     hooks: Arc<dyn Hooks>,
     session: Session,
     started: Instant,
@@ -76,7 +76,7 @@ pub struct Live {
 impl Live {
     /// Calls `on_connect` for a session just established, when there are
     /// hooks; `route` is the upgrade's path and the backend's id.
-    pub fn begin(
+    pub(crate) fn begin(
         env: &Env,
         id: u64,
         peer: SocketAddr,
@@ -100,12 +100,12 @@ impl Live {
     }
 
     /// Asks `on_message` about a message (or frame).
-    pub fn on_message(&self, msg: &Message<'_>) -> Verdict {
+    pub(crate) fn on_message(&self, msg: &Message<'_>) -> Verdict {
         self.hooks.on_message(&self.session, msg)
     }
 
     /// Calls `on_disconnect` with what `track` noted.
-    pub fn end(self, track: &Track) {
+    pub(crate) fn end(self, track: &Track) {
         let (bytes_in, bytes_out) = track.bytes();
         let end = SessionEnd {
             code: track.code(),

@@ -250,7 +250,7 @@ async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
 /// data messages go through `on_message`. Returns false when a write
 /// toward the client was abandoned part way: its writer must not be used
 /// again, not even to shut it.
-pub async fn relay<S>(
+pub(crate) async fn relay<S>(
     env: &Env,
     client: &mut ClientConn<S>,
     conn: BackendConn,

@@ -1,10 +1,10 @@
 //! The server: builds the shared state, binds every listener and starts one
 //! pinned worker per core; a drain stops them gracefully.
 
-pub mod listener;
-pub mod per_ip;
+pub(crate) mod listener;
+pub(crate) mod per_ip;
 mod refuse;
-pub mod worker;
+pub(crate) mod worker;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use crate::rt::notify::{Lifecycle, Phase};
 use listener::bind_set;
 
 /// Process-wide state shared by every worker (read-mostly; counters atomic).
-pub struct Shared {
+pub(crate) struct Shared {
     pub cfg: Arc<ServeConfig>,
     pub pool: Arc<SharedPool>,
     pub registry: Arc<Registry>,
@@ -35,29 +35,34 @@ pub struct Shared {
     pub hooks: Option<Arc<dyn crate::hooks::Hooks>>,
 }
 
-/// Why `wslb serve` could not start.
+/// Why the balancer could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// A certificate or key could not be loaded.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// A listening address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address.
         addr: std::net::SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
+    /// A static backend's URL was refused.
     #[error("backend: {0}")]
     Backend(String),
-    #[error("cannot install signal handlers: {0}")]
-    Signals(std::io::Error),
+    /// A thread could not be started.
     #[error("cannot start worker thread: {0}")]
     Thread(std::io::Error),
+    /// A worker's runtime could not be built.
     #[error("{0}")]
     Runtime(String),
 }
 
 /// A started balancer: its workers run until [`Running::drain`] and the
 /// drain that follows; [`Running::wait`] joins them.
-pub struct Running {
+pub(crate) struct Running {
     shared: Arc<Shared>,
     workers: Vec<std::thread::JoinHandle<()>>,
     listeners: Vec<(ListenerKind, std::net::SocketAddr)>,
@@ -65,24 +70,24 @@ pub struct Running {
 
 impl Running {
     /// The state every worker shares (for the admin API).
-    pub fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 
     /// Every serving listener with the address it is bound to (port 0
     /// resolved), in the order the configuration gives them.
-    pub fn listeners(&self) -> &[(ListenerKind, std::net::SocketAddr)] {
+    pub(crate) fn listeners(&self) -> &[(ListenerKind, std::net::SocketAddr)] {
         &self.listeners
     }
 
     /// Stops accepting, lets in-flight work finish within the drain
     /// timeout, then closes what is left (WebSocket sessions with 1001).
-    pub fn drain(&self) {
+    pub(crate) fn drain(&self) {
         self.shared.lifecycle.advance(Phase::Draining);
     }
 
     /// Waits until every worker has stopped (after a drain).
-    pub fn wait(self) {
+    pub(crate) fn wait(self) {
         for h in self.workers {
             let _ = h.join();
         }
@@ -93,7 +98,7 @@ impl Running {
 
 /// Builds the shared state, binds every listener and starts the workers;
 /// returns once every worker's runtime is up and accepting.
-pub fn start(
+pub(crate) fn start(
     cfg: ServeConfig,
     hooks: Option<Arc<dyn crate::hooks::Hooks>>,
 ) -> Result<Running, ServeError> {

@@ -6,16 +6,16 @@ use super::chunked::is_tchar;
 use super::headers::value_is_clean;
 
 /// Longest value a hook may add (longer ones are dropped).
-pub const MAX_EDIT_VALUE: usize = 8 * 1024;
+pub(crate) const MAX_EDIT_VALUE: usize = 8 * 1024;
 
 /// Whether `name` is an RFC 9110 token.
-pub fn is_token(name: &[u8]) -> bool {
+pub(crate) fn is_token(name: &[u8]) -> bool {
     !name.is_empty() && name.iter().all(|&c| is_tchar(c))
 }
 
 /// Fields a hook may neither add nor remove: the framing ones, hop-by-hop
 /// ones, Host, and the WebSocket handshake's own (`Sec-WebSocket-*`).
-pub fn is_forbidden(name: &str) -> bool {
+pub(crate) fn is_forbidden(name: &str) -> bool {
     const NAMES: [&str; 9] = [
         "content-length",
         "transfer-encoding",
@@ -37,19 +37,19 @@ pub fn is_forbidden(name: &str) -> bool {
 /// Whether a hook may add the field `name: value`: a token that is not
 /// forbidden, and a value of at most [`MAX_EDIT_VALUE`] bytes without
 /// control bytes (no CR, LF or NUL; HTAB allowed).
-pub fn may_add(name: &str, value: &str) -> bool {
+pub(crate) fn may_add(name: &str, value: &str) -> bool {
     may_remove(name) && value.len() <= MAX_EDIT_VALUE && value_is_clean(value.as_bytes())
 }
 
 /// Whether a hook may remove the fields called `name`.
-pub fn may_remove(name: &str) -> bool {
+pub(crate) fn may_remove(name: &str) -> bool {
     is_token(name.as_bytes()) && !is_forbidden(name)
 }
 
 /// Appends the fields `may_add` allows just before the empty line that ends
 /// `head`; returns how many were dropped. A head that does not end in
 /// CRLF CRLF is left alone (and every field counts as dropped).
-pub fn append_fields<'a>(
+pub(crate) fn append_fields<'a>(
     head: &mut Vec<u8>,
     fields: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> usize {
@@ -74,7 +74,7 @@ pub fn append_fields<'a>(
 /// Removes, in place, every field of `head` (after its first line) whose
 /// name is one of `names` (compared without case) that `may_remove`
 /// allows; returns how many fields went.
-pub fn remove_fields(head: &mut Vec<u8>, names: &[String]) -> usize {
+pub(crate) fn remove_fields(head: &mut Vec<u8>, names: &[String]) -> usize {
     if !names.iter().any(|n| may_remove(n)) {
         return 0;
     }

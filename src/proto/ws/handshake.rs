@@ -30,6 +30,33 @@ pub fn is_valid_client_key(key: &[u8]) -> bool {
     matches!(B64.decode_slice(key, &mut out), Ok(16))
 }
 
+/// The balancer's RFC 6455 checks of a client's upgrade request, whose
+/// head was parsed from `data`: GET over HTTP/1.1 without a body or an
+/// `Expect` (400), version 13 (426 otherwise), a valid key (400). `Err`
+/// carries the status to answer.
+pub fn check_upgrade_request(
+    data: &[u8],
+    req: &crate::proto::http::ParsedRequest,
+) -> Result<(), u16> {
+    use crate::proto::http::{BodyKind, Method};
+    // An upgrade has no body, so nothing to expect a 100 Continue for.
+    if req.method != Method::Get
+        || req.minor_version < 1
+        || req.body != BodyKind::Empty
+        || req.expect_continue
+    {
+        return Err(400);
+    }
+    match req.ws_version.clone().and_then(|r| data.get(r)) {
+        Some(b"13") => {}
+        _ => return Err(426),
+    }
+    match req.ws_key.clone().and_then(|r| data.get(r)) {
+        Some(key) if is_valid_client_key(key) => Ok(()),
+        _ => Err(400),
+    }
+}
+
 /// A fresh random key (16 random bytes, base64).
 pub fn generate_client_key() -> String {
     let mut raw = [0u8; 16];
@@ -375,5 +402,44 @@ mod tests {
             KEY
         )
         .is_err());
+    }
+
+    fn upgrade_status(head: &str) -> Result<(), u16> {
+        use crate::proto::http::{parse_request, ForwardInfo, Limits};
+        let limits = Limits {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+        };
+        let fwd = ForwardInfo {
+            client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            tls: false,
+            trusted: false,
+        };
+        let mut scratch = Vec::new();
+        let req = parse_request(head.as_bytes(), &limits, &fwd, &mut scratch)
+            .expect("parses")
+            .expect("whole head");
+        check_upgrade_request(head.as_bytes(), &req)
+    }
+
+    #[test]
+    fn upgrade_requests_are_checked_with_the_right_status() {
+        let ok = format!(
+            "GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+        );
+        assert_eq!(upgrade_status(&ok), Ok(()));
+        assert_eq!(upgrade_status(&ok.replace("GET", "POST")), Err(400));
+        assert_eq!(
+            upgrade_status(&ok.replace("HTTP/1.1", "HTTP/1.0")),
+            Err(400)
+        );
+        assert_eq!(
+            upgrade_status(&ok.replace("Version: 13", "Version: 8")),
+            Err(426)
+        );
+        assert_eq!(upgrade_status(&ok.replace(KEY, "short")), Err(400));
+        let no_key = ok.replace(&format!("Sec-WebSocket-Key: {KEY}\r\n"), "");
+        assert_eq!(upgrade_status(&no_key), Err(400));
     }
 }
