@@ -13,7 +13,7 @@ use monoio::time::Instant;
 
 use super::client_write::ClientWriter;
 pub(crate) use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts};
-use super::request_body::{pump_request, BodyPump, RequestStop};
+use super::request_body::{pump_request, BodyPump, RequestState, RequestStop};
 use super::response_relay::{pump_response, Progress};
 use crate::proto::http::{BodyKind, BodyTracker, Method, ParsedRequest};
 use crate::proto::ws::handshake::accept_key;
@@ -38,7 +38,9 @@ pub(crate) struct RequestSide<'a, R> {
 ///
 /// A backend that stops taking the request body (it answered early, e.g. a
 /// 413, and closed) does not end the exchange: its response is still
-/// relayed whole, and then both connections close.
+/// relayed whole, and then both connections close; its head says
+/// `Connection: close` when that is known as it goes out (see
+/// `pump_response`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn exchange<CR, CW, BR, BW>(
     side: RequestSide<'_, CR>,
@@ -87,6 +89,7 @@ where
     let backend_due = Cell::new(Some(Instant::now()));
     let head_sent = Cell::new(false);
     let started = Cell::new(false);
+    let request_state = Cell::new(RequestState::Sending);
     let mut request_tracker = BodyTracker::new(req.body);
     let request = async {
         let (res, send) = write_vec(backend_w, send).await;
@@ -126,19 +129,26 @@ where
         Progress {
             started: &started,
             backend_due: &backend_due,
+            request: &request_state,
         },
         expected_accept.as_deref(),
     );
 
     let mut request = pin!(request);
     let mut response = pin!(response);
-    // The head and the whole body went to the backend.
-    let mut request_whole = false;
     let mut request_pending = true;
+    let request_whole = || request_state.get() == RequestState::Whole;
     let outcome = poll_fn(|cx| {
         if request_pending {
             if let Poll::Ready(r) = request.as_mut().poll(cx) {
                 request_pending = false;
+                // Before the response is polled: a head it writes from
+                // here on knows where the request stands.
+                request_state.set(if r.is_ok() {
+                    RequestState::Whole
+                } else {
+                    RequestState::Stopped
+                });
                 // Nothing more to send: the backend owes the answer from
                 // now on (the response is polled right below, and arms its
                 // timer on this). A request sent in one write keeps the
@@ -147,8 +157,7 @@ where
                     backend_due.set(Some(Instant::now()));
                 }
                 match r {
-                    Ok(()) => request_whole = true,
-                    Err(RequestStop::BackendStopped) => {}
+                    Ok(()) | Err(RequestStop::BackendStopped) => {}
                     Err(RequestStop::ClientGone) => {
                         return Poll::Ready(Err(ExchangeError::ClientGone))
                     }
@@ -169,10 +178,11 @@ where
             client_keep_alive,
         }) => {
             // A response that ended before its request body was sent whole
-            // leaves both connections in an unknown state: close them. A
-            // body on a method that gives it no meaning may have been
-            // ignored by the backend and left unread on the connection
-            // (the next request would be answered with its bytes).
+            // leaves both connections in an unknown state: close them (the
+            // head said so when that was known as it went out, see
+            // `pump_response`). A body on a method that gives it no meaning
+            // may have been ignored by the backend and left unread on the
+            // connection (the next request would be answered with its bytes).
             let body_may_be_unread = req.body != BodyKind::Empty
                 && matches!(
                     req.method,
@@ -184,14 +194,14 @@ where
                         | Method::Connect
                 );
             Ok(ExchangeEnd::Done {
-                backend_reusable: backend_reusable && request_whole && !body_may_be_unread,
-                client_keep_alive: client_keep_alive && request_whole,
+                backend_reusable: backend_reusable && request_whole() && !body_may_be_unread,
+                client_keep_alive: client_keep_alive && request_whole(),
             })
         }
         // Closed while the client's body was still coming: many backends
         // do that at their own body timeout, so a slow client must not get
         // the backend blamed (nor the request replayed).
-        Err(ExchangeError::ClosedEarly) if !replayable && head_sent.get() && !request_whole => {
+        Err(ExchangeError::ClosedEarly) if !replayable && head_sent.get() && !request_whole() => {
             Err(ExchangeError::ClosedDuringBody)
         }
         other => other,

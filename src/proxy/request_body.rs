@@ -49,6 +49,17 @@ pub(crate) enum RequestStop {
     BackendStopped,
 }
 
+/// Where the request stands, as the response side sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestState {
+    /// The head or the body is still going to the backend.
+    Sending,
+    /// The head and the whole body went to the backend.
+    Whole,
+    /// It stopped before its end (see [`RequestStop`]).
+    Stopped,
+}
+
 /// Where a streamed body stands and what bounds it.
 pub(crate) struct BodyPump<'a> {
     pub tracker: &'a mut BodyTracker,

@@ -18,6 +18,7 @@ use monoio::time::{Instant, Sleep};
 
 use super::client_write::ClientWriter;
 use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts};
+use super::request_body::RequestState;
 use crate::proto::http::headers::has_header;
 use crate::proto::http::{parse_response, BodyKind, BodyTracker, ParsedRequest, ParsedResponse};
 use crate::rt::io::{ReadBuf, CHUNK};
@@ -33,6 +34,24 @@ pub(super) struct Progress<'a> {
     /// Since when the backend owes progress (see `exchange`); `None` while
     /// it waits on the client's body.
     pub backend_due: &'a Cell<Option<Instant>>,
+    /// Where the request stands: a final head written before it went whole
+    /// says `Connection: close` when the rest may not get through (see
+    /// [`keep_alive_now`]; RFC 9112 section 9.6).
+    pub request: &'a Cell<RequestState>,
+}
+
+/// Whether the client connection may stay open after a final head written
+/// now, as known before the backend's own say: the client asked, no drain
+/// began, and the request went whole or the rest of its body may still get
+/// through, which it will not if the backend stopped taking it, nor if the
+/// client may withhold it (no 1xx answered its `Expect: 100-continue`).
+fn keep_alive_now(opts: &ExchangeOpts<'_>, progress: Progress<'_>, req: &ParsedRequest) -> bool {
+    let request = match progress.request.get() {
+        RequestState::Whole => true,
+        RequestState::Stopped => false,
+        RequestState::Sending => !req.expect_continue || progress.started.get(),
+    };
+    opts.client_keep_alive && !opts.draining.is_fired() && request
 }
 
 /// Reads once from the backend. The wait ends `timeout` after the later of
@@ -147,16 +166,12 @@ where
     let mut interim = 0;
     loop {
         resp_out.clear();
-        let parsed = parse_response(
-            buf.data(),
-            &opts.limits,
-            req.method,
-            req.minor_version,
-            opts.client_keep_alive && !opts.draining.is_fired(),
-            resp_out,
-        )
-        .map_err(|_| failed("backend sent a malformed response head"))?;
-        let Some(resp) = parsed else {
+        let parse = |keep_alive, out: &mut Vec<u8>| {
+            let (method, minor) = (req.method, req.minor_version);
+            parse_response(buf.data(), &opts.limits, method, minor, keep_alive, out)
+                .map_err(|_| failed("backend sent a malformed response head"))
+        };
+        let Some(mut resp) = parse(keep_alive_now(&opts, progress, req), resp_out)? else {
             let timeout = if started.get() {
                 opts.read_timeout
             } else {
@@ -173,6 +188,15 @@ where
             }
             continue;
         };
+        // An early answer from a backend that closes after it: the rest of
+        // the body will not get through, so the client's connection closes.
+        let sending = progress.request.get() == RequestState::Sending;
+        if sending && resp.client_keep_alive && !resp.backend_keep_alive && !resp.informational {
+            resp_out.clear();
+            if let Some(again) = parse(false, resp_out)? {
+                resp = again;
+            }
+        }
         if resp.status == 101 {
             check_switch(&buf.data()[..resp.head_len], &resp, expected_accept).map_err(failed)?;
         }
@@ -268,129 +292,5 @@ fn header_values<'a>(head: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn switching(upgrade: bool) -> ParsedResponse {
-        ParsedResponse {
-            head_len: 0,
-            status: 101,
-            minor_version: 1,
-            body: BodyKind::Empty,
-            backend_keep_alive: false,
-            client_keep_alive: false,
-            informational: false,
-            upgrade,
-        }
-    }
-
-    /// A reader whose one read completes with `b"x"` at `ready`; counts the
-    /// reads issued (a re-issued read would lose bytes with io_uring).
-    struct Slow {
-        ready: Instant,
-        reads: usize,
-    }
-
-    impl monoio::io::AsyncReadRent for Slow {
-        async fn read<T: monoio::buf::IoBufMut>(
-            &mut self,
-            mut buf: T,
-        ) -> monoio::BufResult<usize, T> {
-            self.reads += 1;
-            monoio::time::sleep_until(self.ready).await;
-            // SAFETY: IoBufMut guarantees `write_ptr` is valid for
-            // `bytes_total` (at least 1 here) bytes; one is written and
-            // marked initialised.
-            unsafe {
-                *buf.write_ptr() = b'x';
-                buf.set_init(1);
-            }
-            (Ok(1), buf)
-        }
-
-        async fn readv<T: monoio::buf::IoVecBufMut>(
-            &mut self,
-            buf: T,
-        ) -> monoio::BufResult<usize, T> {
-            (Ok(0), buf)
-        }
-    }
-
-    /// Runs one `read_backend` with `timeout` while `steps` (after each
-    /// delay) set the backend's due time: `Some(true)` to now, `Some(false)`
-    /// to none. Returns the result, the reads issued and the time taken.
-    fn read_with(
-        data_after: Duration,
-        timeout: Duration,
-        initial: bool,
-        steps: &[(Duration, bool)],
-    ) -> (Result<usize, ExchangeError>, usize, Duration) {
-        super::super::test_io::run(async {
-            let t0 = Instant::now();
-            let mut r = Slow {
-                ready: t0 + data_after,
-                reads: 0,
-            };
-            let mut buf = ReadBuf::with_capacity(64);
-            let started = Cell::new(false);
-            let due = Cell::new(initial.then_some(t0));
-            let progress = Progress {
-                started: &started,
-                backend_due: &due,
-            };
-            let steps = async {
-                for &(after, set) in steps {
-                    monoio::time::sleep_until(t0 + after).await;
-                    due.set(set.then(Instant::now));
-                }
-                std::future::pending::<()>().await
-            };
-            // As in `exchange`: the request side first, then the response.
-            let res = {
-                let mut steps = pin!(steps);
-                let mut read = pin!(read_backend(&mut r, &mut buf, timeout, progress));
-                poll_fn(|cx| {
-                    let _ = steps.as_mut().poll(cx);
-                    read.as_mut().poll(cx)
-                })
-                .await
-            };
-            (res, r.reads, t0.elapsed())
-        })
-    }
-
-    #[test]
-    fn the_backend_timeout_waits_for_the_request_side() {
-        let ms = Duration::from_millis;
-        // Due from the start: a plain timeout.
-        let (res, reads, took) = read_with(ms(400), ms(100), true, &[]);
-        assert!(matches!(res, Err(ExchangeError::Timeout { .. })), "{res:?}");
-        assert_eq!(reads, 1);
-        assert!(took < ms(300), "{took:?}");
-        // The body streams (no due time) well past the timeout, then is
-        // sent whole: the timeout runs from there.
-        let (res, reads, took) = read_with(ms(2000), ms(100), false, &[(ms(300), true)]);
-        assert!(matches!(res, Err(ExchangeError::Timeout { .. })), "{res:?}");
-        assert_eq!(reads, 1);
-        assert!(took >= ms(400) && took < ms(1500), "{took:?}");
-        // Each body write re-arms it; the one read sees the answer.
-        let steps = [(ms(80), true), (ms(160), true), (ms(240), true)];
-        let (res, reads, _) = read_with(ms(300), ms(100), true, &steps);
-        assert_eq!(res, Ok(1));
-        assert_eq!(reads, 1, "the read was re-issued");
-    }
-
-    #[test]
-    fn a_switch_must_answer_an_upgrade_with_the_right_key() {
-        let good = b"HTTP/1.1 101 S\r\nUpgrade: websocket\r\nSec-WebSocket-Accept:  abc= \r\n\r\n";
-        assert_eq!(check_switch(good, &switching(true), Some("abc=")), Ok(()));
-        assert!(check_switch(good, &switching(true), Some("xyz=")).is_err());
-        assert!(check_switch(good, &switching(true), None).is_err());
-        assert!(check_switch(good, &switching(false), Some("abc=")).is_err());
-        let twice =
-            b"HTTP/1.1 101 S\r\nSec-WebSocket-Accept: abc=\r\nSec-WebSocket-Accept: abc=\r\n\r\n";
-        assert!(check_switch(twice, &switching(true), Some("abc=")).is_err());
-        let none = b"HTTP/1.1 101 S\r\nUpgrade: websocket\r\n\r\n";
-        assert!(check_switch(none, &switching(true), Some("abc=")).is_err());
-    }
-}
+#[path = "response_relay_tests.rs"]
+mod tests;

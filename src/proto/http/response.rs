@@ -43,13 +43,14 @@ pub struct ParsedResponse {
 /// fields are forwarded as they are; the body is forwarded verbatim), other
 /// codings give `UntilClose`; else `Content-Length`; else `UntilClose`.
 ///
-/// `client_keep_alive` is what the client asked for. A final head says
-/// `Connection: close` when the client connection will close (the client
-/// asked, or the body runs until close) and `Connection: keep-alive` to an
-/// HTTP/1.0 client that keeps alive. An HTTP/1.0 client cannot read a
-/// chunked body and the body is not de-chunked: such a response goes out
-/// with `Connection: close` and `client_keep_alive == false`, and the proxy
-/// closes after forwarding it.
+/// `client_keep_alive` is false when the caller will close the client
+/// connection after this response (the client asked, a drain, a request
+/// body whose rest may not get through). A final head says `Connection: close` when the
+/// client connection will close (that, or the body runs until close) and
+/// `Connection: keep-alive` to an HTTP/1.0 client that keeps alive. An
+/// HTTP/1.0 client cannot read a chunked body and the body is not
+/// de-chunked: such a response goes out with `Connection: close` and
+/// `client_keep_alive == false`, and the proxy closes after forwarding it.
 ///
 /// Errors (the proxy answers 502): malformed heads, obs-fold, bad or
 /// conflicting Content-Length, Content-Length with Transfer-Encoding,

@@ -187,6 +187,12 @@ fn expect_continue_waits_for_the_backend_100_then_sends_the_body() {
         bc.send(&ok_response(201, b"stored", true)).await;
         let r = c.response().await;
         assert_eq!((r.status, r.body.as_slice()), (201, &b"stored"[..]));
+        // The body went whole before the answer: both connections stay.
+        assert_eq!(r.header("connection"), None, "{}", r.head);
+        c.send(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(bc.request().await.path, "/next");
+        bc.send(&ok_response(200, b"again", true)).await;
+        assert_eq!(c.response().await.body, b"again");
     });
 }
 
