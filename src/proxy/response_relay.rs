@@ -54,6 +54,39 @@ fn keep_alive_now(opts: &ExchangeOpts<'_>, progress: Progress<'_>, req: &ParsedR
     opts.client_keep_alive && !opts.draining.is_fired() && request
 }
 
+/// Parses the backend's response head at the front of `data` (`None`: not
+/// whole yet), deciding the client's keep-alive as it goes out: see
+/// [`keep_alive_now`], and an early answer from a backend that closes after
+/// it, while the body is still being sent, closes the client's connection
+/// too (the rest of the body will not get through). Sync, so that the
+/// relay's future stays small.
+fn parse_head(
+    data: &[u8],
+    opts: &ExchangeOpts<'_>,
+    progress: Progress<'_>,
+    req: &ParsedRequest,
+    out: &mut Vec<u8>,
+) -> Result<Option<ParsedResponse>, ExchangeError> {
+    let parse = |keep_alive, out: &mut Vec<u8>| {
+        let (method, minor) = (req.method, req.minor_version);
+        parse_response(data, &opts.limits, method, minor, keep_alive, out).map_err(|_| {
+            ExchangeError::Failed {
+                response_started: progress.started.get(),
+                detail: "backend sent a malformed response head",
+            }
+        })
+    };
+    let Some(resp) = parse(keep_alive_now(opts, progress, req), out)? else {
+        return Ok(None);
+    };
+    let sending = progress.request.get() == RequestState::Sending;
+    if sending && resp.client_keep_alive && !resp.backend_keep_alive && !resp.informational {
+        out.clear();
+        return parse(false, out);
+    }
+    Ok(Some(resp))
+}
+
 /// Reads once from the backend. The wait ends `timeout` after the later of
 /// this read's start and the backend's due time, a time the request side
 /// may move (or clear) while the read is pending: the read itself is never
@@ -63,7 +96,7 @@ async fn read_backend<BR: AsyncReadRent>(
     backend_r: &mut BR,
     buf: &mut ReadBuf,
     timeout: Duration,
-    progress: Progress<'_>,
+    progress: &Progress<'_>,
 ) -> Result<usize, ExchangeError> {
     let read_start = Instant::now();
     let mut read = pin!(buf.read_from(backend_r, CHUNK));
@@ -166,18 +199,14 @@ where
     let mut interim = 0;
     loop {
         resp_out.clear();
-        let parse = |keep_alive, out: &mut Vec<u8>| {
-            let (method, minor) = (req.method, req.minor_version);
-            parse_response(buf.data(), &opts.limits, method, minor, keep_alive, out)
-                .map_err(|_| failed("backend sent a malformed response head"))
-        };
-        let Some(mut resp) = parse(keep_alive_now(&opts, progress, req), resp_out)? else {
+        let parsed = parse_head(buf.data(), &opts, progress, req, resp_out)?;
+        let Some(resp) = parsed else {
             let timeout = if started.get() {
                 opts.read_timeout
             } else {
                 opts.head_timeout
             };
-            let n = read_backend(backend_r, buf, timeout, progress).await;
+            let n = read_backend(backend_r, buf, timeout, &progress).await;
             match n {
                 Ok(0) | Err(ExchangeError::Failed { .. }) if !received => {
                     return Err(ExchangeError::ClosedEarly)
@@ -188,15 +217,6 @@ where
             }
             continue;
         };
-        // An early answer from a backend that closes after it: the rest of
-        // the body will not get through, so the client's connection closes.
-        let sending = progress.request.get() == RequestState::Sending;
-        if sending && resp.client_keep_alive && !resp.backend_keep_alive && !resp.informational {
-            resp_out.clear();
-            if let Some(again) = parse(false, resp_out)? {
-                resp = again;
-            }
-        }
         if resp.status == 101 {
             check_switch(&buf.data()[..resp.head_len], &resp, expected_accept).map_err(failed)?;
         }
@@ -239,7 +259,7 @@ where
             send_client_range(client_w, buf, first.consumed).await?;
         }
         while !tracker.is_done() {
-            let n = read_backend(backend_r, buf, opts.read_timeout, progress).await?;
+            let n = read_backend(backend_r, buf, opts.read_timeout, &progress).await?;
             if n == 0 {
                 if resp.body == BodyKind::UntilClose {
                     break;

@@ -74,7 +74,7 @@ fn read_with(
         // As in `exchange`: the request side first, then the response.
         let res = {
             let mut steps = pin!(steps);
-            let mut read = pin!(read_backend(&mut r, &mut buf, timeout, progress));
+            let mut read = pin!(read_backend(&mut r, &mut buf, timeout, &progress));
             poll_fn(|cx| {
                 let _ = steps.as_mut().poll(cx);
                 read.as_mut().poll(cx)
