@@ -28,7 +28,7 @@ pub(crate) struct Upgrade {
     pub guard: ActiveGuard,
     /// The upgrade's request path and the backend's id, for the session
     /// hooks (`None` without hooks: nothing is allocated).
-    pub route: Option<(String, String)>,
+    pub route: Option<Box<(String, String)>>,
 }
 
 /// Serves requests on one client connection until it closes, or until a
@@ -292,7 +292,9 @@ where
             }
             Ok(ExchangeEnd::Upgraded { extensions }) => {
                 record_success(&backend.stats);
-                let route = hook_path.take().map(|p| (p, backend.id.to_string()));
+                let route = hook_path
+                    .take()
+                    .map(|p| Box::new((p, backend.id.to_string())));
                 client.buf.consume(req.head_len);
                 client.handle.set_kind(ConnKind::WebSocket);
                 return RequestEnd::Upgraded(Upgrade {

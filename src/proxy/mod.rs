@@ -124,7 +124,7 @@ where
             WsMode::Tunnel => Box::pin(tunnel::relay(&env, &mut client, conn, &track)).await,
             WsMode::Inspect => {
                 let relay =
-                    ws_relay::relay(&env, &mut client, conn, extensions, &track, live.as_ref());
+                    ws_relay::relay(&env, &mut client, conn, extensions, &track, live.as_deref());
                 Box::pin(relay).await
             }
         };

@@ -57,6 +57,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             handle.client_write_done();
         }
     };
+    let mut clean = true;
     loop {
         if !buf.is_empty() {
             let v = std::mem::take(&mut buf.buf);
@@ -72,19 +73,20 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             done();
             handle.touch();
         }
-        let clean = match buf.read_from(r, TUNNEL_CHUNK).await {
-            Ok(n) if n > 0 => {
-                track.count(!to_client, n);
-                continue;
+        match buf.read_from(r, TUNNEL_CHUNK).await {
+            Ok(n) if n > 0 => track.count(!to_client, n),
+            Ok(_) => break,
+            Err(_) => {
+                clean = false;
+                break;
             }
-            Ok(_) => true,
-            Err(_) => false,
-        };
-        started();
-        shutdown_quietly(w).await;
-        done();
-        return clean;
+        }
     }
+    started();
+    // Boxed, like the writes: only an ending tunnel holds shutdown state.
+    Box::pin(shutdown_quietly(w)).await;
+    done();
+    clean
 }
 
 /// Relays bytes between the upgraded client and backend until both end,

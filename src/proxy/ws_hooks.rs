@@ -80,10 +80,10 @@ impl Live {
         env: &Env,
         id: u64,
         peer: SocketAddr,
-        route: Option<(String, String)>,
-    ) -> Option<Live> {
+        route: Option<Box<(String, String)>>,
+    ) -> Option<Box<Live>> {
         let hooks = env.hooks.as_ref()?.clone();
-        let (path, backend) = route.unwrap_or_default();
+        let (path, backend) = route.map(|r| *r).unwrap_or_default();
         let session = Session {
             id,
             worker: env.worker,
@@ -92,11 +92,12 @@ impl Live {
             backend,
         };
         hooks.on_connect(&session);
-        Some(Live {
+        // Boxed: without hooks the session's task holds one null pointer.
+        Some(Box::new(Live {
             hooks,
             session,
             started: Instant::now(),
-        })
+        }))
     }
 
     /// Asks `on_message` about a message (or frame).
