@@ -15,7 +15,7 @@ const TOKEN: &str = "t0ken-for-tests";
 fn start() -> (Proc, Proc) {
     let backend = echo("auth-backend");
     let url = format!("http://{}", backend.http());
-    let lb = Proc::start_program(
+    let lb = Proc::start_exe(
         &example("auth"),
         &[
             "--listen",

@@ -174,58 +174,6 @@ pub fn serve(backends: &[&Proc], extra: &[&str]) -> Proc {
     Proc::start(&refs)
 }
 
-impl Proc {
-    /// Starts `program ARGS...` (a built example, say) and waits (10 s at
-    /// most) for the same `listening KIND ADDR` / `ready` lines.
-    pub fn start_program(program: &std::path::Path, args: &[&str]) -> Proc {
-        let mut child = Command::new(program)
-            .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("WSLB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut addrs = Vec::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(line) if line == "ready" => break,
-                Ok(line) => {
-                    let parts: Vec<&str> = line.split_whitespace().collect();
-                    if parts.len() == 3 && parts[0] == "listening" {
-                        addrs.push((parts[1].to_string(), parts[2].parse().expect("addr")));
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let status = child.wait().ok();
-                    panic!(
-                        "{} did not become ready (exit: {status:?})",
-                        program.display()
-                    );
-                }
-            }
-        }
-        Proc {
-            child,
-            addrs,
-            stdout_rx: rx,
-        }
-    }
-}
-
 /// A built example: `target/PROFILE/examples/NAME`, found from the running
 /// test binary (`target/PROFILE/deps/TEST-HASH`).
 pub fn example(name: &str) -> std::path::PathBuf {

@@ -85,8 +85,6 @@ fn a_close_command_ends_a_tunnel_without_a_close_frame() {
         lb.env.conns.broadcast(ConnCommand::Close(1001), |h| {
             h.kind() == ConnKind::WebSocket
         });
-        s.client.closed().await;
-        s.backend.closed().await;
-        ended(s.task).await;
+        s.all_closed().await;
     });
 }

@@ -117,6 +117,15 @@ pub struct Session {
     pub response: Resp,
 }
 
+impl Session {
+    /// Both sockets closed and the connection task ended.
+    pub async fn all_closed(mut self) {
+        self.client.closed().await;
+        self.backend.closed().await;
+        super::ended(self.task).await;
+    }
+}
+
 /// Opens a WebSocket session: the client's upgrade goes through the flow,
 /// the backend checks it and accepts, the client checks the 101.
 pub async fn upgrade(lb: &Lb, backend: &Backend) -> Session {

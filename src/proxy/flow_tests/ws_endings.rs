@@ -68,9 +68,7 @@ fn an_unanswered_ping_ends_the_session_with_1001_after_the_pong_timeout() {
         // the relay's grace for a side that does not.
         s.client.close(1001, "").await;
         s.backend.close(1001, "").await;
-        s.client.closed().await;
-        s.backend.closed().await;
-        ended(s.task).await;
+        s.all_closed().await;
         assert_eq!(lb.stats(&b.url).active.load(Relaxed), 0);
     });
 }
@@ -91,9 +89,7 @@ fn a_client_message_over_the_limit_gets_1009_and_the_backend_1001() {
         assert_eq!(s.backend.recv_close().await.0, 1001);
         s.backend.close(1001, "").await;
         assert_eq!(s.client.recv_close().await.0, 1009);
-        s.client.closed().await;
-        s.backend.closed().await;
-        ended(s.task).await;
+        s.all_closed().await;
     });
 }
 
@@ -114,9 +110,7 @@ fn a_backend_message_over_the_limit_gets_the_backend_1009_and_the_client_1001() 
         assert_eq!(s.client.recv_close().await.0, 1001);
         s.client.close(1001, "").await;
         assert_eq!(s.backend.recv_close().await.0, 1009);
-        s.client.closed().await;
-        s.backend.closed().await;
-        ended(s.task).await;
+        s.all_closed().await;
     });
 }
 
@@ -158,9 +152,7 @@ fn a_drain_lets_sessions_run_until_the_close_command_sends_1001() {
         assert_eq!(s.backend.recv_close().await.0, 1001);
         s.client.close(1001, "").await;
         s.backend.close(1001, "").await;
-        s.client.closed().await;
-        s.backend.closed().await;
-        ended(s.task).await;
+        s.all_closed().await;
         assert!(lb.env.conns.is_empty());
     });
 }

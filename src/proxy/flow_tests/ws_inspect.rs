@@ -129,9 +129,7 @@ fn a_close_from_the_client_is_answered_by_the_backend_and_ends_the_session() {
         s.backend.close(1000, "done too").await;
         assert_eq!(s.client.recv_close().await, (1000, "done too".to_string()));
         // The balancer ends both connections once the handshake is done.
-        s.client.closed().await;
-        s.backend.closed().await;
-        ended(s.task).await;
+        s.all_closed().await;
         assert_eq!(lb.stats(&b.url).active.load(Relaxed), 0);
     });
 }
