@@ -2,33 +2,19 @@
 //! values may be written into a forwarded head, and adding or removing
 //! fields of a rewritten head (one that ends in CRLF CRLF) in place.
 
-use super::chunked::is_tchar;
-use super::headers::value_is_clean;
+use super::headers::{is_hop_by_hop, value_is_clean};
+use super::reply::header_name_is_safe;
 
 /// Longest value a hook may add (longer ones are dropped).
 pub(crate) const MAX_EDIT_VALUE: usize = 8 * 1024;
 
-/// Whether `name` is an RFC 9110 token.
-pub(crate) fn is_token(name: &[u8]) -> bool {
-    !name.is_empty() && name.iter().all(|&c| is_tchar(c))
-}
-
 /// Fields a hook may neither add nor remove: the framing ones, hop-by-hop
 /// ones, Host, and the WebSocket handshake's own (`Sec-WebSocket-*`).
 pub(crate) fn is_forbidden(name: &str) -> bool {
-    const NAMES: [&str; 9] = [
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "upgrade",
-        "host",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-    ];
+    const FRAMING: [&str; 3] = ["content-length", "transfer-encoding", "host"];
     const WS: &str = "sec-websocket-";
-    NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
+    is_hop_by_hop(name)
+        || FRAMING.iter().any(|n| name.eq_ignore_ascii_case(n))
         || name
             .get(..WS.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(WS))
@@ -43,7 +29,7 @@ pub(crate) fn may_add(name: &str, value: &str) -> bool {
 
 /// Whether a hook may remove the fields called `name`.
 pub(crate) fn may_remove(name: &str) -> bool {
-    is_token(name.as_bytes()) && !is_forbidden(name)
+    header_name_is_safe(name.as_bytes()) && !is_forbidden(name)
 }
 
 /// Appends the fields `may_add` allows just before the empty line that ends

@@ -101,7 +101,7 @@ pub(crate) fn header_value_is_safe(value: &[u8]) -> bool {
 }
 
 /// Whether `name` may be written as a header name (an RFC 9110 token).
-fn header_name_is_safe(name: &[u8]) -> bool {
+pub(crate) fn header_name_is_safe(name: &[u8]) -> bool {
     !name.is_empty() && name.iter().all(|&c| super::chunked::is_tchar(c))
 }
 
