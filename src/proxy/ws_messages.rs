@@ -16,9 +16,9 @@ use super::outbound::Outbound;
 use super::ws_hooks::{close_code_of, Live, Track};
 use super::ws_pinger::PingState;
 use crate::hooks::{Direction, Message, MessageMode, Reply, Verdict};
-use crate::proto::ws::frame::{encode_header, parse_header, write_frame, FrameHeader, OpCode};
+use crate::proto::ws::frame::{encode_header, parse_header, write_frame, OpCode};
 use crate::proto::ws::mask::apply_mask;
-use crate::proto::ws::scanner::{control_payload, FrameScanner, Segment};
+use crate::proto::ws::scanner::{FrameScanner, Segment};
 use crate::proto::ws::WsError;
 use crate::rt::io::ReadBuf;
 
@@ -136,7 +136,7 @@ impl<'a> Inspector<'a> {
                     let frame = &buf.buf[cursor..cursor + len];
                     cursor += len;
                     if header.opcode == OpCode::Pong
-                        && ping.is_some_and(|p| ours(p, frame, &header))
+                        && ping.is_some_and(|p| p.answered_by(frame, &header))
                     {
                         continue;
                     }
@@ -298,17 +298,6 @@ impl<'a> Inspector<'a> {
             }
         }
     }
-}
-
-/// Whether a pong frame answers the pinger's outstanding ping (and if so,
-/// marks that answered).
-fn ours(p: &PingState, frame: &[u8], header: &FrameHeader) -> bool {
-    let (payload, n) = control_payload(frame, header);
-    let ours = p.outstanding.get().is_some_and(|o| payload[..n] == o);
-    if ours {
-        p.outstanding.set(None);
-    }
-    ours
 }
 
 /// Appends one frame with the RSV bits `rsv` (the payload masked with

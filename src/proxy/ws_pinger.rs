@@ -15,7 +15,8 @@ use monoio::io::AsyncWriteRent;
 use monoio::time::Instant;
 
 use super::outbound::{End, Outbound};
-use crate::proto::ws::frame::OpCode;
+use crate::proto::ws::frame::{FrameHeader, OpCode};
+use crate::proto::ws::scanner::control_payload;
 
 /// The client's liveness: pings sent on idle, pongs expected back. The
 /// reader only stamps `last_rx`; the pinger task owns the timers, so the
@@ -37,6 +38,17 @@ impl PingState {
             counter: Cell::new(0),
             last_rx: Cell::new(Instant::now()),
         }
+    }
+
+    /// Whether the whole pong `frame` answers our outstanding ping (if so,
+    /// that ping counts as answered and the pong is not forwarded).
+    pub(super) fn answered_by(&self, frame: &[u8], header: &FrameHeader) -> bool {
+        let (payload, n) = control_payload(frame, header);
+        let ours = self.outstanding.get().is_some_and(|o| payload[..n] == o);
+        if ours {
+            self.outstanding.set(None);
+        }
+        ours
     }
 }
 

@@ -21,7 +21,7 @@ use super::ws_pinger::{pinger, PingState};
 use super::ClientConn;
 use crate::hooks::{Direction, MessageMode};
 use crate::proto::ws::frame::{FrameLimits, OpCode};
-use crate::proto::ws::scanner::{control_payload, FrameScanner, ScannerConfig, Segment};
+use crate::proto::ws::scanner::{FrameScanner, ScannerConfig, Segment};
 use crate::proxy::conns::{ConnCommand, ConnHandle};
 use crate::rt::io::ReadBuf;
 
@@ -64,14 +64,7 @@ async fn forward_buffered<W: AsyncWriteRent>(
             Segment::Data { len } => cursor += len,
             Segment::Control { len, header } => {
                 let swallow = header.opcode == OpCode::Pong
-                    && ping.is_some_and(|p| {
-                        let (payload, n) = control_payload(&buf.buf[cursor..cursor + len], &header);
-                        let ours = p.outstanding.get().is_some_and(|o| payload[..n] == o);
-                        if ours {
-                            p.outstanding.set(None);
-                        }
-                        ours
-                    });
+                    && ping.is_some_and(|p| p.answered_by(&buf.buf[cursor..cursor + len], &header));
                 if swallow {
                     if fwd_start < cursor {
                         let v = std::mem::take(&mut buf.buf);
