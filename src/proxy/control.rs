@@ -261,28 +261,28 @@ fn handle_message(
             {
                 return Err(Done::Refused(ProtocolError::IdHeldElsewhere(id)));
             }
-            // A re-registration ends a drain: the hooks hear it is ready.
-            let was_draining = env.hooks.is_some()
-                && registry
-                    .stats(&id)
-                    .is_some_and(|s| s.draining.load(std::sync::atomic::Ordering::Relaxed));
             match registry.register(&id, resolved.clone(), weight, metadata.clone()) {
                 RegisterOutcome::Rejected(e) => {
                     env.control_hub.detach(&id, session);
                     Err(Done::Refused(e))
                 }
-                outcome @ (RegisterOutcome::New | RegisterOutcome::Reregistered) => {
+                outcome @ (RegisterOutcome::New | RegisterOutcome::Reregistered { .. }) => {
                     let reg = current.insert(Registration {
                         id: id.clone(),
                         bindings: resolved,
                         weight,
                         metadata,
                     });
-                    if outcome == RegisterOutcome::New {
-                        reg.event(env, PoolEvent::Up);
-                        reg.event(env, PoolEvent::Ready);
-                    } else if was_draining {
-                        reg.event(env, PoolEvent::Ready);
+                    match outcome {
+                        RegisterOutcome::New => {
+                            reg.event(env, PoolEvent::Up);
+                            reg.event(env, PoolEvent::Ready);
+                        }
+                        // A re-registration ends a drain: ready again.
+                        RegisterOutcome::Reregistered { was_draining: true } => {
+                            reg.event(env, PoolEvent::Ready);
+                        }
+                        _ => {}
                     }
                     let interval = (env.cfg.heartbeat_timeout.as_millis() as u64 / 3).max(100);
                     Ok(Some(ServerMessage::Registered {
@@ -318,7 +318,7 @@ fn handle_message(
                                 reg.event(env, PoolEvent::Up);
                                 reg.event(env, PoolEvent::Ready);
                             }
-                            RegisterOutcome::Reregistered => {}
+                            RegisterOutcome::Reregistered { .. } => {}
                         }
                         registry.heartbeat(&reg.id, load);
                     }

@@ -24,8 +24,9 @@ pub(crate) const MAX_RETAINED_STATS: usize = 4096;
 pub(crate) enum RegisterOutcome {
     /// A new member.
     New,
-    /// The id was already registered: replaced, same counters.
-    Reregistered,
+    /// The id was already registered: replaced, same counters; a drain it
+    /// was in ends (`was_draining` says whether it was in one).
+    Reregistered { was_draining: bool },
     /// Refused; the error says why (send it back as an `error` message).
     Rejected(ProtocolError),
 }
@@ -164,7 +165,9 @@ impl Registry {
             Some(m) if m.backend.source == Source::Static => {
                 return RegisterOutcome::Rejected(ProtocolError::IdInUse(id.to_string()));
             }
-            Some(_) => RegisterOutcome::Reregistered,
+            Some(m) => RegisterOutcome::Reregistered {
+                was_draining: m.backend.stats.draining.load(Relaxed),
+            },
             // Only a new id takes a slot; re-registering never fails on it.
             None if inner.members.len() >= self.max_backends => {
                 tracing::warn!(id, max = self.max_backends, "backend refused: table full");
@@ -174,7 +177,7 @@ impl Registry {
             }
             None => RegisterOutcome::New,
         };
-        tracing::info!(id, %addr, weight, reregistration = outcome == RegisterOutcome::Reregistered, "backend connect");
+        tracing::info!(id, %addr, weight, reregistration = matches!(outcome, RegisterOutcome::Reregistered { .. }), "backend connect");
         let stats = match inner.members.get(id) {
             Some(m) => Arc::clone(&m.backend.stats),
             None => take_stats(&mut inner, id),
@@ -298,6 +301,7 @@ impl Registry {
     }
 
     /// Counters of a member, or of a backend that left recently.
+    #[cfg(test)]
     pub(crate) fn stats(&self, id: &str) -> Option<Arc<BackendStats>> {
         let inner = self.lock();
         inner

@@ -99,7 +99,7 @@ fn stats_survive_reregistration_and_return() {
 
     assert_eq!(
         reg.register("a", binds(2), 5, None),
-        RegisterOutcome::Reregistered
+        RegisterOutcome::Reregistered { was_draining: true }
     );
     let b = Arc::clone(&local.current().backends[0]);
     assert!(
@@ -232,7 +232,9 @@ fn the_table_is_capped_and_static_backends_count() {
     // Re-registering a member is not a new slot.
     assert_eq!(
         reg.register("a", binds(4), 2, None),
-        RegisterOutcome::Reregistered
+        RegisterOutcome::Reregistered {
+            was_draining: false
+        }
     );
     assert_eq!(ids(&mut local).len(), 3);
     // A slot that frees up can be taken again.
