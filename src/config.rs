@@ -34,6 +34,29 @@ impl std::str::FromStr for WsMode {
     }
 }
 
+/// Which sessions a backend's own messaging requests (over its control
+/// channel) may reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendPublish {
+    /// Every session on the balancer (one backend broadcasts to the pool).
+    All,
+    /// Only the sessions the backend itself serves.
+    Local,
+}
+
+impl std::str::FromStr for BackendPublish {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(BackendPublish::All),
+            "local" => Ok(BackendPublish::Local),
+            other => Err(format!(
+                "unknown backend publish scope {other:?} (expected all or local)"
+            )),
+        }
+    }
+}
+
 /// Everything `wslb serve` needs, validated.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -120,6 +143,13 @@ pub struct ServeConfig {
     pub admin_max_connections: usize,
     /// Time allowed for one whole admin request (head and body).
     pub admin_request_timeout: Duration,
+    /// Bytes of injected messages (publish, send) a session may have
+    /// waiting; past it the session is closed with 1008.
+    pub ws_send_queue: u64,
+    /// The request header that tells the backend a session's connection id.
+    pub conn_id_header: String,
+    /// Which sessions a backend's messaging requests may reach.
+    pub backend_publish: BackendPublish,
 }
 
 impl Default for ServeConfig {
@@ -166,6 +196,9 @@ impl Default for ServeConfig {
             trusted_proxies: Vec::new(),
             admin_max_connections: 64,
             admin_request_timeout: Duration::from_secs(10),
+            ws_send_queue: 1 << 20,
+            conn_id_header: "X-Wslb-Conn".to_string(),
+            backend_publish: BackendPublish::All,
         }
     }
 }
@@ -195,6 +228,17 @@ impl ServeConfig {
         }
         if self.max_backends == 0 {
             return Err("--max-backends must be at least 1".into());
+        }
+        if self.ws_send_queue == 0 {
+            return Err("--ws-send-queue must be at least 1 byte".into());
+        }
+        let header = self.conn_id_header.as_bytes();
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if header.is_empty() || header.len() > 64 || !header.iter().all(|&b| token(b)) {
+            return Err(format!(
+                "--conn-id-header {:?}: not a header name",
+                self.conn_id_header
+            ));
         }
         if self.admin_max_connections == 0 {
             return Err("--admin-max-connections must be at least 1".into());

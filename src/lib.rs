@@ -15,6 +15,7 @@ pub mod agent;
 mod balancer;
 pub mod config;
 pub mod hooks;
+pub mod hub;
 pub mod pool;
 pub mod proto;
 mod proxy;

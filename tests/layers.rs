@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u8)] = &[
     ("proto", 0),
     ("pool", 1),
+    ("hub", 1),
     ("tls", 2),
     ("config", 3),
     ("rt", 4),

@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 
 use wslb::agent::BalancerUrl;
 use wslb::config::{
-    parse_backend_arg, parse_duration, parse_size, parse_sni_arg, Algorithm, CertPair, Cidr,
-    OriginPolicy, ServeConfig, StickyMode, TlsSettings, WsMode,
+    parse_backend_arg, parse_duration, parse_size, parse_sni_arg, Algorithm, BackendPublish,
+    CertPair, Cidr, OriginPolicy, ServeConfig, StickyMode, TlsSettings, WsMode,
 };
 
 /// wslb: a thread-per-core WebSocket and HTTP/1.1 load balancer.
@@ -175,6 +175,17 @@ pub struct ServeArgs {
     /// Time allowed for one whole admin API request.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub admin_request_timeout: Duration,
+    /// Bytes of published or sent messages a WebSocket session may have
+    /// waiting; a session over it is closed with 1008 (a slow consumer).
+    #[arg(long, default_value = "1m", value_parser = parse_size)]
+    pub ws_send_queue: u64,
+    /// Request header that tells the backend a session's connection id.
+    #[arg(long, default_value = "X-Wslb-Conn")]
+    pub conn_id_header: String,
+    /// Which sessions a backend's publish, send, ping and close (over its
+    /// control channel) may reach: all, or local (its own sessions only).
+    #[arg(long, default_value = "all")]
+    pub backend_publish: BackendPublish,
 }
 
 impl ServeArgs {
@@ -250,6 +261,9 @@ impl ServeArgs {
             trusted_proxies: self.trusted_proxies,
             admin_max_connections: self.admin_max_connections,
             admin_request_timeout: self.admin_request_timeout,
+            ws_send_queue: self.ws_send_queue,
+            conn_id_header: self.conn_id_header,
+            backend_publish: self.backend_publish,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -11,6 +11,7 @@ use super::backend::IdlePool;
 use super::conns::ConnTable;
 use crate::config::ServeConfig;
 use crate::hooks::{Hooks, MessageMode};
+use crate::hub::Router;
 use crate::pool::registry::hub::ControlHub;
 use crate::pool::registry::Registry;
 use crate::pool::{LocalPool, Picker, SharedPool};
@@ -43,6 +44,8 @@ pub(crate) struct Env {
     pub hooks: Option<Arc<dyn Hooks>>,
     /// What `on_message` asked to be given (`Off` without hooks).
     pub message_mode: MessageMode,
+    /// Every worker's messaging inbox, and the connection id scheme.
+    pub router: Arc<Router>,
 }
 
 impl Env {
@@ -54,6 +57,7 @@ impl Env {
         registry: Arc<Registry>,
         control_hub: Arc<ControlHub>,
         hooks: Option<Arc<dyn Hooks>>,
+        router: Arc<Router>,
     ) -> Self {
         let seed = 0x9e37_79b9_7f4a_7c15
             ^ (worker as u64).wrapping_mul(0x1000_0000_01b3)
@@ -72,6 +76,7 @@ impl Env {
                 .as_ref()
                 .map_or(MessageMode::Off, |h| h.message_mode()),
             hooks,
+            router,
             cfg,
         }
     }

@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub per_ip_refused: AtomicU64,
     /// The embedding program's hooks, if any.
     pub hooks: Option<Arc<dyn crate::hooks::Hooks>>,
+    /// Every worker's messaging inbox, and the connection id scheme.
+    pub router: Arc<crate::hub::Router>,
 }
 
 /// Why the balancer could not start.
@@ -139,6 +141,10 @@ pub(crate) fn start(
         per_ip: per_ip::PerIpTable::new(),
         per_ip_refused: AtomicU64::new(0),
         hooks,
+        router: Arc::new(crate::hub::Router::new(
+            workers,
+            crate::hub::ConnIds::random(),
+        )),
         cfg: Arc::new(cfg),
     });
     spawn_expiry(shared.clone()).map_err(ServeError::Thread)?;

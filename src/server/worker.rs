@@ -138,6 +138,7 @@ async fn worker_main(
         shared.registry.clone(),
         shared.control_hub.clone(),
         shared.hooks.clone(),
+        shared.router.clone(),
     ));
     let ctx = Rc::new(WorkerCtx {
         index,

@@ -115,6 +115,7 @@ impl Lb {
             registry.clone(),
             Arc::new(ControlHub::new()),
             None,
+            Arc::new(crate::hub::Router::new(1, crate::hub::ConnIds::random())),
         );
         let front = TcpListener::bind("127.0.0.1:0").expect("bind the front");
         Lb {

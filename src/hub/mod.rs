@@ -1,0 +1,17 @@
+//! The message hub's shared vocabulary (no I/O): connection ids that are
+//! unique across workers and restarts, the messaging operations and their
+//! JSON (publish, send, ping, close, subscribe), the filters that pick
+//! sessions, the per-worker inboxes through which any thread reaches the
+//! worker that owns a session, and the tallies the workers answer into.
+//!
+//! Delivery itself happens on the owning worker (`proxy::hub_worker`):
+//! channel membership and the sessions' send queues live there, so no lock
+//! shared across cores sits on the delivery path.
+
+pub mod ids;
+pub mod ops;
+pub mod router;
+
+pub use ids::ConnIds;
+pub use ops::{Filter, Op, OpError, OpKind, Outcome, Payload};
+pub use router::{Command, Router, SessionView, Tally};
