@@ -11,7 +11,7 @@ use super::backend::IdlePool;
 use super::conns::ConnTable;
 use crate::config::ServeConfig;
 use crate::hooks::{Hooks, MessageMode};
-use crate::hub::Router;
+use crate::hub::{EventBus, Router};
 use crate::pool::registry::hub::ControlHub;
 use crate::pool::registry::Registry;
 use crate::pool::{LocalPool, Picker, SharedPool};
@@ -46,6 +46,8 @@ pub(crate) struct Env {
     pub message_mode: MessageMode,
     /// Every worker's messaging inbox, and the connection id scheme.
     pub router: Arc<Router>,
+    /// Live events for their readers.
+    pub events: Arc<EventBus>,
 }
 
 impl Env {
@@ -58,6 +60,7 @@ impl Env {
         control_hub: Arc<ControlHub>,
         hooks: Option<Arc<dyn Hooks>>,
         router: Arc<Router>,
+        events: Arc<EventBus>,
     ) -> Self {
         let seed = 0x9e37_79b9_7f4a_7c15
             ^ (worker as u64).wrapping_mul(0x1000_0000_01b3)
@@ -77,6 +80,7 @@ impl Env {
                 .map_or(MessageMode::Off, |h| h.message_mode()),
             hooks,
             router,
+            events,
             cfg,
         }
     }

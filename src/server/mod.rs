@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub hooks: Option<Arc<dyn crate::hooks::Hooks>>,
     /// Every worker's messaging inbox, and the connection id scheme.
     pub router: Arc<crate::hub::Router>,
+    /// Live events for their readers (`GET /api/events`, control channels).
+    pub events: Arc<crate::hub::EventBus>,
 }
 
 /// Why the balancer could not start.
@@ -145,6 +147,7 @@ pub(crate) fn start(
             workers,
             crate::hub::ConnIds::random(),
         )),
+        events: Arc::new(crate::hub::EventBus::new()),
         cfg: Arc::new(cfg),
     });
     spawn_expiry(shared.clone()).map_err(ServeError::Thread)?;

@@ -139,6 +139,7 @@ async fn worker_main(
         shared.control_hub.clone(),
         shared.hooks.clone(),
         shared.router.clone(),
+        shared.events.clone(),
     ));
     let ctx = Rc::new(WorkerCtx {
         index,

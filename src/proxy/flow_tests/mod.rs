@@ -116,6 +116,7 @@ impl Lb {
             Arc::new(ControlHub::new()),
             None,
             Arc::new(crate::hub::Router::new(1, crate::hub::ConnIds::random())),
+            Arc::new(crate::hub::EventBus::new()),
         );
         let front = TcpListener::bind("127.0.0.1:0").expect("bind the front");
         Lb {
