@@ -121,6 +121,10 @@ pub struct Session {
     /// connection's id, which carries its worker's number in the top 16
     /// bits).
     pub id: u64,
+    /// The session's connection id as the admin API, the control channel
+    /// and the backend (`X-Wslb-Conn`) know it; unique across workers and
+    /// restarts.
+    pub conn: String,
     /// The worker that owns it.
     pub worker: usize,
     /// The client's address.

@@ -2,6 +2,7 @@
 //! Prometheus metrics and a health check, on its own thread and runtime so
 //! it never competes with the workers' hot path.
 
+mod messaging;
 mod routes;
 mod slots;
 

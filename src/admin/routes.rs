@@ -125,7 +125,38 @@ async fn one_request(
         }
         slot.busy();
     }
-    // Bodies are not used by any route: skip them.
+    let target = String::from_utf8_lossy(&head[req.path.clone()]).into_owned();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let hub_answer = if let Some(verb) = super::messaging::verb_of(req.method, path) {
+        let body = match read_body(shared, stream, conn, &req).await {
+            Ok(body) => body,
+            Err(Some(status)) => {
+                let msg = match status {
+                    411 => "a Content-Length body is required",
+                    _ => "the body is over the limit",
+                };
+                let body = serde_json::json!({"error": msg}).to_string();
+                respond(stream, status, body, false).await;
+                return Next::Close;
+            }
+            Err(None) => return Next::Close,
+        };
+        slot.busy();
+        Some(super::messaging::operate(shared, verb, &body).await)
+    } else if req.method == Method::Get && path == "/api/connections" {
+        Some(super::messaging::connections(shared, query).await)
+    } else {
+        None
+    };
+    if let Some((status, value)) = hub_answer {
+        let body = value.to_string();
+        return if respond(stream, status, body, req.keep_alive).await && req.keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        };
+    }
+    // Bodies are not used by any other route: skip them.
     let mut tracker = BodyTracker::new(req.body);
     while !tracker.is_done() {
         if conn.buf.is_empty() {
@@ -154,6 +185,51 @@ async fn one_request(
         return Next::Close;
     }
     Next::KeepAlive
+}
+
+/// Reads a messaging request's body whole (a Content-Length one, within
+/// the limit). `Err(Some(status))`: refuse with that status; `Err(None)`:
+/// the connection broke.
+async fn read_body(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    conn: &mut Conn,
+    req: &ParsedRequest,
+) -> Result<Vec<u8>, Option<u16>> {
+    let len = match req.body {
+        crate::proto::http::BodyKind::Empty => 0,
+        crate::proto::http::BodyKind::Length(n) if n <= super::messaging::max_body(shared) => n,
+        crate::proto::http::BodyKind::Length(_) => return Err(Some(413)),
+        _ => return Err(Some(411)),
+    };
+    let len = usize::try_from(len).map_err(|_| Some(413))?;
+    let mut body = Vec::with_capacity(len.min(1 << 20));
+    while body.len() < len {
+        if conn.buf.is_empty() {
+            match conn.buf.read_from(stream, 64 * 1024).await {
+                Ok(n) if n > 0 => {}
+                _ => return Err(None),
+            }
+        }
+        let take = (len - body.len()).min(conn.buf.data().len());
+        body.extend_from_slice(&conn.buf.data()[..take]);
+        conn.buf.consume(take);
+    }
+    Ok(body)
+}
+
+/// Writes a JSON answer; false when the write failed.
+async fn respond(stream: &mut TcpStream, status: u16, body: String, keep_alive: bool) -> bool {
+    let mut out = Vec::with_capacity(body.len() + 128);
+    reply::write_response(
+        &mut out,
+        status,
+        "application/json",
+        &[],
+        body.as_bytes(),
+        keep_alive,
+    );
+    write_vec(stream, out).await.0.is_ok()
 }
 
 fn json(status: u16, value: serde_json::Value) -> (u16, &'static str, String) {

@@ -49,6 +49,9 @@ pub enum OpError {
     /// No session has this id (on this balancer).
     #[error("no such connection: {0}")]
     UnknownId(String),
+    /// The workers did not answer in time (stopping, or overloaded).
+    #[error("the workers did not answer in time")]
+    Unavailable,
 }
 
 impl OpError {
@@ -56,6 +59,7 @@ impl OpError {
     pub fn status(&self) -> u16 {
         match self {
             OpError::UnknownId(_) => 404,
+            OpError::Unavailable => 503,
             _ => 400,
         }
     }

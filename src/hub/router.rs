@@ -176,6 +176,8 @@ pub struct SessionView {
     pub bytes_in: u64,
     /// Bytes read from the backend after the upgrade.
     pub bytes_out: u64,
+    /// Bytes of published or sent messages waiting to be written to it.
+    pub queued_bytes: u64,
     /// Local number (for ordering; not shown).
     #[serde(skip)]
     pub local: u64,

@@ -8,6 +8,8 @@ use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
+use super::session::WsSession;
+
 /// What a connection is doing now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ConnKind {
@@ -22,6 +24,11 @@ pub(crate) enum ConnCommand {
     Drain,
     /// Close now; WebSocket sessions send this close code first.
     Close(u16),
+    /// Close now with this code and reason (an operator's or a backend's
+    /// close request, a slow consumer).
+    CloseWith(u16, Rc<str>),
+    /// Send the client a ping with this payload (an operator's ping).
+    Ping([u8; 16]),
 }
 
 /// A connection's mailbox, held by the table and by the connection task.
@@ -37,9 +44,21 @@ pub(crate) struct ConnHandle {
     /// tunnel sessions stamp it; the worker's sweeper closes the ones
     /// whose client stopped reading).
     client_write_since_ms: Cell<u64>,
+    /// The WebSocket session this connection carries, once upgraded.
+    session: RefCell<Option<Rc<WsSession>>>,
 }
 
 impl ConnHandle {
+    /// The WebSocket session this connection carries, if it is one.
+    pub(crate) fn session(&self) -> Option<Rc<WsSession>> {
+        self.session.borrow().clone()
+    }
+
+    /// Marks the connection as carrying `session` (None: no longer).
+    pub(crate) fn set_session(&self, session: Option<Rc<WsSession>>) {
+        *self.session.borrow_mut() = session;
+    }
+
     /// Records that bytes went through now.
     pub(crate) fn touch(&self) {
         self.last_active_ms.set(crate::pool::clock::now_ms());
@@ -137,6 +156,7 @@ impl ConnTable {
             waker: Cell::new(None),
             last_active_ms: Cell::new(crate::pool::clock::now_ms()),
             client_write_since_ms: Cell::new(0),
+            session: RefCell::new(None),
         });
         self.live.borrow_mut().insert(id, handle.clone());
         ConnEntry {
@@ -151,6 +171,20 @@ impl ConnTable {
         for h in handles.iter().filter(|h| filter(h)) {
             h.push(cmd.clone());
         }
+    }
+
+    /// The live connection `id`, if it is one of this worker's.
+    pub(crate) fn get(&self, id: u64) -> Option<Rc<ConnHandle>> {
+        self.live.borrow().get(&id).cloned()
+    }
+
+    /// Every live WebSocket session of this worker, with its connection.
+    pub(crate) fn sessions(&self) -> Vec<(Rc<ConnHandle>, Rc<WsSession>)> {
+        self.live
+            .borrow()
+            .values()
+            .filter_map(|h| h.session().map(|s| (h.clone(), s)))
+            .collect()
     }
 
     /// Resolves when no connection is left.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::backend::IdlePool;
 use super::conns::ConnTable;
+use super::hub_worker::ChannelIndex;
 use crate::config::ServeConfig;
 use crate::hooks::{Hooks, MessageMode};
 use crate::hub::{EventBus, Router};
@@ -48,20 +49,34 @@ pub(crate) struct Env {
     pub router: Arc<Router>,
     /// Live events for their readers.
     pub events: Arc<EventBus>,
+    /// Channel membership of this worker's sessions.
+    pub channels: ChannelIndex,
+}
+
+/// What every worker's environment shares with the others.
+#[derive(Clone)]
+pub(crate) struct Common {
+    pub cfg: Arc<ServeConfig>,
+    pub pool: Arc<SharedPool>,
+    pub registry: Arc<Registry>,
+    pub control_hub: Arc<ControlHub>,
+    pub hooks: Option<Arc<dyn Hooks>>,
+    pub router: Arc<Router>,
+    pub events: Arc<EventBus>,
 }
 
 impl Env {
-    /// The environment of worker `worker` over the shared pool and registry.
-    pub(crate) fn new(
-        worker: usize,
-        cfg: Arc<ServeConfig>,
-        pool: Arc<SharedPool>,
-        registry: Arc<Registry>,
-        control_hub: Arc<ControlHub>,
-        hooks: Option<Arc<dyn Hooks>>,
-        router: Arc<Router>,
-        events: Arc<EventBus>,
-    ) -> Self {
+    /// The environment of worker `worker` over what the workers share.
+    pub(crate) fn new(worker: usize, common: Common) -> Self {
+        let Common {
+            cfg,
+            pool,
+            registry,
+            control_hub,
+            hooks,
+            router,
+            events,
+        } = common;
         let seed = 0x9e37_79b9_7f4a_7c15
             ^ (worker as u64).wrapping_mul(0x1000_0000_01b3)
             ^ fastrand::u64(..);
@@ -81,6 +96,7 @@ impl Env {
             hooks,
             router,
             events,
+            channels: ChannelIndex::default(),
             cfg,
         }
     }

@@ -10,11 +10,13 @@ use super::client_write::ClientWriter;
 use super::env::Env;
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
 use super::hook_calls::{before_forward, Handshake, ResponseHook};
+use super::outcome::Switched;
 use super::request_body::BodyDeadline;
 use super::request_head::{read_head, HeadWait};
 use super::ClientConn;
 use crate::pool::health::{record_failure, record_success, HealthPolicy};
 use crate::pool::stats::ActiveGuard;
+use crate::proto::http::edit;
 use crate::proto::http::{ForwardInfo, Limits, ParsedRequest};
 use crate::proto::ws::handshake::check_upgrade_request;
 use crate::proxy::conns::ConnKind;
@@ -22,13 +24,14 @@ use crate::proxy::conns::ConnKind;
 /// A WebSocket upgrade the backend accepted: what the relay needs.
 pub(crate) struct Upgrade {
     pub conn: BackendConn,
-    /// The backend's 101 negotiated an extension (RSV bits may be used).
-    pub extensions: bool,
+    /// What the backend's 101 said (extensions, subprotocol, channels).
+    pub switched: Box<Switched>,
     /// Holds the backend's active count for the whole session.
     pub guard: ActiveGuard,
-    /// The upgrade's request path and the backend's id, for the session
-    /// hooks (`None` without hooks: nothing is allocated).
-    pub route: Option<Box<(String, String)>>,
+    /// The upgrade's request path (without the query).
+    pub path: Box<str>,
+    /// The backend's id.
+    pub backend: std::sync::Arc<str>,
 }
 
 /// Serves requests on one client connection until it closes, or until a
@@ -95,6 +98,13 @@ where
                     return None;
                 }
             }
+        }
+        if req.upgrade_websocket {
+            // The backend learns the session's id; a client cannot name one.
+            let name = &cfg.conn_id_header;
+            edit::remove_fields(&mut head, std::slice::from_ref(name));
+            let id = env.router.ids.format(client.handle.id);
+            edit::append_fields(&mut head, [(name.as_str(), id.as_str())]);
         }
         let bufs = (&mut scratch, &mut resp_out);
         match proxy_request(env, client, &req, &head, pin.as_deref(), bufs).await {
@@ -177,10 +187,10 @@ where
     let mut tried = Tried::default();
     let mut last_status = 503;
     let upgrade = req.upgrade_websocket;
-    // The upgrade's path, for the session hooks (only when there are any).
-    let mut hook_path = (upgrade && env.hooks.is_some()).then(|| {
+    // The upgrade's path, for the session.
+    let mut upgrade_path = upgrade.then(|| {
         let target = String::from_utf8_lossy(&client.buf.data()[req.path.clone()]);
-        target.split('?').next().unwrap_or_default().to_string()
+        Box::<str>::from(target.split('?').next().unwrap_or_default())
     });
     let idempotent = req.method.is_idempotent();
     // A pooled connection the backend had closed earns one retry that
@@ -290,18 +300,16 @@ where
                 }
                 return client_keep_alive.into();
             }
-            Ok(ExchangeEnd::Upgraded { extensions }) => {
+            Ok(ExchangeEnd::Upgraded(switched)) => {
                 record_success(&backend.stats);
-                let route = hook_path
-                    .take()
-                    .map(|p| Box::new((p, backend.id.to_string())));
                 client.buf.consume(req.head_len);
                 client.handle.set_kind(ConnKind::WebSocket);
                 return RequestEnd::Upgraded(Upgrade {
                     conn,
-                    extensions,
+                    switched,
                     guard,
-                    route,
+                    path: upgrade_path.take().unwrap_or_default(),
+                    backend: backend.id.clone(),
                 });
             }
             Err(ExchangeError::ClosedEarly) if replayable && conn.reused && !stale_retried => {

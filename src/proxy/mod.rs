@@ -12,12 +12,14 @@ pub(crate) mod exchange;
 mod flow_tests;
 mod hook_calls;
 pub(crate) mod http_flow;
+pub(crate) mod hub_worker;
 mod outbound;
 pub(crate) mod outcome;
 pub(crate) mod pool_events;
 pub(crate) mod request_body;
 mod request_head;
 mod response_relay;
+pub(crate) mod session;
 #[cfg(test)]
 mod test_io;
 pub(crate) mod tunnel;
@@ -111,26 +113,45 @@ where
     let mut writer_intact = !client.writer_cut;
     if let Some(http_flow::Upgrade {
         conn,
-        extensions,
+        switched,
         guard,
-        route,
+        path,
+        backend,
     }) = upgrade
     {
+        let tunnel = env.cfg.ws_mode == WsMode::Tunnel;
+        let session = Rc::new(session::WsSession::new(
+            client.handle.id,
+            peer,
+            backend,
+            path,
+            switched.subprotocol.clone(),
+            tunnel,
+        ));
+        client.handle.set_session(Some(session.clone()));
+        hub_worker::opened(&env, &session, switched.channels.as_deref());
         // The hooks hear of the session once the 101 is out (nothing is
         // called, or allocated, without hooks).
-        let live = ws_hooks::Live::begin(&env, client.handle.id, peer, route);
-        let track = ws_hooks::Track::default();
-        writer_intact = match env.cfg.ws_mode {
-            WsMode::Tunnel => Box::pin(tunnel::relay(&env, &mut client, conn, &track)).await,
-            WsMode::Inspect => {
-                let relay =
-                    ws_relay::relay(&env, &mut client, conn, extensions, &track, live.as_deref());
-                Box::pin(relay).await
-            }
+        let live = ws_hooks::Live::begin(&env, &session);
+        writer_intact = if tunnel {
+            Box::pin(tunnel::relay(&env, &mut client, conn, &session)).await
+        } else {
+            let relay = ws_relay::relay(
+                &env,
+                &mut client,
+                conn,
+                switched.extensions,
+                &session,
+                live.as_deref(),
+            );
+            Box::pin(relay).await
         };
         drop(guard);
+        session.close_outbox();
+        client.handle.set_session(None);
+        hub_worker::closed(&env, &session);
         if let Some(live) = live {
-            live.end(&track);
+            live.end(&session.track);
         }
     }
     if writer_intact {

@@ -4,12 +4,14 @@
 //! time, and a write cut short leaves the direction unusable.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::time::Duration;
 
 use monoio::io::AsyncWriteRent;
 use monoio::time::Instant;
 
 use super::exchange::shutdown_quietly;
+use super::session::WsSession;
 use crate::proto::ws::close::write_close_frame;
 use crate::proto::ws::frame::{write_frame, OpCode};
 use crate::rt::io::{write_range, LocalLock};
@@ -30,12 +32,31 @@ pub(super) enum End {
     Aborted,
 }
 
+/// Where a forwarded range ends in the stream of frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum At {
+    /// Inside a frame: nothing may be written after it but the rest.
+    MidFrame,
+    /// Between frames of a fragmented data message: control frames may go
+    /// next, data frames may not.
+    InMessage,
+    /// Between whole messages: anything may go next.
+    Between,
+}
+
 /// One direction's writer, shared by the forwarder of that direction and by
-/// whoever injects frames (pings, closes). Injection happens only at a frame
-/// boundary; otherwise the frame waits in `pending` for the next boundary.
+/// whoever injects frames (pings, closes, published messages). Control
+/// frames go out only at a frame boundary (otherwise they wait in
+/// `pending`); injected data frames only between whole messages (they wait
+/// in the session's outbox).
 pub(super) struct Outbound<W> {
     pub(super) w: LocalLock<W>,
     pub(super) at_boundary: Cell<bool>,
+    /// A data message written this way has begun and not ended.
+    pub(super) in_message: Cell<bool>,
+    /// Toward the client: the session whose injected data frames go this
+    /// way.
+    outbox: Option<Rc<WsSession>>,
     pub(super) pending: RefCell<Vec<u8>>,
     /// A close frame went (or is queued) this way: forwarded or our own.
     pub(super) close_sent: Cell<bool>,
@@ -66,6 +87,8 @@ impl<W: AsyncWriteRent> Outbound<W> {
         Self {
             w: LocalLock::new(w),
             at_boundary: Cell::new(true),
+            in_message: Cell::new(false),
+            outbox: None,
             pending: RefCell::new(Vec::new()),
             close_sent: Cell::new(false),
             injected_close: Cell::new(false),
@@ -112,19 +135,70 @@ impl<W: AsyncWriteRent> Outbound<W> {
         ok
     }
 
+    /// This direction carries `session`'s injected data frames.
+    pub(super) fn with_outbox(mut self, session: Rc<WsSession>) -> Self {
+        self.outbox = Some(session);
+        self
+    }
+
+    /// Writes the session's waiting injected frames, if any (the caller
+    /// holds the writer, and the stream is between whole messages).
+    async fn flush_outbox(&self, w: &mut W) -> bool {
+        let Some(s) = &self.outbox else {
+            return true;
+        };
+        if !s.has_outbox() {
+            return true;
+        }
+        let out = s.take_outbox();
+        let n = out.len();
+        if self.injected_close.get() || self.cut.get() {
+            s.written(n);
+            return !self.cut.get();
+        }
+        let ok = self.write_tracked(w, out, 0, n).await.0;
+        s.written(n);
+        ok
+    }
+
+    /// Writes the session's injected frames now if the writer is free and
+    /// the stream is between whole messages; otherwise leaves them for
+    /// whoever holds the writer (it flushes them when a message ends).
+    /// False when the write failed.
+    pub(super) async fn inject_outbox(&self) -> bool {
+        let Some(mut w) = self.w.try_lock() else {
+            return true;
+        };
+        if self.cut.get() {
+            return false;
+        }
+        if !self.at_boundary.get() || self.in_message.get() {
+            return true;
+        }
+        if !self.pending.borrow().is_empty() {
+            let pending = std::mem::take(&mut *self.pending.borrow_mut());
+            if !self.write_made(&mut w, pending).await {
+                return false;
+            }
+        }
+        self.flush_outbox(&mut w).await
+    }
+
     pub(super) fn mask_key(&self) -> Option<[u8; 4]> {
         self.mask.then(|| fastrand::u32(..).to_ne_bytes())
     }
 
-    /// Forwards `buf[start..end]`; `boundary` says whether `end` is a frame
-    /// boundary. Flushes injected frames waiting for one.
+    /// Forwards `buf[start..end]`; `at` says where `end` is in the stream.
+    /// Flushes injected frames waiting for that place: control frames at a
+    /// frame boundary, data frames between messages.
     pub(super) async fn forward(
         &self,
         buf: Vec<u8>,
         start: usize,
         end: usize,
-        boundary: bool,
+        at: At,
     ) -> (bool, Vec<u8>) {
+        let boundary = at != At::MidFrame;
         let mut w = self.w.lock().await;
         if self.cut.get() {
             return (false, buf);
@@ -135,9 +209,13 @@ impl<W: AsyncWriteRent> Outbound<W> {
         }
         let (mut ok, buf) = self.write_tracked(&mut w, buf, start, end).await;
         self.at_boundary.set(boundary);
+        self.in_message.set(at != At::Between);
         if ok && boundary && !self.pending.borrow().is_empty() {
             let pending = std::mem::take(&mut *self.pending.borrow_mut());
             ok = self.write_made(&mut w, pending).await;
+        }
+        if ok && at == At::Between {
+            ok = self.flush_outbox(&mut w).await;
         }
         (ok, buf)
     }
@@ -187,7 +265,13 @@ impl<W: AsyncWriteRent> Outbound<W> {
         let mut w = w;
         let mut out = std::mem::take(&mut *self.pending.borrow_mut());
         out.extend_from_slice(&frame);
-        self.write_made(&mut w, out).await
+        let ok = self.write_made(&mut w, out).await;
+        // Injected data that waited on this write goes now, between
+        // messages (nobody else may be about to write it).
+        if ok && !self.in_message.get() {
+            return self.flush_outbox(&mut w).await;
+        }
+        ok
     }
 
     /// Fails this side with `code` once the other side's close reply is

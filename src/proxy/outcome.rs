@@ -10,7 +10,7 @@ use crate::proto::http::Limits;
 use crate::rt::notify::LocalEvent;
 
 /// How an exchange ended well.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ExchangeEnd {
     /// A final response was relayed whole.
     Done {
@@ -18,7 +18,19 @@ pub(crate) enum ExchangeEnd {
         client_keep_alive: bool,
     },
     /// The backend answered 101: the caller relays WebSocket now.
-    Upgraded { extensions: bool },
+    Upgraded(Box<Switched>),
+}
+
+/// What a backend's 101 said that the session needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Switched {
+    /// It negotiated an extension (RSV bits may be used).
+    pub extensions: bool,
+    /// The subprotocol it chose.
+    pub subprotocol: Option<Box<str>>,
+    /// The channels it put the session in (`X-Wslb-Channels`, removed
+    /// from what the client sees), as sent.
+    pub channels: Option<String>,
 }
 
 /// How an exchange failed, and what may still be done about it.

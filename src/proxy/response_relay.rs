@@ -17,7 +17,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::time::{Instant, Sleep};
 
 use super::client_write::ClientWriter;
-use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts};
+use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts, Switched};
 use super::request_body::RequestState;
 use crate::proto::http::headers::has_header;
 use crate::proto::http::{parse_response, BodyKind, BodyTracker, ParsedRequest, ParsedResponse};
@@ -222,6 +222,9 @@ where
         }
         let extensions =
             resp.upgrade && has_header(&buf.data()[..resp.head_len], b"sec-websocket-extensions");
+        let switch = resp
+            .upgrade
+            .then(|| switched(&buf.data()[..resp.head_len], extensions, resp_out));
         buf.consume(resp.head_len);
         if resp.informational {
             // A backend sending interim responses forever would hold the
@@ -237,10 +240,10 @@ where
             }
             continue;
         }
-        if resp.upgrade {
+        if let Some(switch) = switch {
             started.set(true);
             send_client(client_w, resp_out).await?;
-            return Ok(ExchangeEnd::Upgraded { extensions });
+            return Ok(ExchangeEnd::Upgraded(Box::new(switch)));
         }
         if let Some(hook) = opts.response_hook {
             hook.edit(resp.status, resp_out);
@@ -277,6 +280,52 @@ where
             client_keep_alive: resp.client_keep_alive && !until_close,
         });
     }
+}
+
+/// What a 101's head (`head`, as the backend sent it) says for the
+/// session; takes `X-Wslb-Channels` out of `resp_out` (the head the client
+/// gets).
+fn switched(head: &[u8], extensions: bool, resp_out: &mut Vec<u8>) -> Switched {
+    let subprotocol = header_values(head, b"sec-websocket-protocol")
+        .next()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(Box::from);
+    let mut channels: Option<String> = None;
+    for v in header_values(head, CHANNELS_FIELD) {
+        let v = String::from_utf8_lossy(v);
+        match &mut channels {
+            Some(c) => {
+                c.push(',');
+                c.push_str(&v);
+            }
+            None => channels = Some(v.into_owned()),
+        }
+    }
+    if channels.is_some() {
+        remove_field(resp_out, CHANNELS_FIELD);
+    }
+    Switched {
+        extensions,
+        subprotocol,
+        channels,
+    }
+}
+
+/// The field a backend's 101 names a session's channels in.
+const CHANNELS_FIELD: &[u8] = b"x-wslb-channels";
+
+/// Removes every field named `name` (lower-case) from a head in place.
+fn remove_field(head: &mut Vec<u8>, name: &[u8]) {
+    let mut out = Vec::with_capacity(head.len());
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let named = line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()] == b':';
+        if !named {
+            out.extend_from_slice(line);
+        }
+    }
+    *head = out;
 }
 
 /// A 101 is honest only as the answer to a WebSocket upgrade request, with

@@ -20,8 +20,10 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::backend::BackendConn;
 use super::env::Env;
 use super::exchange::shutdown_quietly;
+use super::session::WsSession;
 use super::ws_hooks::{Track, LOST, NO_CODE};
 use super::ClientConn;
+use crate::hub::events::ClosedBy;
 use crate::proxy::conns::{ConnCommand, ConnHandle};
 use crate::rt::io::{write_range, ReadBuf};
 
@@ -97,7 +99,7 @@ pub(crate) async fn relay<S>(
     _env: &Env,
     client: &mut ClientConn<S>,
     conn: BackendConn,
-    track: &Track,
+    session: &WsSession,
 ) -> bool
 where
     S: AsyncReadRent + AsyncWriteRent,
@@ -109,6 +111,7 @@ where
         ..
     } = conn;
     let handle = client.handle.clone();
+    let track = &session.track;
     client.buf.shrink_idle();
     bbuf.shrink_idle();
     handle.touch();
@@ -124,12 +127,25 @@ where
     let mut up = pin!(up);
     let mut down = pin!(down);
     // Tunnel mode cannot send a close frame: a close command ends the
-    // connection; a drain lets the session run until that close comes.
-    let closed = async { while handle.next().await == ConnCommand::Drain {} };
+    // connection; a drain lets the session run until that close comes
+    // (pings are never sent to tunnel sessions, nor frames injected).
+    let closed = async {
+        loop {
+            match handle.next().await {
+                ConnCommand::Drain | ConnCommand::Ping(_) => {}
+                ConnCommand::Close(code) | ConnCommand::CloseWith(code, _) => {
+                    track.note(code, ClosedBy::Balancer);
+                    return;
+                }
+            }
+        }
+    };
     let mut closed = pin!(closed);
     let mut up_done = None;
     let mut down_done = None;
     let mut grace = None;
+    // Which side ended its direction first.
+    let mut first = None;
     poll_fn(|cx| {
         if up_done.is_none() {
             if let Poll::Ready(clean) = up.as_mut().poll(cx) {
@@ -142,8 +158,16 @@ where
             }
         }
         if let (Some(u), Some(d)) = (up_done, down_done) {
-            track.note(if u && d { NO_CODE } else { LOST });
+            let code = if u && d { NO_CODE } else { LOST };
+            track.note(code, first.unwrap_or(ClosedBy::Client));
             return Poll::Ready(());
+        }
+        if first.is_none() {
+            if up_done.is_some() {
+                first = Some(ClosedBy::Client);
+            } else if down_done.is_some() {
+                first = Some(ClosedBy::Backend);
+            }
         }
         if closed.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());

@@ -5,12 +5,13 @@
 //! relays only set a few plain integers per read.
 
 use std::cell::Cell;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::env::Env;
+use super::session::WsSession;
 use crate::hooks::{Hooks, Message, Session, SessionEnd, Verdict};
+use crate::hub::events::ClosedBy;
 use crate::proto::ws::frame::FrameHeader;
 use crate::proto::ws::scanner::control_payload;
 
@@ -19,22 +20,25 @@ pub(crate) const LOST: u16 = 1006;
 /// The close code reported for a close frame that carried none.
 pub(crate) const NO_CODE: u16 = 1005;
 
-/// What a relay notes about its session for `on_disconnect`: the first
-/// ending seen (a close frame received from either side, a protocol error
-/// or a command that made the balancer close, a side lost), and the bytes
-/// read from each side after the upgrade.
+/// What a relay notes about its session: the first ending seen (a close
+/// frame received from either side, a protocol error or a command that
+/// made the balancer close, a side lost) and who caused it, and the bytes
+/// and data messages each way after the upgrade.
 #[derive(Debug, Default)]
 pub(crate) struct Track {
-    code: Cell<Option<u16>>,
+    code: Cell<Option<(u16, ClosedBy)>>,
     bytes_in: Cell<u64>,
     bytes_out: Cell<u64>,
+    messages_in: Cell<u64>,
+    messages_out: Cell<u64>,
 }
 
 impl Track {
-    /// Notes `code` as the session's ending, unless one was noted first.
-    pub(crate) fn note(&self, code: u16) {
+    /// Notes `code`, caused by `by`, as the session's ending, unless one
+    /// was noted first.
+    pub(crate) fn note(&self, code: u16, by: ClosedBy) {
         if self.code.get().is_none() {
-            self.code.set(Some(code));
+            self.code.set(Some((code, by)));
         }
     }
 
@@ -44,14 +48,50 @@ impl Track {
         c.set(c.get().wrapping_add(n as u64));
     }
 
+    /// Counts a whole data message from the client (`up`) or toward it.
+    pub(crate) fn message(&self, up: bool) {
+        let c = if up {
+            &self.messages_in
+        } else {
+            &self.messages_out
+        };
+        c.set(c.get().wrapping_add(1));
+    }
+
+    /// Counts a message the balancer queued for the client (publish, send).
+    pub(crate) fn count_injected(&self) {
+        self.message(false);
+    }
+
     /// The code that ended the session ([`LOST`] when none was noted).
     pub(crate) fn code(&self) -> u16 {
-        self.code.get().unwrap_or(LOST)
+        self.code.get().map_or(LOST, |(c, _)| c)
+    }
+
+    /// Who ended the session (the balancer when nothing was noted: it ended
+    /// the relay).
+    pub(crate) fn closed_by(&self) -> ClosedBy {
+        self.code.get().map_or(ClosedBy::Balancer, |(_, by)| by)
     }
 
     /// Bytes read from the client and from the backend.
     pub(crate) fn bytes(&self) -> (u64, u64) {
         (self.bytes_in.get(), self.bytes_out.get())
+    }
+
+    /// Data messages from the client and toward it.
+    pub(crate) fn messages(&self) -> (u64, u64) {
+        (self.messages_in.get(), self.messages_out.get())
+    }
+}
+
+/// The party whose side a direction reads: the client (`up`) or the
+/// backend.
+pub(crate) fn source(up: bool) -> ClosedBy {
+    if up {
+        ClosedBy::Client
+    } else {
+        ClosedBy::Backend
     }
 }
 
@@ -75,21 +115,16 @@ pub(crate) struct Live {
 
 impl Live {
     /// Calls `on_connect` for a session just established, when there are
-    /// hooks; `route` is the upgrade's path and the backend's id.
-    pub(crate) fn begin(
-        env: &Env,
-        id: u64,
-        peer: SocketAddr,
-        route: Option<Box<(String, String)>>,
-    ) -> Option<Box<Live>> {
+    /// hooks.
+    pub(crate) fn begin(env: &Env, ws: &WsSession) -> Option<Box<Live>> {
         let hooks = env.hooks.as_ref()?.clone();
-        let (path, backend) = route.map(|r| *r).unwrap_or_default();
         let session = Session {
-            id,
+            id: ws.local,
+            conn: env.router.ids.format(ws.local),
             worker: env.worker,
-            peer,
-            path,
-            backend,
+            peer: ws.peer,
+            path: ws.path.to_string(),
+            backend: ws.backend.to_string(),
         };
         hooks.on_connect(&session);
         // Boxed: without hooks the session's task holds one null pointer.
@@ -128,9 +163,10 @@ mod tests {
     fn the_first_ending_noted_wins_and_lost_is_the_default() {
         let t = Track::default();
         assert_eq!(t.code(), LOST);
-        t.note(1000);
-        t.note(1002);
+        t.note(1000, ClosedBy::Backend);
+        t.note(1002, ClosedBy::Client);
         assert_eq!(t.code(), 1000);
+        assert_eq!(t.closed_by(), ClosedBy::Backend);
         t.count(true, 5);
         t.count(false, 7);
         t.count(true, 1);

@@ -12,9 +12,10 @@ use std::cell::{Cell, RefCell};
 
 use monoio::io::AsyncWriteRent;
 
-use super::outbound::Outbound;
-use super::ws_hooks::{close_code_of, Live, Track};
+use super::outbound::{At, Outbound};
+use super::ws_hooks::{close_code_of, Live};
 use super::ws_pinger::PingState;
+use super::ws_relay::Notes;
 use crate::hooks::{Direction, Message, MessageMode, Reply, Verdict};
 use crate::proto::ws::frame::{encode_header, parse_header, write_frame, OpCode};
 use crate::proto::ws::mask::apply_mask;
@@ -112,7 +113,7 @@ impl<'a> Inspector<'a> {
         dst: &Outbound<D>,
         src: &Outbound<S>,
         ping: Option<&PingState>,
-        track: &Track,
+        notes: &Notes<'_>,
     ) -> Result<(bool, bool), WsError> {
         let masks = (dst.mask, src.mask);
         let mut cursor = buf.pos;
@@ -131,6 +132,9 @@ impl<'a> Inspector<'a> {
                     if let Err(e) = self.data(bytes, scanner, masks) {
                         break Err(e);
                     }
+                    if !scanner.in_message() {
+                        notes.message_ended(scanner);
+                    }
                 }
                 Segment::Control { len, header } => {
                     let frame = &buf.buf[cursor..cursor + len];
@@ -144,7 +148,7 @@ impl<'a> Inspector<'a> {
                         self.out.extend_from_slice(frame);
                         continue;
                     }
-                    track.note(close_code_of(frame, &header));
+                    notes.note_source(close_code_of(frame, &header));
                     closed = true;
                     if let Some(code) = dst.deferred.take() {
                         // The reply to our close of the other side: the
@@ -175,7 +179,13 @@ impl<'a> Inspector<'a> {
         }
         let out = std::mem::take(&mut self.out);
         let end = out.len();
-        let (ok, mut out) = dst.forward(out, 0, end, true).await;
+        // Only whole frames are written here.
+        let at = if self.open {
+            At::InMessage
+        } else {
+            At::Between
+        };
+        let (ok, mut out) = dst.forward(out, 0, end, at).await;
         out.clear();
         if out.capacity() <= KEEP {
             self.out = out;

@@ -27,6 +27,8 @@ pub(super) struct PingState {
     pub(super) outstanding: Cell<Option<[u8; 8]>>,
     pub(super) counter: Cell<u64>,
     pub(super) last_rx: Cell<Instant>,
+    /// The session, whose operator pings' pongs are counted and swallowed.
+    pub(super) session: Option<std::rc::Rc<super::session::WsSession>>,
 }
 
 impl PingState {
@@ -37,6 +39,7 @@ impl PingState {
             outstanding: Cell::new(None),
             counter: Cell::new(0),
             last_rx: Cell::new(Instant::now()),
+            session: None,
         }
     }
 
@@ -47,8 +50,11 @@ impl PingState {
         let ours = self.outstanding.get().is_some_and(|o| payload[..n] == o);
         if ours {
             self.outstanding.set(None);
+            return true;
         }
-        ours
+        self.session
+            .as_ref()
+            .is_some_and(|s| s.answers_op_ping(&payload[..n]))
     }
 }
 

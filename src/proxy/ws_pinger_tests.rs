@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use super::super::outbound::At;
 use super::super::test_io::{close_code, run, Sink, Slow, Stuck};
 use super::*;
 
@@ -52,7 +53,7 @@ fn a_client_that_sends_but_never_reads_is_closed() {
         let ping = PingState::new(Some(Duration::from_millis(10)), Duration::from_millis(200));
         let to_client = Outbound::new(Stuck, false);
         let to_backend = Outbound::new(Sink::default(), true);
-        let forward = to_client.forward(vec![0x82, 0x00], 0, 2, true);
+        let forward = to_client.forward(vec![0x82, 0x00], 0, 2, At::Between);
         monoio::select! {
             e = pinger(&ping, &to_client, &to_backend) => Some(e),
             _ = forward => None,
@@ -120,10 +121,20 @@ const SLOW_TIMEOUT: Duration = Duration::from_millis(300);
 async fn one_large_frame<W: AsyncWriteRent>(to_client: &Outbound<W>, chunks: u16) {
     let mut head = vec![0x82, 126];
     head.extend_from_slice(&(chunks * 1024).to_be_bytes());
-    assert!(to_client.forward(head, 0, 4, false).await.0);
+    assert!(to_client.forward(head, 0, 4, At::MidFrame).await.0);
     for i in 0..chunks {
         let last = i + 1 == chunks;
-        assert!(to_client.forward(vec![0; 1024], 0, 1024, last).await.0);
+        assert!(
+            to_client
+                .forward(
+                    vec![0; 1024],
+                    0,
+                    1024,
+                    if last { At::Between } else { At::MidFrame }
+                )
+                .await
+                .0
+        );
     }
     std::future::pending::<()>().await;
 }
@@ -241,7 +252,7 @@ fn a_client_too_chatty_to_be_pinged_that_never_reads_is_closed() {
         let start = std::time::Instant::now();
         let end = monoio::select! {
             e = pinger(&ping, &to_client, &to_backend) => Some(e),
-            _ = to_client.forward(vec![0x82, 0x00], 0, 2, true) => None,
+            _ = to_client.forward(vec![0x82, 0x00], 0, 2, At::Between) => None,
             _ = sends_every(&ping, interval / 3) => None,
             _ = monoio::time::sleep(Duration::from_secs(5)) => None,
         };

@@ -14,12 +14,14 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::backend::BackendConn;
 use super::env::Env;
-use super::outbound::{End, Outbound};
-use super::ws_hooks::{close_code_of, Live, Track, LOST};
+use super::outbound::{At, End, Outbound};
+use super::session::WsSession;
+use super::ws_hooks::{close_code_of, source, Live, Track, LOST};
 use super::ws_messages::{Inspector, Lane};
 use super::ws_pinger::{pinger, PingState};
 use super::ClientConn;
 use crate::hooks::{Direction, MessageMode};
+use crate::hub::events::{ClosedBy, Event, EventKind, Way};
 use crate::proto::ws::frame::{FrameLimits, OpCode};
 use crate::proto::ws::scanner::{FrameScanner, ScannerConfig, Segment};
 use crate::proxy::conns::{ConnCommand, ConnHandle};
@@ -31,15 +33,70 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// After an abnormal end, how long the other side may finish.
 const ABORT_GRACE: Duration = Duration::from_secs(1);
 
+/// What a direction notes about its session as it forwards: the session's
+/// track (endings, messages), which way it reads, and where message events
+/// go.
+pub(super) struct Notes<'a> {
+    /// Where message events go (None in unit tests of the relay alone).
+    pub(super) env: Option<&'a Env>,
+    pub(super) session: &'a WsSession,
+    /// Reads the client (its messages count in, and its close is the
+    /// client's).
+    pub(super) up: bool,
+}
+
+impl Notes<'_> {
+    /// The session's track.
+    pub(super) fn track(&self) -> &Track {
+        &self.session.track
+    }
+
+    /// Notes a close frame (or loss) from this direction's source.
+    pub(super) fn note_source(&self, code: u16) {
+        self.session.track.note(code, source(self.up));
+    }
+
+    /// A data message from this direction's source has just ended.
+    pub(super) fn message_ended(&self, scanner: &FrameScanner) {
+        self.session.track.message(self.up);
+        let Some(env) = self.env else {
+            return;
+        };
+        if env.events.wants_messages() {
+            let (text, length, fragmented) = scanner.last_message();
+            let kind = EventKind::Message {
+                id: env.router.ids.format(self.session.local),
+                backend: self.session.backend.to_string(),
+                direction: if self.up { Way::In } else { Way::Out },
+                opcode: if text { "text" } else { "binary" },
+                length,
+                fragmented,
+            };
+            env.events.publish(Event::now(kind));
+        }
+    }
+}
+
+/// Where the scanner stands in the stream, for what may be written after.
+pub(super) fn at(scanner: &FrameScanner) -> At {
+    if scanner.in_frame() {
+        At::MidFrame
+    } else if scanner.in_message() {
+        At::InMessage
+    } else {
+        At::Between
+    }
+}
+
 /// Scans and forwards what is buffered in `buf`; returns whether a close
 /// frame went through, or the protocol error. A close frame's code is noted
-/// in `track`.
+/// in the session's track, and so is every data message that ends.
 async fn forward_buffered<W: AsyncWriteRent>(
     buf: &mut ReadBuf,
     scanner: &mut FrameScanner,
     out: &Outbound<W>,
     ping: Option<&PingState>,
-    track: &Track,
+    notes: &Notes<'_>,
 ) -> Result<(bool, bool), crate::proto::ws::WsError> {
     let mut cursor = buf.pos;
     let mut fwd_start = cursor;
@@ -53,7 +110,7 @@ async fn forward_buffered<W: AsyncWriteRent>(
                 // Forward what was valid before the error, then report it.
                 if fwd_start < cursor {
                     let v = std::mem::take(&mut buf.buf);
-                    let (_, v) = out.forward(v, fwd_start, cursor, true).await;
+                    let (_, v) = out.forward(v, fwd_start, cursor, At::InMessage).await;
                     buf.buf = v;
                 }
                 buf.consume(cursor - buf.pos);
@@ -61,14 +118,19 @@ async fn forward_buffered<W: AsyncWriteRent>(
             }
         };
         match seg {
-            Segment::Data { len } => cursor += len,
+            Segment::Data { len } => {
+                cursor += len;
+                if !scanner.in_message() {
+                    notes.message_ended(scanner);
+                }
+            }
             Segment::Control { len, header } => {
                 let swallow = header.opcode == OpCode::Pong
                     && ping.is_some_and(|p| p.answered_by(&buf.buf[cursor..cursor + len], &header));
                 if swallow {
                     if fwd_start < cursor {
                         let v = std::mem::take(&mut buf.buf);
-                        let (w_ok, v) = out.forward(v, fwd_start, cursor, true).await;
+                        let (w_ok, v) = out.forward(v, fwd_start, cursor, at(scanner)).await;
                         buf.buf = v;
                         ok &= w_ok;
                     }
@@ -77,13 +139,13 @@ async fn forward_buffered<W: AsyncWriteRent>(
                     continue;
                 }
                 if header.opcode == OpCode::Close {
-                    track.note(close_code_of(&buf.buf[cursor..cursor + len], &header));
+                    notes.note_source(close_code_of(&buf.buf[cursor..cursor + len], &header));
                     if let Some(code) = out.deferred.take() {
                         // The reply to our close of the other side: the
                         // offender gets its own close instead.
                         if fwd_start < cursor {
                             let v = std::mem::take(&mut buf.buf);
-                            let (w_ok, v) = out.forward(v, fwd_start, cursor, true).await;
+                            let (w_ok, v) = out.forward(v, fwd_start, cursor, at(scanner)).await;
                             buf.buf = v;
                             ok &= w_ok;
                         }
@@ -104,8 +166,7 @@ async fn forward_buffered<W: AsyncWriteRent>(
     }
     if fwd_start < cursor {
         let v = std::mem::take(&mut buf.buf);
-        let boundary = !scanner.in_frame();
-        let (w_ok, v) = out.forward(v, fwd_start, cursor, boundary).await;
+        let (w_ok, v) = out.forward(v, fwd_start, cursor, at(scanner)).await;
         buf.buf = v;
         ok &= w_ok;
     }
@@ -142,10 +203,8 @@ const DOWN: Endings = Endings {
 
 /// The session's bookkeeping for one direction of the relay.
 struct Side<'a> {
-    /// Where the ending and the bytes read are noted.
-    track: &'a Track,
-    /// Client to backend (its bytes count in, the others out).
-    up: bool,
+    /// Where the ending, the bytes and the messages are noted.
+    notes: Notes<'a>,
     /// The hooks' inspector, when `on_message` is asked about messages.
     inspect: Option<Box<Inspector<'a>>>,
 }
@@ -169,25 +228,27 @@ where
     D: AsyncWriteRent,
     S: AsyncWriteRent,
 {
-    let track = side.track;
+    let notes = &side.notes;
+    let track = notes.track();
+    let up = notes.up;
     loop {
         let forwarded = match side.inspect.as_mut() {
-            None => forward_buffered(buf, &mut scanner, dst, ping, track).await,
+            None => forward_buffered(buf, &mut scanner, dst, ping, notes).await,
             // Boxed: the plain relay's state stays as small as before.
-            Some(i) => Box::pin(i.forward(buf, &mut scanner, dst, src, ping, track)).await,
+            Some(i) => Box::pin(i.forward(buf, &mut scanner, dst, src, ping, notes)).await,
         };
         match forwarded {
             Ok((true, _)) => return End::Closed,
             Ok((false, true)) => {}
             Ok((false, false)) => {
                 // The destination's connection is gone.
-                track.note(LOST);
+                track.note(LOST, source(!up));
                 let (code, reason) = endings.write_failed;
                 src.close(code, reason).await;
                 return End::Aborted;
             }
             Err(e) => {
-                track.note(e.close_code());
+                track.note(e.close_code(), ClosedBy::Balancer);
                 // What the other side sent before our close reaches the
                 // offender first; its close follows the other side's reply.
                 src.defer_close(e.close_code());
@@ -202,13 +263,13 @@ where
         }
         match buf.read_from(r, RELAY_CHUNK).await {
             Ok(n) if n > 0 => {
-                track.count(side.up, n);
+                track.count(up, n);
                 if let Some(p) = ping.filter(|p| p.interval.is_some()) {
                     p.last_rx.set(Instant::now());
                 }
             }
             _ => {
-                track.note(LOST);
+                track.note(LOST, source(up));
                 dst.flush_deferred().await;
                 let (code, reason) = endings.source_gone;
                 dst.close(code, reason).await;
@@ -225,15 +286,36 @@ async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
     track: &Track,
 ) -> End {
     loop {
-        match handle.next().await {
+        let (code, reason): (u16, &str) = match handle.next().await {
             // Sessions outlive the drain until its timeout closes them.
             ConnCommand::Drain => continue,
-            ConnCommand::Close(code) => {
-                track.note(code);
-                to_client.close(code, "going away").await;
+            ConnCommand::Ping(payload) => {
+                to_client.inject(OpCode::Ping, &payload).await;
+                continue;
+            }
+            ConnCommand::Close(code) => (code, "going away"),
+            ConnCommand::CloseWith(code, reason) => {
+                track.note(code, ClosedBy::Balancer);
+                to_client.close(code, &reason).await;
                 to_backend.close(1001, "balancer closing").await;
                 return End::Aborted;
             }
+        };
+        track.note(code, ClosedBy::Balancer);
+        to_client.close(code, reason).await;
+        to_backend.close(1001, "balancer closing").await;
+        return End::Aborted;
+    }
+}
+
+/// Writes the session's injected frames whenever they come while the
+/// stream toward the client is idle between messages (the forwarder writes
+/// them when it is busy). Ends when a write fails.
+async fn injector<CW: AsyncWriteRent>(session: &WsSession, to_client: &Outbound<CW>) {
+    loop {
+        session.kicked().await;
+        if !to_client.inject_outbox().await {
+            return;
         }
     }
 }
@@ -248,7 +330,7 @@ pub(crate) async fn relay<S>(
     client: &mut ClientConn<S>,
     conn: BackendConn,
     extensions: bool,
-    track: &Track,
+    session: &WsSession,
     live: Option<&Live>,
 ) -> bool
 where
@@ -277,18 +359,27 @@ where
         ..
     } = conn;
     let handle = client.handle.clone();
+    let track = &session.track;
     client.buf.shrink_idle();
     bbuf.shrink_idle();
-    let to_client = Outbound::new(&mut client.w, false);
+    let owned = handle.session();
+    let mut to_client = Outbound::new(&mut client.w, false);
+    if let Some(s) = owned.clone() {
+        to_client = to_client.with_outbox(s);
+    }
     let to_backend = Outbound::new(bw, true);
-    let ping = PingState::new(cfg.ws_ping_interval, cfg.ws_pong_timeout);
+    let mut ping = PingState::new(cfg.ws_ping_interval, cfg.ws_pong_timeout);
+    ping.session = owned;
     // Toward the backend, toward the client; only when messages are shown.
     let lanes = live
         .filter(|_| env.message_mode != MessageMode::Off)
         .map(|live| (live, Box::new([Lane::default(), Lane::default()])));
     let side = |up: bool| Side {
-        track,
-        up,
+        notes: Notes {
+            env: Some(env),
+            session,
+            up,
+        },
         inspect: lanes.as_ref().map(|(live, l)| {
             let (dir, lane, back) = if up {
                 (Direction::ClientToBackend, &l[0], &l[1])
@@ -324,7 +415,10 @@ where
         );
         let cmds = commands(&handle, &to_client, &to_backend, track);
         let pings = pinger(&ping, &to_client, &to_backend);
+        let inject = injector(session, &to_client);
         let mut pings = pin!(pings);
+        let mut inject = pin!(inject);
+        let mut inject_end = false;
         let mut up = pin!(up);
         let mut down = pin!(down);
         let mut cmds = pin!(cmds);
@@ -348,9 +442,15 @@ where
             }
             if !cmd_end {
                 if let Poll::Ready(e) = pings.as_mut().poll(cx) {
-                    track.note(if e == End::Vanished { LOST } else { 1001 });
+                    match e {
+                        End::Vanished => track.note(LOST, ClosedBy::Client),
+                        _ => track.note(1001, ClosedBy::Balancer),
+                    }
                     cmd_end = true;
                 }
+            }
+            if !inject_end && inject.as_mut().poll(cx).is_ready() {
+                inject_end = true;
             }
             if up_end.is_some() && down_end.is_some() {
                 return Poll::Ready(());

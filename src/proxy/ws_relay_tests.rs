@@ -32,8 +32,18 @@ fn a_failed_write_toward_the_backend_gets_the_client_1012() {
             None,
             &UP,
             Side {
-                track: &Track::default(),
-                up: true,
+                notes: Notes {
+                    env: None,
+                    session: &WsSession::new(
+                        1,
+                        "127.0.0.1:1".parse().expect("addr"),
+                        std::sync::Arc::from("b"),
+                        "/".into(),
+                        None,
+                        false,
+                    ),
+                    up: true,
+                },
                 inspect: None,
             },
         )

@@ -13,7 +13,7 @@ use monoio::net::{TcpListener, TcpStream};
 
 use super::Shared;
 use crate::proxy::conns::{ConnCommand, ConnKind};
-use crate::proxy::env::Env;
+use crate::proxy::env::{Common, Env};
 use crate::proxy::ListenerKind;
 use crate::rt::notify::Phase;
 
@@ -133,13 +133,15 @@ async fn worker_main(
     let tls = shared.tls.clone().map(crate::tls::acceptor);
     let env = Rc::new(Env::new(
         index,
-        shared.cfg.clone(),
-        shared.pool.clone(),
-        shared.registry.clone(),
-        shared.control_hub.clone(),
-        shared.hooks.clone(),
-        shared.router.clone(),
-        shared.events.clone(),
+        Common {
+            cfg: shared.cfg.clone(),
+            pool: shared.pool.clone(),
+            registry: shared.registry.clone(),
+            control_hub: shared.control_hub.clone(),
+            hooks: shared.hooks.clone(),
+            router: shared.router.clone(),
+            events: shared.events.clone(),
+        },
     ));
     let ctx = Rc::new(WorkerCtx {
         index,
@@ -164,6 +166,7 @@ async fn worker_main(
         ));
     }
     monoio::spawn(sweep_idle_backends(ctx.clone()));
+    monoio::spawn(crate::proxy::hub_worker::run(ctx.env.clone()));
     ctx.shared.lifecycle.wait_for(index, Phase::Draining).await;
     ctx.env.draining.fire();
     let open = ctx.env.conns.len();

@@ -56,6 +56,8 @@ pub struct FrameScanner {
     in_message: bool,
     msg_len: u64,
     msg_text: bool,
+    /// Frames of the current (or last) data message.
+    msg_frames: u32,
     utf8: Utf8Validator,
     failed: Option<WsError>,
 }
@@ -72,6 +74,7 @@ impl FrameScanner {
             in_message: false,
             msg_len: 0,
             msg_text: false,
+            msg_frames: 0,
             utf8: Utf8Validator::new(),
             failed: None,
         }
@@ -100,6 +103,13 @@ impl FrameScanner {
     /// nothing may be injected into the stream here.
     pub fn in_frame(&self) -> bool {
         self.remaining > 0
+    }
+
+    /// The current or last data message: text (or binary), its payload
+    /// length so far over all fragments, and whether it came in more than
+    /// one frame. Read it when [`FrameScanner::in_message`] turns false.
+    pub fn last_message(&self) -> (bool, u64, bool) {
+        (self.msg_text, self.msg_len, self.msg_frames > 1)
     }
 
     /// The config this scanner was built with.
@@ -146,11 +156,13 @@ impl FrameScanner {
             (op, false) => {
                 self.in_message = true;
                 self.msg_len = 0;
+                self.msg_frames = 0;
                 self.msg_text = op == OpCode::Text;
                 self.utf8.reset();
             }
         }
         self.msg_len = self.msg_len.saturating_add(header.payload_len);
+        self.msg_frames = self.msg_frames.saturating_add(1);
         if self.cfg.max_message != 0 && self.msg_len > self.cfg.max_message {
             return Err(WsError::TooBig);
         }

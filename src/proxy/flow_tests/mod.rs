@@ -110,13 +110,15 @@ impl Lb {
         }
         let env = Env::new(
             0,
-            Arc::new(cfg),
-            pool,
-            registry.clone(),
-            Arc::new(ControlHub::new()),
-            None,
-            Arc::new(crate::hub::Router::new(1, crate::hub::ConnIds::random())),
-            Arc::new(crate::hub::EventBus::new()),
+            crate::proxy::env::Common {
+                cfg: Arc::new(cfg),
+                pool,
+                registry: registry.clone(),
+                control_hub: Arc::new(ControlHub::new()),
+                hooks: None,
+                router: Arc::new(crate::hub::Router::new(1, crate::hub::ConnIds::random())),
+                events: Arc::new(crate::hub::EventBus::new()),
+            },
         );
         let front = TcpListener::bind("127.0.0.1:0").expect("bind the front");
         Lb {
