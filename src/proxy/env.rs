@@ -45,6 +45,8 @@ pub(crate) struct Env {
     /// What `on_message` asked to be given (`Off` without hooks).
     pub message_mode: MessageMode,
     /// Every worker's messaging inbox, and the connection id scheme.
+    // Read by the hub's delivery, which is being built on another branch.
+    #[allow(dead_code)]
     pub router: Arc<Router>,
     /// Live events for their readers.
     pub events: Arc<EventBus>,
@@ -52,6 +54,7 @@ pub(crate) struct Env {
 
 impl Env {
     /// The environment of worker `worker` over the shared pool and registry.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         worker: usize,
         cfg: Arc<ServeConfig>,
