@@ -346,6 +346,25 @@ pub trait Hooks: Send + Sync + 'static {
     /// rewrite (hop-by-hop fields gone, `X-Forwarded-*` added) and
     /// `on_http_request`'s edits.
     fn on_http_response(&self, _req: &Request<'_>, _status: u16, _edits: &mut HeaderEdits) {}
+
+    /// A live event: every event the admin API's `GET /api/events` stream
+    /// carries (sessions opened and closed, handshakes refused, backends
+    /// registered, ready, drained or left), whether or not anyone reads
+    /// that stream. Lifecycle events always; a message's metadata
+    /// ([`EventKind::Message`](crate::hub::EventKind::Message)) only when
+    /// [`Hooks::message_events`] returns true. Called on the thread where
+    /// the event happens (a worker for a session or a refused handshake;
+    /// for a backend, where the pool events run, see
+    /// [`Hooks::on_backend_up`]), after the matching `on_backend_*` call.
+    fn on_event(&self, _event: &crate::hub::Event) {}
+
+    /// Whether [`Hooks::on_event`] is given every data message's metadata
+    /// too (id, direction, opcode, length, fragmented). Asked whenever a
+    /// message passes: return a constant. Off by default; it costs an
+    /// event per message.
+    fn message_events(&self) -> bool {
+        false
+    }
 }
 
 /// The hooks that do nothing (what a balancer without hooks behaves as).

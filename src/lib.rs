@@ -30,5 +30,6 @@ pub use hooks::{
     BackendEvent, Binding, Decision, Direction, HeaderEdits, Hooks, Message, MessageMode, Reply,
     Request, Session, SessionEnd, Verdict,
 };
+pub use hub::events::{ClosedBy, Event, EventKind, Way};
 pub use pool::{Algorithm, StickyMode};
 pub use server::ServeError;

@@ -1,7 +1,8 @@
 //! The admin listener: a small JSON API (backends, drain, resume, status),
-//! Prometheus metrics and a health check, on its own thread and runtime so
-//! it never competes with the workers' hot path.
+//! Prometheus metrics, a health check and the live event stream, on its own
+//! thread and runtime so it never competes with the workers' hot path.
 
+mod events;
 mod messaging;
 mod routes;
 mod slots;
@@ -51,7 +52,10 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener) {
     let slot = shared.lifecycle.outside_slot();
     loop {
         let accepted = monoio::select! {
-            _ = shared.lifecycle.wait_for(slot, Phase::Stopped) => return,
+            _ = shared.lifecycle.wait_for(slot, Phase::Stopped) => {
+                end_streams(&shared).await;
+                return;
+            }
             r = listener.accept() => r,
         };
         match accepted {
@@ -72,6 +76,18 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener) {
                 monoio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// Ends the event streams (the balancer stopped) and gives them a moment
+/// to close their connections before this runtime stops.
+async fn end_streams(shared: &Shared) {
+    shared.events.shut();
+    for _ in 0..100 {
+        if !shared.events.active() {
+            return;
+        }
+        monoio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 

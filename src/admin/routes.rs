@@ -1,7 +1,9 @@
 //! Admin API routes: `GET /api/backends`, `POST /api/backends/{id}/drain`,
 //! `POST /api/backends/{id}/resume`, `GET /api/status`, `GET /metrics`,
 //! `GET /healthz`; bearer-token check (on the head, before any body) when
-//! `--admin-token` is set; one deadline per request.
+//! `--admin-token` is set; one deadline per request. `GET /api/events`
+//! hands the connection to the event stream (`events.rs`), which no
+//! request deadline cuts.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -13,6 +15,7 @@ use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 
 use super::slots::SlotGuard;
+use crate::hub::events::Interest;
 use crate::pool::registry::protocol::ServerMessage;
 use crate::pool::registry::BackendInfo;
 use crate::proto::http::auth::bearer_matches;
@@ -25,6 +28,8 @@ use crate::server::Shared;
 enum Next {
     KeepAlive,
     Close,
+    /// Stream events (the request asked for `GET /api/events`).
+    Events(Interest),
 }
 
 /// Serves one admin connection until it closes, misses its deadline or is
@@ -36,9 +41,12 @@ pub(super) async fn serve(
     slot: SlotGuard,
 ) {
     let evicted = slot.evicted();
-    monoio::select! {
-        _ = evicted.wait() => {}
-        _ = serve_requests(&shared, &mut stream, peer, &slot) => {}
+    let events = monoio::select! {
+        _ = evicted.wait() => None,
+        e = serve_requests(&shared, &mut stream, peer, &slot) => e,
+    };
+    if let Some(interest) = events {
+        super::events::stream(&shared, stream, interest, &slot).await;
     }
 }
 
@@ -47,7 +55,7 @@ async fn serve_requests(
     stream: &mut TcpStream,
     peer: SocketAddr,
     slot: &SlotGuard,
-) {
+) -> Option<Interest> {
     let mut conn = Conn {
         buf: ReadBuf::with_capacity(4096),
         scratch: Vec::new(),
@@ -66,7 +74,8 @@ async fn serve_requests(
         let deadline = shared.cfg.admin_request_timeout;
         match monoio::time::timeout(deadline, one_request(shared, stream, &mut conn, slot)).await {
             Ok(Next::KeepAlive) => {}
-            Ok(Next::Close) | Err(_) => return,
+            Ok(Next::Events(interest)) => return Some(interest),
+            Ok(Next::Close) | Err(_) => return None,
         }
     }
 }
@@ -171,7 +180,12 @@ async fn one_request(
         }
     }
     slot.busy();
-    let (status, ctype, body) = route(shared, &head, &req);
+    let target = String::from_utf8_lossy(&head[req.path.clone()]);
+    let (status, ctype, body) = match super::events::request(req.method, &target, slot) {
+        Some(Ok(interest)) => return Next::Events(interest),
+        Some(Err(answer)) => answer,
+        None => route(shared, &head, &req),
+    };
     let mut out = Vec::with_capacity(body.len() + 128);
     reply::write_response(
         &mut out,
@@ -277,7 +291,7 @@ fn route(shared: &Shared, head: &[u8], req: &ParsedRequest) -> (u16, &'static st
                 );
             };
             if let Some(event) = drain_switch(was_draining, draining) {
-                emit_member(&shared.hooks, &shared.pool, event, &id);
+                emit_member(&shared.hooks, &shared.events, &shared.pool, event, &id);
             }
             let notice = if draining {
                 ServerMessage::Drain

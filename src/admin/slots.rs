@@ -9,6 +9,10 @@
 //! gets nothing: an operator's connection sends its request straight away,
 //! is past its head (no longer evictable) within one round trip, and could
 //! only be cut by `cap` newer idle connections arriving in between.
+//!
+//! An event stream (`GET /api/events`) is busy for as long as it lasts, so
+//! streams may hold at most half the slots (at least one): however many an
+//! operator opens, requests keep room of their own.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -20,6 +24,8 @@ struct Slot {
     /// `Some(order)` while waiting for a request head (lower is older);
     /// `None` while a request is being served.
     waiting: Option<u64>,
+    /// An event stream holds this slot.
+    streaming: bool,
     evict: Rc<LocalEvent>,
 }
 
@@ -28,6 +34,8 @@ pub(super) struct Slots {
     max: usize,
     next: Cell<u64>,
     open: RefCell<BTreeMap<u64, Slot>>,
+    /// Slots held by event streams now.
+    streams: Cell<usize>,
 }
 
 impl Slots {
@@ -36,6 +44,7 @@ impl Slots {
             max: max.max(1),
             next: Cell::new(0),
             open: RefCell::new(BTreeMap::new()),
+            streams: Cell::new(0),
         })
     }
 
@@ -57,6 +66,7 @@ impl Slots {
                 .min()
                 .map(|(_, id)| id)?;
             if let Some(slot) = open.remove(&victim) {
+                self.forget(&slot);
                 slot.evict.fire();
             }
         }
@@ -66,6 +76,7 @@ impl Slots {
             id,
             Slot {
                 waiting: Some(id),
+                streaming: false,
                 evict: evict.clone(),
             },
         );
@@ -74,6 +85,18 @@ impl Slots {
             id,
             evict,
         })
+    }
+
+    /// Event streams may hold at most this many slots.
+    fn max_streams(&self) -> usize {
+        (self.max / 2).max(1)
+    }
+
+    /// A slot leaves the table: its stream, if any, no longer counts.
+    fn forget(&self, slot: &Slot) {
+        if slot.streaming {
+            self.streams.set(self.streams.get().saturating_sub(1));
+        }
     }
 
     /// Connections open now.
@@ -111,6 +134,26 @@ impl SlotGuard {
         }
     }
 
+    /// Turns this connection into an event stream (busy until it ends):
+    /// false when streams already hold as many slots as they may.
+    pub(super) fn stream(&self) -> bool {
+        let slots = &self.slots;
+        let mut open = slots.open.borrow_mut();
+        let Some(s) = open.get_mut(&self.id) else {
+            return false;
+        };
+        if s.streaming {
+            return true;
+        }
+        if slots.streams.get() >= slots.max_streams() {
+            return false;
+        }
+        s.waiting = None;
+        s.streaming = true;
+        slots.streams.set(slots.streams.get() + 1);
+        true
+    }
+
     /// Fires when this connection is evicted to make room for a newer one.
     pub(super) fn evicted(&self) -> Rc<LocalEvent> {
         self.evict.clone()
@@ -119,7 +162,10 @@ impl SlotGuard {
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        self.slots.open.borrow_mut().remove(&self.id);
+        let removed = self.slots.open.borrow_mut().remove(&self.id);
+        if let Some(slot) = removed {
+            self.slots.forget(&slot);
+        }
     }
 }
 
@@ -160,6 +206,30 @@ mod tests {
         b.waiting();
         assert!(slots.admit().is_some());
         assert!(b.evicted().is_fired());
+    }
+
+    #[test]
+    fn streams_hold_at_most_half_the_slots_and_are_never_evicted() {
+        let slots = Slots::new(4);
+        let a = slots.admit().expect("a");
+        let b = slots.admit().expect("b");
+        let c = slots.admit().expect("c");
+        assert!(a.stream() && b.stream());
+        assert!(!c.stream(), "a third stream of four slots");
+        let _d = slots.admit().expect("d");
+        // At the cap: c waits, the streams do not.
+        let _e = slots.admit().expect("e evicts c");
+        assert!(c.evicted().is_fired());
+        assert!(!a.evicted().is_fired() && !b.evicted().is_fired());
+        drop(a);
+        assert!(!c.stream(), "an evicted connection cannot stream");
+        let f = slots.admit().expect("f");
+        assert!(f.stream(), "a's stream slot is free again");
+        // One slot: one stream may hold it.
+        let one = Slots::new(1);
+        let g = one.admit().expect("g");
+        assert!(g.stream());
+        assert!(one.admit().is_none());
     }
 
     #[test]

@@ -55,6 +55,23 @@ impl Event {
     }
 }
 
+impl EventKind {
+    /// The event's type as its JSON `type` field spells it (`session_open`,
+    /// `backend_ready`, ...): the SSE stream's `event:` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::SessionOpen { .. } => "session_open",
+            EventKind::HandshakeRefused { .. } => "handshake_refused",
+            EventKind::SessionClosed { .. } => "session_closed",
+            EventKind::Message { .. } => "message",
+            EventKind::BackendRegistered { .. } => "backend_registered",
+            EventKind::BackendReady { .. } => "backend_ready",
+            EventKind::BackendLeft { .. } => "backend_left",
+            EventKind::BackendDrained { .. } => "backend_drained",
+        }
+    }
+}
+
 /// Who ended a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -249,6 +266,8 @@ pub struct EventBus {
     count: AtomicUsize,
     /// Readers that want message metadata.
     message_count: AtomicUsize,
+    /// Set by [`EventBus::shut`]: later readers start closed.
+    shut: AtomicBool,
 }
 
 /// A reader's place on the bus: it leaves the bus when dropped.
@@ -304,6 +323,11 @@ impl EventBus {
             closed: AtomicBool::new(false),
         });
         let mut readers = self.readers.write().unwrap_or_else(|e| e.into_inner());
+        // Read under the lock `shut` takes too: a reader either is in the
+        // list `shut` closes, or sees the flag here.
+        if self.shut.load(Ordering::Acquire) {
+            reader.closed.store(true, Ordering::Release);
+        }
         readers.push(reader.clone());
         self.count.fetch_add(1, Ordering::Relaxed);
         if messages {
@@ -327,9 +351,11 @@ impl EventBus {
         }
     }
 
-    /// Ends every reader's stream (the balancer stopped).
+    /// Ends every reader's stream (the balancer stopped); readers that
+    /// subscribe later find theirs ended at once.
     pub fn shut(&self) {
         let readers = self.readers.read().unwrap_or_else(|e| e.into_inner());
+        self.shut.store(true, Ordering::Release);
         for r in readers.iter() {
             r.closed.store(true, Ordering::Release);
             r.waker.wake();
@@ -340,6 +366,7 @@ impl EventBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     fn open(backend: &str) -> Event {
         Event::now(EventKind::SessionOpen {
@@ -402,5 +429,65 @@ mod tests {
         assert_eq!(json["type"], "session_open");
         assert_eq!(json["backend"], "b");
         assert!(json["ts_ms"].as_u64().unwrap() > 0);
+    }
+
+    #[test]
+    fn the_name_is_the_json_type() {
+        let (id, url) = (String::from("b"), String::from("http://b"));
+        let kinds = [
+            open("b").kind,
+            message().kind,
+            EventKind::HandshakeRefused {
+                client: "127.0.0.1:1".into(),
+                path: "/".into(),
+                status: 403,
+                reason: "origin".into(),
+            },
+            EventKind::SessionClosed {
+                id: id.clone(),
+                backend: id.clone(),
+                code: 1000,
+                closed_by: ClosedBy::Client,
+                duration_ms: 1,
+                bytes_in: 0,
+                bytes_out: 0,
+                messages_in: 0,
+                messages_out: 0,
+            },
+            EventKind::BackendRegistered {
+                id: id.clone(),
+                url: url.clone(),
+                registered: false,
+            },
+            EventKind::BackendReady {
+                id: id.clone(),
+                url: url.clone(),
+            },
+            EventKind::BackendLeft {
+                id: id.clone(),
+                url: url.clone(),
+            },
+            EventKind::BackendDrained { id, url },
+        ];
+        for kind in kinds {
+            let json = serde_json::to_value(Event::now(kind.clone())).unwrap();
+            assert_eq!(json["type"], kind.name());
+        }
+    }
+
+    #[test]
+    fn a_shut_bus_ends_its_readers_and_later_ones() {
+        let bus = Arc::new(EventBus::new());
+        let before = bus.subscribe(Interest::default());
+        bus.publish(open("b"));
+        bus.shut();
+        let after = bus.subscribe(Interest::default());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut next = std::pin::pin!(before.next());
+        assert!(matches!(next.as_mut().poll(&mut cx), Poll::Ready(Some(_))));
+        let mut next = std::pin::pin!(before.next());
+        assert!(matches!(next.as_mut().poll(&mut cx), Poll::Ready(None)));
+        let mut next = std::pin::pin!(after.next());
+        assert!(matches!(next.as_mut().poll(&mut cx), Poll::Ready(None)));
     }
 }

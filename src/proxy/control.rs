@@ -216,7 +216,7 @@ impl Registration {
     /// Tells the hooks (if any) about this backend.
     fn event(&self, env: &Env, event: PoolEvent) {
         let url = self.bindings.first().map_or("", |(u, _)| u.as_str());
-        emit(&env.hooks, event, &self.id, url, true);
+        emit(&env.hooks, &env.events, event, &self.id, url, true);
     }
 }
 

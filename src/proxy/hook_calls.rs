@@ -42,7 +42,14 @@ pub(super) enum Handshake {
     /// Go on (to the pinned backend, when one is named).
     Go { pin: Option<String> },
     /// Answer this whole response and close.
-    Refuse(Vec<u8>),
+    Refuse {
+        /// The whole response.
+        answer: Vec<u8>,
+        /// Its status.
+        status: u16,
+        /// The hook's reason (for the `handshake_refused` event).
+        reason: String,
+    },
 }
 
 /// Calls the hook for a request about to be forwarded: `on_handshake` for
@@ -80,7 +87,11 @@ pub(super) fn handshake(
 
 fn decide(decision: &Decision, forwarded: &mut Vec<u8>) -> Handshake {
     if let Some((status, reason)) = decision.refusal() {
-        return Handshake::Refuse(refusal(status, reason));
+        return Handshake::Refuse {
+            answer: refusal(status, reason),
+            status,
+            reason: reason.to_string(),
+        };
     }
     let added = decision.added_headers();
     if !added.is_empty() {
@@ -227,10 +238,10 @@ mod tests {
             .header("X-Evil", "a\r\nInjected: 1");
         match decide(&d, &mut fwd) {
             Handshake::Go { pin } => assert_eq!(pin.as_deref(), Some("b")),
-            Handshake::Refuse(_) => panic!("refused"),
+            Handshake::Refuse { .. } => panic!("refused"),
         }
         assert_eq!(fwd, b"GET / HTTP/1.1\r\nHost: h\r\nX-User: alice\r\n\r\n");
         let refused = decide(&Decision::refuse(401, "no"), &mut fwd);
-        assert!(matches!(refused, Handshake::Refuse(_)));
+        assert!(matches!(refused, Handshake::Refuse { .. }));
     }
 }

@@ -11,9 +11,11 @@ use super::env::Env;
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
 use super::hook_calls::{before_forward, Handshake, ResponseHook};
 use super::outcome::Switched;
+use super::pool_events::{emit_event, wants};
 use super::request_body::BodyDeadline;
 use super::request_head::{read_head, HeadWait};
 use super::ClientConn;
+use crate::hub::EventKind;
 use crate::pool::health::{record_failure, record_success, HealthPolicy};
 use crate::pool::stats::ActiveGuard;
 use crate::proto::http::edit;
@@ -79,9 +81,14 @@ where
             return None;
         }
         if req.upgrade_websocket {
-            if let Err(status) = check_origin(env, client, &req)
-                .and_then(|()| check_upgrade_request(client.buf.data(), &req))
-            {
+            let checked = check_origin(env, client, &req)
+                .map_err(|s| (s, "origin not allowed"))
+                .and_then(|()| {
+                    check_upgrade_request(client.buf.data(), &req)
+                        .map_err(|s| (s, upgrade_refusal_reason(s)))
+                });
+            if let Err((status, reason)) = checked {
+                refused(env, client, &req, status, reason);
                 client.answer(status, cfg.idle_timeout).await;
                 return None;
             }
@@ -93,7 +100,12 @@ where
             let (peer, tls, upgrade) = (client.peer, client.tls, req.upgrade_websocket);
             match before_forward(&**hooks, raw, peer, tls, upgrade, &mut head) {
                 Handshake::Go { pin: p } => pin = p,
-                Handshake::Refuse(answer) => {
+                Handshake::Refuse {
+                    answer,
+                    status,
+                    reason,
+                } => {
+                    refused(env, client, &req, status, &reason);
                     let _ = client.writer(cfg.idle_timeout).write_vec(answer).await;
                     return None;
                 }
@@ -115,6 +127,47 @@ where
         if client.writer_cut || env.draining.is_fired() || client.handle.try_next().is_some() {
             return None;
         }
+    }
+}
+
+/// Reports an upgrade refused before any session existed
+/// (`handshake_refused`), when someone listens; `req`'s head is still at
+/// the front of the client's buffer.
+fn refused<S: AsyncWriteRent>(
+    env: &Env,
+    client: &ClientConn<S>,
+    req: &ParsedRequest,
+    status: u16,
+    reason: &str,
+) {
+    if !req.upgrade_websocket || !wants(env) {
+        return;
+    }
+    let target = client.buf.data().get(req.path.clone()).unwrap_or_default();
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    emit_event(&env.hooks, &env.events, || EventKind::HandshakeRefused {
+        client: client.peer.to_string(),
+        path: String::from_utf8_lossy(path).into_owned(),
+        status,
+        reason: reason.to_string(),
+    });
+}
+
+/// Why `check_upgrade_request` refused, by its status.
+fn upgrade_refusal_reason(status: u16) -> &'static str {
+    if status == 426 {
+        "unsupported WebSocket version"
+    } else {
+        "malformed upgrade request"
+    }
+}
+
+/// Why an upgrade was answered `status` when no backend took it.
+fn backend_failure_reason(status: u16) -> &'static str {
+    match status {
+        502 => "backend failed",
+        504 => "backend timed out",
+        _ => "no backend available",
     }
 }
 
@@ -345,6 +398,7 @@ where
             Err(ExchangeError::Timeout { response_started }) => {
                 tracing::warn!(backend = %backend.id, "backend timed out");
                 if !response_started {
+                    refused(env, client, req, 504, backend_failure_reason(504));
                     client.answer(504, cfg.idle_timeout).await;
                 }
                 return RequestEnd::Close;
@@ -355,6 +409,7 @@ where
                 if !conn.reused {
                     record_failure(&backend.stats, &policy, crate::pool::clock::now_ms());
                 }
+                refused(env, client, req, 502, backend_failure_reason(502));
                 client.answer(502, cfg.idle_timeout).await;
                 return RequestEnd::Close;
             }
@@ -362,6 +417,7 @@ where
                 // Maybe its own body timeout with a slow client: no blame,
                 // and the body cannot be sent again anyway.
                 tracing::debug!(backend = %backend.id, "backend closed during the request body");
+                refused(env, client, req, 502, backend_failure_reason(502));
                 client.answer(502, cfg.idle_timeout).await;
                 return RequestEnd::Close;
             }
@@ -372,6 +428,7 @@ where
                 tracing::warn!(backend = %backend.id, detail, "backend failed");
                 record_failure(&backend.stats, &policy, crate::pool::clock::now_ms());
                 if !response_started {
+                    refused(env, client, req, 502, backend_failure_reason(502));
                     client.answer(502, cfg.idle_timeout).await;
                 }
                 return RequestEnd::Close;
@@ -381,6 +438,13 @@ where
     if tried.count() == 0 {
         last_status = 503;
     }
+    refused(
+        env,
+        client,
+        req,
+        last_status,
+        backend_failure_reason(last_status),
+    );
     client.answer(last_status, cfg.idle_timeout).await;
     RequestEnd::Close
 }

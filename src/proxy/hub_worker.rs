@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use super::conns::{ConnCommand, ConnHandle};
 use super::env::Env;
+use super::pool_events::{emit_event, wants};
 use super::session::{Enqueued, WsSession};
-use crate::hub::events::{ClosedBy, Event, EventKind};
+use crate::hub::events::{ClosedBy, EventKind};
 use crate::hub::ops::OpError;
 use crate::hub::ops::{parse_channel_list, Filter, Op, OpKind, Outcome, MAX_CHANNELS_PER_SESSION};
 use crate::hub::router::{Command, Router, SessionView, Tally};
@@ -90,10 +91,10 @@ impl ChannelIndex {
     }
 }
 
-/// Publishes an event built by `make`, only when someone reads events.
+/// Reports an event built by `make`, only when someone listens.
 fn emit(env: &Env, make: impl FnOnce() -> EventKind) {
-    if env.events.active() {
-        env.events.publish(Event::now(make()));
+    if wants(env) {
+        emit_event(&env.hooks, &env.events, make);
     }
 }
 

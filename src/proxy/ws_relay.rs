@@ -15,13 +15,14 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::backend::BackendConn;
 use super::env::Env;
 use super::outbound::{At, End, Outbound};
+use super::pool_events::{emit_event, wants_messages};
 use super::session::WsSession;
 use super::ws_hooks::{close_code_of, source, Live, Track, LOST};
 use super::ws_messages::{Inspector, Lane};
 use super::ws_pinger::{pinger, PingState};
 use super::ClientConn;
 use crate::hooks::{Direction, MessageMode};
-use crate::hub::events::{ClosedBy, Event, EventKind, Way};
+use crate::hub::events::{ClosedBy, EventKind, Way};
 use crate::proto::ws::frame::{FrameLimits, OpCode};
 use crate::proto::ws::scanner::{FrameScanner, ScannerConfig, Segment};
 use crate::proxy::conns::{ConnCommand, ConnHandle};
@@ -62,7 +63,7 @@ impl Notes<'_> {
         let Some(env) = self.env else {
             return;
         };
-        if env.events.wants_messages() {
+        if wants_messages(env) {
             let (text, length, fragmented) = scanner.last_message();
             let kind = EventKind::Message {
                 id: env.router.ids.format(self.session.local),
@@ -72,7 +73,7 @@ impl Notes<'_> {
                 length,
                 fragmented,
             };
-            env.events.publish(Event::now(kind));
+            emit_event(&env.hooks, &env.events, || kind);
         }
     }
 }

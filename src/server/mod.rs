@@ -96,6 +96,8 @@ impl Running {
             let _ = h.join();
         }
         self.shared.lifecycle.advance(Phase::Stopped);
+        // Event streams end with the balancer.
+        self.shared.events.shut();
         tracing::info!("stopped");
     }
 }
@@ -212,7 +214,7 @@ pub(crate) fn start(
         return Err(ServeError::Runtime(e));
     }
     // The static backends joined, on this thread, before any traffic.
-    emit_all_up(&shared.hooks, &shared.pool);
+    emit_all_up(&shared.hooks, &shared.events, &shared.pool);
     go.wait();
     Ok(Running {
         shared,
@@ -236,7 +238,14 @@ fn spawn_expiry(shared: Arc<Shared>) -> std::io::Result<()> {
                     .expire_backends(crate::pool::clock::now_ms(), timeout_ms);
                 for (id, url) in gone {
                     tracing::warn!(id, "backend missed its heartbeats: removed from the pool");
-                    emit(&shared.hooks, PoolEvent::Down, &id, &url, true);
+                    emit(
+                        &shared.hooks,
+                        &shared.events,
+                        PoolEvent::Down,
+                        &id,
+                        &url,
+                        true,
+                    );
                 }
             }
         })
