@@ -487,3 +487,7 @@ where
 #[cfg(test)]
 #[path = "ws_relay_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "injection_tests.rs"]
+mod injection_tests;
