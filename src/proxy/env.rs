@@ -52,6 +52,7 @@ pub(crate) struct Env {
 
 impl Env {
     /// The environment of worker `worker` over the shared pool and registry.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         worker: usize,
         cfg: Arc<ServeConfig>,
