@@ -48,6 +48,9 @@ fn main() -> ExitCode {
         Command::Bench(args) => crate::cmd::bench::run(args).map_err(|e| format!("bench: {e}")),
         Command::Demo(args) => crate::cmd::demo::run(args).map_err(|e| format!("demo: {e}")),
         Command::Agent(args) => crate::cmd::agent_cli::run(args).map_err(|e| format!("agent: {e}")),
+        Command::Publish(args) => {
+            crate::cmd::publish::run(*args).map_err(|e| format!("publish: {e}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,7 +54,7 @@ fn registers_with_its_fields_then_heartbeats_the_live_load() {
         Some(("/_lb/register".to_string(), Some("Bearer t0k".to_string())))
     );
     let reg = &fake.wait_messages("register", 1, WAIT)[0].1;
-    assert_eq!(reg["v"], 1);
+    assert_eq!(reg["v"], 2);
     assert_eq!(reg["id"], "api-7");
     assert_eq!(reg["weight"], 5);
     assert_eq!(

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::hub::ops::{parse_op, Filter, Verb};
+use crate::hub::ops::{parse_op, Filter, OpKind, Verb};
 use crate::proto::http::Method;
 use crate::proxy::hub_worker::{list_sessions, perform};
 use crate::server::Shared;
@@ -37,6 +37,16 @@ pub(super) async fn operate(shared: &Shared, verb: Verb, body: &[u8]) -> (u16, V
         Ok(op) => op,
         Err(e) => return (e.status(), json!({"error": e.to_string()})),
     };
+    // A ping's wait must fit in the admin request's own deadline.
+    let deadline = shared.cfg.admin_request_timeout.as_millis() as u64;
+    if let OpKind::Ping { timeout_ms } = op.kind {
+        if timeout_ms + 500 > deadline {
+            let msg = format!(
+                "timeout_ms must be under --admin-request-timeout ({deadline} ms) by 500 ms"
+            );
+            return (400, json!({"error": msg}));
+        }
+    }
     match perform(&shared.router, op).await {
         Ok(outcome) => match serde_json::to_value(outcome) {
             Ok(v) => (200, v),

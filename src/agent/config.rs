@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -11,8 +12,33 @@ use super::error::AgentError;
 use super::url::BalancerUrl;
 use crate::pool::registry::protocol::{
     resolve_binding, validate_id, validate_weight, ClientMessage, ProtocolError, MAX_BINDINGS,
-    PROTOCOL_VERSION,
 };
+
+/// What the agent calls for each event a balancer sends about this
+/// backend's sessions: the balancer URL (as configured) and the event
+/// (`{"event": "session_open", "ts_ms": ..., "id": ..., ...}`, or
+/// `{"event": "lost", "lost": N}` when the balancer dropped some because
+/// the agent fell behind). It runs on the agent's thread: keep it short,
+/// never let it panic, and do not wait on an operation's answer in it
+/// ([`crate::agent::PendingOp::wait`] refuses there; `submit` is fine).
+#[derive(Clone)]
+pub struct OnEvent(pub Arc<EventFn>);
+
+/// The callback behind [`OnEvent`]: balancer URL, event.
+pub type EventFn = dyn Fn(&str, &Value) + Send + Sync;
+
+impl OnEvent {
+    /// Wraps a callback.
+    pub fn new(f: impl Fn(&str, &Value) + Send + Sync + 'static) -> Self {
+        OnEvent(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for OnEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnEvent(..)")
+    }
+}
 
 /// How to register one backend with one or more balancers.
 #[derive(Clone, Debug)]
@@ -41,11 +67,20 @@ pub struct AgentConfig {
     pub tls_ca: Option<PathBuf>,
     /// Skip certificate verification for `wss://` (tests only).
     pub tls_insecure: bool,
+    /// Called for each event about this backend's sessions; when set, the
+    /// agent asks every balancer for them after each registration.
+    pub on_event: Option<OnEvent>,
+    /// Ask for message metadata events too (one per message: costly).
+    pub events_messages: bool,
+    /// How long an operation (publish, send, ...) waits for the
+    /// balancers' answers (a ping's own wait comes on top).
+    pub op_timeout: Duration,
 }
 
 impl AgentConfig {
     /// A configuration with the defaults: generated id, weight 1, restart
-    /// after 2 s, backoff capped at 30 s, 10 s connect timeout.
+    /// after 2 s, backoff capped at 30 s, 10 s connect timeout, no events,
+    /// operations answered within 15 s.
     pub fn new(balancers: Vec<BalancerUrl>, bindings: Vec<String>) -> Self {
         AgentConfig {
             balancers,
@@ -59,6 +94,9 @@ impl AgentConfig {
             connect_timeout: Duration::from_secs(10),
             tls_ca: None,
             tls_insecure: false,
+            on_event: None,
+            events_messages: false,
+            op_timeout: Duration::from_secs(15),
         }
     }
 
@@ -96,13 +134,19 @@ impl AgentConfig {
                 "connect timeout must be above zero",
             ));
         }
+        if self.op_timeout.is_zero() {
+            return Err(AgentError::BadDuration(
+                "operation timeout must be above zero",
+            ));
+        }
         Ok(())
     }
 
-    /// The `register` message for this configuration.
-    pub(crate) fn register_message(&self) -> ClientMessage {
+    /// The `register` message for this configuration, in protocol
+    /// version `v`.
+    pub(crate) fn register_message(&self, v: u32) -> ClientMessage {
         ClientMessage::Register {
-            v: PROTOCOL_VERSION,
+            v,
             id: self.id.clone(),
             bindings: self.bindings.clone(),
             weight: self.weight,
@@ -124,7 +168,7 @@ pub fn port_binding(port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::registry::protocol::parse_client_message;
+    use crate::pool::registry::protocol::{parse_client_message, PROTOCOL_VERSION};
 
     fn cfg() -> AgentConfig {
         let lb = BalancerUrl::parse("ws://127.0.0.1:8080").expect("url");
@@ -146,10 +190,10 @@ mod tests {
         c.weight = 7;
         c.bindings.push("http://10.0.0.5:9002".into());
         c.metadata = Some(serde_json::json!({"zone": "a"}));
-        let json = c.register_message().to_json();
+        let json = c.register_message(PROTOCOL_VERSION).to_json();
         let v: Value = serde_json::from_str(&json).expect("json");
         assert_eq!(v["type"], "register");
-        assert_eq!(v["v"], 1);
+        assert_eq!(v["v"], 2);
         assert_eq!(v["id"], "api-1");
         assert_eq!(v["weight"], 7);
         assert_eq!(
@@ -159,10 +203,16 @@ mod tests {
         assert_eq!(v["metadata"]["zone"], "a");
         assert_eq!(
             parse_client_message(&json, 64 * 1024).expect("parses"),
-            c.register_message()
+            c.register_message(PROTOCOL_VERSION)
+        );
+        // The fallback for a balancer that only speaks v1.
+        let v1 = c.register_message(1).to_json();
+        assert_eq!(
+            parse_client_message(&v1, 64 * 1024).expect("parses"),
+            c.register_message(1)
         );
         c.metadata = None;
-        assert!(!c.register_message().to_json().contains("metadata"));
+        assert!(!c.register_message(2).to_json().contains("metadata"));
     }
 
     #[test]
@@ -195,5 +245,7 @@ mod tests {
         assert!(c.validate().is_err());
         c.token = Some("s3cret".into());
         assert!(c.validate().is_ok());
+        c.op_timeout = Duration::ZERO;
+        assert!(matches!(c.validate(), Err(AgentError::BadDuration(_))));
     }
 }

@@ -47,6 +47,11 @@ pub(super) fn message_frame(out: &mut Vec<u8>, msg: &ClientMessage) {
     );
 }
 
+/// Appends a masked text frame holding `text` (a message already in JSON).
+pub(super) fn text_frame(out: &mut Vec<u8>, text: &str) {
+    write_frame(out, true, OpCode::Text, Some(mask()), text.as_bytes());
+}
+
 /// Appends a masked pong echoing `payload`.
 pub(super) fn pong_frame(out: &mut Vec<u8>, payload: &[u8]) {
     write_frame(out, true, OpCode::Pong, Some(mask()), payload);
@@ -74,6 +79,8 @@ pub(super) fn new_reader() -> MessageReader {
 /// The balancer's answer to `register`.
 #[derive(Debug, Clone)]
 pub(super) struct Registered {
+    /// The balancer's protocol version (1 from balancers before v2).
+    pub v: u32,
     pub balancer_id: String,
     pub heartbeat_interval: Duration,
     pub bindings: Vec<String>,
@@ -254,12 +261,14 @@ pub(super) async fn register<S: AsyncReadRent + AsyncWriteRent>(
                 let text = std::str::from_utf8(&m.payload).unwrap_or("");
                 match parse_server_message(text, MAX_SERVER_MESSAGE)? {
                     ServerMessage::Registered {
+                        v,
                         balancer_id,
                         heartbeat_interval_ms,
                         bindings,
                         ..
                     } => {
                         return Ok(Registered {
+                            v,
                             balancer_id,
                             heartbeat_interval: heartbeat_interval(heartbeat_interval_ms),
                             bindings,

@@ -2,6 +2,7 @@
 //! balancer it is, and the configuration. The watchdog builds it and the
 //! session reads it (watchdog -> session -> ctx).
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use super::config::AgentConfig;
@@ -20,4 +21,7 @@ pub(crate) struct Ctx {
     pub(crate) cfg: Arc<AgentConfig>,
     /// The TLS connector for `wss://` balancers.
     pub(crate) tls: Option<monoio_rustls::TlsConnector>,
+    /// The protocol version to register with: 2, or 1 once this balancer
+    /// refused 2 (an older one).
+    pub(crate) version: Cell<u32>,
 }

@@ -42,6 +42,21 @@ pub enum AgentError {
     #[error("cannot install signal handlers: {0}")]
     /// Signal handlers could not be installed (the `wslb agent` command).
     Signals(#[source] std::io::Error),
+    #[error("bad operation: {0}")]
+    /// An operation every balancer would refuse (checked before sending).
+    BadRequest(#[source] crate::hub::OpError),
+    #[error("the operation is {len} bytes as a control message, over the limit of {max}")]
+    /// An operation too large for the control channel.
+    TooLarge {
+        /// Its size as a control message.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    #[error("waiting for an operation's answers on the agent's own thread (an on_event callback) would never end; submit it and wait elsewhere")]
+    /// A blocking operation (or [`crate::agent::PendingOp::wait`]) called
+    /// on the agent's thread, from an `on_event` callback.
+    OnAgentThread,
 }
 
 /// Why one control session (connect, handshake, register, heartbeats) ended.
@@ -65,6 +80,8 @@ pub(super) enum SessionError {
     Handshake(#[from] HandshakeError),
     #[error("balancer refused the registration: {0}")]
     Refused(String),
+    #[error("the balancer speaks protocol v1 only; registering again with \"v\": 1")]
+    OldBalancer,
     #[error("balancer closed the channel (code {code}{})", fmt_reason(.reason))]
     Closed { code: u16, reason: String },
     #[error("balancer ended the connection")]

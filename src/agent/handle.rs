@@ -1,15 +1,21 @@
 //! What the embedding application holds: [`AgentHandle`] (status per
 //! balancer, drain/resume/deregister requests, stop) and the state it shares
 //! with the agent thread. Requests are desired states plus an epoch; the
-//! sessions reconcile with them whenever the epoch moves.
+//! sessions reconcile with them whenever the epoch moves. Operations
+//! (`requests.rs`) go through one lock-free queue per session instead.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::Context;
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
+use crossbeam::queue::SegQueue;
+use serde_json::{Map, Value};
+
+use super::calls::{Call, OpFailure, Outgoing};
+use crate::pool::registry::protocol::OpName;
 
 /// Where one balancer's session stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +60,10 @@ pub struct BalancerStatus {
     pub heartbeats_sent: u64,
     /// When the watchdog tries again (state `Waiting`).
     pub retry_at: Option<Instant>,
+    /// The protocol version of the current (or last) session: 2 takes
+    /// operations and events, 1 (an older balancer) does not; 0 before the
+    /// first registration.
+    pub protocol: u32,
 }
 
 impl BalancerStatus {
@@ -71,6 +81,7 @@ impl BalancerStatus {
             registrations: 0,
             heartbeats_sent: 0,
             retry_at: None,
+            protocol: 0,
         }
     }
 }
@@ -93,19 +104,87 @@ pub(crate) struct Shared {
     wakers: Vec<AtomicWaker>,
     status: Mutex<Vec<BalancerStatus>>,
     changed: Condvar,
+    /// Operations waiting to be sent, one queue per session.
+    queues: Vec<SegQueue<Outgoing>>,
+    /// How long an operation waits for its answers.
+    pub op_timeout: Duration,
+    /// The agent's own thread (where waiting for answers cannot work).
+    thread: OnceLock<ThreadId>,
 }
 
 impl Shared {
-    pub(crate) fn new(id: String, load: Arc<AtomicU32>, urls: Vec<String>) -> Self {
+    pub(crate) fn new(
+        id: String,
+        load: Arc<AtomicU32>,
+        urls: Vec<String>,
+        op_timeout: Duration,
+    ) -> Self {
         Shared {
             id,
             load,
             wishes: Wishes::default(),
             epoch: AtomicU64::new(0),
             wakers: urls.iter().map(|_| AtomicWaker::new()).collect(),
+            queues: urls.iter().map(|_| SegQueue::new()).collect(),
             status: Mutex::new(urls.into_iter().map(BalancerStatus::new).collect()),
             changed: Condvar::new(),
+            op_timeout,
+            thread: OnceLock::new(),
         }
+    }
+
+    /// How many balancers are configured.
+    pub(crate) fn balancers(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// The balancer URLs, in configuration order.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.lock().iter().map(|s| s.url.clone()).collect()
+    }
+
+    /// Records the agent's thread (once, when it starts).
+    pub(crate) fn set_thread(&self) {
+        let _ = self.thread.set(std::thread::current().id());
+    }
+
+    /// Whether the caller runs on the agent's thread.
+    pub(crate) fn on_agent_thread(&self) -> bool {
+        self.thread.get() == Some(&std::thread::current().id())
+    }
+
+    /// Queues an operation for every session that can take it now and
+    /// wakes them; the others' slots are answered at once.
+    pub(crate) fn enqueue(&self, call: &Arc<Call>, name: OpName, body: Arc<Map<String, Value>>) {
+        let st = self.lock();
+        for (i, s) in st.iter().enumerate() {
+            match (s.state, s.protocol) {
+                (LinkState::Registered, p) if p >= 2 => {
+                    if let Some(q) = self.queues.get(i) {
+                        q.push(Outgoing {
+                            call: call.clone(),
+                            name,
+                            body: body.clone(),
+                        });
+                    }
+                    if let Some(w) = self.wakers.get(i) {
+                        w.wake();
+                    }
+                }
+                (LinkState::Registered, _) => call.fill(i, Err(OpFailure::Unsupported)),
+                _ => call.fill(i, Err(OpFailure::NotConnected)),
+            }
+        }
+    }
+
+    /// The next operation queued for session `i`.
+    pub(crate) fn dequeue(&self, i: usize) -> Option<Outgoing> {
+        self.queues.get(i)?.pop()
+    }
+
+    /// Whether operations wait for session `i`.
+    pub(crate) fn has_queued(&self, i: usize) -> bool {
+        self.queues.get(i).is_some_and(|q| !q.is_empty())
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<BalancerStatus>> {

@@ -19,26 +19,47 @@
 //!
 //! The agent runs on its own thread with its own monoio runtime (one task
 //! per balancer), so it never competes with the application's workers.
+//!
+//! With protocol v2 balancers the handle also reaches the clients: publish,
+//! send, ping, close, subscribe and unsubscribe go to every balancer (each
+//! delivers to its own clients) and return each one's counts:
+//!
+//! ```no_run
+//! # fn demo(agent: &wslb::agent::AgentHandle) -> Result<(), wslb::agent::AgentError> {
+//! use wslb::hub::{Filter, Payload};
+//! let room = Filter { channel: Some("room:42".into()), ..Filter::default() };
+//! let sent = agent.publish(Payload::Text("hello".into()), &room)?;
+//! println!("{} clients got it", sent.total.delivered);
+//! # Ok(()) }
+//! ```
+//!
+//! Set [`AgentConfig::on_event`] to hear about this backend's sessions
+//! (opened, closed; messages with `events_messages`).
 
 mod backoff;
+mod calls;
 mod config;
 mod conn;
 mod ctx;
 mod error;
 mod handle;
+mod requests;
 mod session;
 mod url;
 mod watchdog;
 
+use std::cell::Cell;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 pub use crate::pool::registry::error::ProtocolError;
-pub use config::{generate_id, port_binding, AgentConfig};
+pub use calls::{BalancerReply, Fanout, OpFailure, PendingOp};
+pub use config::{generate_id, port_binding, AgentConfig, EventFn, OnEvent};
 pub use error::AgentError;
 pub use handle::{AgentHandle, BalancerStatus, LinkState, LoadGuard};
 pub use url::{BalancerUrl, DEFAULT_PATH};
 
+use crate::pool::registry::protocol::PROTOCOL_VERSION;
 use ctx::Ctx;
 use handle::Shared;
 
@@ -53,7 +74,7 @@ pub fn spawn(cfg: AgentConfig, load: Arc<AtomicU32>) -> Result<AgentHandle, Agen
         None
     };
     let urls = cfg.balancers.iter().map(|b| b.to_string()).collect();
-    let shared = Arc::new(Shared::new(cfg.id.clone(), load, urls));
+    let shared = Arc::new(Shared::new(cfg.id.clone(), load, urls, cfg.op_timeout));
     let cfg = Arc::new(cfg);
     let theirs = shared.clone();
     let thread = std::thread::Builder::new()
@@ -71,6 +92,7 @@ fn run_thread(
     cfg: Arc<AgentConfig>,
     tls: Option<monoio_rustls::TlsConnector>,
 ) {
+    shared.set_thread();
     let last = shared.clone();
     run_runtime(shared, cfg, tls);
     last.mark_all_stopped();
@@ -90,6 +112,7 @@ fn run_runtime(
                 url: url.clone(),
                 cfg: cfg.clone(),
                 tls: tls.clone(),
+                version: Cell::new(PROTOCOL_VERSION),
             };
             tasks.push(monoio::spawn(watchdog::watch(ctx)));
         }

@@ -1,7 +1,10 @@
 //! One registered control session: heartbeats every interval with the
 //! current load, pings when the balancer has been silent, answers to pings,
 //! drain/resume notices, the application's drain/resume/deregister/stop
-//! wishes, and a clean `deregister` + close on the way out.
+//! wishes, and a clean `deregister` + close on the way out. With a v2
+//! balancer also: the application's operations out (each with a `ref`),
+//! their `result` / `op_error` back, and events to the `on_event` callback
+//! (asked for right after each registration, so reconnects keep them).
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -13,11 +16,16 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split, Splitable};
 use monoio::time::Instant;
 
+use serde_json::Value;
+
+use super::calls::{Inflight, OpFailure};
 use super::conn::{
-    close_frame, closed, message_frame, ping_frame, pong_frame, Registered, MAX_SERVER_MESSAGE,
+    close_frame, closed, message_frame, ping_frame, pong_frame, text_frame, Registered,
+    MAX_SERVER_MESSAGE,
 };
 use super::ctx::Ctx;
 use super::error::SessionError;
+use crate::hub::Outcome;
 use crate::pool::registry::protocol::{parse_server_message, ClientMessage, ServerMessage};
 use crate::proto::ws::frame::OpCode;
 use crate::proto::ws::message::MessageReader;
@@ -84,6 +92,7 @@ fn handle_buffered(
     buf: &mut ReadBuf,
     reader: &mut MessageReader,
     out: &mut Vec<u8>,
+    inflight: &mut Inflight<'_>,
 ) -> Result<(), SessionError> {
     while !buf.is_empty() {
         let (used, msg) = reader.feed(buf.data())?;
@@ -105,7 +114,7 @@ fn handle_buffered(
                 close_frame(out, code, "");
                 return Err(err);
             }
-            OpCode::Text => notice(ctx, std::str::from_utf8(&m.payload).unwrap_or(""))?,
+            OpCode::Text => notice(ctx, std::str::from_utf8(&m.payload).unwrap_or(""), inflight),
             _ => {}
         }
     }
@@ -113,7 +122,7 @@ fn handle_buffered(
 }
 
 /// Acts on one text message from a registered session.
-fn notice(ctx: &Ctx, text: &str) -> Result<(), SessionError> {
+fn notice(ctx: &Ctx, text: &str, inflight: &mut Inflight<'_>) {
     let url = &ctx.url;
     match parse_server_message(text, MAX_SERVER_MESSAGE) {
         Ok(ServerMessage::Drain) => {
@@ -133,14 +142,45 @@ fn notice(ctx: &Ctx, text: &str) -> Result<(), SessionError> {
         Ok(ServerMessage::Registered { balancer_id, .. }) => {
             tracing::debug!(balancer = %url, %balancer_id, "agent: repeated registered, ignored");
         }
-        Ok(ServerMessage::Broadcast { .. } | ServerMessage::Write { .. }) => {
-            tracing::debug!(balancer = %url, "agent: broadcast/write is not handled by the agent, ignored");
+        Ok(ServerMessage::Result {
+            reference,
+            matched,
+            delivered,
+            skipped,
+            dropped,
+            pongs,
+        }) => {
+            let outcome = Outcome {
+                matched,
+                delivered,
+                skipped,
+                dropped,
+                pongs,
+            };
+            inflight.answer(reference.as_ref(), Ok(outcome));
+        }
+        Ok(ServerMessage::OpError {
+            reference,
+            status,
+            message,
+        }) => {
+            if reference.is_none() {
+                tracing::warn!(balancer = %url, status, %message, "agent: an operation was refused");
+            }
+            inflight.answer(
+                reference.as_ref(),
+                Err(OpFailure::Refused { status, message }),
+            );
+        }
+        Ok(ServerMessage::Event { fields }) => {
+            if let Some(cb) = &ctx.cfg.on_event {
+                (cb.0)(&inflight.url, &Value::Object(fields));
+            }
         }
         Err(e) => {
             tracing::warn!(balancer = %url, error = %e, "agent: unreadable message from the balancer, ignored");
         }
     }
-    Ok(())
 }
 
 /// Runs a registered session until it fails or the application asks it to
@@ -162,7 +202,18 @@ where
     let (r, mut w) = stream.into_split();
     let mut out = Vec::with_capacity(256);
     let mut buf = buf;
-    let first = handle_buffered(ctx, &mut buf, &mut reader, &mut out);
+    let v2 = reg.v >= 2;
+    // Answers every operation still in flight (or queued) when it goes.
+    let mut inflight = Inflight::new(shared, ctx.index, ctx.url.to_string());
+    if v2 && ctx.cfg.on_event.is_some() {
+        let messages = ctx.cfg.events_messages;
+        let events = ClientMessage::Events {
+            messages,
+            enabled: true,
+        };
+        message_frame(&mut out, &events);
+    }
+    let first = handle_buffered(ctx, &mut buf, &mut reader, &mut out, &mut inflight);
     send(&mut w, &mut out, write_limit).await?;
     first?;
     let mut pending = Some(start_read(r, buf));
@@ -214,6 +265,11 @@ where
             }
             next_tick = now + interval;
         }
+        if v2 {
+            while let Some(text) = inflight.next_message() {
+                text_frame(&mut out, &text);
+            }
+        }
         send(&mut w, &mut out, write_limit).await?;
         let Some(mut read) = pending.take() else {
             return Err(SessionError::Eof);
@@ -224,7 +280,8 @@ where
                 if let Poll::Ready((r, b, res)) = read.as_mut().poll(cx) {
                     return Poll::Ready(Event::Read(r, b, res));
                 }
-                if shared.poll_changed(ctx.index, seen, cx) {
+                if shared.poll_changed(ctx.index, seen, cx) || (v2 && shared.has_queued(ctx.index))
+                {
                     return Poll::Ready(Event::Wish);
                 }
                 if tick.as_mut().poll(cx).is_ready() {
@@ -243,7 +300,7 @@ where
                 }
                 last_heard = Instant::now();
                 pinged = false;
-                let handled = handle_buffered(ctx, &mut b, &mut reader, &mut out);
+                let handled = handle_buffered(ctx, &mut b, &mut reader, &mut out, &mut inflight);
                 send(&mut w, &mut out, write_limit).await?;
                 handled?;
                 pending = Some(start_read(r, b));

@@ -197,8 +197,9 @@ where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
 {
     let mut reader = new_reader();
-    let msg = ctx.cfg.register_message();
-    let (buf, reg) = step!(
+    let version = ctx.version.get();
+    let msg = ctx.cfg.register_message(version);
+    let answer = step!(
         ctx,
         limit,
         "waiting for the upgrade and the registered answer",
@@ -207,7 +208,19 @@ where
             let reg = register(&mut stream, &mut buf, &mut reader, &msg).await?;
             Ok::<_, SessionError>((buf, reg))
         }
-    )?;
+    );
+    let (buf, mut reg) = match answer {
+        // A balancer older than protocol v2: register again as v1 (no
+        // operations or events through it).
+        Err(SessionError::Refused(m))
+            if version > 1 && m.contains("unsupported protocol version") =>
+        {
+            ctx.version.set(1);
+            return Err(SessionError::OldBalancer);
+        }
+        other => other?,
+    };
+    reg.v = reg.v.min(version);
     backoff.reset();
     tracing::info!(balancer = %ctx.url, id = %ctx.cfg.id, balancer_id = %reg.balancer_id,
         heartbeat = ?reg.heartbeat_interval, bindings = ?reg.bindings, "agent: registered");
@@ -220,6 +233,7 @@ where
         s.last_error = None;
         s.refused = false;
         s.draining = false;
+        s.protocol = reg.v;
     });
     session::run(ctx, stream, buf, reader, &reg).await
 }

@@ -39,6 +39,8 @@ pub enum Command {
     Bench(crate::cmd::bench::BenchArgs),
     /// Register a backend that runs elsewhere with balancers, and keep it registered.
     Agent(AgentArgs),
+    /// Publish, send, ping, close, subscribe or unsubscribe through balancers' admin APIs.
+    Publish(Box<crate::cmd::publish::PublishArgs>),
 }
 
 /// Flags of `wslb serve`.

@@ -1,6 +1,8 @@
 //! `wslb demo`: one command that shows the whole thing — a balancer on
 //! 127.0.0.1:8080 and three echo backends that register themselves over the
-//! control channel — and prints what to try. Children are this same binary.
+//! control channel, a broadcast that reaches clients on every backend
+//! (`demo_broadcast`) — and prints what to try. Children are this same
+//! binary.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -142,6 +144,18 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
     }
     let lb = args.listen;
     let admin = args.admin_listen;
+    // Ctrl-C from here on stops the children (no default death by signal).
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(DemoError::Signals)?;
+    // Before the banner, so that its clients are gone when the pick
+    // examples below are tried.
+    for line in crate::cmd::demo_broadcast::show(lb, admin, 2 * args.backends) {
+        println!("{line}");
+    }
+    println!();
     println!(
         "wslb demo is up: a balancer on {lb} and {n} echo backends that registered themselves.\n\
          \n\
@@ -158,6 +172,8 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
          \x20 curl -X POST http://{admin}/api/backends/echo-1/drain\n\
          \x20 # Prometheus metrics\n\
          \x20 curl http://{admin}/metrics\n\
+         \x20 # a message to every WebSocket client ({exe} publish --help for more)\n\
+         \x20 {exe} publish --admin http://{admin} --text hello\n\
          \x20 # WebSocket echo through the balancer\n\
          \x20 {exe} bench ws --url ws://{lb}/ -c 10 --duration 5\n\
          \n\
@@ -169,11 +185,6 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
             .unwrap_or_else(|_| "wslb".into()),
     );
     let _ = std::io::stdout().flush();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .map_err(DemoError::Signals)?;
     let _ = signals.forever().next();
     println!("stopping");
     drop(children);

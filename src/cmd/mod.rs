@@ -1,10 +1,14 @@
 //! The binary's own modules: the command line (`cli`, `agent_cli`) and the
 //! tools that ship with wslb but are not part of the library: the load
-//! generator (`bench`), the echo backend (`echo`) and the demo (`demo`).
+//! generator (`bench`), the echo backend (`echo`), the demo (`demo`) and
+//! the admin API client behind `wslb publish` (`publish`, `admin_client`).
 
+pub mod admin_client;
 pub mod agent_cli;
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod demo_broadcast;
 pub mod echo;
+pub mod publish;
 pub mod serve;

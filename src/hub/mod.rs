@@ -8,11 +8,13 @@
 //! channel membership and the sessions' send queues live there, so no lock
 //! shared across cores sits on the delivery path.
 
+pub mod body;
 pub mod events;
 pub mod ids;
 pub mod ops;
 pub mod router;
 
+pub use body::{CloseTarget, Request};
 pub use events::{Event, EventBus, EventKind};
 pub use ids::ConnIds;
 pub use ops::{Filter, Op, OpError, OpKind, Outcome, Payload};

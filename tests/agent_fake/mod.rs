@@ -1,6 +1,8 @@
 //! A tiny fake balancer control channel for the agent tests: a std
 //! TcpListener doing the WebSocket upgrade with `wslb::proto::ws`, checking the
-//! bearer token, answering `register`, and recording everything it hears.
+//! bearer token, answering `register` (as a v2 balancer, or as a v1 one that
+//! refuses `"v": 2`), answering operations with a set `result` or
+//! `op_error` (echoing their `ref`), and recording everything it hears.
 #![allow(dead_code)]
 
 use std::io::{ErrorKind, Read, Write};
@@ -51,13 +53,37 @@ pub enum Answer {
     Registered,
     /// `error {message}` then close 1008.
     Refuse(String),
+    /// As a balancer from before protocol v2: `"v": 1` only (anything else
+    /// refused as such a balancer refuses it), no `v` in `registered`.
+    V1Only,
 }
+
+/// How the fake answers an operation (publish, send, ...).
+#[derive(Clone, Debug)]
+pub enum OpAnswer {
+    /// `result` with these counts (and pongs for a ping).
+    Result { matched: u64, delivered: u64 },
+    /// `op_error` with this status.
+    Error(u16),
+    /// Nothing.
+    Silent,
+}
+
+const OPS: [&str; 6] = [
+    "publish",
+    "send",
+    "ping",
+    "close",
+    "subscribe",
+    "unsubscribe",
+];
 
 struct State {
     events: Mutex<Vec<Event>>,
     cv: Condvar,
     token: Mutex<Option<String>>,
     answer: Mutex<Answer>,
+    op_answer: Mutex<OpAnswer>,
     heartbeat_ms: u64,
     conns: AtomicU64,
     /// Connections opened before this generation are dropped.
@@ -83,6 +109,10 @@ impl Fake {
             cv: Condvar::new(),
             token: Mutex::new(token.map(str::to_string)),
             answer: Mutex::new(Answer::Registered),
+            op_answer: Mutex::new(OpAnswer::Result {
+                matched: 0,
+                delivered: 0,
+            }),
             heartbeat_ms,
             conns: AtomicU64::new(0),
             kill_gen: AtomicU64::new(0),
@@ -108,6 +138,10 @@ impl Fake {
 
     pub fn set_answer(&self, a: Answer) {
         *self.state.answer.lock().unwrap() = a;
+    }
+
+    pub fn set_op_answer(&self, a: OpAnswer) {
+        *self.state.op_answer.lock().unwrap() = a;
     }
 
     /// Drops every open connection (abruptly, no close frame).
@@ -310,14 +344,62 @@ fn serve(mut s: TcpStream, conn: u64, st: Arc<State>) {
                 OpCode::Text => {
                     let json: Value = serde_json::from_slice(&m.payload).expect("agent sends JSON");
                     let is_register = json["type"] == "register";
+                    let is_op = OPS.iter().any(|o| json["type"] == *o);
                     let id = json["id"].clone();
+                    let version = json["v"].clone();
+                    let reference = json["ref"].clone();
+                    let ping = json["type"] == "ping";
                     record(&st, Event::Text { conn, json });
+                    if is_op {
+                        let answer = st.op_answer.lock().unwrap().clone();
+                        let reply = match answer {
+                            OpAnswer::Result { matched, delivered } => {
+                                let mut r = serde_json::json!({"type": "result", "ref": reference,
+                                    "matched": matched, "delivered": delivered,
+                                    "skipped": matched - delivered, "dropped": 0});
+                                if ping {
+                                    r["pongs"] = delivered.into();
+                                }
+                                Some(r)
+                            }
+                            OpAnswer::Error(status) => Some(serde_json::json!({"type": "op_error",
+                                "ref": reference, "status": status, "message": format!("fake {status}")})),
+                            OpAnswer::Silent => None,
+                        };
+                        if let Some(r) = reply {
+                            let mut out = Vec::new();
+                            write_frame(
+                                &mut out,
+                                true,
+                                OpCode::Text,
+                                None,
+                                r.to_string().as_bytes(),
+                            );
+                            let _ = s.write_all(&out);
+                        }
+                    }
                     if is_register {
-                        let answer = st.answer.lock().unwrap().clone();
+                        let mut answer = st.answer.lock().unwrap().clone();
+                        if matches!(answer, Answer::V1Only) && version != 1 {
+                            answer = Answer::Refuse(format!(
+                                "unsupported protocol version {version} (this balancer speaks \"v\": 1)"
+                            ));
+                        }
                         let mut out = Vec::new();
                         match answer {
+                            Answer::V1Only => {
+                                let reply = serde_json::json!({"type": "registered", "balancer_id": "fake-v1",
+                                    "id": id, "heartbeat_interval_ms": st.heartbeat_ms, "bindings": ["http://127.0.0.1:9001"]});
+                                write_frame(
+                                    &mut out,
+                                    true,
+                                    OpCode::Text,
+                                    None,
+                                    reply.to_string().as_bytes(),
+                                );
+                            }
                             Answer::Registered => {
-                                let reply = serde_json::json!({"type": "registered", "balancer_id": "fake-lb",
+                                let reply = serde_json::json!({"type": "registered", "v": 2, "balancer_id": "fake-lb",
                                     "id": id, "heartbeat_interval_ms": st.heartbeat_ms, "bindings": ["http://127.0.0.1:9001"]});
                                 write_frame(
                                     &mut out,

@@ -32,8 +32,8 @@ pub enum ProtocolError {
         /// What is wrong.
         reason: String,
     },
-    #[error("unsupported protocol version {0} (this balancer speaks \"v\": 1)")]
-    /// A protocol version (`v`) other than 1.
+    #[error("unsupported protocol version {0} (this balancer speaks \"v\": 1 or 2)")]
+    /// A protocol version (`v`) other than 1 or 2.
     UnsupportedVersion(String),
     #[error("bad backend id {id:?}: {reason}")]
     /// The backend id breaks the id rules.
@@ -85,12 +85,27 @@ pub enum ProtocolError {
     #[error("the balancer is full: at most {0} backends (--max-backends), static ones included")]
     /// The pool is full (`--max-backends`).
     TooManyBackends(usize),
+    #[error("bad {kind:?} operation: {reason}")]
+    /// An operation message (v2) refused; unlike the others, this refusal
+    /// is answered with `op_error` and the channel stays open.
+    BadOp {
+        /// The operation (`publish`, `send`, ...).
+        kind: String,
+        /// What is wrong.
+        reason: String,
+    },
     #[error("binary frames are not supported on the control channel; send JSON text")]
     /// A binary frame on the control channel (JSON text only).
     BinaryFrame,
 }
 
 impl ProtocolError {
+    /// Whether the channel ends on this refusal (every one but a bad
+    /// operation, which is answered and the channel goes on).
+    pub fn ends_channel(&self) -> bool {
+        !matches!(self, ProtocolError::BadOp { .. })
+    }
+
     /// WebSocket close code for a control channel that ends on this error:
     /// 1009 (too big) for oversize messages, 1003 (unsupported data) for a
     /// binary frame, 1013 (try again later) when the table is full, 1008

@@ -1,12 +1,13 @@
 //! The control hub: which worker-side control session speaks for which
-//! backend id, so that other threads (the admin API, later broadcasts) can
-//! send a message down a backend's channel without touching its worker.
+//! backend id, so that other threads (the admin API, the channel's own
+//! operation and event tasks) can send a message down a backend's channel
+//! without touching its worker.
 
 use std::collections::HashMap;
-use std::future::poll_fn;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Context;
 use std::task::Poll;
 
 use atomic_waker::AtomicWaker;
@@ -14,32 +15,59 @@ use crossbeam::queue::SegQueue;
 
 use super::protocol::ServerMessage;
 
+/// Events a mailbox holds at most; beyond it they are refused (the
+/// caller counts them lost), so a backend that reads slowly never makes
+/// its mailbox grow without bound.
+pub(crate) const MAX_QUEUED_EVENTS: usize = 256;
+
 /// A session's mailbox: a lock-free queue plus a waker the session awaits.
+/// Notices and answers are few (bounded by their senders: an admin
+/// request, the channel's pending operations); events are counted and
+/// bounded here.
 #[derive(Default)]
 pub(crate) struct Mailbox {
     queue: SegQueue<ServerMessage>,
     waker: AtomicWaker,
+    events: AtomicUsize,
 }
 
 impl Mailbox {
     pub(crate) fn push(&self, msg: ServerMessage) {
+        if matches!(msg, ServerMessage::Event { .. }) {
+            self.events.fetch_add(1, Ordering::AcqRel);
+        }
         self.queue.push(msg);
         self.waker.wake();
     }
 
-    /// Waits for the next message (one waiter: the session task).
-    pub(crate) async fn next(&self) -> ServerMessage {
-        poll_fn(|cx| {
-            if let Some(m) = self.queue.pop() {
-                return Poll::Ready(m);
-            }
-            self.waker.register(cx.waker());
-            match self.queue.pop() {
-                Some(m) => Poll::Ready(m),
-                None => Poll::Pending,
-            }
-        })
-        .await
+    /// Queues an event unless [`MAX_QUEUED_EVENTS`] are waiting already;
+    /// false when it was refused.
+    pub(crate) fn push_event(&self, msg: ServerMessage) -> bool {
+        if self.events.load(Ordering::Acquire) >= MAX_QUEUED_EVENTS {
+            return false;
+        }
+        self.push(msg);
+        true
+    }
+
+    fn pop(&self) -> Option<ServerMessage> {
+        let m = self.queue.pop()?;
+        if matches!(m, ServerMessage::Event { .. }) {
+            self.events.fetch_sub(1, Ordering::AcqRel);
+        }
+        Some(m)
+    }
+
+    /// The next message, or registers the waker (one waiter: the session).
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<ServerMessage> {
+        if let Some(m) = self.pop() {
+            return Poll::Ready(m);
+        }
+        self.waker.register(cx.waker());
+        match self.pop() {
+            Some(m) => Poll::Ready(m),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -146,6 +174,34 @@ mod tests {
         assert!(hub.send("x", ServerMessage::Drain));
         assert!(hub.detach("x", b));
         assert!(!hub.send("x", ServerMessage::Drain));
+    }
+
+    fn event(n: u64) -> ServerMessage {
+        let mut fields = serde_json::Map::new();
+        fields.insert("event".into(), "session_open".into());
+        fields.insert("n".into(), n.into());
+        ServerMessage::Event { fields }
+    }
+
+    #[test]
+    fn a_mailbox_refuses_events_past_its_bound_but_never_answers() {
+        let m = Mailbox::default();
+        for i in 0..MAX_QUEUED_EVENTS as u64 {
+            assert!(m.push_event(event(i)));
+        }
+        assert!(!m.push_event(event(999)), "full of events");
+        m.push(ServerMessage::Drain);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert_eq!(m.poll_next(&mut cx), Poll::Ready(event(0)));
+        assert!(m.push_event(event(1000)), "room again after one is taken");
+        let mut got = Vec::new();
+        while let Poll::Ready(msg) = m.poll_next(&mut cx) {
+            got.push(msg);
+        }
+        assert_eq!(got.len(), MAX_QUEUED_EVENTS + 1);
+        assert_eq!(got[MAX_QUEUED_EVENTS - 1], ServerMessage::Drain);
+        assert_eq!(m.events.load(Ordering::Relaxed), 0);
     }
 
     #[test]

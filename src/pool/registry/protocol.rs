@@ -1,17 +1,38 @@
 //! Control-channel messages (JSON text frames, one object each, tagged by
 //! `"type"`), their validation, and binding resolution. See docs/PROTOCOL.md.
+//!
+//! Protocol v2 adds the messaging operations (`publish`, `send`, `ping`,
+//! `close`, `subscribe`, `unsubscribe`: their bodies are checked by the hub
+//! one layer up, here only the `type` and the `ref` are), `events`, and the
+//! balancer's `result`, `op_error` and `event` answers.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::binding::{parse_binding, Fill};
+use ops::op_message;
+pub(crate) use ops::{op_json, OpName};
+
+#[path = "protocol_ops.rs"]
+mod ops;
 pub(crate) use super::binding::{resolve_binding, resolve_binding_in, split_authority};
 pub(crate) use super::error::ProtocolError;
 
-/// The protocol version this balancer speaks (`"v"` in `register`).
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this balancer speaks (`"v"` in `register` and
+/// `registered`).
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
+/// The oldest version still accepted in `register`.
+pub(crate) const MIN_PROTOCOL_VERSION: u32 = 1;
+/// Largest control message before a `"v": 2` registration (and on a v1
+/// channel).
+pub(crate) const MAX_CONTROL_MESSAGE: usize = 64 * 1024;
+/// Largest control message on a channel registered with `"v": 2` (an
+/// operation carries a whole message to deliver).
+pub(crate) const MAX_V2_CONTROL_MESSAGE: usize = 1024 * 1024;
+/// Longest `ref` string, bytes.
+pub(crate) const MAX_REF_LEN: usize = 64;
 /// Weights accepted from backends and static configuration.
 pub(crate) const MAX_WEIGHT: u32 = 1000;
 /// Longest backend id, bytes.
@@ -42,11 +63,42 @@ pub(crate) enum ClientMessage {
     Resume,
     /// Leave the pool now.
     Deregister,
+    /// A messaging operation (v2): `body` is the whole message (its `type`
+    /// and `ref` included, which the hub's parser ignores).
+    #[serde(skip)]
+    Op {
+        /// Which operation.
+        name: OpName,
+        /// The caller's reference, echoed in the answer.
+        reference: Option<Value>,
+        /// The message as sent.
+        body: Map<String, Value>,
+    },
+    /// Start (or change, or with `enabled: false` stop) the events about
+    /// this backend's own sessions (v2).
+    Events {
+        /// Message metadata too.
+        messages: bool,
+        /// False: stop.
+        #[serde(skip_serializing_if = "is_true")]
+        enabled: bool,
+    },
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl ClientMessage {
     pub(crate) fn to_json(&self) -> String {
-        to_json_or_error(self)
+        match self {
+            ClientMessage::Op {
+                name,
+                reference,
+                body,
+            } => op_json(*name, reference.as_ref(), body),
+            other => to_json_or_error(other),
+        }
     }
 }
 
@@ -56,6 +108,9 @@ impl ClientMessage {
 pub(crate) enum ServerMessage {
     /// Registration accepted; send heartbeats at this interval.
     Registered {
+        /// The balancer's protocol version (absent, so 1, from older ones).
+        #[serde(default = "version_one")]
+        v: u32,
         balancer_id: String,
         id: String,
         heartbeat_interval_ms: u64,
@@ -69,10 +124,37 @@ pub(crate) enum ServerMessage {
     Drain,
     /// The balancer sends new connections to this backend again.
     Resume,
-    /// Deliver `data` to every client connection of this backend (later issue).
-    Broadcast { data: String },
-    /// Deliver `data` to one client connection (later issue).
-    Write { conn: u64, data: String },
+    /// How an operation went (v2), summed over the balancer's workers.
+    Result {
+        /// The operation's `ref`, if it had one.
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+        matched: u64,
+        delivered: u64,
+        skipped: u64,
+        dropped: u64,
+        /// Pongs back in time (ping only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pongs: Option<u64>,
+    },
+    /// An operation was refused (v2); the channel stays open. `status` is
+    /// the admin API's answer for the same refusal (400, 404, 429, 504).
+    OpError {
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<Value>,
+        status: u16,
+        message: String,
+    },
+    /// Something happened to one of this backend's sessions (v2, after
+    /// `events`): the event's fields, its kind under `"event"`.
+    Event {
+        #[serde(flatten)]
+        fields: Map<String, Value>,
+    },
+}
+
+fn version_one() -> u32 {
+    1
 }
 
 impl ServerMessage {
@@ -110,16 +192,40 @@ enum RawClient {
     Drain {},
     Resume {},
     Deregister {},
+    Events {
+        #[serde(default)]
+        messages: bool,
+        #[serde(default = "yes")]
+        enabled: bool,
+    },
 }
 
-const CLIENT_TYPES: &[&str] = &["register", "heartbeat", "drain", "resume", "deregister"];
+fn yes() -> bool {
+    true
+}
+
+const CLIENT_TYPES: &[&str] = &[
+    "register",
+    "heartbeat",
+    "drain",
+    "resume",
+    "deregister",
+    "events",
+    "publish",
+    "send",
+    "ping",
+    "close",
+    "subscribe",
+    "unsubscribe",
+];
 const SERVER_TYPES: &[&str] = &[
     "registered",
     "error",
     "drain",
     "resume",
-    "broadcast",
-    "write",
+    "result",
+    "op_error",
+    "event",
 ];
 
 /// Size, JSON and `"type"` checks shared by both directions.
@@ -156,6 +262,9 @@ pub(crate) fn parse_client_message(
     max_len: usize,
 ) -> Result<ClientMessage, ProtocolError> {
     let (value, kind) = precheck(text, max_len, CLIENT_TYPES)?;
+    if let Some(name) = OpName::from_name(&kind) {
+        return op_message(name, value);
+    }
     let raw: RawClient = serde_json::from_value(value).map_err(|e| bad_message(&kind, e))?;
     Ok(match raw {
         RawClient::Register {
@@ -165,11 +274,19 @@ pub(crate) fn parse_client_message(
             weight,
             metadata,
         } => {
-            match v {
-                Some(Value::Number(n)) if n.as_u64() == Some(u64::from(PROTOCOL_VERSION)) => {}
+            let v = match v {
+                Some(Value::Number(n)) => match n.as_u64() {
+                    Some(v)
+                        if (u64::from(MIN_PROTOCOL_VERSION)..=u64::from(PROTOCOL_VERSION))
+                            .contains(&v) =>
+                    {
+                        v as u32
+                    }
+                    _ => return Err(ProtocolError::UnsupportedVersion(n.to_string())),
+                },
                 Some(other) => return Err(ProtocolError::UnsupportedVersion(other.to_string())),
                 None => return Err(ProtocolError::UnsupportedVersion("(missing \"v\")".into())),
-            }
+            };
             validate_id(&id)?;
             let weight = validate_weight(weight.unwrap_or(1))?;
             if bindings.is_empty() {
@@ -199,7 +316,7 @@ pub(crate) fn parse_client_message(
                 )?;
             }
             ClientMessage::Register {
-                v: PROTOCOL_VERSION,
+                v,
                 id,
                 bindings,
                 weight,
@@ -210,6 +327,7 @@ pub(crate) fn parse_client_message(
         RawClient::Drain {} => ClientMessage::Drain,
         RawClient::Resume {} => ClientMessage::Resume,
         RawClient::Deregister {} => ClientMessage::Deregister,
+        RawClient::Events { messages, enabled } => ClientMessage::Events { messages, enabled },
     })
 }
 

@@ -21,7 +21,7 @@ use monoio::net::{TcpListener, TcpStream};
 use monoio::task::JoinHandle;
 
 pub use conn::{ok_response, Conn};
-pub use ws_end::{no_pings, upgrade};
+pub use ws_end::{no_pings, upgrade, WsEnd};
 
 use super::env::Env;
 use super::{serve_client, ListenerKind};

@@ -23,7 +23,7 @@ pub struct WsEnd {
 }
 
 impl WsEnd {
-    fn new(conn: Conn, client: bool) -> WsEnd {
+    pub fn new(conn: Conn, client: bool) -> WsEnd {
         // A client reads unmasked frames, a backend masked ones.
         let limits = if client {
             FrameLimits::client(1 << 20)
