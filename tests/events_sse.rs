@@ -406,3 +406,55 @@ fn a_reader_stuck_for_the_request_timeout_is_dropped_and_frees_its_slot() {
     toggle(&mut c, &id, "drain");
     again.expect("backend_drained");
 }
+
+#[test]
+fn sessions_report_their_opening_messages_and_end() {
+    let a = echo("a");
+    let lb = serve(
+        &[&a],
+        &["--admin-listen", "127.0.0.1:0", "--admin-token", TOKEN],
+    );
+    let admin = lb.addr("admin");
+    let (mut plain, _) = Stream::open(admin, "").expect("stream");
+    let (mut msgs, _) = Stream::open(admin, "?messages=1").expect("stream");
+    let mut ws = WsConn::try_connect(lb.http(), "/room?x=1", &[]).expect("upgrade");
+    let opened = plain.expect("session_open");
+    let id = opened.data["id"].as_str().expect("id").to_string();
+    assert_eq!(opened.data["path"], "/room");
+    assert_eq!(opened.data["backend"], format!("http://{}", a.http()));
+    assert!(opened.data["client"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert_eq!(msgs.expect("session_open").data["id"], id.as_str());
+
+    // One fragmented message out and its echo back.
+    assert!(ws.send_frame(false, wslb::proto::ws::frame::OpCode::Text, b"hel"));
+    assert!(ws.send_frame(true, wslb::proto::ws::frame::OpCode::Continuation, b"lo"));
+    assert_eq!(ws.recv_msg().payload, b"hello");
+    let inbound = msgs.expect("message");
+    assert_eq!(inbound.data["id"], id.as_str());
+    assert_eq!(inbound.data["direction"], "in");
+    assert_eq!(inbound.data["opcode"], "text");
+    assert_eq!(inbound.data["length"], 5);
+    assert_eq!(inbound.data["fragmented"], true);
+    let outbound = msgs.expect("message");
+    assert_eq!(outbound.data["direction"], "out");
+    assert_eq!(outbound.data["fragmented"], false);
+
+    // The client closes: who, the code, the counts.
+    assert!(ws.send_close(4000, "done"));
+    let _ = ws.recv_close();
+    let closed = plain.expect("session_closed");
+    assert_eq!(closed.data["id"], id.as_str());
+    assert_eq!(closed.data["code"], 4000);
+    assert_eq!(closed.data["closed_by"], "client");
+    assert_eq!(closed.data["messages_in"], 1);
+    assert_eq!(closed.data["messages_out"], 1);
+    assert!(closed.data["bytes_in"].as_u64().unwrap() >= 5 + 4 + 8);
+    assert!(closed.data["duration_ms"].is_u64());
+    assert!(
+        plain.next(Duration::from_millis(200)).is_none(),
+        "no message metadata unasked"
+    );
+}

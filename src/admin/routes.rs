@@ -339,6 +339,16 @@ fn metrics(shared: &Shared) -> String {
         "wslb_per_ip_refused_total {}",
         shared.per_ip_refused.load(Ordering::Relaxed)
     );
+    let totals = &shared.router.totals;
+    for (name, value) in [
+        ("wslb_hub_operations_total", &totals.applied),
+        ("wslb_hub_delivered_total", &totals.delivered),
+        ("wslb_hub_skipped_total", &totals.skipped),
+        ("wslb_hub_slow_consumers_closed_total", &totals.dropped),
+    ] {
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+    }
     let list = shared.registry.list();
     for (name, kind, value) in BACKEND_SERIES {
         let _ = writeln!(out, "# TYPE {name} {kind}");

@@ -76,6 +76,32 @@ pub struct Router {
     inboxes: Box<[Inbox]>,
     /// The connection id scheme of this balancer.
     pub ids: ConnIds,
+    /// Totals since start, over every operation (for `/metrics`).
+    pub totals: Totals,
+}
+
+/// Messaging totals since the balancer started (workers add one operation's
+/// counts at a time, not one per session).
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Operations applied (each counted once per worker that applied it).
+    pub applied: AtomicU64,
+    /// Sessions reached.
+    pub delivered: AtomicU64,
+    /// Sessions skipped (tunnel mode, closing).
+    pub skipped: AtomicU64,
+    /// Sessions closed as slow consumers.
+    pub dropped: AtomicU64,
+}
+
+impl Totals {
+    /// Adds one worker's counts for one operation.
+    pub fn add(&self, o: &Outcome) {
+        self.applied.fetch_add(1, Ordering::Relaxed);
+        self.delivered.fetch_add(o.delivered, Ordering::Relaxed);
+        self.skipped.fetch_add(o.skipped, Ordering::Relaxed);
+        self.dropped.fetch_add(o.dropped, Ordering::Relaxed);
+    }
 }
 
 impl Router {
@@ -84,6 +110,7 @@ impl Router {
         Router {
             inboxes: (0..workers).map(|_| Inbox::default()).collect(),
             ids,
+            totals: Totals::default(),
         }
     }
 

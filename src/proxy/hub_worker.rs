@@ -215,6 +215,7 @@ pub(crate) fn handle(env: &Env, cmd: Command) {
     match cmd {
         Command::Apply { op, tally } => {
             let outcome = apply(env, &op, &tally);
+            env.router.totals.add(&outcome);
             tally.add(&outcome);
             tally.worker_done();
         }
