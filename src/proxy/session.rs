@@ -160,11 +160,15 @@ impl WsSession {
     pub(crate) async fn kicked(&self) {
         poll_fn(|cx| {
             if self.kicked.replace(false) {
-                Poll::Ready(())
-            } else {
-                self.injector.set(Some(cx.waker().clone()));
-                Poll::Pending
+                return Poll::Ready(());
             }
+            // The relay polls this on every wake: keep the waker it has.
+            let w = self.injector.take();
+            self.injector.set(match w {
+                Some(w) if w.will_wake(cx.waker()) => Some(w),
+                _ => Some(cx.waker().clone()),
+            });
+            Poll::Pending
         })
         .await
     }
