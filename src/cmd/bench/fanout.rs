@@ -59,7 +59,7 @@ pub struct FanoutArgs {
     #[arg(long)]
     pub rate_duration: Option<f64>,
     /// Saturation: most publishes whose deliveries may be outstanding.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 4)]
     pub in_flight: u64,
     /// Sessions opened per second while subscribing.
     #[arg(long, default_value_t = 1000.0)]
@@ -78,7 +78,7 @@ impl Default for FanoutArgs {
             publish_token: None,
             publish_rate: 2.0,
             rate_duration: None,
-            in_flight: 8,
+            in_flight: 4,
             open_rate: 1000.0,
             watch_pids: Vec::new(),
         }
