@@ -17,6 +17,7 @@
 
 FANOUT_PORT=18950
 FANOUT_CHANNEL=bench
+FANOUT_METRICS="dps cpu_us p50_us p99_us mem_b bench_busy"
 
 # fanout_start NAME: start the proxy; sets FO_PID, FO_PORT, FO_PUBLISH, FO_FORMAT.
 fanout_start() {
@@ -79,15 +80,15 @@ fanout_record() {
     if [ -z "$line" ]; then
         log "FAILED: $name fan-out N=$n produced no summary (see $json and its .err)"
         echo "$name fan-out N=$n: the bench produced no summary" >>"$WORK/notes.txt"
-        for m in dps cpu_us p50_us p99_us mem_b; do record "$name" "fanout_${m}_$n" null 1; done
+        for m in $FANOUT_METRICS; do record "$name" "fanout_${m}_$n" null 1; done
         return
     fi
-    local dps cpu p50 p99 mem errs perr
-    read -r dps cpu p50 p99 mem errs perr <<<"$line"
+    local dps cpu p50 p99 mem errs perr busy
+    read -r dps cpu p50 p99 mem errs perr busy <<<"$line"
     if [ "$perr" != "-" ]; then
         log "$name fan-out N=$n: publishing failed: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["publish_error"])' "$json")"
         echo "$name fan-out N=$n: n/a, publishing failed: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["publish_error"])' "$json")" >>"$WORK/notes.txt"
-        for m in dps cpu_us p50_us p99_us mem_b; do record "$name" "fanout_${m}_$n" null "$errs"; done
+        for m in $FANOUT_METRICS; do record "$name" "fanout_${m}_$n" null "$errs"; done
         return
     fi
     record "$name" "fanout_dps_$n" "$dps" "$errs"
@@ -95,7 +96,8 @@ fanout_record() {
     record "$name" "fanout_p50_us_$n" "$p50" "$errs"
     record "$name" "fanout_p99_us_$n" "$p99" "$errs"
     record "$name" "fanout_mem_b_$n" "$mem" "$errs"
-    log "$name fan-out N=$n: $dps deliveries/s, ${cpu} µs CPU/delivery, p50 ${p50} µs p99 ${p99} µs at 2/s, $mem B/session, errors $errs"
+    record "$name" "fanout_bench_busy_$n" "$busy" 0
+    log "$name fan-out N=$n: $dps deliveries/s, ${cpu} µs CPU/delivery, p50 ${p50} µs p99 ${p99} µs at 2/s, $mem B/session, errors $errs, bench busy $busy cores"
 }
 
 fanout_one() {
@@ -107,7 +109,7 @@ fanout_one() {
         tail -n 5 "$WORK/fanout-$name-$N.log" >&2 2>/dev/null
         echo "$name fan-out N=$N: the proxy did not start" >>"$WORK/notes.txt"
         fanout_stop
-        for m in dps cpu_us p50_us p99_us mem_b; do record "$name" "fanout_${m}_$N" null 1; done
+        for m in $FANOUT_METRICS; do record "$name" "fanout_${m}_$N" null 1; done
         cat "$RESULTS.cur" >>"$RESULTS"
         return
     fi

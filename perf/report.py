@@ -2,7 +2,7 @@
 """perf/report.py: helpers for perf/run.sh.
 
   report.py wrk FILE                      -> "rps p99_us requests errors" from wrk --latency output
-  report.py fanout FILE                   -> "dps cpu_us p50_us p99_us bytes errors publish_error"
+  report.py fanout FILE                   -> "dps cpu_us p50_us p99_us bytes errors publish_error bench_busy"
                                              from a `wslb bench ws --subscribe --json` summary
   report.py report RESULTS META MD SVG    -> markdown tables and SVG chart from results.jsonl
 """
@@ -50,6 +50,7 @@ FANOUT_METRICS = [
     ("fanout_p50_us", "Publish-to-receive p50 at 2 publishes/s", "µs", False),
     ("fanout_p99_us", "Publish-to-receive p99 at 2 publishes/s", "µs", False),
     ("fanout_mem_b", "Proxy memory per subscribed idle session", "B", False),
+    ("fanout_bench_busy", "Load generator busy at saturation (cores)", "cores", False),
 ]
 
 
@@ -111,6 +112,7 @@ def parse_fanout(path):
         val(d.get("proxy_bytes_per_session")),
         (d.get("errors_total") or 0) + lost + (d["connections"] - (d.get("subscribed") or 0)),
         "-" if d.get("publish_error") is None else "error",
+        val(sat.get("bench_cores_busy")),
     )
 
 
@@ -126,6 +128,8 @@ def fmt(v, unit):
 
 def fmt_fanout(v, unit):
     """As fmt, with latencies of 10 ms and more in ms (Pushpin's reach seconds)."""
+    if unit == "cores":
+        return f"{v:.2f}"
     if unit == "µs" and v >= 10_000:
         return f"{v / 1000:,.1f} ms"
     return fmt(v, unit)
@@ -250,13 +254,15 @@ def fanout_table(values, errors, meta):
                     cell += f" [{e} err]"
                 cells.append(cell)
             ok = isinstance(w, (int, float)) and isinstance(p, (int, float)) and p > 0
-            ratio = f"{w / p:.3f}x" if ok else "n/a"
+            ratio = f"{w / p:.3f}x" if ok and unit != "cores" else ("" if unit == "cores" else "n/a")
             goal, met = fanout_goal(prefix, n, w, p)
             met_s = "" if not goal else ("n/a" if met is None else ("yes" if met else "**no**"))
             lines.append(f"| {label} | {n:,} | {cells[0]} | {cells[1]} | {ratio} | {goal} | {met_s} |")
     lines += [
         "",
-        "`[k err]`: failed or retried session opens, errors and deliveries never received (lost) in that run.",
+        "`[k err]`: failed or retried session opens, errors and deliveries never received (lost) in that run. "
+        "Load generator busy: CPU of the bench process over the saturation window, in cores; near 1.0 "
+        "(its one core) the client, not the proxy, set the pace, and deliveries/s is a lower bound.",
     ]
     return lines
 

@@ -187,6 +187,7 @@ pub fn run(a: &WsArgs) -> Result<(FanoutSummary, bool), BenchError> {
         deliveries_per_sec: (s.deliveries as f64 / s.secs.max(1e-9)).round(),
         lost: s.lost,
         proxy_cpu_us_per_delivery: s.cpu_us,
+        bench_cores_busy: s.bench_busy,
         latency_us: lat(Phase::Saturation),
     });
     let rate = report.rate.as_ref().map(|r| RateReport {
@@ -360,9 +361,9 @@ async fn receive(
             }
         }
         conn.consume(used);
-        for (counter, n) in job.board.delivered.iter().zip(got) {
+        for (phase, n) in Phase::ALL.into_iter().zip(got) {
             if n > 0 {
-                counter.fetch_add(n, Ordering::Relaxed);
+                job.board.add_delivered(phase, n);
                 w.shared.ops.fetch_add(n, Ordering::Relaxed);
             }
         }

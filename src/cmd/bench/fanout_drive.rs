@@ -6,6 +6,8 @@
 //! before the next starts; then it raises the stop for the subscribers.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use super::fanout_report::{encode_payload, Phase};
@@ -17,8 +19,8 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// Probe publishes tried before giving up, and the wait after each.
 const PROBES: u32 = 10;
 const PROBE_WAIT: Duration = Duration::from_secs(1);
-/// How often the saturation loop looks at the deliveries.
-const POLL: Duration = Duration::from_micros(200);
+/// Longest the saturation loop sleeps without a wake-up from the subscribers.
+const PARK: Duration = Duration::from_millis(20);
 /// With no delivery for this long, outstanding ones count as lost and stop
 /// holding back the saturation loop.
 const STALL: Duration = Duration::from_secs(2);
@@ -34,6 +36,10 @@ pub struct Board {
     pub up: AtomicU64,
     /// Deliveries received, by `Phase as usize`.
     pub delivered: [AtomicU64; 3],
+    /// Saturation deliveries at which the parked publisher wants waking
+    /// (`u64::MAX`: it is not waiting).
+    wake_at: AtomicU64,
+    publisher: OnceLock<Thread>,
 }
 
 impl Board {
@@ -45,7 +51,37 @@ impl Board {
             settled: AtomicU64::new(0),
             up: AtomicU64::new(0),
             delivered: Default::default(),
+            wake_at: AtomicU64::new(u64::MAX),
+            publisher: OnceLock::new(),
         }
+    }
+
+    /// Count `n` deliveries of `phase` (a subscriber thread, once per read);
+    /// wakes the publisher when saturation deliveries reach what it waits for.
+    pub fn add_delivered(&self, phase: Phase, n: u64) {
+        if phase != Phase::Saturation {
+            self.delivered[phase as usize].fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        // SeqCst pairs with `wait_delivered`: either it sees this count, or
+        // this sees its `wake_at`.
+        let total = self.delivered[phase as usize].fetch_add(n, Ordering::SeqCst) + n;
+        if total >= self.wake_at.load(Ordering::SeqCst) {
+            self.wake_at.store(u64::MAX, Ordering::SeqCst);
+            if let Some(t) = self.publisher.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// The publisher: sleep until saturation deliveries reach `target`, for
+    /// at most `PARK`.
+    fn wait_delivered(&self, target: u64) {
+        self.wake_at.store(target, Ordering::SeqCst);
+        if self.delivered[Phase::Saturation as usize].load(Ordering::SeqCst) < target {
+            std::thread::park_timeout(PARK);
+        }
+        self.wake_at.store(u64::MAX, Ordering::SeqCst);
     }
 
     /// Nanoseconds since the epoch (the clock payload timestamps use).
@@ -81,6 +117,9 @@ pub struct SatWindow {
     pub deliveries: u64,
     pub lost: u64,
     pub cpu_us: Option<f64>,
+    /// Cores this bench process kept busy (near 1.0 on one load core: the
+    /// client, not the proxy, set the pace).
+    pub bench_busy: Option<f64>,
 }
 
 /// The fixed-rate phase as measured.
@@ -123,6 +162,7 @@ pub fn drive(
     publisher: Publisher,
 ) -> DriveReport {
     let mut r = DriveReport::default();
+    let _ = board.publisher.set(std::thread::current());
     let mut d = Driver {
         cfg,
         board,
@@ -230,7 +270,8 @@ impl Driver<'_> {
         let p = Phase::Saturation;
         let t0 = Instant::now();
         let end = t0 + self.cfg.saturation;
-        let (cpu0, d0) = (watch.cpu_ticks(), self.board.delivered(p));
+        let me = Watch::new(vec![std::process::id()]);
+        let (cpu0, d0, me0) = (watch.cpu_ticks(), self.board.delivered(p), me.cpu_ticks());
         let (mut publishes, mut written_off) = (0u64, 0u64);
         let (mut last, mut moved) = (d0, t0);
         loop {
@@ -243,20 +284,24 @@ impl Driver<'_> {
             if done != last {
                 (last, moved) = (done, now);
             }
-            let outstanding = self.expected[p as usize].saturating_sub(done + written_off);
-            if outstanding + up > self.cfg.in_flight * up {
+            // Publish once outstanding + up <= in_flight * up, i.e. once
+            // `done` reaches `ready`.
+            let ready = (self.expected[p as usize] + up)
+                .saturating_sub(self.cfg.in_flight * up + written_off);
+            if done < ready {
                 if now - moved > STALL {
-                    written_off += outstanding;
+                    written_off += self.expected[p as usize].saturating_sub(done + written_off);
                     moved = now;
+                    continue;
                 }
-                std::thread::sleep(POLL);
+                self.board.wait_delivered(ready);
                 continue;
             }
             self.publish(p)?;
             publishes += 1;
         }
         let t1 = Instant::now();
-        let (cpu1, d1) = (watch.cpu_ticks(), self.board.delivered(p));
+        let (cpu1, d1, me1) = (watch.cpu_ticks(), self.board.delivered(p), me.cpu_ticks());
         let expected = self.expected[p as usize];
         let drained = self.wait_for(p, expected, STALL, Duration::from_secs(30));
         r.saturation = Some(SatWindow {
@@ -265,6 +310,7 @@ impl Driver<'_> {
             deliveries: d1 - d0,
             lost: expected.saturating_sub(drained),
             cpu_us: watch.us_per_op(cpu0, cpu1, d1 - d0),
+            bench_busy: me.busy(me0, me1, (t1 - t0).as_secs_f64()),
         });
         Ok(())
     }

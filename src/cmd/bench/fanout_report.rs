@@ -118,6 +118,10 @@ pub struct SaturationReport {
     pub lost: u64,
     /// CPU of the watched processes over the window, per delivery in it.
     pub proxy_cpu_us_per_delivery: Option<f64>,
+    /// Cores the bench itself kept busy over the window: near the load
+    /// generator's share of the machine (1.0 on its one core), the client
+    /// set the pace and deliveries/s is a lower bound for the proxy.
+    pub bench_cores_busy: Option<f64>,
     /// Publish-to-receive, every delivery of the phase (queueing included).
     pub latency_us: Latency,
 }
@@ -194,14 +198,15 @@ impl FanoutSummary {
         if let Some(r) = &self.saturation {
             let _ = writeln!(
                 s,
-                "{:<16}{:.0} deliveries/s ({} in {:.2} s, {} publishes, {} lost), CPU {} µs/delivery",
+                "{:<16}{:.0} deliveries/s ({} in {:.2} s, {} publishes, {} lost), CPU {} µs/delivery, bench busy {} cores",
                 "saturation",
                 r.deliveries_per_sec,
                 r.deliveries,
                 r.duration_s,
                 r.publishes,
                 r.lost,
-                na(r.proxy_cpu_us_per_delivery.map(|v| format!("{v:.2}")))
+                na(r.proxy_cpu_us_per_delivery.map(|v| format!("{v:.2}"))),
+                na(r.bench_cores_busy.map(|v| format!("{v:.2}")))
             );
         }
         if let Some(r) = &self.rate {

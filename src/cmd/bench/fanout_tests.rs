@@ -253,7 +253,7 @@ fn fanout_measures_every_phase() {
     let sat = s.saturation.as_ref().expect("saturation");
     assert!(sat.publishes > 0 && sat.deliveries > 0, "{sat:?}");
     assert_eq!(sat.lost, 0);
-    assert!(sat.proxy_cpu_us_per_delivery.is_some());
+    assert!(sat.proxy_cpu_us_per_delivery.is_some() && sat.bench_cores_busy.is_some());
     let rate = s.rate.as_ref().expect("rate");
     assert_eq!(rate.publishes, 5);
     assert_eq!((rate.expected, rate.deliveries, rate.lost), (100, 100, 0));

@@ -42,6 +42,16 @@ impl Watch {
         Some((us * 100.0).round() / 100.0)
     }
 
+    /// Cores kept busy between two `cpu_ticks` samples `secs` apart (1.0 is
+    /// one core all the time).
+    pub fn busy(&self, before: Option<u64>, after: Option<u64>, secs: f64) -> Option<f64> {
+        let (b, a) = (before?, after?);
+        if secs <= 0.0 || a < b {
+            return None;
+        }
+        Some(((a - b) as f64 / self.ticks_per_sec / secs * 100.0).round() / 100.0)
+    }
+
     /// VmRSS of every watched process, in KiB; `None` as for `cpu_ticks`.
     pub fn rss_kib(&self) -> Option<u64> {
         if self.pids.is_empty() {
