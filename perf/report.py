@@ -2,7 +2,9 @@
 """perf/report.py: helpers for perf/run.sh.
 
   report.py wrk FILE                      -> "rps p99_us requests errors" from wrk --latency output
-  report.py report RESULTS META MD SVG    -> markdown table and SVG chart from results.jsonl
+  report.py fanout FILE                   -> "dps cpu_us p50_us p99_us bytes errors publish_error bench_busy"
+                                             from a `wslb bench ws --subscribe --json` summary
+  report.py report RESULTS META MD SVG    -> markdown tables and SVG chart from results.jsonl
 """
 import json
 import os
@@ -39,6 +41,33 @@ CHART = [
     ("sess_cpu_us", "CPU µs / WS session"),
     ("hold_bytes_per_conn", "KiB / idle WS conn"),
 ]
+# Fan-out (perf/fanout.sh): metric prefix -> (label, unit, higher_is_better).
+# Keys in results.jsonl are PREFIX_N, e.g. fanout_dps_5000.
+FANOUT_PROXIES = ["wslb-inspect", "pushpin"]
+FANOUT_METRICS = [
+    ("fanout_dps", "Deliveries/s at saturation", "/s", True),
+    ("fanout_cpu_us", "Proxy CPU per delivered 64 B message", "µs", False),
+    ("fanout_p50_us", "Publish-to-receive p50 at 2 publishes/s", "µs", False),
+    ("fanout_p99_us", "Publish-to-receive p99 at 2 publishes/s", "µs", False),
+    ("fanout_mem_b", "Proxy memory per subscribed idle session", "B", False),
+    ("fanout_bench_busy", "Load generator busy at saturation (cores)", "cores", False),
+]
+
+
+def fanout_goal(prefix, n, wslb, pushpin):
+    """(goal text, met: True/False/None) for one fan-out row, from the issue's goals."""
+    ratio = wslb / pushpin if isinstance(wslb, (int, float)) and isinstance(pushpin, (int, float)) and pushpin > 0 else None
+    if prefix == "fanout_dps":
+        return "≥ 150,000/s", (wslb >= 150_000 if isinstance(wslb, (int, float)) else None)
+    if prefix == "fanout_cpu_us":
+        return "≤ 0.05x Pushpin", (ratio <= 0.05 if ratio is not None else None)
+    if prefix == "fanout_p99_us" and n == 5000:
+        return "< 20 ms", (wslb < 20_000 if isinstance(wslb, (int, float)) else None)
+    if prefix == "fanout_mem_b":
+        return "≤ 0.1x Pushpin", (ratio <= 0.1 if ratio is not None else None)
+    return "", None
+
+
 COLORS = {"wslb-inspect": "#1f77b4", "wslb-tunnel": "#17becf", "haproxy": "#d62728", "nginx": "#2ca02c"}
 
 
@@ -64,6 +93,29 @@ def parse_wrk(path):
     print(rps, p99, reqs, errs)
 
 
+def parse_fanout(path):
+    """One line for perf/fanout.sh: the figures of a fan-out summary, "null" where missing."""
+    d = json.load(open(path, encoding="utf-8"))
+    sat, rate = d.get("saturation") or {}, d.get("rate") or {}
+
+    def val(v):
+        return "null" if v is None else str(v)
+
+    lost = (sat.get("lost") or 0) + (rate.get("lost") or 0)
+    lat = rate.get("latency_us") or {}
+    has_rate = bool(rate.get("deliveries"))
+    print(
+        val(sat.get("deliveries_per_sec")),
+        val(sat.get("proxy_cpu_us_per_delivery")),
+        val(lat.get("p50") if has_rate else None),
+        val(lat.get("p99") if has_rate else None),
+        val(d.get("proxy_bytes_per_session")),
+        (d.get("errors_total") or 0) + lost + (d["connections"] - (d.get("subscribed") or 0)),
+        "-" if d.get("publish_error") is None else "error",
+        val(sat.get("bench_cores_busy")),
+    )
+
+
 def fmt(v, unit):
     if v is None:
         return "n/a"
@@ -72,6 +124,15 @@ def fmt(v, unit):
     if unit == "B":
         return f"{v / 1024:,.1f} KiB" if abs(v) >= 1024 else f"{v:,.0f} B"
     return f"{v:,.1f} µs" if v < 100 else f"{v:,.0f} µs"
+
+
+def fmt_fanout(v, unit):
+    """As fmt, with latencies of 10 ms and more in ms (Pushpin's reach seconds)."""
+    if unit == "cores":
+        return f"{v:.2f}"
+    if unit == "µs" and v >= 10_000:
+        return f"{v / 1000:,.1f} ms"
+    return fmt(v, unit)
 
 
 def load(results_path):
@@ -99,15 +160,39 @@ def report(results_path, meta_path, md_path, svg_path):
     meta = json.load(open(meta_path, encoding="utf-8"))
     present = [p for p in PROXIES if p in meta["proxies"].split()]
     lines = [
-        "# wslb vs HAProxy vs nginx",
+        "# wslb vs HAProxy vs nginx" + (" (and Pushpin, fan-out)" if "fanout" in meta.get("scenarios", "") else ""),
         "",
         f"Run {meta['date']}{' (--quick)' if meta['quick'] else ''}: "
-        f"{meta['duration_s']} s per measurement, fixed rate {meta['rate']} req/s, "
-        f"{meta['hold']} held connections; whole run {meta['elapsed_s']} s.",
+        f"{meta['duration_s']} s per measurement"
+        + (f", fixed rate {meta['rate']} req/s, {meta['hold']} held connections" if present else "")
+        + f"; whole run {meta['elapsed_s']} s.",
         "",
-        f"Machine: {meta['nproc']} CPUs, {meta['cpu']}, Linux {meta['kernel']}. "
-        f"Versions: {meta['wslb']}, HAProxy {meta['haproxy']}, nginx {meta['nginx']}, wrk {meta['wrk']}.",
+        f"Machine: {meta['nproc']} CPUs, {meta['cpu']}, Linux {meta['kernel']}. Versions: "
+        + ", ".join(
+            f"{name}{meta[key]}"
+            for name, key in [("", "wslb"), ("HAProxy ", "haproxy"), ("nginx ", "nginx"), ("wrk ", "wrk"), ("Pushpin ", "pushpin")]
+            if meta.get(key)
+        )
+        + ".",
         "",
+    ]
+    if present:
+        lines += proxy_table(values, errors, present)
+    if "fanout" in meta.get("scenarios", ""):
+        lines += fanout_table(values, errors, meta)
+    notes = os.path.join(os.path.dirname(results_path), "notes.txt")
+    if os.path.exists(notes):
+        lines += ["", "Notes from the run:", ""] + [f"- {n.strip()}" for n in open(notes, encoding="utf-8") if n.strip()]
+    if present:
+        lines += ["", "Chart: CPU per operation and memory per idle connection, `latest.svg` (lower is better).", ""]
+    with open(md_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    with open(svg_path, "w", encoding="utf-8") as f:
+        f.write(svg(values, [p for p in present if p != "direct"], meta))
+
+
+def proxy_table(values, errors, present):
+    lines = [
         "Each proxy runs one worker/thread pinned to core 0; the `wslb echo` backend and the load "
         "generator share core 1. CPU is utime+stime of all the proxy's processes over the measurement "
         "divided by the operations completed; memory is the growth of their VmRSS with the idle "
@@ -134,14 +219,52 @@ def report(results_path, meta_path, md_path, svg_path):
                 cell += f" [{e} err]"
             cells.append(cell)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    notes = os.path.join(os.path.dirname(results_path), "notes.txt")
-    if os.path.exists(notes):
-        lines += ["", "Notes from the run:", ""] + [f"- {n.strip()}" for n in open(notes, encoding="utf-8") if n.strip()]
-    lines += ["", "Chart: CPU per operation and memory per idle connection, `latest.svg` (lower is better).", ""]
-    with open(md_path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    with open(svg_path, "w", encoding="utf-8") as f:
-        f.write(svg(values, [p for p in present if p != "direct"], meta))
+    return lines
+
+
+def fanout_table(values, errors, meta):
+    ns = [int(n) for n in str(meta.get("fanout_n", "1000 5000")).split()]
+    lines = [
+        "",
+        "## Fan-out: wslb's message hub vs Pushpin",
+        "",
+        f"N sessions subscribed to one channel (opened at {meta.get('open_rate', '?')}/s), one publisher in the "
+        "load generator (`wslb bench ws --subscribe`), 64-byte text messages carrying their send time. "
+        f"Saturation: publish whenever fewer than {meta.get('in_flight', 8)} publishes' deliveries are outstanding, "
+        f"{meta['duration_s']} s; "
+        f"latency: 2 publishes/s for {meta['duration_s']} s, every delivery counted. wslb: `serve --ws-mode inspect "
+        "--workers 1`, admin API `POST /api/publish`, the echo backend naming the channel in its 101. Pushpin: "
+        "runner, condure, its own zurl, pushpin-proxy and pushpin-handler all on core 0, `message_rate=-1`, "
+        "`message_hwm=-1`, WebSocket-over-HTTP to a GRIP origin that subscribes each connection "
+        "(`perf/pushpin_origin.py`). CPU and memory are summed over all of the proxy's processes; memory is "
+        "RSS growth with the sessions subscribed and idle, over N. Ratio is wslb ÷ Pushpin.",
+        "",
+        "| Metric | N | wslb | Pushpin | wslb/Pushpin | Goal | Met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for prefix, label, unit, _higher in FANOUT_METRICS:
+        for n in ns:
+            key = f"{prefix}_{n}"
+            w, p = values.get(("wslb-inspect", key)), values.get(("pushpin", key))
+            cells = []
+            for proxy, v in (("wslb-inspect", w), ("pushpin", p)):
+                cell = fmt_fanout(v, unit) if isinstance(v, (int, float)) else "n/a"
+                e = errors.get((proxy, key), 0)
+                if e:
+                    cell += f" [{e} err]"
+                cells.append(cell)
+            ok = isinstance(w, (int, float)) and isinstance(p, (int, float)) and p > 0
+            ratio = f"{w / p:.3f}x" if ok and unit != "cores" else ("" if unit == "cores" else "n/a")
+            goal, met = fanout_goal(prefix, n, w, p)
+            met_s = "" if not goal else ("n/a" if met is None else ("yes" if met else "**no**"))
+            lines.append(f"| {label} | {n:,} | {cells[0]} | {cells[1]} | {ratio} | {goal} | {met_s} |")
+    lines += [
+        "",
+        "`[k err]`: failed or retried session opens, errors and deliveries never received (lost) in that run. "
+        "Load generator busy: CPU of the bench process over the saturation window, in cores; near 1.0 "
+        "(its one core) the client, not the proxy, set the pace, and deliveries/s is a lower bound.",
+    ]
+    return lines
 
 
 def esc(s):
@@ -201,6 +324,8 @@ def svg(values, proxies, meta):
 def main(argv):
     if len(argv) == 3 and argv[1] == "wrk":
         parse_wrk(argv[2])
+    elif len(argv) == 3 and argv[1] == "fanout":
+        parse_fanout(argv[2])
     elif len(argv) == 6 and argv[1] == "report":
         report(*argv[2:])
     else:

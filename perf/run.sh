@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # perf/run.sh: end-to-end comparison of wslb (inspect and tunnel modes) with
-# HAProxy and nginx, plus "direct" (no proxy) as the floor, in one run.
+# HAProxy and nginx, plus "direct" (no proxy) as the floor, and of wslb's
+# message hub with Pushpin (fan-out), in one run.
 # The proxy under test gets one worker pinned to core 0; the echo backend and
 # the load generator share core 1. Writes perf/results/latest.{md,svg} and
 # dated copies. Usage: perf/run.sh [--quick] [--duration S] [--hold N]
-#                                  [--proxies "direct wslb-inspect ..."]
+#   [--proxies "direct wslb-inspect ..."] [--scenarios "proxy fanout"]
+#   [--fanout-n "1000 5000"] [--fanout-proxies "wslb-inspect pushpin"] [--open-rate R]
+#   [--in-flight K]
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -15,6 +18,15 @@ HOLD_N=8000
 RATE=5000
 QUICK=0
 PROXIES="direct wslb-inspect wslb-tunnel haproxy nginx"
+# proxy: scenarios 1-5 for $PROXIES; fanout: wslb's hub and Pushpin (perf/fanout.sh).
+SCENARIOS="proxy fanout"
+FANOUT_N="1000 5000"
+FANOUT_PROXIES="wslb-inspect pushpin"
+# Sessions opened per second in the fan-out scenario (Pushpin answers 502 to
+# part of a faster burst: its origin is reached through zurl, one request per open).
+OPEN_RATE=200
+# Saturation window: most publishes whose deliveries may be outstanding.
+IN_FLIGHT=4
 PROXY_CORE=0
 LOAD_CORE=1
 
@@ -25,7 +37,13 @@ while [ $# -gt 0 ]; do
         --hold) HOLD_N="$2"; shift ;;
         --rate) RATE="$2"; shift ;;
         --proxies) PROXIES="$2"; shift ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        --scenarios) SCENARIOS="$2"; shift ;;
+        --fanout-only) SCENARIOS="fanout" ;;
+        --fanout-n) FANOUT_N="$2"; shift ;;
+        --fanout-proxies) FANOUT_PROXIES="$2"; shift ;;
+        --open-rate) OPEN_RATE="$2"; shift ;;
+        --in-flight) IN_FLIGHT="$2"; shift ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -266,12 +284,22 @@ hold_scenario() {
     stop_pid "$hp"
 }
 
+# shellcheck source=perf/fanout.sh
+. "$ROOT/perf/fanout.sh"
+
+has_scenario() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
 # --- main -------------------------------------------------------------------
+for sc in $SCENARIOS; do
+    case "$sc" in proxy|fanout) ;; *) echo "run.sh: unknown scenario $sc (proxy, fanout)" >&2; exit 2 ;; esac
+done
 if [ ! -x "$BIN" ]; then
     echo "run.sh: $BIN not found; run scripts/perf-setup.sh first" >&2
     exit 1
 fi
-for tool in wrk taskset python3; do
+tools="taskset python3"
+has_scenario proxy && tools="$tools wrk"
+for tool in $tools; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool missing; run scripts/perf-setup.sh" >&2; exit 1; }
 done
 
@@ -291,6 +319,7 @@ ensure_echo() {
     log "echo backend up on $ECHO_PORT (work dir $WORK)"
 }
 
+has_scenario proxy || PROXIES=""
 for p in $PROXIES; do
     for attempt in 1 2; do
         PROXY_PORT=$((PROXY_PORT + 1))
@@ -309,6 +338,8 @@ for p in $PROXIES; do
     done
 done
 
+has_scenario fanout && fanout_all
+
 ELAPSED=$(( $(date +%s) - T_START ))
 cat >"$WORK/meta.json" <<JSON
 {"date": "$(date -u '+%Y-%m-%d %H:%M UTC')",
@@ -317,16 +348,22 @@ cat >"$WORK/meta.json" <<JSON
  "kernel": "$(uname -r)",
  "wslb": "$("$BIN" --version 2>/dev/null | head -n1)",
  "haproxy": "$(haproxy -v 2>/dev/null | head -n1 | awk '{print $3}')",
- "nginx": "$(nginx -v 2>&1 | sed 's|.*/||')",
+ "nginx": "$(command -v nginx >/dev/null && nginx -v 2>&1 | sed 's|.*/||')",
  "wrk": "$(wrk -v 2>&1 | head -n1 | awk '{print $2}')",
+ "pushpin": "$(pushpin --version 2>/dev/null | awk '{print $2}')",
  "duration_s": $DUR, "rate": $RATE, "hold": $HOLD_N, "quick": $QUICK,
- "elapsed_s": $ELAPSED, "proxies": "$PROXIES"}
+ "elapsed_s": $ELAPSED, "proxies": "$PROXIES", "scenarios": "$SCENARIOS",
+ "fanout_n": "$FANOUT_N", "fanout_proxies": "$FANOUT_PROXIES", "open_rate": $OPEN_RATE,
+ "in_flight": $IN_FLIGHT}
 JSON
 mkdir -p "$OUT"
 STAMP="$(date '+%Y-%m-%d-%H%M')"
+# A fan-out-only run leaves latest.md (the whole comparison) alone.
+LATEST=latest
+has_scenario proxy || { LATEST=latest-fanout; STAMP="$STAMP-fanout"; }
 python3 "$ROOT/perf/report.py" report "$RESULTS" "$WORK/meta.json" "$OUT/$STAMP.md" "$OUT/$STAMP.svg" || exit 1
-cp "$OUT/$STAMP.md" "$OUT/latest.md"
-cp "$OUT/$STAMP.svg" "$OUT/latest.svg"
+cp "$OUT/$STAMP.md" "$OUT/$LATEST.md"
+if has_scenario proxy; then cp "$OUT/$STAMP.svg" "$OUT/latest.svg"; else rm -f "$OUT/$STAMP.svg"; fi
 cp "$RESULTS" "$OUT/$STAMP.jsonl"
-log "done in ${ELAPSED}s: $OUT/latest.md (raw logs in $WORK)"
-cat "$OUT/latest.md"
+log "done in ${ELAPSED}s: $OUT/$LATEST.md (raw logs in $WORK)"
+cat "$OUT/$LATEST.md"

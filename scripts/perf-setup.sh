@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 #! Install the peers and tools the perf harness compares against (HAProxy,
-#! nginx, wrk, h2load), stop their packaged services, and build wslb release.
+#! nginx, Pushpin with its zurl and condure, wrk, h2load), stop their packaged
+#! services, and build wslb release.
 #! Idempotent: packages already installed are skipped.
 set -euo pipefail
 
@@ -10,7 +11,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 need=()
-for pkg in haproxy nginx wrk nghttp2-client; do
+for pkg in haproxy nginx pushpin wrk nghttp2-client; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         need+=("$pkg")
     fi
@@ -27,12 +28,12 @@ if [ "${#need[@]}" -gt 0 ]; then
     $SUDO apt-get update
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${need[@]}"
 else
-    echo "perf-setup: haproxy nginx wrk nghttp2-client already installed"
+    echo "perf-setup: haproxy nginx pushpin wrk nghttp2-client already installed"
 fi
 
 # We run our own instances on our own ports; the packaged services must not
 # hold ports or CPU during a measurement.
-for svc in haproxy nginx; do
+for svc in haproxy nginx pushpin zurl; do
     if command -v systemctl >/dev/null 2>&1 && systemctl list-unit-files "$svc.service" >/dev/null 2>&1; then
         $SUDO systemctl stop "$svc" 2>/dev/null || true
         $SUDO systemctl disable "$svc" 2>/dev/null || true
@@ -42,7 +43,7 @@ for svc in haproxy nginx; do
     fi
 done
 # Without an init system the packaged daemons may still run from a pid file.
-for pidfile in /run/nginx.pid /run/haproxy.pid; do
+for pidfile in /run/nginx.pid /run/haproxy.pid /run/pushpin.pid /run/zurl.pid; do
     if [ -s "$pidfile" ]; then
         pid="$(cat "$pidfile")"
         if kill -0 "$pid" 2>/dev/null; then $SUDO kill "$pid" || true; fi
@@ -51,6 +52,7 @@ done
 
 haproxy -v | head -n 1
 nginx -v 2>&1
+pushpin --version 2>/dev/null | head -n 1 || true
 wrk -v 2>&1 | head -n 1 || true
 
 cargo build --release

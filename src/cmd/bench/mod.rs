@@ -1,11 +1,19 @@
 //! `wslb bench`: a thread-per-core load generator for HTTP/1.1 keep-alive
-//! requests and WebSocket echo, session-setup and idle-hold workloads, used by
-//! `perf/run.sh` to compare wslb with HAProxy and nginx.
+//! requests and WebSocket echo, session-setup, idle-hold and fan-out
+//! (`--subscribe`) workloads, used by `perf/run.sh` to compare wslb with
+//! HAProxy, nginx and Pushpin.
 //!
 //! The CLI wires `BenchArgs` as the `bench` subcommand and calls [`run`].
 
 mod conn;
+mod fanout;
+mod fanout_drive;
+mod fanout_report;
+#[cfg(test)]
+mod fanout_tests;
 mod http;
+mod procstat;
+mod publisher;
 mod response;
 mod runner;
 mod stats;
@@ -23,6 +31,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub use fanout::FanoutArgs;
 pub use stats::Summary;
 pub use url::{Scheme, Target};
 
@@ -72,7 +81,8 @@ pub struct BenchArgs {
 /// The bench workloads.
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchMode {
-    /// WebSocket echo round trips, session setup rate (--connect-rate) or idle connections (--hold N).
+    /// WebSocket echo round trips, session setup rate (--connect-rate), idle connections (--hold N)
+    /// or fan-out to subscribed sessions (--subscribe CHANNEL).
     Ws(WsArgs),
     /// HTTP/1.1 keep-alive GET requests, closed-loop or at a fixed rate (--rate).
     Http(HttpArgs),
@@ -134,6 +144,8 @@ pub struct WsArgs {
     /// Connections opened at a time while building up --hold.
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
+    #[command(flatten)]
+    pub fanout: FanoutArgs,
 }
 
 fn check_common(c: &CommonArgs, scheme: Scheme) -> Result<Target, BenchError> {
@@ -176,6 +188,15 @@ fn emit(summary: &Summary, json: bool) -> Result<(), BenchError> {
 pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     let summary = match args.mode {
         BenchMode::Http(a) => run_http(a)?,
+        BenchMode::Ws(a) if a.fanout.subscribe.is_some() => {
+            let (s, json) = fanout::run(&a)?;
+            if json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                print!("{}", s.table());
+            }
+            return Ok(());
+        }
         BenchMode::Ws(a) => ws::run(a)?,
     };
     let json = summary.1;

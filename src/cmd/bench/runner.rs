@@ -157,8 +157,21 @@ where
     F: Fn(Worker) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()>,
 {
+    run_threads_with(plan, Arc::new(Shared::default()), body)
+}
+
+/// As [`run_threads`], with counters and a stop flag the caller shares with
+/// threads of its own (the fan-out publisher raises `stop` when it is done).
+pub fn run_threads_with<F, Fut>(
+    plan: &Plan,
+    shared: Arc<Shared>,
+    body: F,
+) -> Result<(Stats, Duration), BenchError>
+where
+    F: Fn(Worker) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()>,
+{
     let threads = plan.threads.clamp(1, plan.connections.max(1));
-    let shared = Arc::new(Shared::default());
     for sig in [libc::SIGINT, libc::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&shared.stop)).map_err(BenchError::Signal)?;
     }

@@ -134,23 +134,33 @@ impl Stats {
         }
     }
 
-    /// Build the final report.
-    pub fn summary(&self, info: RunInfo, elapsed: Duration) -> Summary {
-        let secs = elapsed.as_secs_f64().max(1e-9);
+    /// Latency quantiles of what was recorded, in microseconds.
+    pub fn latency(&self) -> Latency {
         let q = |p: f64| self.hist.value_at_quantile(p);
-        let latency_us = Latency {
+        Latency {
             p50: q(0.5),
             p90: q(0.9),
             p99: q(0.99),
             p999: q(0.999),
             max: self.hist.max(),
             mean: (self.hist.mean() * 10.0).round() / 10.0,
-        };
-        let errors = ErrorKind::ALL
+        }
+    }
+
+    /// Errors by kind name, the kinds that occurred only.
+    pub fn error_map(&self) -> BTreeMap<String, u64> {
+        ErrorKind::ALL
             .iter()
             .map(|k| (k.name().to_string(), self.errors[*k as usize]))
             .filter(|(_, n)| *n > 0)
-            .collect();
+            .collect()
+    }
+
+    /// Build the final report.
+    pub fn summary(&self, info: RunInfo, elapsed: Duration) -> Summary {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        let latency_us = self.latency();
+        let errors = self.error_map();
         Summary {
             mode: info.mode,
             url: info.url,

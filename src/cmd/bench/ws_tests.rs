@@ -1,6 +1,8 @@
 //! End-to-end tests of `wslb bench ws` (echo, connect-rate, hold) against the
-//! crate's own echo backend on a loopback port.
+//! crate's own echo backend on a loopback port, and of the echo backend
+//! naming the channels a session asks for in its 101.
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -49,6 +51,7 @@ fn args(connections: usize) -> WsArgs {
         connect_rate: false,
         hold: None,
         batch: 500,
+        fanout: Default::default(),
     }
 }
 
@@ -90,4 +93,33 @@ fn hold_keeps_connections_open() {
     assert_eq!(s.mode, "ws-hold");
     assert_eq!(s.held, 50);
     assert_eq!(s.errors_total, 0, "{:?}", s.errors);
+}
+
+#[test]
+fn echo_names_requested_channels_in_its_101() {
+    let upgrade = |target: &str, extra: &str| {
+        let mut s = TcpStream::connect(echo()).expect("connect");
+        let req = format!(
+            "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        );
+        s.write_all(req.as_bytes()).expect("write");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).expect("read") == 1 {
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).expect("utf-8 head")
+    };
+    let head = upgrade("/?subscribe=bench%2Cnews", "X-Wslb-Subscribe: sport\r\n");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.contains("\r\nX-Wslb-Channels: bench, news, sport\r\n"),
+        "{head}"
+    );
+    let head = upgrade("/", "");
+    assert!(
+        head.starts_with("HTTP/1.1 101") && !head.contains("X-Wslb-Channels"),
+        "{head}"
+    );
 }

@@ -3,9 +3,12 @@
 //! bytes, `GET /delay/MS` answers after a pause, `GET /status/N` answers
 //! status N, `GET /headers` returns the request head it received. Any
 //! WebSocket upgrade gets an echo session (see `ws`); one on `/headers`
-//! starts with a message naming the backend and the head it received.
+//! starts with a message naming the backend and the head it received; one
+//! with `?subscribe=a,b` or `X-Wslb-Subscribe: a, b` is answered with
+//! `X-Wslb-Channels: a, b` (the message hub's channel header).
 
 mod http;
+mod subscribe;
 mod ws;
 
 use std::io::Write;

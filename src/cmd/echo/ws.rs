@@ -3,6 +3,8 @@
 //! close echoed with its code; protocol errors closed with the right code.
 //! A session opened on `/headers` first sends one text message: the
 //! backend's name on a line, then the upgrade request head it received.
+//! A session that asks for channels (`?subscribe=a,b` or `X-Wslb-Subscribe`)
+//! gets them named in the 101's `X-Wslb-Channels` (see `subscribe`).
 
 use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
@@ -26,6 +28,13 @@ pub async fn serve(mut stream: TcpStream, mut buf: ReadBuf, req: &ParsedRequest,
     };
     let accept = accept_key(&key);
     write_server_response(&mut out, &accept, None, None);
+    if let Some(channels) = super::subscribe::channels_header(&buf.data()[..req.head_len]) {
+        // Reopen the head (drop its final blank line) for one more header.
+        out.truncate(out.len() - 2);
+        out.extend_from_slice(b"X-Wslb-Channels: ");
+        out.extend_from_slice(channels.as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+    }
     let target = &buf.data()[req.path.clone()];
     if target.split(|&b| b == b'?').next() == Some(b"/headers") {
         let mut hello = format!("{name}\n").into_bytes();
