@@ -229,8 +229,8 @@ impl ServeConfig {
         if self.max_backends == 0 {
             return Err("--max-backends must be at least 1".into());
         }
-        if self.ws_send_queue == 0 {
-            return Err("--ws-send-queue must be at least 1 byte".into());
+        if self.ws_send_queue == 0 || self.ws_send_queue >= 1 << 32 {
+            return Err("--ws-send-queue must be between 1 byte and 4 GiB".into());
         }
         let header = self.conn_id_header.as_bytes();
         let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);

@@ -109,12 +109,7 @@ impl ConnHandle {
         poll_fn(|cx| match self.commands.borrow_mut().pop_front() {
             Some(c) => Poll::Ready(c),
             None => {
-                // Polled on every wake of the relay: keep the waker it has.
-                let w = self.waker.take();
-                self.waker.set(match w {
-                    Some(w) if w.will_wake(cx.waker()) => Some(w),
-                    _ => Some(cx.waker().clone()),
-                });
+                self.waker.set(Some(cx.waker().clone()));
                 Poll::Pending
             }
         })

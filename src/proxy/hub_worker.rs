@@ -29,37 +29,42 @@ impl ChannelIndex {
     /// Puts `session` in channel `name` (false: already in, or the session
     /// is in as many channels as it may be).
     pub(crate) fn join(&self, session: &WsSession, name: &str) -> bool {
-        let mut mine = session.channels.borrow_mut();
-        if mine.iter().any(|c| &**c == name) || mine.len() >= MAX_CHANNELS_PER_SESSION {
-            return false;
-        }
-        let mut members = self.members.borrow_mut();
-        let key = match members.get_key_value(name) {
-            Some((k, _)) => k.clone(),
-            None => Rc::from(name),
-        };
-        members
-            .entry(key.clone())
-            .or_default()
-            .insert(session.local);
-        mine.push(key);
-        true
+        session.with_channels(|mine| {
+            if mine.iter().any(|c| &**c == name) || mine.len() >= MAX_CHANNELS_PER_SESSION {
+                return false;
+            }
+            let mut members = self.members.borrow_mut();
+            let key = match members.get_key_value(name) {
+                Some((k, _)) => k.clone(),
+                None => Rc::from(name),
+            };
+            members
+                .entry(key.clone())
+                .or_default()
+                .insert(session.local);
+            mine.push(key);
+            true
+        })
     }
 
     /// Takes `session` out of channel `name` (false: it was not in).
     pub(crate) fn leave(&self, session: &WsSession, name: &str) -> bool {
-        let mut mine = session.channels.borrow_mut();
-        let Some(at) = mine.iter().position(|c| &**c == name) else {
-            return false;
-        };
-        let key = mine.swap_remove(at);
-        self.forget(&key, session.local);
-        true
+        let key = session.with_channels(|mine| {
+            let at = mine.iter().position(|c| &**c == name)?;
+            Some(mine.swap_remove(at))
+        });
+        match key {
+            Some(key) => {
+                self.forget(&key, session.local);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Takes `session` out of every channel.
     pub(crate) fn leave_all(&self, session: &WsSession) {
-        let mine = std::mem::take(&mut *session.channels.borrow_mut());
+        let mine = session.with_channels(std::mem::take);
         for key in mine {
             self.forget(&key, session.local);
         }
@@ -260,14 +265,18 @@ fn select(env: &Env, filter: &Filter, scope: Option<&str>) -> Vec<(Rc<ConnHandle
         return candidates;
     }
     let exclude = ours(&filter.exclude);
-    let channel = filter.channel.as_deref();
+    // Candidates taken from the channel's index are members already.
+    let channel = filter
+        .channel
+        .as_deref()
+        .filter(|_| filter.include.is_some());
     candidates
         .into_iter()
         .filter(|(_, s)| {
             !exclude.contains(&s.local)
                 && scope.is_none_or(|b| *s.backend == *b)
                 && filter.matches(&s.backend, &s.path, s.subprotocol.as_deref())
-                && channel.is_none_or(|c| s.channels.borrow().iter().any(|m| &**m == c))
+                && channel.is_none_or(|c| s.with_channels(|m| m.iter().any(|m| &**m == c)))
         })
         .collect()
 }
@@ -340,8 +349,8 @@ fn list(env: &Env, filter: &Filter, limit: usize) -> (Vec<SessionView>, u64) {
                 backend: s.backend.to_string(),
                 path: s.path.to_string(),
                 subprotocol: s.subprotocol.as_deref().map(str::to_string),
-                channels: s.channels.borrow().iter().map(|c| c.to_string()).collect(),
-                since_ms: s.since_ms,
+                channels: s.with_channels(|m| m.iter().map(|c| c.to_string()).collect()),
+                since_ms: s.since_ms(),
                 mode: if s.tunnel { "tunnel" } else { "inspect" },
                 messages_in,
                 messages_out,
@@ -386,7 +395,7 @@ mod tests {
         assert_eq!(index.members("room"), vec![2]);
         index.leave_all(&b);
         assert_eq!(index.len(), 0);
-        assert!(b.channels.borrow().is_empty());
+        assert!(b.with_channels(|m| m.is_empty()));
         for i in 0..MAX_CHANNELS_PER_SESSION {
             assert!(index.join(&a, &format!("c{i}")));
         }

@@ -141,6 +141,12 @@ impl<W: AsyncWriteRent> Outbound<W> {
         self
     }
 
+    /// Whether injected frames wait for this direction.
+    #[inline]
+    fn has_outbox(&self) -> bool {
+        self.outbox.as_ref().is_some_and(|s| s.has_outbox())
+    }
+
     /// Writes the session's waiting injected frames, if any (the caller
     /// holds the writer, and the stream is between whole messages).
     async fn flush_outbox(&self, w: &mut W) -> bool {
@@ -214,7 +220,7 @@ impl<W: AsyncWriteRent> Outbound<W> {
             let pending = std::mem::take(&mut *self.pending.borrow_mut());
             ok = self.write_made(&mut w, pending).await;
         }
-        if ok && at == At::Between {
+        if ok && at == At::Between && self.has_outbox() {
             ok = self.flush_outbox(&mut w).await;
         }
         (ok, buf)
@@ -268,7 +274,7 @@ impl<W: AsyncWriteRent> Outbound<W> {
         let ok = self.write_made(&mut w, out).await;
         // Injected data that waited on this write goes now, between
         // messages (nobody else may be about to write it).
-        if ok && !self.in_message.get() {
+        if ok && !self.in_message.get() && self.has_outbox() {
             return self.flush_outbox(&mut w).await;
         }
         ok

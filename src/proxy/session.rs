@@ -47,26 +47,28 @@ pub(crate) struct WsSession {
     pub backend: Arc<str>,
     pub path: Box<str>,
     pub subprotocol: Option<Box<str>>,
-    /// Unix milliseconds at the upgrade.
-    pub since_ms: u64,
     pub started: Instant,
     /// Relayed as bytes: no frame may be injected.
     pub tunnel: bool,
-    /// Channels the session belongs to (the worker's index mirrors them).
-    pub channels: RefCell<Vec<Rc<str>>>,
+    /// Channels the session belongs to (the worker's index mirrors them;
+    /// see [`WsSession::with_channels`]).
+    channels: Cell<Vec<Rc<str>>>,
     /// Ending, bytes and messages each way.
     pub track: Track,
     /// Injected frames waiting for a message boundary toward the client.
-    outbox: RefCell<Vec<u8>>,
-    /// Bytes queued or being written from the outbox.
-    queued: Cell<usize>,
+    outbox: Cell<Vec<u8>>,
+    /// Bytes queued or being written from the outbox (at most
+    /// `--ws-send-queue`, which is below 4 GiB).
+    queued: Cell<u32>,
+    /// Bytes waiting in the outbox (not yet taken for a write).
+    waiting: Cell<u32>,
     /// The outbox got something since the injector last looked.
     kicked: Cell<bool>,
-    injector: Cell<Option<Waker>>,
+    injector: RefCell<Option<Waker>>,
     /// No more injections: the session is closing.
     closing: Cell<bool>,
     /// The operator's ping awaiting its pong.
-    op_ping: RefCell<Option<Box<OpPing>>>,
+    op_ping: Cell<Option<Box<OpPing>>>,
 }
 
 impl WsSession {
@@ -79,27 +81,32 @@ impl WsSession {
         subprotocol: Option<Box<str>>,
         tunnel: bool,
     ) -> Self {
-        let since_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         WsSession {
             local,
             peer,
             backend,
             path,
             subprotocol,
-            since_ms,
             started: Instant::now(),
             tunnel,
-            channels: RefCell::new(Vec::new()),
+            channels: Cell::new(Vec::new()),
             track: Track::default(),
-            outbox: RefCell::new(Vec::new()),
+            outbox: Cell::new(Vec::new()),
             queued: Cell::new(0),
+            waiting: Cell::new(0),
             kicked: Cell::new(false),
-            injector: Cell::new(None),
+            injector: RefCell::new(None),
             closing: Cell::new(false),
-            op_ping: RefCell::new(None),
+            op_ping: Cell::new(None),
         }
+    }
+
+    /// Works on the session's channel list.
+    pub(crate) fn with_channels<T>(&self, f: impl FnOnce(&mut Vec<Rc<str>>) -> T) -> T {
+        let mut list = self.channels.take();
+        let out = f(&mut list);
+        self.channels.set(list);
+        out
     }
 
     /// Queues a whole frame for the client, within `limit` bytes queued.
@@ -107,47 +114,62 @@ impl WsSession {
         if self.tunnel || self.closing.get() {
             return Enqueued::Skipped;
         }
-        if self.queued.get().saturating_add(frame.len()) > limit {
-            self.closing.set(true);
-            self.outbox.borrow_mut().clear();
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        let total = self.queued.get().saturating_add(len);
+        if total as usize > limit || total == u32::MAX {
+            self.close_outbox();
             return Enqueued::Overflow;
         }
-        self.outbox.borrow_mut().extend_from_slice(frame);
-        self.queued.set(self.queued.get() + frame.len());
+        let mut out = self.outbox.take();
+        out.extend_from_slice(frame);
+        self.outbox.set(out);
+        self.queued.set(total);
+        self.waiting.set(self.waiting.get().saturating_add(len));
         self.track.count_injected();
         self.kicked.set(true);
-        if let Some(w) = self.injector.take() {
-            w.wake();
+        if let Some(w) = self.injector.borrow().as_ref() {
+            w.wake_by_ref();
         }
         Enqueued::Queued
     }
 
     /// Whether frames wait in the outbox.
+    #[inline]
     pub(crate) fn has_outbox(&self) -> bool {
-        !self.outbox.borrow().is_empty()
+        self.waiting.get() != 0
     }
 
     /// Takes the waiting frames for one write (their bytes stay counted
     /// until [`WsSession::written`]).
     pub(crate) fn take_outbox(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.outbox.borrow_mut())
+        self.waiting.set(0);
+        self.outbox.take()
     }
 
     /// `n` bytes taken from the outbox were written (or given up).
     pub(crate) fn written(&self, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.queued.set(self.queued.get().saturating_sub(n));
     }
 
     /// Bytes queued or being written.
     pub(crate) fn queued(&self) -> usize {
-        self.queued.get()
+        self.queued.get() as usize
     }
 
     /// No more injections (the session is ending); what waits is dropped.
     pub(crate) fn close_outbox(&self) {
         self.closing.set(true);
-        let n = std::mem::take(&mut *self.outbox.borrow_mut()).len();
+        let n = self.take_outbox().len();
         self.written(n);
+    }
+
+    /// When the session started, in Unix milliseconds.
+    pub(crate) fn since_ms(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        now.saturating_sub(self.started.elapsed().as_millis() as u64)
     }
 
     /// Whether the session takes no more injections.
@@ -163,11 +185,10 @@ impl WsSession {
                 return Poll::Ready(());
             }
             // The relay polls this on every wake: keep the waker it has.
-            let w = self.injector.take();
-            self.injector.set(match w {
-                Some(w) if w.will_wake(cx.waker()) => Some(w),
-                _ => Some(cx.waker().clone()),
-            });
+            let mut slot = self.injector.borrow_mut();
+            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *slot = Some(cx.waker().clone());
+            }
             Poll::Pending
         })
         .await
@@ -180,21 +201,22 @@ impl WsSession {
         payload[..6].copy_from_slice(b"wslbop");
         payload[6..14].copy_from_slice(&fastrand::u64(..).to_be_bytes());
         payload[14..].copy_from_slice(&(self.local as u16).to_be_bytes());
-        *self.op_ping.borrow_mut() = Some(Box::new(OpPing { payload, tally }));
+        self.op_ping.set(Some(Box::new(OpPing { payload, tally })));
         payload
     }
 
     /// Whether a pong's payload answers the operator's ping (counted then,
     /// and the pong goes no further).
     pub(crate) fn answers_op_ping(&self, payload: &[u8]) -> bool {
-        let mut slot = self.op_ping.borrow_mut();
-        match slot.as_ref() {
+        match self.op_ping.take() {
             Some(p) if p.payload == payload => {
                 p.tally.pong();
-                *slot = None;
                 true
             }
-            _ => false,
+            other => {
+                self.op_ping.set(other);
+                false
+            }
         }
     }
 }
@@ -240,4 +262,12 @@ mod tests {
         assert!(!s.answers_op_ping(&p));
         assert_eq!(tally.pongs(), 1);
     }
+}
+
+#[cfg(test)]
+#[test]
+fn a_session_fits_its_allocation_class() {
+    // With its Rc header, a session fills a 256-byte allocation: one more
+    // field and every session costs a 320-byte one.
+    assert!(std::mem::size_of::<WsSession>() <= 240);
 }

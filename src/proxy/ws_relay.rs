@@ -58,23 +58,29 @@ impl Notes<'_> {
     }
 
     /// A data message from this direction's source has just ended.
+    #[inline]
     pub(super) fn message_ended(&self, scanner: &FrameScanner) {
         self.session.track.message(self.up);
-        let Some(env) = self.env else {
-            return;
-        };
-        if wants_messages(env) {
-            let (text, length, fragmented) = scanner.last_message();
-            let kind = EventKind::Message {
-                id: env.router.ids.format(self.session.local),
-                backend: self.session.backend.to_string(),
-                direction: if self.up { Way::In } else { Way::Out },
-                opcode: if text { "text" } else { "binary" },
-                length,
-                fragmented,
-            };
-            emit_event(&env.hooks, &env.events, || kind);
+        if let Some(env) = self.env {
+            if wants_messages(env) {
+                self.report_message(env, scanner);
+            }
         }
+    }
+
+    /// Reports the message that just ended (someone listens).
+    #[cold]
+    fn report_message(&self, env: &Env, scanner: &FrameScanner) {
+        let (text, length, fragmented) = scanner.last_message();
+        let kind = EventKind::Message {
+            id: env.router.ids.format(self.session.local),
+            backend: self.session.backend.to_string(),
+            direction: if self.up { Way::In } else { Way::Out },
+            opcode: if text { "text" } else { "binary" },
+            length,
+            fragmented,
+        };
+        emit_event(&env.hooks, &env.events, || kind);
     }
 }
 
