@@ -221,7 +221,9 @@ impl<W: AsyncWriteRent> Outbound<W> {
             ok = self.write_made(&mut w, pending).await;
         }
         if ok && at == At::Between && self.has_outbox() {
-            ok = self.flush_outbox(&mut w).await;
+            // Boxed: only a session with published frames waiting needs
+            // this state, not every forward's.
+            ok = Box::pin(self.flush_outbox(&mut w)).await;
         }
         (ok, buf)
     }
@@ -275,7 +277,7 @@ impl<W: AsyncWriteRent> Outbound<W> {
         // Injected data that waited on this write goes now, between
         // messages (nobody else may be about to write it).
         if ok && !self.in_message.get() && self.has_outbox() {
-            return self.flush_outbox(&mut w).await;
+            return Box::pin(self.flush_outbox(&mut w)).await;
         }
         ok
     }

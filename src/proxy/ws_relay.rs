@@ -297,7 +297,8 @@ async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
             // Sessions outlive the drain until its timeout closes them.
             ConnCommand::Drain => continue,
             ConnCommand::Ping(payload) => {
-                to_client.inject(OpCode::Ping, &payload).await;
+                // Boxed: the wait for commands stays small.
+                Box::pin(to_client.inject(OpCode::Ping, &payload)).await;
                 continue;
             }
             ConnCommand::Close(code) => (code, "going away"),
@@ -321,7 +322,8 @@ async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
 async fn injector<CW: AsyncWriteRent>(session: &WsSession, to_client: &Outbound<CW>) {
     loop {
         session.kicked().await;
-        if !to_client.inject_outbox().await {
+        // Boxed: an idle session's relay holds only the wait above.
+        if !Box::pin(to_client.inject_outbox()).await {
             return;
         }
     }
