@@ -3,8 +3,9 @@
 //! The crate is both the `wslb` binary and a library for embedding: build a
 //! [`Balancer`], give it [`Hooks`] to see and steer what passes through, and
 //! start it. Layers, from the bottom up (each imports only from the layers
-//! below it; `tests/layers.rs` checks it): `proto` (codecs), `pool`
-//! (backends, picks, registry table), `tls`, `config`, `rt` (runtime
+//! below it; `tests/layers.rs` checks it): `proto` (codecs), `hub`
+//! (connection ids, messaging operations, events), `pool` (backends,
+//! picks, registry table), `tls`, `config`, `rt` (runtime
 //! helpers), `hooks`, `proxy` (the per-connection flow), `server` (workers
 //! and listeners), `admin` and `agent`, and this face (`balancer`).
 

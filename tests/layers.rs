@@ -8,18 +8,18 @@ use std::path::{Path, PathBuf};
 /// same rank may not import each other.
 const LAYERS: &[(&str, u8)] = &[
     ("proto", 0),
-    ("pool", 1),
     ("hub", 1),
-    ("tls", 2),
-    ("config", 3),
-    ("rt", 4),
-    ("hooks", 5),
-    ("proxy", 6),
-    ("server", 7),
-    ("admin", 8),
-    ("agent", 8),
-    ("balancer", 9),
-    ("lib", 10),
+    ("pool", 2),
+    ("tls", 3),
+    ("config", 4),
+    ("rt", 5),
+    ("hooks", 6),
+    ("proxy", 7),
+    ("server", 8),
+    ("admin", 9),
+    ("agent", 9),
+    ("balancer", 10),
+    ("lib", 11),
 ];
 
 /// Crates a layer without I/O must not name.

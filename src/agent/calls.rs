@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 
 use super::error::AgentError;
 use super::handle::Shared;
+use crate::hub::ops::Verb;
 use crate::hub::Outcome;
-use crate::pool::registry::protocol::OpName;
 
 /// Why one balancer gave no result for an operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,7 +179,7 @@ impl Call {
 /// sends it, and fills slot `index` of `call` with the answer.
 pub(crate) struct Outgoing {
     pub(crate) call: Arc<Call>,
-    pub(crate) name: OpName,
+    pub(crate) name: Verb,
     pub(crate) body: Arc<Map<String, Value>>,
 }
 
@@ -194,7 +194,7 @@ pub struct PendingOp {
 impl PendingOp {
     pub(crate) fn start(
         shared: &Arc<Shared>,
-        name: OpName,
+        name: Verb,
         body: Map<String, Value>,
         single: bool,
         timeout: Duration,

@@ -15,7 +15,7 @@ use crossbeam::queue::SegQueue;
 use serde_json::{Map, Value};
 
 use super::calls::{Call, OpFailure, Outgoing};
-use crate::pool::registry::protocol::OpName;
+use crate::hub::ops::Verb;
 
 /// Where one balancer's session stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,7 +155,7 @@ impl Shared {
 
     /// Queues an operation for every session that can take it now and
     /// wakes them; the others' slots are answered at once.
-    pub(crate) fn enqueue(&self, call: &Arc<Call>, name: OpName, body: Arc<Map<String, Value>>) {
+    pub(crate) fn enqueue(&self, call: &Arc<Call>, name: Verb, body: Arc<Map<String, Value>>) {
         let st = self.lock();
         for (i, s) in st.iter().enumerate() {
             match (s.state, s.protocol) {

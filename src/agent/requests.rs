@@ -11,20 +11,9 @@ use serde_json::Value;
 use super::calls::{Fanout, PendingOp};
 use super::error::AgentError;
 use super::handle::AgentHandle;
-use crate::hub::ops::{op_from_value, OpError, Verb, DEFAULT_PING_TIMEOUT_MS, MAX_PING_TIMEOUT_MS};
+use crate::hub::ops::{op_from_value, OpError, DEFAULT_PING_TIMEOUT_MS, MAX_PING_TIMEOUT_MS};
 use crate::hub::{CloseTarget, Filter, Payload, Request};
-use crate::pool::registry::protocol::{op_json, OpName, MAX_V2_CONTROL_MESSAGE};
-
-fn op_name(verb: Verb) -> OpName {
-    match verb {
-        Verb::Publish => OpName::Publish,
-        Verb::Send => OpName::Send,
-        Verb::Ping => OpName::Ping,
-        Verb::Close => OpName::Close,
-        Verb::Subscribe => OpName::Subscribe,
-        Verb::Unsubscribe => OpName::Unsubscribe,
-    }
-}
+use crate::pool::registry::protocol::{op_json, MAX_V2_CONTROL_MESSAGE};
 
 impl AgentHandle {
     /// Sends `req` to every registered balancer without waiting; the
@@ -41,7 +30,7 @@ impl AgentHandle {
                 "not an object".into(),
             )));
         };
-        let name = op_name(req.verb());
+        let name = req.verb();
         let len = op_json(name, Some(&Value::from(u64::MAX)), &body).len();
         if len > MAX_V2_CONTROL_MESSAGE {
             return Err(AgentError::TooLarge {

@@ -70,20 +70,6 @@ pub enum Request {
     },
 }
 
-impl Verb {
-    /// The route segment and control message type of this operation.
-    pub fn name(self) -> &'static str {
-        match self {
-            Verb::Publish => "publish",
-            Verb::Send => "send",
-            Verb::Ping => "ping",
-            Verb::Close => "close",
-            Verb::Subscribe => "subscribe",
-            Verb::Unsubscribe => "unsubscribe",
-        }
-    }
-}
-
 impl Request {
     /// Which operation this is.
     pub fn verb(&self) -> Verb {

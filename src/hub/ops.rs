@@ -222,15 +222,29 @@ pub enum Verb {
 impl Verb {
     /// The verb a route segment or message type names.
     pub fn from_name(name: &str) -> Option<Verb> {
-        Some(match name {
-            "publish" => Verb::Publish,
-            "send" => Verb::Send,
-            "ping" => Verb::Ping,
-            "close" => Verb::Close,
-            "subscribe" => Verb::Subscribe,
-            "unsubscribe" => Verb::Unsubscribe,
-            _ => return None,
-        })
+        Verb::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// Every operation.
+    pub const ALL: [Verb; 6] = [
+        Verb::Publish,
+        Verb::Send,
+        Verb::Ping,
+        Verb::Close,
+        Verb::Subscribe,
+        Verb::Unsubscribe,
+    ];
+
+    /// The route segment and control message type of this operation.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Publish => "publish",
+            Verb::Send => "send",
+            Verb::Ping => "ping",
+            Verb::Close => "close",
+            Verb::Subscribe => "subscribe",
+            Verb::Unsubscribe => "unsubscribe",
+        }
     }
 }
 

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::binding::{parse_binding, Fill};
+use crate::hub::ops::Verb;
+pub(crate) use ops::op_json;
 use ops::op_message;
-pub(crate) use ops::{op_json, OpName};
 
 #[path = "protocol_ops.rs"]
 mod ops;
@@ -68,7 +69,7 @@ pub(crate) enum ClientMessage {
     #[serde(skip)]
     Op {
         /// Which operation.
-        name: OpName,
+        name: Verb,
         /// The caller's reference, echoed in the answer.
         reference: Option<Value>,
         /// The message as sent.
@@ -262,7 +263,7 @@ pub(crate) fn parse_client_message(
     max_len: usize,
 ) -> Result<ClientMessage, ProtocolError> {
     let (value, kind) = precheck(text, max_len, CLIENT_TYPES)?;
-    if let Some(name) = OpName::from_name(&kind) {
+    if let Some(name) = Verb::from_name(&kind) {
         return op_message(name, value);
     }
     let raw: RawClient = serde_json::from_value(value).map_err(|e| bad_message(&kind, e))?;

@@ -5,16 +5,13 @@
 use serde_json::{Map, Value};
 
 use super::{ClientMessage, ProtocolError, MAX_REF_LEN};
+use crate::hub::ops::Verb;
 
 /// A messaging operation's message: `type`, `ref` (if any), then the body's
 /// fields (any `type` or `ref` in `body` is replaced).
-pub(crate) fn op_json(
-    name: OpName,
-    reference: Option<&Value>,
-    body: &Map<String, Value>,
-) -> String {
+pub(crate) fn op_json(name: Verb, reference: Option<&Value>, body: &Map<String, Value>) -> String {
     let mut m = Map::with_capacity(body.len() + 2);
-    m.insert("type".into(), Value::String(name.as_str().into()));
+    m.insert("type".into(), Value::String(name.name().into()));
     if let Some(r) = reference {
         m.insert("ref".into(), r.clone());
     }
@@ -26,48 +23,10 @@ pub(crate) fn op_json(
     Value::Object(m).to_string()
 }
 
-/// The messaging operations a v2 backend may ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OpName {
-    Publish,
-    Send,
-    Ping,
-    Close,
-    Subscribe,
-    Unsubscribe,
-}
-
-impl OpName {
-    pub(crate) const ALL: [OpName; 6] = [
-        OpName::Publish,
-        OpName::Send,
-        OpName::Ping,
-        OpName::Close,
-        OpName::Subscribe,
-        OpName::Unsubscribe,
-    ];
-
-    /// The message type (and the admin API route) of this operation.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            OpName::Publish => "publish",
-            OpName::Send => "send",
-            OpName::Ping => "ping",
-            OpName::Close => "close",
-            OpName::Subscribe => "subscribe",
-            OpName::Unsubscribe => "unsubscribe",
-        }
-    }
-
-    pub(crate) fn from_name(name: &str) -> Option<OpName> {
-        OpName::ALL.into_iter().find(|o| o.as_str() == name)
-    }
-}
-
 /// An operation message: only its `ref` is checked here (a string of at
 /// most 64 bytes or a number); a bad one is refused without closing the
 /// channel. The body is the hub's to check.
-pub(super) fn op_message(name: OpName, value: Value) -> Result<ClientMessage, ProtocolError> {
+pub(super) fn op_message(name: Verb, value: Value) -> Result<ClientMessage, ProtocolError> {
     let Value::Object(body) = value else {
         return Err(ProtocolError::MissingType);
     };
@@ -77,7 +36,7 @@ pub(super) fn op_message(name: OpName, value: Value) -> Result<ClientMessage, Pr
         Some(Value::Number(n)) => Some(Value::Number(n.clone())),
         Some(_) => {
             return Err(ProtocolError::BadOp {
-                kind: name.as_str().into(),
+                kind: name.name().into(),
                 reason: format!("ref must be a number or a string of at most {MAX_REF_LEN} bytes"),
             })
         }

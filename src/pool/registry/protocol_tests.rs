@@ -2,6 +2,7 @@
 //! form, both protocol versions, the v2 operations, events and answers.
 
 use super::*;
+use crate::hub::ops::Verb;
 use serde_json::json;
 
 const MAX: usize = 64 * 1024;
@@ -292,18 +293,12 @@ fn register_takes_version_1_and_2_and_keeps_which() {
 #[test]
 fn every_operation_parses_with_its_ref_and_body() {
     let bodies = [
-        (OpName::Publish, json!({"text": "hi", "channel": "room:42"})),
-        (OpName::Send, json!({"id": "t-0-1", "binary": "AAEC"})),
-        (
-            OpName::Ping,
-            json!({"channel": "room:42", "timeout_ms": 500}),
-        ),
-        (OpName::Close, json!({"all": true, "code": 1001})),
-        (OpName::Subscribe, json!({"id": "t-0-1", "channels": ["a"]})),
-        (
-            OpName::Unsubscribe,
-            json!({"id": "t-0-1", "channels": ["a"]}),
-        ),
+        (Verb::Publish, json!({"text": "hi", "channel": "room:42"})),
+        (Verb::Send, json!({"id": "t-0-1", "binary": "AAEC"})),
+        (Verb::Ping, json!({"channel": "room:42", "timeout_ms": 500})),
+        (Verb::Close, json!({"all": true, "code": 1001})),
+        (Verb::Subscribe, json!({"id": "t-0-1", "channels": ["a"]})),
+        (Verb::Unsubscribe, json!({"id": "t-0-1", "channels": ["a"]})),
     ];
     for (name, body) in bodies {
         for reference in [
@@ -313,7 +308,7 @@ fn every_operation_parses_with_its_ref_and_body() {
             Some(json!(-1.5)),
         ] {
             let mut msg = object(body.clone());
-            msg.insert("type".into(), name.as_str().into());
+            msg.insert("type".into(), name.name().into());
             if let Some(r) = &reference {
                 msg.insert("ref".into(), r.clone());
             }
@@ -345,7 +340,7 @@ fn every_operation_parses_with_its_ref_and_body() {
     // The ref and type in op_json come first and are the given ones.
     let body = object(json!({"type": "publish", "ref": 1, "text": "x"}));
     let j: serde_json::Value =
-        serde_json::from_str(&op_json(OpName::Send, Some(&json!(9)), &body)).expect("json");
+        serde_json::from_str(&op_json(Verb::Send, Some(&json!(9)), &body)).expect("json");
     assert_eq!(j, json!({"type": "send", "ref": 9, "text": "x"}));
 }
 

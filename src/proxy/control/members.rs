@@ -119,7 +119,7 @@ impl Channel {
                 reference,
                 body,
             } => {
-                let reg = v2_registration(&self.current, name.as_str())?;
+                let reg = v2_registration(&self.current, name.name())?;
                 let mailbox = &self.mailbox;
                 Ok(self.ops.start(env, &reg.id, name, reference, body, mailbox))
             }

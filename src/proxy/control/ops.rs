@@ -17,7 +17,7 @@ use crate::hub::events::{Interest, Subscription};
 use crate::hub::ops::{op_from_value, Verb};
 use crate::hub::{Event, Op, Router};
 use crate::pool::registry::hub::Mailbox;
-use crate::pool::registry::protocol::{OpName, ServerMessage};
+use crate::pool::registry::protocol::ServerMessage;
 use crate::proxy::env::Env;
 use crate::proxy::hub_worker::perform;
 use crate::rt::notify::LocalEvent;
@@ -31,17 +31,6 @@ pub(super) fn op_refused(reference: Option<Value>, status: u16, message: String)
         reference,
         status,
         message,
-    }
-}
-
-fn verb(name: OpName) -> Verb {
-    match name {
-        OpName::Publish => Verb::Publish,
-        OpName::Send => Verb::Send,
-        OpName::Ping => Verb::Ping,
-        OpName::Close => Verb::Close,
-        OpName::Subscribe => Verb::Subscribe,
-        OpName::Unsubscribe => Verb::Unsubscribe,
     }
 }
 
@@ -87,7 +76,7 @@ impl ChannelOps {
         &mut self,
         env: &Env,
         backend: &str,
-        name: OpName,
+        name: Verb,
         reference: Option<Value>,
         body: Map<String, Value>,
         mailbox: &Arc<Mailbox>,
@@ -99,7 +88,7 @@ impl ChannelOps {
             return Some(op_refused(reference, 429, message));
         }
         let body = Value::Object(body);
-        let mut op = match op_from_value(verb(name), &body, env.cfg.max_message_size) {
+        let mut op = match op_from_value(name, &body, env.cfg.max_message_size) {
             Ok(op) => op,
             Err(e) => return Some(op_refused(reference, e.status(), e.to_string())),
         };
