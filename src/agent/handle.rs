@@ -14,7 +14,7 @@ use atomic_waker::AtomicWaker;
 use crossbeam::queue::SegQueue;
 use serde_json::{Map, Value};
 
-use super::calls::{Call, OpFailure, Outgoing};
+use super::answers::{Call, OpFailure, Outgoing};
 use crate::hub::ops::Verb;
 
 /// Where one balancer's session stands.

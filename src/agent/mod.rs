@@ -36,6 +36,7 @@
 //! Set [`AgentConfig::on_event`] to hear about this backend's sessions
 //! (opened, closed; messages with `events_messages`).
 
+mod answers;
 mod backoff;
 mod calls;
 mod config;
@@ -53,7 +54,8 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 pub use crate::pool::registry::error::ProtocolError;
-pub use calls::{BalancerReply, Fanout, OpFailure, PendingOp};
+pub use answers::{BalancerReply, Fanout, OpFailure};
+pub use calls::PendingOp;
 pub use config::{generate_id, port_binding, AgentConfig, EventFn, OnEvent};
 pub use error::AgentError;
 pub use handle::{AgentHandle, BalancerStatus, LinkState, LoadGuard};

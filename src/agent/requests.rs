@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::calls::{Fanout, PendingOp};
+use super::answers::Fanout;
+use super::calls::PendingOp;
 use super::error::AgentError;
 use super::handle::AgentHandle;
 use crate::hub::ops::{op_from_value, OpError, DEFAULT_PING_TIMEOUT_MS, MAX_PING_TIMEOUT_MS};

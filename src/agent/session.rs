@@ -18,7 +18,8 @@ use monoio::time::Instant;
 
 use serde_json::Value;
 
-use super::calls::{Inflight, OpFailure};
+use super::answers::OpFailure;
+use super::calls::Inflight;
 use super::conn::{
     close_frame, closed, message_frame, ping_frame, pong_frame, text_frame, Registered,
     MAX_SERVER_MESSAGE,

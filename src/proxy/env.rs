@@ -8,8 +8,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::backend::IdlePool;
+use super::channels::ChannelIndex;
 use super::conns::ConnTable;
-use super::hub_worker::ChannelIndex;
 use crate::config::ServeConfig;
 use crate::hooks::{Hooks, MessageMode};
 use crate::hub::{EventBus, Router};

@@ -2,6 +2,7 @@
 //! upgrade, the balancer's own `/_lb/` endpoints), pick a backend, relay.
 
 pub(crate) mod backend;
+pub(crate) mod channels;
 pub(crate) mod client_write;
 pub(crate) mod conns;
 pub(crate) mod control;
@@ -22,9 +23,11 @@ mod response_relay;
 pub(crate) mod session;
 #[cfg(test)]
 mod test_io;
+mod track;
 pub(crate) mod tunnel;
 pub(crate) mod ws_hooks;
 mod ws_messages;
+mod ws_notes;
 mod ws_pinger;
 pub(crate) mod ws_relay;
 

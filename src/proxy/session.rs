@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use super::ws_hooks::Track;
+use super::track::Track;
 use crate::hub::router::Tally;
 
 /// A ping sent on an operator's request: its payload, and where its pong

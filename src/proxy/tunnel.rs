@@ -21,7 +21,7 @@ use super::backend::BackendConn;
 use super::env::Env;
 use super::exchange::shutdown_quietly;
 use super::session::WsSession;
-use super::ws_hooks::{Track, LOST, NO_CODE};
+use super::track::{Track, LOST, NO_CODE};
 use super::ClientConn;
 use crate::hub::events::ClosedBy;
 use crate::proxy::conns::{ConnCommand, ConnHandle};

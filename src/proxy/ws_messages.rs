@@ -13,9 +13,10 @@ use std::cell::{Cell, RefCell};
 use monoio::io::AsyncWriteRent;
 
 use super::outbound::{At, Outbound};
-use super::ws_hooks::{close_code_of, Live};
+use super::track::close_code_of;
+use super::ws_hooks::Live;
+use super::ws_notes::Notes;
 use super::ws_pinger::PingState;
-use super::ws_relay::Notes;
 use crate::hooks::{Direction, Message, MessageMode, Reply, Verdict};
 use crate::proto::ws::frame::{encode_header, parse_header, write_frame, OpCode};
 use crate::proto::ws::mask::apply_mask;
