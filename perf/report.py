@@ -11,7 +11,7 @@ import os
 import re
 import sys
 
-PROXIES = ["wslb-inspect", "wslb-tunnel", "haproxy", "nginx", "direct"]
+PROXIES = ["wslb-inspect", "wslb-tunnel", "haproxy", "nginx", "floor", "direct"]
 PEERS = ["haproxy", "nginx"]
 
 # metric key -> (label, unit, higher_is_better)
@@ -68,7 +68,7 @@ def fanout_goal(prefix, n, wslb, pushpin):
     return "", None
 
 
-COLORS = {"wslb-inspect": "#1f77b4", "wslb-tunnel": "#17becf", "haproxy": "#d62728", "nginx": "#2ca02c"}
+COLORS = {"wslb-inspect": "#1f77b4", "wslb-tunnel": "#17becf", "haproxy": "#d62728", "nginx": "#2ca02c", "floor": "#7f7f7f"}
 
 
 def parse_wrk(path):
@@ -198,13 +198,17 @@ def proxy_table(values, errors, present):
         "divided by the operations completed; memory is the growth of their VmRSS with the idle "
         "connections held, divided by their number. wslb figures carry their ratio to the best of "
         "HAProxy and nginx (value ÷ best peer: above 1 is better for rates, below 1 is better for "
-        "latency, CPU and memory). `direct` is the load generator talking to the backend with no proxy.",
+        "latency, CPU and memory); on CPU rows they also carry their ratio to `floor` (value ÷ floor, `x floor`). "
+        "`floor` is `wslb floor`: one io_uring thread copying bytes between each client and a pooled backend "
+        "connection with no parsing, the cost of moving the bytes through the kernel. "
+        "`direct` is the load generator talking to the backend with no proxy.",
         "",
         "| Scenario / metric | " + " | ".join(present) + " |",
         "|---|" + "---|" * len(present),
     ]
     for key, label, unit, higher in METRICS:
         best = best_peer(values, key, higher)
+        fl = values.get(("floor", key)) if key.endswith("_cpu_us") else None
         cells = []
         for p in present:
             v = values.get((p, key))
@@ -214,6 +218,8 @@ def proxy_table(values, errors, present):
             cell = fmt(v, unit) if isinstance(v, (int, float)) else "n/a"
             if p.startswith("wslb") and isinstance(v, (int, float)) and v > 0 and best:
                 cell += f" ({v / best:.2f}x)"
+            if p.startswith("wslb") and isinstance(v, (int, float)) and isinstance(fl, (int, float)) and fl > 0:
+                cell += f" ({v / fl:.2f}x floor)"
             e = errors.get((p, key), 0)
             if e:
                 cell += f" [{e} err]"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # perf/run.sh: end-to-end comparison of wslb (inspect and tunnel modes) with
-# HAProxy and nginx, plus "direct" (no proxy) as the floor, and of wslb's
+# HAProxy and nginx, plus "direct" (no proxy) and "floor" (`wslb floor`, a
+# bytes-only io_uring forwarder: the cost of moving the bytes), and of wslb's
 # message hub with Pushpin (fan-out), in one run.
 # The proxy under test gets one worker pinned to core 0; the echo backend and
 # the load generator share core 1. Writes perf/results/latest.{md,svg} and
@@ -17,7 +18,7 @@ DUR=10
 HOLD_N=8000
 RATE=5000
 QUICK=0
-PROXIES="direct wslb-inspect wslb-tunnel haproxy nginx"
+PROXIES="direct floor wslb-inspect wslb-tunnel haproxy nginx"
 # proxy: scenarios 1-5 for $PROXIES; fanout: wslb's hub and Pushpin (perf/fanout.sh).
 SCENARIOS="proxy fanout"
 FANOUT_N="1000 5000"
@@ -43,7 +44,7 @@ while [ $# -gt 0 ]; do
         --fanout-proxies) FANOUT_PROXIES="$2"; shift ;;
         --open-rate) OPEN_RATE="$2"; shift ;;
         --in-flight) IN_FLIGHT="$2"; shift ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -173,6 +174,10 @@ start_proxy() {
                 --listen "127.0.0.1:$port" --backend "http://127.0.0.1:$ECHO_PORT" \
                 --ws-mode "${name#wslb-}" --admin-listen 127.0.0.1:0 --log-level warn \
                 --max-connections-per-ip 0 ;;
+        # The measurement floor: one io_uring thread, bytes in, bytes out.
+        floor)
+            start_bg floor taskset -c "$PROXY_CORE" "$BIN" floor \
+                --listen "127.0.0.1:$port" --backend "127.0.0.1:$ECHO_PORT" --log-level warn ;;
         haproxy)
             sed -e "s|@PORT@|$port|g; s|@ECHO@|$ECHO_PORT|g; s|@DIR@|$WORK|g" \
                 "$ROOT/perf/haproxy.cfg.tmpl" >"$WORK/haproxy.cfg"

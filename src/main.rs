@@ -51,6 +51,9 @@ fn main() -> ExitCode {
         Command::Publish(args) => {
             crate::cmd::publish::run(*args).map_err(|e| format!("publish: {e}"))
         }
+        Command::Floor(args) => {
+            crate::cmd::floor::run(args.listen, args.backend).map_err(|e| format!("floor: {e}"))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

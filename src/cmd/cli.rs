@@ -41,6 +41,24 @@ pub enum Command {
     Agent(AgentArgs),
     /// Publish, send, ping, close, subscribe or unsubscribe through balancers' admin APIs.
     Publish(Box<crate::cmd::publish::PublishArgs>),
+    /// Measurement tool, not a proxy: the cost floor of perf/run.sh.
+    ///
+    /// One io_uring thread forwarding bytes between each client and a
+    /// pooled connection to one backend, with no parsing, no limits and no
+    /// timeouts: what moving the bytes through the kernel costs, to compare
+    /// wslb and other proxies with. Do not put it in front of anything.
+    Floor(FloorArgs),
+}
+
+/// Flags of `wslb floor`.
+#[derive(Args, Debug, Clone)]
+pub struct FloorArgs {
+    /// Listen address.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// The one backend: IP:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub backend: SocketAddr,
 }
 
 /// Flags of `wslb serve`.
