@@ -75,13 +75,7 @@ impl Fanout {
     ) -> Fanout {
         let mut total = Outcome::default();
         for o in results.iter().flatten() {
-            total.matched += o.matched;
-            total.delivered += o.delivered;
-            total.skipped += o.skipped;
-            total.dropped += o.dropped;
-            if let Some(p) = o.pongs {
-                total.pongs = Some(total.pongs.unwrap_or(0) + p);
-            }
+            total.add(o);
         }
         let replies = urls
             .iter()

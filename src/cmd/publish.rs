@@ -259,13 +259,7 @@ pub fn total(replies: &[Reply]) -> Outcome {
     let mut t = Outcome::default();
     for r in replies {
         if let Reply::Done(o) = r {
-            t.matched += o.matched;
-            t.delivered += o.delivered;
-            t.skipped += o.skipped;
-            t.dropped += o.dropped;
-            if let Some(p) = o.pongs {
-                t.pongs = Some(t.pongs.unwrap_or(0) + p);
-            }
+            t.add(o);
         }
     }
     t

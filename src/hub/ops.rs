@@ -202,6 +202,20 @@ pub struct Outcome {
     pub pongs: Option<u64>,
 }
 
+impl Outcome {
+    /// Adds another balancer's (or worker's) counts to these; pongs add up
+    /// when either has some.
+    pub fn add(&mut self, other: &Outcome) {
+        self.matched += other.matched;
+        self.delivered += other.delivered;
+        self.skipped += other.skipped;
+        self.dropped += other.dropped;
+        if let Some(p) = other.pongs {
+            self.pongs = Some(self.pongs.unwrap_or(0) + p);
+        }
+    }
+}
+
 /// Which operation a body is for (the route or the control message type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {

@@ -73,6 +73,14 @@ pub(crate) fn closed(env: &Env, session: &WsSession) {
 /// microseconds unless stopping).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Waits until every worker asked has answered into `tally`, at most
+/// [`ANSWER_TIMEOUT`].
+async fn answered(tally: &Tally) -> Result<(), OpError> {
+    monoio::time::timeout(ANSWER_TIMEOUT, tally.wait())
+        .await
+        .map_err(|_| OpError::Unavailable)
+}
+
 /// Runs `op` on every worker that may hold a matching session and waits for
 /// the answer: for a ping, until every pinged session answered or the
 /// ping's timeout passed. The one call behind every door (admin API,
@@ -85,12 +93,7 @@ pub(crate) async fn perform(router: &Router, op: Op) -> Result<Outcome, OpError>
         _ => None,
     };
     let tally = router.apply(op);
-    if monoio::time::timeout(ANSWER_TIMEOUT, tally.wait())
-        .await
-        .is_err()
-    {
-        return Err(OpError::Unavailable);
-    }
+    answered(&tally).await?;
     let mut outcome = tally.outcome();
     if let Some(wait) = ping {
         let deadline = std::time::Instant::now() + wait;
@@ -116,12 +119,7 @@ pub(crate) async fn list_sessions(
     limit: usize,
 ) -> Result<(Vec<SessionView>, u64), OpError> {
     let tally = router.list(filter, offset.saturating_add(limit));
-    if monoio::time::timeout(ANSWER_TIMEOUT, tally.wait())
-        .await
-        .is_err()
-    {
-        return Err(OpError::Unavailable);
-    }
+    answered(&tally).await?;
     let (views, total) = tally.take_sessions();
     Ok((views.into_iter().skip(offset).take(limit).collect(), total))
 }

@@ -19,6 +19,7 @@ use monoio::time::{Instant, Sleep};
 use super::client_write::ClientWriter;
 use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts, Switched};
 use super::request_body::RequestState;
+use crate::proto::http::edit::remove_fields;
 use crate::proto::http::headers::has_header;
 use crate::proto::http::{parse_response, BodyKind, BodyTracker, ParsedRequest, ParsedResponse};
 use crate::rt::io::{ReadBuf, CHUNK};
@@ -302,7 +303,7 @@ fn switched(head: &[u8], extensions: bool, resp_out: &mut Vec<u8>) -> Switched {
         }
     }
     if channels.is_some() {
-        remove_field(resp_out, CHANNELS_FIELD);
+        remove_fields(resp_out, &["X-Wslb-Channels".to_string()]);
     }
     Switched {
         extensions,
@@ -313,20 +314,6 @@ fn switched(head: &[u8], extensions: bool, resp_out: &mut Vec<u8>) -> Switched {
 
 /// The field a backend's 101 names a session's channels in.
 const CHANNELS_FIELD: &[u8] = b"x-wslb-channels";
-
-/// Removes every field named `name` (lower-case) from a head in place.
-fn remove_field(head: &mut Vec<u8>, name: &[u8]) {
-    let mut out = Vec::with_capacity(head.len());
-    for line in head.split_inclusive(|&b| b == b'\n') {
-        let named = line.len() > name.len()
-            && line[..name.len()].eq_ignore_ascii_case(name)
-            && line[name.len()] == b':';
-        if !named {
-            out.extend_from_slice(line);
-        }
-    }
-    *head = out;
-}
 
 /// A 101 is honest only as the answer to a WebSocket upgrade request, with
 /// `Upgrade: websocket` and exactly one `Sec-WebSocket-Accept` matching the

@@ -166,10 +166,7 @@ impl WsSession {
 
     /// When the session started, in Unix milliseconds.
     pub(crate) fn since_ms(&self) -> u64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        now.saturating_sub(self.started.elapsed().as_millis() as u64)
+        crate::pool::clock::unix_ms().saturating_sub(self.started.elapsed().as_millis() as u64)
     }
 
     /// Whether the session takes no more injections.
