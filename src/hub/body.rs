@@ -180,7 +180,7 @@ fn put_filter(m: &mut Map<String, Value>, f: &Filter) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::ops::{close_frame, op_from_value, OpKind};
+    use crate::hub::ops::{op_from_value, OpKind};
 
     fn parsed(r: &Request) -> crate::hub::Op {
         op_from_value(r.verb(), &Value::Object(r.to_body()), 0).expect("the balancer takes it")
@@ -253,7 +253,6 @@ mod tests {
             reason: String::new(),
         };
         assert!(op_from_value(Verb::Close, &Value::Object(nobody.to_body()), 0).is_err());
-        assert_eq!(close_frame(1000, "").len(), 4);
 
         let sub = Request::Subscribe {
             id: "t-0-1".into(),

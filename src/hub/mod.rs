@@ -12,6 +12,7 @@ pub mod body;
 pub mod events;
 pub mod ids;
 pub mod ops;
+pub mod parse;
 pub mod router;
 
 pub use body::{CloseTarget, Request};
