@@ -117,16 +117,7 @@ async fn one_request(
         let given = req.authorization.clone().map(|r| &head[r]);
         if !bearer_matches(given, token) {
             let body = serde_json::json!({"error": "missing or wrong admin token"}).to_string();
-            let mut out = Vec::with_capacity(body.len() + 128);
-            reply::write_response(
-                &mut out,
-                401,
-                "application/json",
-                &[],
-                body.as_bytes(),
-                false,
-            );
-            if write_vec(stream, out).await.0.is_ok() {
+            if respond(stream, 401, JSON, body, false).await {
                 let _ = stream.shutdown().await;
                 drain_briefly(stream, &mut conn.buf, 16 * 1024, Duration::from_millis(250)).await;
             }
@@ -145,7 +136,7 @@ async fn one_request(
                     _ => "the body is over the limit",
                 };
                 let body = serde_json::json!({"error": msg}).to_string();
-                respond(stream, status, body, false).await;
+                respond(stream, status, JSON, body, false).await;
                 return Next::Close;
             }
             Err(None) => return Next::Close,
@@ -159,7 +150,7 @@ async fn one_request(
     };
     if let Some((status, value)) = hub_answer {
         let body = value.to_string();
-        return if respond(stream, status, body, req.keep_alive).await && req.keep_alive {
+        return if respond(stream, status, JSON, body, req.keep_alive).await && req.keep_alive {
             Next::KeepAlive
         } else {
             Next::Close
@@ -180,22 +171,12 @@ async fn one_request(
         }
     }
     slot.busy();
-    let target = String::from_utf8_lossy(&head[req.path.clone()]);
     let (status, ctype, body) = match super::events::request(req.method, &target, slot) {
         Some(Ok(interest)) => return Next::Events(interest),
         Some(Err(answer)) => answer,
         None => route(shared, &head, &req),
     };
-    let mut out = Vec::with_capacity(body.len() + 128);
-    reply::write_response(
-        &mut out,
-        status,
-        ctype,
-        &[],
-        body.as_bytes(),
-        req.keep_alive,
-    );
-    if write_vec(stream, out).await.0.is_err() || !req.keep_alive {
+    if !respond(stream, status, ctype, body, req.keep_alive).await || !req.keep_alive {
         return Next::Close;
     }
     Next::KeepAlive
@@ -232,22 +213,24 @@ async fn read_body(
     Ok(body)
 }
 
-/// Writes a JSON answer; false when the write failed.
-async fn respond(stream: &mut TcpStream, status: u16, body: String, keep_alive: bool) -> bool {
+/// The content type of every JSON answer.
+const JSON: &str = "application/json";
+
+/// Writes one answer; false when the write failed.
+async fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    ctype: &str,
+    body: String,
+    keep_alive: bool,
+) -> bool {
     let mut out = Vec::with_capacity(body.len() + 128);
-    reply::write_response(
-        &mut out,
-        status,
-        "application/json",
-        &[],
-        body.as_bytes(),
-        keep_alive,
-    );
+    reply::write_response(&mut out, status, ctype, &[], body.as_bytes(), keep_alive);
     write_vec(stream, out).await.0.is_ok()
 }
 
 fn json(status: u16, value: serde_json::Value) -> (u16, &'static str, String) {
-    (status, "application/json", value.to_string())
+    (status, JSON, value.to_string())
 }
 
 fn route(shared: &Shared, head: &[u8], req: &ParsedRequest) -> (u16, &'static str, String) {
