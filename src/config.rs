@@ -7,7 +7,7 @@ use std::time::Duration;
 
 pub(crate) use crate::pool::cidr::cidr_list_contains;
 pub use crate::pool::cidr::Cidr;
-pub use crate::pool::{Algorithm, StickyMode};
+pub use crate::pool::{Algorithm, HealthCheck, StickyMode};
 pub use crate::proto::ws::OriginPolicy;
 pub use crate::tls::{parse_sni_arg, CertPair, TlsSettings};
 
@@ -150,6 +150,9 @@ pub struct ServeConfig {
     pub conn_id_header: String,
     /// Which sessions a backend's messaging requests may reach.
     pub backend_publish: BackendPublish,
+    /// Active health checks of static backends (`None`: off; registered
+    /// backends keep their heartbeats).
+    pub health_check: Option<HealthCheck>,
 }
 
 impl Default for ServeConfig {
@@ -199,6 +202,7 @@ impl Default for ServeConfig {
             ws_send_queue: 1 << 20,
             conn_id_header: "X-Wslb-Conn".to_string(),
             backend_publish: BackendPublish::All,
+            health_check: None,
         }
     }
 }
@@ -231,6 +235,9 @@ impl ServeConfig {
         }
         if self.ws_send_queue == 0 || self.ws_send_queue >= 1 << 32 {
             return Err("--ws-send-queue must be between 1 byte and 4 GiB".into());
+        }
+        if let Some(check) = &self.health_check {
+            check.validate()?;
         }
         let header = self.conn_id_header.as_bytes();
         let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);

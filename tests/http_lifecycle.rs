@@ -188,7 +188,7 @@ fn help_lists_every_serve_flag_with_its_default() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout).into_owned();
     // (flag, default shown in help; None for flags that have none).
-    let flags: [(&str, Option<&str>); 45] = [
+    let flags: &[(&str, Option<&str>)] = &[
         ("--listen", None),
         ("--tls-listen", None),
         ("--tls-cert", None),
@@ -234,6 +234,11 @@ fn help_lists_every_serve_flag_with_its_default() {
         ("--ws-send-queue", Some("1m")),
         ("--conn-id-header", Some("X-Wslb-Conn")),
         ("--backend-publish", Some("all")),
+        ("--health-check", None),
+        ("--health-check-interval", Some("5s")),
+        ("--health-check-timeout", Some("2s")),
+        ("--health-check-rise", Some("2")),
+        ("--health-check-fall", Some("3")),
     ];
     // Each flag's entry runs from its name to the next entry.
     let entry = |flag: &str| -> String {
@@ -246,7 +251,7 @@ fn help_lists_every_serve_flag_with_its_default() {
         let end = rest.find("\n  -").unwrap_or(rest.len());
         rest[..end].split_whitespace().collect::<Vec<_>>().join(" ")
     };
-    for (flag, default) in flags {
+    for &(flag, default) in flags {
         let text = entry(flag);
         if let Some(d) = default {
             assert!(text.contains(&format!("[default: {d}]")), "{flag}: {text}");

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use wslb::agent::BalancerUrl;
 use wslb::config::{
     parse_backend_arg, parse_duration, parse_size, parse_sni_arg, Algorithm, BackendPublish,
-    CertPair, Cidr, OriginPolicy, ServeConfig, StickyMode, TlsSettings, WsMode,
+    CertPair, Cidr, HealthCheck, OriginPolicy, ServeConfig, StickyMode, TlsSettings, WsMode,
 };
 
 /// wslb: a thread-per-core WebSocket and HTTP/1.1 load balancer.
@@ -206,6 +206,22 @@ pub struct ServeArgs {
     /// control channel) may reach: all, or local (its own sessions only).
     #[arg(long, default_value = "all")]
     pub backend_publish: BackendPublish,
+    /// Check static backends actively: GET this path (a 2xx or 3xx passes);
+    /// off when not given. Registered backends keep their heartbeats.
+    #[arg(long, value_name = "PATH")]
+    pub health_check: Option<String>,
+    /// Time between two health checks of one backend.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub health_check_interval: Duration,
+    /// Time one health check may take.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub health_check_timeout: Duration,
+    /// Consecutive passing checks that bring a failing backend back.
+    #[arg(long, default_value_t = 2)]
+    pub health_check_rise: u32,
+    /// Consecutive failed checks that take a backend out of the pool.
+    #[arg(long, default_value_t = 3)]
+    pub health_check_fall: u32,
 }
 
 impl ServeArgs {
@@ -284,6 +300,13 @@ impl ServeArgs {
             ws_send_queue: self.ws_send_queue,
             conn_id_header: self.conn_id_header,
             backend_publish: self.backend_publish,
+            health_check: self.health_check.map(|path| HealthCheck {
+                path,
+                interval: self.health_check_interval,
+                timeout: self.health_check_timeout,
+                rise: self.health_check_rise,
+                fall: self.health_check_fall,
+            }),
         };
         cfg.validate()?;
         Ok(cfg)

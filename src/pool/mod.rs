@@ -6,12 +6,14 @@ pub(crate) mod algorithm;
 pub(crate) mod cidr;
 pub(crate) mod clock;
 pub(crate) mod health;
+pub(crate) mod probe;
 pub(crate) mod registry;
 pub(crate) mod snapshot;
 pub(crate) mod stats;
 pub(crate) mod sticky;
 
 pub use algorithm::{Algorithm, AlgorithmParseError, Picker};
+pub use probe::{Health, HealthCheck};
 pub use snapshot::{Backend, PoolSnapshot, Source};
 pub use stats::{ActiveGuard, BackendStats};
 pub use sticky::{pick_sticky, sticky_hash, StickyMode, StickyParseError};

@@ -55,10 +55,12 @@ impl Backend {
         }
     }
 
-    /// Not draining and not ejected at `now_ms` (monotonic, `clock::now_ms`).
+    /// Not draining, not failing its health checks and not ejected at
+    /// `now_ms` (monotonic, `clock::now_ms`).
     #[inline]
     pub fn is_available(&self, now_ms: u64) -> bool {
         !self.stats.draining.load(Ordering::Relaxed)
+            && self.stats.health.load(Ordering::Relaxed) != super::stats::HEALTH_FAILING
             && self.stats.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
     }
 

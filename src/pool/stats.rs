@@ -1,7 +1,12 @@
 //! Per-backend counters shared by every worker: plain atomics on their own
 //! cache line, keyed by backend id, surviving re-registration and rebuilds.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+/// [`BackendStats::health`]: the active checks pass.
+pub const HEALTH_PASSING: u8 = 1;
+/// [`BackendStats::health`]: the active checks fail; not picked.
+pub const HEALTH_FAILING: u8 = 2;
 use std::sync::Arc;
 
 /// Counters for one backend. One cache line, so a pick reads one line per
@@ -23,6 +28,9 @@ pub struct BackendStats {
     pub ejected_until_ms: AtomicU64,
     /// The backend asked to stop receiving new connections.
     pub draining: AtomicBool,
+    /// Active health checks' verdict: 0 unchecked, or `HEALTH_PASSING`,
+    /// `HEALTH_FAILING` (only failing keeps the backend out of picks).
+    pub health: AtomicU8,
 }
 
 impl BackendStats {

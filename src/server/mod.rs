@@ -1,6 +1,7 @@
 //! The server: builds the shared state, binds every listener and starts one
 //! pinned worker per core; a drain stops them gracefully.
 
+mod health_check;
 pub(crate) mod listener;
 pub(crate) mod per_ip;
 mod refuse;
@@ -153,6 +154,7 @@ pub(crate) fn start(
         cfg: Arc::new(cfg),
     });
     spawn_expiry(shared.clone()).map_err(ServeError::Thread)?;
+    health_check::spawn(shared.clone()).map_err(ServeError::Thread)?;
 
     let listeners: Vec<(ListenerKind, std::net::SocketAddr)> =
         sets.iter().map(|set| (set.kind, set.addr)).collect();

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
 
-use crate::pool::{Backend, Source};
+use crate::pool::{Backend, Health, Source};
 
 /// A backend's state for the admin API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -14,7 +14,8 @@ use crate::pool::{Backend, Source};
 pub(crate) enum BackendState {
     Up,
     Draining,
-    /// Ejected by passive health until its ejection ends.
+    /// Ejected by passive health until its ejection ends, or failing its
+    /// active health checks.
     Down,
 }
 
@@ -32,6 +33,8 @@ pub(crate) struct BackendInfo {
     pub since_unix_ms: u64,
     pub requests_total: u64,
     pub failures_total: u64,
+    /// Active health checks' verdict (`unchecked` when off or registered).
+    pub health: Health,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
 }
@@ -57,6 +60,7 @@ pub(crate) fn info(b: &Backend, now: u64) -> BackendInfo {
         since_unix_ms: b.since_unix_ms,
         requests_total: s.requests_total.load(Relaxed),
         failures_total: s.failures_total.load(Relaxed),
+        health: Health::of(s),
         metadata: b.metadata.clone(),
     }
 }

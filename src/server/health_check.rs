@@ -1,0 +1,158 @@
+//! Active health checks of static backends (`--health-check PATH`): one
+//! thread with its own small runtime checks every static backend each
+//! interval, all at once, and moves their shared health state after `fall`
+//! failures or `rise` passes in a row (see `pool::probe`). Registered
+//! backends are left to their heartbeats.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use super::Shared;
+use crate::pool::probe::{self, HealthCheck, ProbeResult, ProbeStreak, Transition};
+use crate::pool::{Backend, Source};
+use crate::rt::notify::Phase;
+
+/// Checks started at once, at most; a larger pool is checked in turns.
+const CHECKS_AT_ONCE: usize = 256;
+
+/// Starts the checker thread when checks are configured.
+pub(crate) fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
+    let Some(check) = shared.cfg.health_check.clone() else {
+        return Ok(());
+    };
+    std::thread::Builder::new()
+        .name("wslb-health".into())
+        .spawn(move || {
+            let runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build();
+            match runtime {
+                Ok(mut rt) => rt.block_on(run(shared, check)),
+                Err(e) => tracing::error!(error = %e, "health checks: cannot start their runtime"),
+            }
+        })
+        .map(|_| ())
+}
+
+/// Rounds of checks until the balancer drains.
+async fn run(shared: Arc<Shared>, check: HealthCheck) {
+    let request_path: Arc<str> = Arc::from(check.path.as_str());
+    let mut streaks: HashMap<Arc<str>, ProbeStreak> = HashMap::new();
+    while shared.lifecycle.phase() == Phase::Running {
+        let started = Instant::now();
+        let snapshot = shared.pool.load();
+        let statics: Vec<Arc<Backend>> = snapshot
+            .backends
+            .iter()
+            .filter(|b| b.source == Source::Static)
+            .cloned()
+            .collect();
+        for batch in statics.chunks(CHECKS_AT_ONCE) {
+            let tasks: Vec<_> = batch
+                .iter()
+                .map(|b| {
+                    let request = probe::probe_request(&request_path, host_of(b));
+                    monoio::spawn(probe_once(b.addr, request, check.timeout))
+                })
+                .collect();
+            for (backend, task) in batch.iter().zip(tasks) {
+                let result = task.await;
+                let streak = streaks.entry(backend.id.clone()).or_default();
+                report(
+                    backend,
+                    &result,
+                    streak.record(result.passed(), &check, &backend.stats),
+                );
+            }
+        }
+        streaks.retain(|id, _| statics.iter().any(|b| &b.id == id));
+        // Sleep out the interval in short steps, so a drain stops the thread soon.
+        let deadline = started + check.interval;
+        while shared.lifecycle.phase() == Phase::Running {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            monoio::time::sleep(left.min(Duration::from_millis(100))).await;
+        }
+    }
+}
+
+/// The `Host` a check names: the authority of the backend's primary URL.
+fn host_of(b: &Backend) -> &str {
+    let url = b.primary_url();
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// Logs a result that changed the backend's health (failures that did not,
+/// at debug level).
+fn report(b: &Backend, result: &ProbeResult, change: Option<Transition>) {
+    match change {
+        Some(Transition::Fell) => tracing::warn!(
+            id = %b.id,
+            result = ?result,
+            "health check: backend failing, out of the pool"
+        ),
+        Some(Transition::Rose) => tracing::info!(
+            id = %b.id,
+            "health check: backend passing again, back in the pool"
+        ),
+        None if !result.passed() => {
+            tracing::debug!(id = %b.id, result = ?result, "health check failed")
+        }
+        None => {}
+    }
+}
+
+/// One check: connect, send the request, read up to the status line, all
+/// within `timeout`.
+async fn probe_once(addr: SocketAddr, request: Vec<u8>, timeout: Duration) -> ProbeResult {
+    match monoio::time::timeout(timeout, exchange(addr, request)).await {
+        Ok(result) => result,
+        Err(_) => ProbeResult::Failed(format!("no answer within {timeout:?}")),
+    }
+}
+
+async fn exchange(addr: SocketAddr, request: Vec<u8>) -> ProbeResult {
+    let mut stream = match TcpStream::connect_addr(addr).await {
+        Ok(s) => s,
+        Err(e) => return ProbeResult::Failed(format!("connect: {e}")),
+    };
+    let (written, _) = stream.write_all(request).await;
+    if let Err(e) = written {
+        return ProbeResult::Failed(format!("write: {e}"));
+    }
+    let mut head: Vec<u8> = Vec::with_capacity(512);
+    loop {
+        let spare = vec![0u8; 512];
+        let (read, spare) = stream.read(spare).await;
+        match read {
+            Ok(0) => return ProbeResult::Failed("closed before a status line".into()),
+            Ok(n) => head.extend_from_slice(&spare[..n]),
+            Err(e) => return ProbeResult::Failed(format!("read: {e}")),
+        }
+        if let Some(result) = probe::judge(&head) {
+            return result;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_is_the_primary_urls_authority() {
+        let addr: SocketAddr = "127.0.0.1:9001".parse().unwrap_or_else(|_| unreachable!());
+        let mut b = Backend::new("a", addr, 1, Source::Static);
+        assert_eq!(host_of(&b), "127.0.0.1:9001");
+        b.bindings = vec![Arc::from("https://api.example:8443/x")];
+        assert_eq!(host_of(&b), "api.example:8443");
+    }
+}

@@ -1,0 +1,270 @@
+//! Active health checks of static backends (`--health-check`): a backend
+//! whose check fails `fall` times in a row leaves the pick, one that passes
+//! `rise` times comes back; refused and silent backends fail; the state
+//! shows in `/api/backends`. Real binaries over loopback sockets, plus a
+//! small backend in the test whose check answer can be switched.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::admin::{backends, wait_for};
+use common::client::HttpConn;
+use common::proc::{echo, Proc};
+
+const CHECK_PATH: &str = "/status/200";
+
+/// A backend answering the check path with a switchable status and every
+/// other request with 200 "flip", counting those.
+struct FlipBackend {
+    addr: SocketAddr,
+    check_status: Arc<AtomicU16>,
+    served: Arc<AtomicUsize>,
+    checks: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FlipBackend {
+    fn start(check_status: u16) -> FlipBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let b = FlipBackend {
+            addr,
+            check_status: Arc::new(AtomicU16::new(check_status)),
+            served: Arc::new(AtomicUsize::new(0)),
+            checks: Arc::new(AtomicUsize::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (status, served, checks, stop) = (
+            b.check_status.clone(),
+            b.served.clone(),
+            b.checks.clone(),
+            b.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let (status, served, checks) =
+                            (status.clone(), served.clone(), checks.clone());
+                        std::thread::spawn(move || serve_conn(s, &status, &served, &checks));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        b
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FlipBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Answers requests on one connection until it closes (keep-alive).
+fn serve_conn(mut s: TcpStream, status: &AtomicU16, served: &AtomicUsize, checks: &AtomicUsize) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 2048];
+    loop {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end + 4);
+        let (code, body) = if head.starts_with(&format!("GET {CHECK_PATH} ")) {
+            checks.fetch_add(1, Ordering::Relaxed);
+            (status.load(Ordering::Relaxed), "check\n")
+        } else {
+            served.fetch_add(1, Ordering::Relaxed);
+            (200, "flip\n")
+        };
+        let reply = format!(
+            "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
+            body.len()
+        );
+        if s.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// `wslb serve` with the given backend URLs, fast checks and an admin API.
+fn balancer(urls: &[String], extra: &[&str]) -> Proc {
+    let mut args: Vec<String> = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-pin",
+        "--workers",
+        "2",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--algorithm",
+        "round-robin",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for u in urls {
+        args.push("--backend".into());
+        args.push(u.clone());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proc::start(&refs)
+}
+
+const FAST_CHECKS: &[&str] = &[
+    "--health-check",
+    CHECK_PATH,
+    "--health-check-interval",
+    "100ms",
+    "--health-check-timeout",
+    "300ms",
+    "--health-check-rise",
+    "2",
+    "--health-check-fall",
+    "2",
+];
+
+fn entry<'a>(list: &'a [serde_json::Value], url: &str) -> &'a serde_json::Value {
+    list.iter()
+        .find(|b| b["bindings"][0] == url)
+        .unwrap_or_else(|| panic!("{url} not listed: {list:?}"))
+}
+
+/// Bodies of `n` requests on one keep-alive connection.
+fn bodies(lb: &Proc, n: usize) -> Vec<String> {
+    let mut c = HttpConn::connect(lb.http());
+    (0..n)
+        .map(|_| {
+            let r = c.get("/");
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.text().trim().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn failing_backend_leaves_the_pick_and_rises_back() {
+    let steady = echo("steady");
+    let flip = FlipBackend::start(503);
+    let steady_url = format!("http://{}", steady.http());
+    let lb = balancer(&[steady_url.clone(), flip.url()], FAST_CHECKS);
+    let admin = lb.addr("admin");
+
+    wait_for(admin, Duration::from_secs(10), "flip failing", |l| {
+        entry(l, &flip.url())["health"] == "failing" && entry(l, &steady_url)["health"] == "passing"
+    });
+    let list = backends(admin);
+    assert_eq!(entry(&list, &flip.url())["state"], "down", "{list:?}");
+    assert_eq!(entry(&list, &steady_url)["state"], "up", "{list:?}");
+    assert!(flip.checks.load(Ordering::Relaxed) >= 2);
+
+    // Out of the pick: every request goes to the steady backend.
+    let served_before = flip.served.load(Ordering::Relaxed);
+    let seen = bodies(&lb, 20);
+    assert!(seen.iter().all(|b| b == "steady"), "{seen:?}");
+    assert_eq!(flip.served.load(Ordering::Relaxed), served_before);
+
+    // Passing again: back after `rise` checks, and picked again.
+    flip.check_status.store(200, Ordering::Relaxed);
+    wait_for(admin, Duration::from_secs(10), "flip passing", |l| {
+        entry(l, &flip.url())["health"] == "passing"
+    });
+    assert_eq!(entry(&backends(admin), &flip.url())["state"], "up");
+    let seen = bodies(&lb, 20);
+    let flips = seen.iter().filter(|b| *b == "flip").count();
+    assert!((5..=15).contains(&flips), "round-robin over two: {seen:?}");
+}
+
+#[test]
+fn refused_and_silent_backends_fail_their_checks() {
+    let steady = echo("steady");
+    let steady_url = format!("http://{}", steady.http());
+    // A port nobody listens on.
+    let refused_url = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    // A listener that accepts (the kernel does) but never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_url = format!("http://{}", silent.local_addr().expect("addr"));
+    let lb = balancer(
+        &[steady_url.clone(), refused_url.clone(), silent_url.clone()],
+        FAST_CHECKS,
+    );
+    let admin = lb.addr("admin");
+    wait_for(admin, Duration::from_secs(10), "both failing", |l| {
+        entry(l, &refused_url)["health"] == "failing"
+            && entry(l, &silent_url)["health"] == "failing"
+    });
+    let list = backends(admin);
+    assert_eq!(entry(&list, &steady_url)["health"], "passing", "{list:?}");
+    let seen = bodies(&lb, 10);
+    assert!(seen.iter().all(|b| b == "steady"), "{seen:?}");
+    drop(silent);
+}
+
+#[test]
+fn without_checks_backends_are_unchecked() {
+    let steady = echo("steady");
+    let steady_url = format!("http://{}", steady.http());
+    let lb = balancer(std::slice::from_ref(&steady_url), &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let list = backends(lb.addr("admin"));
+    assert_eq!(entry(&list, &steady_url)["health"], "unchecked", "{list:?}");
+    assert_eq!(entry(&list, &steady_url)["state"], "up", "{list:?}");
+}
+
+#[test]
+fn bad_check_settings_are_refused_at_start() {
+    for (flags, needle) in [
+        (vec!["--health-check", "health"], "must start with /"),
+        (
+            vec!["--health-check", "/h", "--health-check-rise", "0"],
+            "--health-check-rise",
+        ),
+        (
+            vec!["--health-check", "/h", "--health-check-fall", "101"],
+            "--health-check-fall",
+        ),
+        (
+            vec!["--health-check", "/h", "--health-check-timeout", "0s"],
+            "--health-check-timeout",
+        ),
+    ] {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            "http://127.0.0.1:1",
+        ];
+        args.extend(flags.iter().copied());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wslb"))
+            .args(&args)
+            .output()
+            .expect("run wslb");
+        assert!(!out.status.success(), "{args:?} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
