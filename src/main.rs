@@ -28,10 +28,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level, &cli.log_format);
     let result = match cli.command {
-        Command::Serve(args) => args
-            .into_config()
-            .map_err(|e| format!("invalid configuration: {e}"))
-            .and_then(crate::cmd::serve::run),
+        Command::Serve(_) => {
+            // Read again from the command line itself, the way a reload
+            // reads it: the flags, the --config file under them, checked.
+            let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            match crate::cmd::config_load::load_serve_config(&argv) {
+                Ok(cfg) => crate::cmd::serve::run(cfg),
+                Err(e) => {
+                    for line in e.to_string().lines() {
+                        eprintln!("wslb: {line}");
+                    }
+                    return ExitCode::from(e.exit_code());
+                }
+            }
+        }
+        Command::CheckConfig(args) => return crate::cmd::check_config::run(&args.file),
         Command::Echo(args) => {
             let agent = crate::cmd::agent_cli::echo_agent(&args);
             let name = args

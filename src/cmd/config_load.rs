@@ -1,0 +1,188 @@
+//! From the process's command line (with or without `--config FILE`) to a
+//! validated [`ServeConfig`]: the file's keys are read and checked, the
+//! flags override them key by key (the environment too, for the flags that
+//! read one), the result goes through the same conversion as flags alone,
+//! and then through [`ServeConfig::preflight`] (certificates loaded, static
+//! backends parsed), nothing bound. A refusal names the file, the line and
+//! the key when the value came from the file. `wslb serve` starts through
+//! [`load_serve_config`] and a reload re-reads the file through it.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, FromArgMatches};
+use wslb::config::{Preflight, PreflightError};
+use wslb::ServeConfig;
+
+use crate::cmd::cli::ServeArgs;
+use crate::cmd::config_error::{ConfigFileError, KeyError};
+use crate::cmd::config_file::{self, ConfigFile, FileEntry};
+use crate::cmd::config_keys::{cli_command, serve_command, serve_keys, CONFIG_FLAG};
+
+/// A configuration that would start, and where it came from.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    /// The validated configuration.
+    pub(crate) config: ServeConfig,
+    /// What its check resolved (TLS configuration, backend addresses).
+    pub(crate) preflight: Preflight,
+}
+
+/// Turns the process's own command line (`wslb [global flags] serve
+/// [flags] [--config FILE]`, program name first, as `std::env::args_os`
+/// gives it) into a validated configuration, reading the file again on
+/// every call.
+pub(crate) fn load_serve_config(argv: &[OsString]) -> Result<ServeConfig, ConfigFileError> {
+    load(argv).map(|loaded| loaded.config)
+}
+
+/// [`load_serve_config`], keeping what the check resolved.
+pub(crate) fn load(argv: &[OsString]) -> Result<Loaded, ConfigFileError> {
+    let cli = cli_command();
+    let flags_error = |e: clap::Error| ConfigFileError::Flags(clap_text(&e));
+    let matches = cli
+        .clone()
+        .try_get_matches_from(argv)
+        .map_err(flags_error)?;
+    let serve_matches = serve_of(&matches)?;
+    let Some(path) = serve_matches.get_one::<PathBuf>(CONFIG_FLAG).cloned() else {
+        let config = args_of(serve_matches)?
+            .into_config()
+            .map_err(ConfigFileError::Flags)?;
+        let preflight = config
+            .preflight()
+            .map_err(|e| ConfigFileError::Flags(e.to_string()))?;
+        return Ok(Loaded { config, preflight });
+    };
+    let serve = serve_command(&cli).ok_or_else(no_serve)?;
+    let keys = serve_keys(serve);
+    let file = config_file::read(&path, serve, &keys)?;
+    // The file's keys go after the command line's words, except those
+    // the command line (or the environment) already sets.
+    let mut words = argv.to_vec();
+    let mut applied = Vec::new();
+    for entry in &file.entries {
+        let overridden = matches!(
+            serve_matches.value_source(&entry.id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        );
+        if !overridden {
+            words.extend(entry.tokens());
+            applied.push(entry);
+        }
+    }
+    let merged = cli.try_get_matches_from(&words).map_err(|e| {
+        let message = clap_text(&e);
+        refusal(&file, &applied, message)
+    })?;
+    let config = args_of(serve_of(&merged)?)?
+        .into_config()
+        .map_err(|message| refusal(&file, &applied, message))?;
+    let preflight = config.preflight().map_err(|e| match &e {
+        PreflightError::Backend { index, .. } => backend_refusal(&file, &applied, *index, &e)
+            .unwrap_or_else(|| refusal(&file, &applied, e.to_string())),
+        _ => refusal(&file, &applied, e.to_string()),
+    })?;
+    Ok(Loaded { config, preflight })
+}
+
+fn no_serve() -> ConfigFileError {
+    ConfigFileError::Flags("not a `wslb serve` command line".into())
+}
+
+fn serve_of(matches: &ArgMatches) -> Result<&ArgMatches, ConfigFileError> {
+    match matches.subcommand() {
+        Some(("serve", m)) => Ok(m),
+        _ => Err(no_serve()),
+    }
+}
+
+fn args_of(matches: &ArgMatches) -> Result<ServeArgs, ConfigFileError> {
+    ServeArgs::from_arg_matches(matches).map_err(|e| ConfigFileError::Flags(clap_text(&e)))
+}
+
+/// A clap error's first line, without its `error:` prefix.
+fn clap_text(e: &clap::Error) -> String {
+    let rendered = e.to_string();
+    let first = rendered.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
+/// A refused static backend that came from the file, at its value's line.
+fn backend_refusal(
+    file: &ConfigFile,
+    applied: &[&FileEntry],
+    index: usize,
+    e: &PreflightError,
+) -> Option<ConfigFileError> {
+    let entry = applied.iter().find(|entry| entry.flag == "backend")?;
+    let value = entry.values().get(index)?;
+    Some(ConfigFileError::Keys(vec![KeyError {
+        file: file.path.clone(),
+        line: value.line,
+        key: entry.written.clone(),
+        message: e.to_string(),
+    }]))
+}
+
+/// A refusal for the whole configuration, pinned to the key of the file it
+/// is about when it can tell: the first `--flag` the message names that the
+/// file set, or else the file value (or the part of one, such as a file
+/// name in `HOST=CERT,KEY`) that the message quotes, the longest such.
+pub(crate) fn refusal(
+    file: &ConfigFile,
+    applied: &[&FileEntry],
+    message: String,
+) -> ConfigFileError {
+    let pinned = by_flag(applied, &message).or_else(|| by_value(applied, &message));
+    match pinned {
+        Some((entry, line)) => ConfigFileError::Keys(vec![KeyError {
+            file: file.path.clone(),
+            line,
+            key: entry.written.clone(),
+            message,
+        }]),
+        None => ConfigFileError::File {
+            path: file.path.clone(),
+            message,
+        },
+    }
+}
+
+fn by_flag<'a>(applied: &[&'a FileEntry], message: &str) -> Option<(&'a FileEntry, usize)> {
+    message
+        .match_indices("--")
+        .map(|(i, _)| {
+            let rest = &message[i + 2..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .find_map(|flag| applied.iter().find(|e| e.flag == flag))
+        .map(|e| (*e, e.line))
+}
+
+fn by_value<'a>(applied: &[&'a FileEntry], message: &str) -> Option<(&'a FileEntry, usize)> {
+    let mut best: Option<(&FileEntry, usize, usize)> = None;
+    for entry in applied {
+        for value in entry.values() {
+            let whole = std::iter::once(value.text.as_str());
+            let parts = value.text.split(['=', ',']);
+            for needle in whole.chain(parts).map(str::trim) {
+                if needle.len() >= 2
+                    && message.contains(needle)
+                    && best.is_none_or(|(_, _, len)| needle.len() > len)
+                {
+                    best = Some((entry, value.line, needle.len()));
+                }
+            }
+        }
+    }
+    best.map(|(entry, line, _)| (entry, line))
+}
+
+#[cfg(test)]
+#[path = "config_load_tests.rs"]
+mod tests;
