@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use wslb::ServeConfig;
+use wslb::{ServeConfig, StickyMode};
 
 use crate::cmd::config_load::{load, Loaded};
 
@@ -48,12 +48,12 @@ fn summary(file: &Path, loaded: &Loaded) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "  backends: {} static{}{}; algorithm {}, sticky {:?}",
+        "  backends: {} static{}{}; algorithm {}, sticky {}",
         backends.len(),
         if backends.is_empty() { "" } else { ": " },
         backends.join(", "),
         cfg.algorithm,
-        cfg.sticky,
+        sticky(&cfg.sticky),
     );
     let registration = match (&cfg.register_token, cfg.control_listen) {
         (None, _) => "off (no register-token)".to_string(),
@@ -73,6 +73,15 @@ fn summary(file: &Path, loaded: &Loaded) -> String {
         }
     );
     out
+}
+
+fn sticky(mode: &StickyMode) -> String {
+    match mode {
+        StickyMode::None => "none".into(),
+        StickyMode::ClientIp => "ip".into(),
+        StickyMode::Cookie(name) => format!("cookie:{name}"),
+        StickyMode::Header(name) => format!("header:{name}"),
+    }
 }
 
 fn listeners(cfg: &ServeConfig) -> String {

@@ -76,3 +76,59 @@ impl ServeConfig {
         Ok(Preflight { tls, backend_addrs })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::{CertPair, TlsSettings};
+
+    fn with_backends(urls: &[&str]) -> ServeConfig {
+        ServeConfig {
+            listen: vec!["127.0.0.1:1".parse().expect("addr")],
+            backends: urls.iter().map(|u| (u.to_string(), 1)).collect(),
+            ..ServeConfig::default()
+        }
+    }
+
+    #[test]
+    fn static_backends_are_parsed_as_the_pool_does() {
+        let ok = with_backends(&["http://127.0.0.1:9001", "ws://localhost:9002"])
+            .preflight()
+            .expect("valid");
+        let ports: Vec<u16> = ok.backend_addrs.iter().map(SocketAddr::port).collect();
+        assert_eq!(ports, [9001, 9002]);
+        assert!(ok.tls.is_none());
+        for (urls, bad) in [
+            (&["http://127.0.0.1:1", "http://db.internal:80"][..], 1),
+            (&["http://127.0.0.1:99999"][..], 0),
+            (&["http://127.0.0.1:1", "http://127.0.0.1:1"][..], 1),
+        ] {
+            match with_backends(urls).preflight() {
+                Err(PreflightError::Backend { index, .. }) => assert_eq!(index, bad, "{urls:?}"),
+                other => panic!("{urls:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn certificates_are_loaded_and_validate_runs() {
+        let mut cfg = with_backends(&[]);
+        cfg.tls_listen = vec!["127.0.0.1:2".parse().expect("addr")];
+        cfg.tls = Some(TlsSettings {
+            default_cert: Some(CertPair {
+                cert: "/nonexistent/wslb/cert.pem".into(),
+                key: "/nonexistent/wslb/key.pem".into(),
+            }),
+            sni: Vec::new(),
+        });
+        assert!(matches!(
+            cfg.preflight(),
+            Err(PreflightError::Tls(TlsError::Read { .. }))
+        ));
+        let nothing = ServeConfig::default();
+        assert!(matches!(
+            nothing.preflight(),
+            Err(PreflightError::Invalid(_))
+        ));
+    }
+}
