@@ -97,7 +97,7 @@ fn the_example_names_every_serve_key() {
         .filter(|l| l.starts_with('-'))
         .filter_map(|l| l.split([' ', ',']).find(|t| t.starts_with("--")))
         .map(|flag| flag.trim_start_matches("--").to_string())
-        .filter(|k| !["help", "config", "log-level", "log-format"].contains(&k.as_str()))
+        .filter(|k| !["help", "config"].contains(&k.as_str()))
         .collect();
     assert!(keys.len() > 40, "{keys:?}");
     let named = |key: &str| {

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use wslb::{ServeConfig, StickyMode};
 
-use crate::cmd::config_load::{load, Loaded};
+use crate::cmd::config_load::{load_serve_config, Loaded};
 
 /// Runs the check; the exit code says how it went.
 pub fn run(file: &Path) -> ExitCode {
@@ -21,7 +21,7 @@ pub fn run(file: &Path) -> ExitCode {
         "--config".into(),
         file.as_os_str().to_owned(),
     ];
-    match load(&argv) {
+    match load_serve_config(&argv) {
         Ok(loaded) => {
             print!("{}", summary(file, &loaded));
             ExitCode::SUCCESS

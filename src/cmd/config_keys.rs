@@ -45,13 +45,12 @@ pub(crate) fn serve_command(cli: &Command) -> Option<&Command> {
     cli.find_subcommand("serve")
 }
 
-/// Every key of the file: the long flags of `wslb serve`, without the
-/// global ones (`--log-level`, which the process reads before any file),
-/// `--help` and `--config` itself.
+/// Every key of the file: the long flags of `wslb serve` (the global
+/// ones, `--log-level` and `--log-format`, included), without `--help` and
+/// `--config` itself.
 pub(crate) fn serve_keys(serve: &Command) -> Vec<Key> {
     serve
         .get_arguments()
-        .filter(|arg| !arg.is_global_set())
         .filter_map(|arg| {
             let name = arg.get_long()?;
             let shape = match arg.get_action() {
@@ -120,7 +119,7 @@ mod tests {
     }
 
     #[test]
-    fn every_long_serve_flag_is_a_key_and_globals_are_not() {
+    fn every_long_serve_flag_is_a_key() {
         let keys = keys();
         let shape = |n: &str| keys.iter().find(|k| k.name == n).map(|k| k.shape);
         assert_eq!(shape("max-connections"), Some(Shape::One));
@@ -129,14 +128,16 @@ mod tests {
         assert_eq!(shape("allowed-origins"), Some(Shape::Many));
         assert_eq!(shape("no-pin"), Some(Shape::Switch));
         assert_eq!(shape("admin-token"), Some(Shape::One));
-        for absent in ["config", "help", "log-level", "log-format"] {
+        assert_eq!(shape("log-level"), Some(Shape::One));
+        assert_eq!(shape("log-format"), Some(Shape::One));
+        for absent in ["config", "help"] {
             assert_eq!(shape(absent), None, "{absent}");
         }
-        // As many keys as the help shows long flags, less those four.
+        // As many keys as the help shows long flags, less those two.
         let cli = cli_command();
         let serve = serve_command(&cli).expect("serve");
         let longs = serve.get_arguments().filter(|a| a.get_long().is_some());
-        assert_eq!(keys.len(), longs.count() - 4);
+        assert_eq!(keys.len(), longs.count() - 2);
     }
 
     #[test]

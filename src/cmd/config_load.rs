@@ -27,18 +27,18 @@ pub(crate) struct Loaded {
     pub(crate) config: ServeConfig,
     /// What its check resolved (TLS configuration, backend addresses).
     pub(crate) preflight: Preflight,
+    /// The log level (`--log-level` or the file's `log-level`).
+    pub(crate) log_level: String,
+    /// The log format (`--log-format` or the file's `log-format`).
+    pub(crate) log_format: String,
 }
 
 /// Turns the process's own command line (`wslb [global flags] serve
 /// [flags] [--config FILE]`, program name first, as `std::env::args_os`
 /// gives it) into a validated configuration, reading the file again on
-/// every call.
-pub(crate) fn load_serve_config(argv: &[OsString]) -> Result<ServeConfig, ConfigFileError> {
-    load(argv).map(|loaded| loaded.config)
-}
-
-/// [`load_serve_config`], keeping what the check resolved.
-pub(crate) fn load(argv: &[OsString]) -> Result<Loaded, ConfigFileError> {
+/// every call; the one way `wslb serve` gets its configuration, at start
+/// and on a reload (which takes [`Loaded::config`]).
+pub(crate) fn load_serve_config(argv: &[OsString]) -> Result<Loaded, ConfigFileError> {
     let cli = cli_command();
     let flags_error = |e: clap::Error| ConfigFileError::Flags(clap_text(&e));
     let matches = cli
@@ -53,7 +53,13 @@ pub(crate) fn load(argv: &[OsString]) -> Result<Loaded, ConfigFileError> {
         let preflight = config
             .preflight()
             .map_err(|e| ConfigFileError::Flags(e.to_string()))?;
-        return Ok(Loaded { config, preflight });
+        let (log_level, log_format) = logging_of(serve_matches);
+        return Ok(Loaded {
+            config,
+            preflight,
+            log_level,
+            log_format,
+        });
     };
     let serve = serve_command(&cli).ok_or_else(no_serve)?;
     let keys = serve_keys(serve);
@@ -76,7 +82,8 @@ pub(crate) fn load(argv: &[OsString]) -> Result<Loaded, ConfigFileError> {
         let message = clap_text(&e);
         refusal(&file, &applied, message)
     })?;
-    let config = args_of(serve_of(&merged)?)?
+    let merged = serve_of(&merged)?;
+    let config = args_of(merged)?
         .into_config()
         .map_err(|message| refusal(&file, &applied, message))?;
     let preflight = config.preflight().map_err(|e| match &e {
@@ -84,7 +91,26 @@ pub(crate) fn load(argv: &[OsString]) -> Result<Loaded, ConfigFileError> {
             .unwrap_or_else(|| refusal(&file, &applied, e.to_string())),
         _ => refusal(&file, &applied, e.to_string()),
     })?;
-    Ok(Loaded { config, preflight })
+    let (log_level, log_format) = logging_of(merged);
+    Ok(Loaded {
+        config,
+        preflight,
+        log_level,
+        log_format,
+    })
+}
+
+/// The global logging flags as `serve` sees them.
+fn logging_of(matches: &ArgMatches) -> (String, String) {
+    let get = |id: &str, default: &str| {
+        matches
+            .try_get_one::<String>(id)
+            .ok()
+            .flatten()
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
+    };
+    (get("log_level", "info"), get("log_format", "text"))
 }
 
 fn no_serve() -> ConfigFileError {

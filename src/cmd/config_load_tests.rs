@@ -60,7 +60,7 @@ pin = false
 admin-listen = "off"
 "#,
     );
-    let cfg = load_serve_config(&f.argv(&[])).expect("valid");
+    let cfg = load_serve_config(&f.argv(&[])).expect("valid").config;
     assert_eq!(cfg.listen, ["127.0.0.1:18080".parse().expect("addr")]);
     assert_eq!(
         cfg.backends,
@@ -86,7 +86,8 @@ fn flags_override_the_file_key_by_key() {
     );
     let cfg =
         load_serve_config(&f.argv(&["--max-connections", "77", "--listen", "127.0.0.1:19000"]))
-            .expect("valid");
+            .expect("valid")
+            .config;
     assert_eq!(cfg.max_connections, 77);
     assert_eq!(cfg.max_retries, 5);
     // A repeatable flag's list replaces the file's list.
@@ -98,9 +99,15 @@ fn flags_override_the_file_key_by_key() {
 fn the_file_is_read_again_on_every_load() {
     let f = TempFile::new("listen = \"127.0.0.1:18080\"\nmax-retries = 1\n");
     let argv = f.argv(&[]);
-    assert_eq!(load_serve_config(&argv).expect("valid").max_retries, 1);
+    assert_eq!(
+        load_serve_config(&argv).expect("valid").config.max_retries,
+        1
+    );
     std::fs::write(&f.path, "listen = \"127.0.0.1:18080\"\nmax-retries = 4\n").expect("rewrite");
-    assert_eq!(load_serve_config(&argv).expect("valid").max_retries, 4);
+    assert_eq!(
+        load_serve_config(&argv).expect("valid").config.max_retries,
+        4
+    );
     std::fs::write(
         &f.path,
         "listen = \"127.0.0.1:18080\"\nmax-retries = \"x\"\n",
@@ -174,6 +181,34 @@ fn unreadable_files_and_plain_flags() {
         .iter()
         .map(OsString::from)
         .collect();
-    let loaded = load(&argv).expect("flags alone");
+    let loaded = load_serve_config(&argv).expect("flags alone");
     assert_eq!(loaded.config.listen.len(), 1);
+}
+
+#[test]
+fn logging_keys_and_flags() {
+    let f = TempFile::new(
+        "listen = \"127.0.0.1:18080\"\nlog-level = \"debug\"\nlog-format = \"json\"\n",
+    );
+    let loaded = load_serve_config(&f.argv(&[])).expect("valid");
+    assert_eq!(
+        (loaded.log_level.as_str(), loaded.log_format.as_str()),
+        ("debug", "json")
+    );
+    // A global flag before `serve` overrides the key too.
+    let mut argv: Vec<OsString> = vec!["wslb".into(), "--log-level".into(), "warn".into()];
+    argv.extend(f.argv(&[]).into_iter().skip(1));
+    let loaded = load_serve_config(&argv).expect("valid");
+    assert_eq!(
+        (loaded.log_level.as_str(), loaded.log_format.as_str()),
+        ("warn", "json")
+    );
+    let loaded = load_serve_config(&f.argv(&["--log-format", "text"])).expect("valid");
+    assert_eq!(loaded.log_format, "text");
+    let f = TempFile::new("listen = \"127.0.0.1:18080\"\nlog-format = \"xml\"\n");
+    let e = errors(load_serve_config(&f.argv(&[])).expect_err("bad format"));
+    assert!(
+        e[0].contains(":2: log-format: invalid value \"xml\""),
+        "{e:?}"
+    );
 }
