@@ -17,8 +17,8 @@ use wslb::ServeConfig;
 
 use crate::cmd::cli::ServeArgs;
 use crate::cmd::config_error::{ConfigFileError, KeyError};
-use crate::cmd::config_file::{self, ConfigFile, FileEntry};
-use crate::cmd::config_keys::{cli_command, serve_command, serve_keys, CONFIG_FLAG};
+use crate::cmd::config_file::{self, ConfigFile, FileEntry, FileValue, Setting};
+use crate::cmd::config_keys::{cli_command, serve_command, serve_keys, Key, CONFIG_FLAG};
 
 /// A configuration that would start, and where it came from.
 #[derive(Debug)]
@@ -69,27 +69,29 @@ pub(crate) fn load_serve_config(argv: &[OsString]) -> Result<Loaded, ConfigFileE
     let mut words = argv.to_vec();
     let mut applied = Vec::new();
     for entry in &file.entries {
-        let overridden = matches!(
-            serve_matches.value_source(&entry.id),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        );
-        if !overridden {
+        if !given(serve_matches, &entry.id) {
             words.extend(entry.tokens());
             applied.push(entry);
         }
     }
-    let merged = cli.try_get_matches_from(&words).map_err(|e| {
-        let message = clap_text(&e);
-        refusal(&file, &applied, message)
-    })?;
+    let flags = command_line_settings(serve_matches, &keys);
+    let sources = Sources {
+        file: &file,
+        applied,
+        flags,
+    };
+    let merged = cli
+        .try_get_matches_from(&words)
+        .map_err(|e| sources.refusal(clap_text(&e)))?;
     let merged = serve_of(&merged)?;
     let config = args_of(merged)?
         .into_config()
-        .map_err(|message| refusal(&file, &applied, message))?;
+        .map_err(|message| sources.refusal(message))?;
     let preflight = config.preflight().map_err(|e| match &e {
-        PreflightError::Backend { index, .. } => backend_refusal(&file, &applied, *index, &e)
-            .unwrap_or_else(|| refusal(&file, &applied, e.to_string())),
-        _ => refusal(&file, &applied, e.to_string()),
+        PreflightError::Backend { index, .. } => sources
+            .backend_refusal(*index, &e)
+            .unwrap_or_else(|| sources.refusal(e.to_string())),
+        _ => sources.refusal(e.to_string()),
     })?;
     let (log_level, log_format) = logging_of(merged);
     Ok(Loaded {
@@ -135,44 +137,98 @@ fn clap_text(e: &clap::Error) -> String {
     first.strip_prefix("error: ").unwrap_or(first).to_string()
 }
 
-/// A refused static backend that came from the file, at its value's line.
-fn backend_refusal(
-    file: &ConfigFile,
-    applied: &[&FileEntry],
-    index: usize,
-    e: &PreflightError,
-) -> Option<ConfigFileError> {
-    let entry = applied.iter().find(|entry| entry.flag == "backend")?;
-    let value = entry.values().get(index)?;
-    Some(ConfigFileError::Keys(vec![KeyError {
-        file: file.path.clone(),
-        line: value.line,
-        key: entry.written.clone(),
-        message: e.to_string(),
-    }]))
+/// Whether the command line (or the environment) sets this flag.
+fn given(matches: &ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
 }
 
-/// A refusal for the whole configuration, pinned to the key of the file it
-/// is about when it can tell: the first `--flag` the message names that the
-/// file set, or else the file value (or the part of one, such as a file
-/// name in `HOST=CERT,KEY`) that the message quotes, the longest such.
-pub(crate) fn refusal(
-    file: &ConfigFile,
-    applied: &[&FileEntry],
-    message: String,
-) -> ConfigFileError {
-    let pinned = by_flag(applied, &message).or_else(|| by_value(applied, &message));
-    match pinned {
-        Some((entry, line)) => ConfigFileError::Keys(vec![KeyError {
-            file: file.path.clone(),
+/// What the command line (or the environment) sets, as entries with no
+/// line, to tell a refusal about a flag from one about a key.
+fn command_line_settings(matches: &ArgMatches, keys: &[Key]) -> Vec<FileEntry> {
+    keys.iter()
+        .filter(|key| given(matches, &key.id))
+        .map(|key| {
+            let values = matches
+                .get_raw(&key.id)
+                .into_iter()
+                .flatten()
+                .map(|v| FileValue {
+                    text: v.to_string_lossy().into_owned(),
+                    line: 0,
+                })
+                .collect();
+            FileEntry {
+                written: format!("--{}", key.name),
+                flag: key.name.clone(),
+                id: key.id.clone(),
+                line: 0,
+                setting: Setting::Values(values),
+            }
+        })
+        .collect()
+}
+
+/// Where each setting of a configuration came from, to pin a refusal.
+struct Sources<'a> {
+    file: &'a ConfigFile,
+    /// The file's keys in use (not overridden).
+    applied: Vec<&'a FileEntry>,
+    /// What the command line and the environment set.
+    flags: Vec<FileEntry>,
+}
+
+impl Sources<'_> {
+    /// A refused static backend that came from the file, at its line.
+    fn backend_refusal(&self, index: usize, e: &PreflightError) -> Option<ConfigFileError> {
+        let entry = self.applied.iter().find(|entry| entry.flag == "backend")?;
+        let value = entry.values().get(index)?;
+        Some(ConfigFileError::Keys(vec![KeyError {
+            file: self.file.path.clone(),
+            line: value.line,
+            key: entry.written.clone(),
+            message: e.to_string(),
+        }]))
+    }
+
+    /// A refusal for the whole configuration, pinned to the key of the file
+    /// it is about when it can tell: the first `--flag` the message names
+    /// that the file set, or else the file value (or the part of one, such
+    /// as a file name in `HOST=CERT,KEY`) that the message quotes, the
+    /// longest such. A refusal about a flag of the command line is not the
+    /// file's; one about nothing in particular names the file.
+    fn refusal(&self, message: String) -> ConfigFileError {
+        let flags: Vec<&FileEntry> = self.flags.iter().collect();
+        if let Some((entry, line)) = by_flag(&self.applied, &message) {
+            return self.pinned(entry, line, message);
+        }
+        if by_flag(&flags, &message).is_some() {
+            return ConfigFileError::Flags(message);
+        }
+        let in_file = by_value(&self.applied, &message);
+        let on_command_line = by_value(&flags, &message);
+        match (in_file, on_command_line) {
+            (Some((entry, line, a)), Some((_, _, b))) if a >= b => {
+                self.pinned(entry, line, message)
+            }
+            (Some((entry, line, _)), None) => self.pinned(entry, line, message),
+            (_, Some(_)) => ConfigFileError::Flags(message),
+            (None, None) => ConfigFileError::File {
+                path: self.file.path.clone(),
+                message,
+            },
+        }
+    }
+
+    fn pinned(&self, entry: &FileEntry, line: usize, message: String) -> ConfigFileError {
+        ConfigFileError::Keys(vec![KeyError {
+            file: self.file.path.clone(),
             line,
             key: entry.written.clone(),
             message,
-        }]),
-        None => ConfigFileError::File {
-            path: file.path.clone(),
-            message,
-        },
+        }])
     }
 }
 
@@ -190,7 +246,7 @@ fn by_flag<'a>(applied: &[&'a FileEntry], message: &str) -> Option<(&'a FileEntr
         .map(|e| (*e, e.line))
 }
 
-fn by_value<'a>(applied: &[&'a FileEntry], message: &str) -> Option<(&'a FileEntry, usize)> {
+fn by_value<'a>(applied: &[&'a FileEntry], message: &str) -> Option<(&'a FileEntry, usize, usize)> {
     let mut best: Option<(&FileEntry, usize, usize)> = None;
     for entry in applied {
         for value in entry.values() {
@@ -206,7 +262,7 @@ fn by_value<'a>(applied: &[&'a FileEntry], message: &str) -> Option<(&'a FileEnt
             }
         }
     }
-    best.map(|(entry, line, _)| (entry, line))
+    best
 }
 
 #[cfg(test)]

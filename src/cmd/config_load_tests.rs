@@ -125,7 +125,13 @@ fn conversion_errors_name_the_key_and_line() {
     // The same value given as a flag is not pinned to the file.
     let f = TempFile::new("listen = \"127.0.0.1:18080\"\n");
     let e = load_serve_config(&f.argv(&["--admin-listen", "nowhere"])).expect_err("bad");
-    assert!(matches!(e, ConfigFileError::File { .. }), "{e:?}");
+    assert!(matches!(e, ConfigFileError::Flags(_)), "{e:?}");
+    // Nor is a certificate given as a flag.
+    let f = TempFile::new("tls-listen = \"127.0.0.1:18443\"\ntls-key = \"/nonexistent/k.pem\"\n");
+    let e = load_serve_config(&f.argv(&["--tls-cert", "/nonexistent/wslb-flag-cert.pem"]))
+        .expect_err("missing");
+    assert!(matches!(e, ConfigFileError::Flags(_)), "{e:?}");
+    assert!(e.to_string().contains("wslb-flag-cert.pem"), "{e}");
 }
 
 #[test]
