@@ -202,9 +202,12 @@ fn check_config_accepts_a_good_file_without_binding_anything() {
 fn check_config_refusals_and_exit_codes() {
     let dir = TempDir::new();
     // Not readable: 2.
-    let out = check(&dir.path.join("absent.toml"));
+    let absent = dir.path.join("absent.toml");
+    let out = check(&absent);
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(out.stderr.contains("cannot read"), "{out:?}");
+    let served = run(&["serve", "--config", absent.to_str().expect("utf-8")]);
+    assert_eq!(served.code, Some(2), "{served:?}");
     // Not TOML: 2, with the line.
     let path = dir.write("syntax.toml", "listen = \"127.0.0.1:0\"\nworkers = = 2\n");
     let out = check(&path);
@@ -235,4 +238,50 @@ fn check_config_refusals_and_exit_codes() {
             .starts_with(&format!("{}: nothing to listen on", path.display())),
         "{out:?}"
     );
+}
+
+#[test]
+fn tls_from_the_file_serves_https() {
+    use std::io::{Read, Write};
+    let a = echo("alpha");
+    let dir = TempDir::new();
+    let cert = common::certs::generate(&["localhost"]);
+    let file = serve_file(
+        &dir,
+        &[&a],
+        &format!(
+            "listen = []\ntls-listen = \"127.0.0.1:0\"\ntls-cert = \"{}\"\ntls-key = \"{}\"\n",
+            cert.cert.display(),
+            cert.key.display()
+        ),
+    );
+    // `listen = []` above is a second `listen`: TOML refuses it.
+    let refused = run(&["serve", "--config", &file]);
+    assert_eq!(refused.code, Some(2), "{refused:?}");
+    let text = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(&file, text.replace("listen = [\"127.0.0.1:0\"]\n", "")).expect("write");
+    let lb = Proc::start(&["serve", "--config", &file]);
+    let config = common::certs::client_config(&cert.cert_pem);
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let conn = rustls::ClientConnection::new(config, name).expect("client");
+    let tcp = std::net::TcpStream::connect(lb.addr("https")).expect("connect");
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tls.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("TLS read: {e}"),
+        }
+    }
+    cert.cleanup();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("alpha"), "{answer}");
 }
