@@ -5,6 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod preflight;
+pub use preflight::{Preflight, PreflightError};
+
 pub(crate) use crate::pool::cidr::cidr_list_contains;
 pub use crate::pool::cidr::Cidr;
 pub use crate::pool::{Algorithm, HealthCheck, StickyMode};

@@ -26,12 +26,34 @@ fn init_logging(level: &str, format: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level, &cli.log_format);
+    // `wslb serve` reads its configuration again from the command line
+    // itself, the way a reload reads it: the flags, the --config file under
+    // them (which may set the log level), checked before anything starts.
+    let serve = match &cli.command {
+        Command::Serve(_) => {
+            let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            match crate::cmd::config_load::load_serve_config(&argv) {
+                Ok(loaded) => Some(loaded),
+                Err(e) => {
+                    for line in e.to_string().lines() {
+                        eprintln!("wslb: {line}");
+                    }
+                    return ExitCode::from(e.exit_code());
+                }
+            }
+        }
+        _ => None,
+    };
+    match &serve {
+        Some(loaded) => init_logging(&loaded.log_level, &loaded.log_format),
+        None => init_logging(&cli.log_level, &cli.log_format),
+    }
     let result = match cli.command {
-        Command::Serve(args) => args
-            .into_config()
-            .map_err(|e| format!("invalid configuration: {e}"))
-            .and_then(crate::cmd::serve::run),
+        Command::Serve(_) => match serve {
+            Some(loaded) => crate::cmd::serve::run(loaded.config),
+            None => Err("no serve configuration".into()),
+        },
+        Command::CheckConfig(args) => return crate::cmd::check_config::run(&args.file),
         Command::Echo(args) => {
             let agent = crate::cmd::agent_cli::echo_agent(&args);
             let name = args

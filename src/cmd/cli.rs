@@ -48,6 +48,17 @@ pub enum Command {
     /// timeouts: what moving the bytes through the kernel costs, to compare
     /// wslb and other proxies with. Do not put it in front of anything.
     Floor(FloorArgs),
+    /// Check a `wslb serve --config` file (keys, values, certificates,
+    /// backends) without starting anything; exit 0 when it would start.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Arguments of `wslb check-config`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckConfigArgs {
+    /// The TOML configuration file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// Flags of `wslb floor`.
@@ -222,6 +233,10 @@ pub struct ServeArgs {
     /// Consecutive failed checks that take a backend out of the pool.
     #[arg(long, default_value_t = 3)]
     pub health_check_fall: u32,
+    /// TOML file with a key for each of these flags (`max-connections =
+    /// 9000`, `backend = ["http://..."]`); a flag given here overrides its key.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 impl ServeArgs {

@@ -13,3 +13,10 @@ pub mod echo;
 pub mod floor;
 pub mod publish;
 pub mod serve;
+
+// The configuration file of `wslb serve --config` and `wslb check-config`.
+pub mod check_config;
+pub mod config_error;
+pub mod config_file;
+pub mod config_keys;
+pub mod config_load;
