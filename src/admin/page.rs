@@ -60,7 +60,9 @@ fn policy() -> &'static str {
 /// page's own inline ones (by hash); fetches to its origin only; images
 /// only `data:` (the blank favicon); no base, form target or framing.
 fn policy_for(page: &str) -> String {
-    let script = inline(page, "script").map(sha256_source).unwrap_or_default();
+    let script = inline(page, "script")
+        .map(sha256_source)
+        .unwrap_or_default();
     let style = inline(page, "style").map(sha256_source).unwrap_or_default();
     format!(
         "default-src 'none'; script-src {script}; style-src {style}; connect-src 'self'; \
@@ -116,7 +118,10 @@ mod tests {
             assert!(!PAGE.contains(external), "external reference {external}");
         }
         assert!(!PAGE.contains("innerHTML"), "data goes in with textContent");
-        assert!(!PAGE.contains("style=\""), "no inline style attribute (CSP)");
+        assert!(
+            !PAGE.contains("style=\""),
+            "no inline style attribute (CSP)"
+        );
     }
 
     #[test]
@@ -150,8 +155,14 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true),
             (b"GET /?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", true),
             (b"GET /api/status HTTP/1.1\r\nHost: a\r\n\r\n", false),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", false),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", false),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+                false,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+                false,
+            ),
         ];
         for (raw, expected) in cases {
             let Ok(Some(req)) = parse(raw) else {

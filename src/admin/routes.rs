@@ -114,7 +114,11 @@ async fn one_request(
     // The status page holds no data: it is served without the token.
     if super::page::wanted(&req, &head[req.path.clone()]) {
         let written = super::page::serve(stream, req.keep_alive).await;
-        return if written && req.keep_alive { Next::KeepAlive } else { Next::Close };
+        return if written && req.keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        };
     }
     // The token is checked on the head alone: nobody without it gets to
     // make the listener wait for a body.
