@@ -92,7 +92,7 @@ impl Browser {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start chromium ({e}): apt-get install chromium"));
-        let guard = Reaper(child.id());
+        let mut guard = Reaper(Some((child.id(), profile.clone())));
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -110,7 +110,8 @@ impl Browser {
         let (addr, path) = split_ws_url(&url);
         let ws = WsConn::try_connect(addr, &path, &[])
             .unwrap_or_else(|r| panic!("DevTools refused the WebSocket: {r:?}"));
-        std::mem::forget(guard);
+        // From here on the Browser's own Drop cleans up.
+        guard.0 = None;
         let mut browser = Browser {
             child,
             profile,
@@ -327,12 +328,16 @@ fn split_ws_url(url: &str) -> (SocketAddr, String) {
     (addr, format!("/{path}"))
 }
 
-/// Kills a process group by its leader's id when dropped.
-struct Reaper(u32);
+/// Until the [`Browser`] is built: kills the process group led by this
+/// id and removes the profile when dropped (a launch that failed).
+struct Reaper(Option<(u32, PathBuf)>);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        kill_group(self.0);
+        if let Some((pid, profile)) = self.0.take() {
+            kill_group(pid);
+            let _ = std::fs::remove_dir_all(profile);
+        }
     }
 }
 
