@@ -1,4 +1,4 @@
-//! Admin API routes: the status page (`GET /`, `page.rs`), `GET /api/backends`, `POST /api/backends/{id}/drain`,
+//! Admin API routes: `GET /api/backends`, `POST /api/backends/{id}/drain`,
 //! `POST /api/backends/{id}/resume`, `GET /api/status`, `GET /metrics`,
 //! `GET /healthz`; bearer-token check (on the head, before any body) when
 //! `--admin-token` is set; one deadline per request. `GET /api/events`
