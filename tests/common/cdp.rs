@@ -54,13 +54,14 @@ impl Browser {
     /// Starts Chromium headless with a `width`x`height` window and attaches
     /// to a new blank page with the Page, Runtime and Log domains enabled.
     pub fn launch(width: u32, height: u32) -> Browser {
+        let program = chromium();
         let profile = std::env::temp_dir().join(format!(
             "wslb-cdp-{}-{:x}",
             std::process::id(),
             fastrand::u64(..)
         ));
         std::fs::create_dir_all(&profile).expect("profile dir");
-        let mut cmd = Command::new(chromium());
+        let mut cmd = Command::new(program);
         use std::os::unix::process::CommandExt;
         // Its own process group, so that its helpers go with it.
         cmd.process_group(0);
@@ -91,7 +92,10 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start chromium ({e}): apt-get install chromium"));
+            .unwrap_or_else(|e| {
+                let _ = std::fs::remove_dir_all(&profile);
+                panic!("cannot start chromium ({e}): apt-get install chromium")
+            });
         let mut guard = Reaper(Some((child.id(), profile.clone())));
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
