@@ -1,9 +1,11 @@
 //! The admin listener: a small JSON API (backends, drain, resume, status),
-//! Prometheus metrics, a health check and the live event stream, on its own
-//! thread and runtime so it never competes with the workers' hot path.
+//! Prometheus metrics, a health check, the live event stream and a status
+//! page (`GET /`), on its own thread and runtime so it never competes with
+//! the workers' hot path.
 
 mod events;
 mod messaging;
+mod page;
 mod routes;
 mod slots;
 

@@ -111,6 +111,15 @@ async fn one_request(
     };
     let head = conn.buf.data()[..req.head_len].to_vec();
     conn.buf.consume(req.head_len);
+    // The status page holds no data: it is served without the token.
+    if super::page::wanted(&req, &head[req.path.clone()]) {
+        let written = super::page::serve(stream, req.keep_alive).await;
+        return if written && req.keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        };
+    }
     // The token is checked on the head alone: nobody without it gets to
     // make the listener wait for a body.
     if let Some(token) = &shared.cfg.admin_token {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod cdp;
 pub mod certs;
 pub mod client;
 pub mod hooks;
