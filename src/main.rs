@@ -24,6 +24,17 @@ fn init_logging(level: &str, format: &str) {
     }
 }
 
+/// Reads `wslb serve`'s configuration again, as this process was started
+/// (its command line, through the same flags): what SIGHUP and
+/// `POST /api/reload` apply.
+fn reread_serve_config() -> Result<wslb::ServeConfig, String> {
+    let cli = Cli::try_parse_from(std::env::args_os()).map_err(|e| e.to_string())?;
+    match cli.command {
+        Command::Serve(args) => args.into_config(),
+        _ => Err("this process is not `wslb serve`".into()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level, &cli.log_format);
@@ -31,7 +42,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => args
             .into_config()
             .map_err(|e| format!("invalid configuration: {e}"))
-            .and_then(crate::cmd::serve::run),
+            .and_then(|cfg| crate::cmd::serve::run(cfg, reread_serve_config)),
         Command::Echo(args) => {
             let agent = crate::cmd::agent_cli::echo_agent(&args);
             let name = args
