@@ -112,10 +112,54 @@ impl Env {
     /// value keeps the settings it started with.
     #[inline]
     pub(crate) fn cfg(&self) -> Rc<ServeConfig> {
-        if let Some(fresh) = self.cfg_copy.refresh() {
-            self.picker.set_algorithm(fresh.algorithm);
-            self.idle.set_max_idle(fresh.backend_idle_timeout);
+        match self.cfg_copy.refresh() {
+            Some(fresh) => {
+                self.picker.set_algorithm(fresh.algorithm);
+                self.idle.set_max_idle(fresh.backend_idle_timeout);
+                fresh
+            }
+            None => self.cfg_copy.current(),
         }
-        self.cfg_copy.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::Algorithm;
+
+    #[test]
+    fn a_published_configuration_reaches_the_worker_and_its_picker() {
+        let live = Arc::new(Published::new(ServeConfig::default()));
+        let env = Env::new(
+            0,
+            Common {
+                cfg: live.clone(),
+                pool: Arc::new(SharedPool::new()),
+                registry: Arc::new(Registry::new(Arc::new(SharedPool::new()))),
+                control_hub: Arc::new(ControlHub::new()),
+                hooks: None,
+                router: Arc::new(Router::new(1, crate::hub::ConnIds::random())),
+                events: Arc::new(EventBus::new()),
+            },
+        );
+        let started = env.cfg();
+        assert_eq!(env.picker.algorithm(), Algorithm::Random);
+        live.publish(ServeConfig {
+            algorithm: Algorithm::RoundRobin,
+            max_retries: 9,
+            ..ServeConfig::default()
+        });
+        let now = env.cfg();
+        assert_eq!(now.max_retries, 9);
+        assert_eq!(env.picker.algorithm(), Algorithm::RoundRobin);
+        assert_eq!(
+            started.max_retries, 2,
+            "a connection keeps what it started with"
+        );
+        assert!(
+            Rc::ptr_eq(&now, &env.cfg()),
+            "no copy until the next reload"
+        );
     }
 }

@@ -81,7 +81,12 @@ impl<T: Clone> LocalCopy<T> {
     /// atomic load when it did not).
     #[inline]
     pub(crate) fn get(&self) -> Rc<T> {
-        self.refresh();
+        self.refresh().unwrap_or_else(|| self.current())
+    }
+
+    /// The value as last copied, without looking for a newer one.
+    #[inline]
+    pub(crate) fn current(&self) -> Rc<T> {
         Rc::clone(&self.value.borrow())
     }
 
