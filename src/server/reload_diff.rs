@@ -62,9 +62,14 @@ pub(crate) fn changed(old: &ServeConfig, new: &ServeConfig) -> Vec<String> {
     names
 }
 
-/// A setting's name as its `wslb serve` flag spells it.
+/// A setting's name as its `wslb serve` flag spells it (`tls` stays: the
+/// certificate paths of `--tls-cert`, `--tls-key` and `--tls-sni`).
 pub(crate) fn flag_name(setting: &str) -> String {
-    setting.replace('_', "-")
+    match setting {
+        "backends" => "backend".into(),
+        "pin" => "no-pin".into(),
+        other => other.replace('_', "-"),
+    }
 }
 
 /// Every top-level setting of `cfg` and its value, from the pretty
