@@ -206,7 +206,7 @@ fn ten_reloads_under_load_fail_no_request_and_keep_every_session() {
     assert!(ok > 100, "too little traffic to mean anything: {ok}");
     for (i, s) in sessions.into_iter().enumerate() {
         let (mut ws, echoed) = s.finish().unwrap_or_else(|e| panic!("session {i}: {e}"));
-        assert!(echoed > 20, "session {i} echoed only {echoed}");
+        assert!(echoed > 5, "session {i} echoed only {echoed}");
         ws.echo_text("still here after ten reloads");
     }
     // The last reload (i = 9) left the second certificate.
