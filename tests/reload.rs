@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use common::certs::{generate, TestCert};
 use common::client::{get, HttpConn};
 use common::proc::{echo, serve, Proc};
-use support::{der, https_get, install, path, post_reload, trusting, EchoingSession};
+use support::{
+    der, https_get, https_get_named, install, path, post_reload, trusting, EchoingSession,
+};
 use wslb::{Algorithm, Balancer, ReloadError, ServeConfig};
 
 fn url(p: &Proc) -> String {
@@ -316,24 +318,32 @@ fn removed_backends_get_nothing_added_ones_serve_kept_ones_keep_their_counters()
     lb.wait();
 }
 
-/// `wslb serve` with a TLS listener on `live`'s files and an admin token.
-fn serve_tls(backend: &Proc, live: &TestCert) -> (Proc, SocketAddr, SocketAddr) {
+/// `wslb serve` with a TLS listener on `live`'s files (and `sni`'s for
+/// `api.localhost`, when given) and an admin token.
+fn serve_tls(
+    backend: &Proc,
+    live: &TestCert,
+    sni: Option<&TestCert>,
+) -> (Proc, SocketAddr, SocketAddr) {
     let (cert, key) = (path(&live.cert), path(&live.key));
-    let lb = serve(
-        &[backend],
-        &[
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--admin-token",
-            "sekret",
-        ],
-    );
+    let mut args = vec![
+        "--tls-listen".to_string(),
+        "127.0.0.1:0".into(),
+        "--tls-cert".into(),
+        cert,
+        "--tls-key".into(),
+        key,
+        "--admin-listen".into(),
+        "127.0.0.1:0".into(),
+        "--admin-token".into(),
+        "sekret".into(),
+    ];
+    if let Some(s) = sni {
+        args.push("--tls-sni".into());
+        args.push(format!("api.localhost={},{}", path(&s.cert), path(&s.key)));
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let lb = serve(&[backend], &refs);
     let (tls, admin) = (lb.addr("https"), lb.addr("admin"));
     (lb, tls, admin)
 }
@@ -346,8 +356,15 @@ fn the_binary_reloads_certificates_on_sighup_and_post_api_reload() {
         generate(&["localhost"]),
         generate(&["localhost"]),
     );
-    let trust = || trusting(&[&live, &second, &third]);
-    let (lb, tls, admin) = serve_tls(&a, &live);
+    let (api, api_next) = (generate(&["api.localhost"]), generate(&["api.localhost"]));
+    let trust = || trusting(&[&live, &second, &third, &api, &api_next]);
+    let (lb, tls, admin) = serve_tls(&a, &live, Some(&api));
+    let sni = |trust| {
+        https_get_named(tls, trust, "api.localhost", "/")
+            .expect("https with SNI")
+            .1
+    };
+    assert_eq!(sni(trust()), der(&api));
     let (status, leaf) = https_get(tls, trust(), "/").expect("https");
     assert_eq!((status, leaf), (200, der(&live)));
 
@@ -369,15 +386,20 @@ fn the_binary_reloads_certificates_on_sighup_and_post_api_reload() {
     }
 
     install(&third, &live);
+    install(&api_next, &api);
     let (r, _) = post_reload(admin, None);
     assert_eq!(r.status, 401, "the reload route takes the admin token");
     assert_eq!(https_get(tls, trust(), "/").expect("https").1, der(&second));
     let (r, body) = post_reload(admin, Some("sekret"));
     assert_eq!(r.status, 200, "{body}");
-    assert_eq!(body["certificates"], 1, "{body}");
+    assert_eq!(
+        body["certificates"], 2,
+        "the default and the SNI one: {body}"
+    );
     assert_eq!(body["needs_restart"], serde_json::json!([]), "{body}");
     assert_eq!(https_get(tls, trust(), "/").expect("https").1, der(&third));
-    for c in [&live, &second, &third] {
+    assert_eq!(sni(trust()), der(&api_next), "the SNI certificate too");
+    for c in [&live, &second, &third, &api, &api_next] {
         c.cleanup();
     }
 }
@@ -389,7 +411,7 @@ fn a_bad_reload_is_refused_with_its_reason_and_traffic_flows() {
     let saved = generate(&["localhost"]);
     install(&live, &saved); // a copy of the good files
     let trust = || trusting(&[&live]);
-    let (lb, tls, admin) = serve_tls(&a, &live);
+    let (lb, tls, admin) = serve_tls(&a, &live, None);
     let mut kept = HttpConn::connect(lb.http());
     assert_eq!(kept.get("/").status, 200);
 

@@ -39,12 +39,22 @@ pub fn https_get(
     config: Arc<rustls::ClientConfig>,
     path: &str,
 ) -> Result<(u16, CertificateDer<'static>), String> {
-    let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    https_get_named(addr, config, "localhost", path)
+}
+
+/// [`https_get`] naming `host` in SNI.
+pub fn https_get_named(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    host: &str,
+    path: &str,
+) -> Result<(u16, CertificateDer<'static>), String> {
+    let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
     let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
     let tcp = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     tls.write_all(req.as_bytes())
         .map_err(|e| format!("TLS write: {e}"))?;
     let mut out = Vec::new();
