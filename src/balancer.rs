@@ -13,6 +13,22 @@
 //! lb.wait();
 //! # Ok::<(), wslb::Error>(())
 //! ```
+//!
+//! A running balancer takes a new configuration without a restart
+//! ([`Handle::reload`]): certificates, static backends, the algorithm,
+//! limits and timeouts change; no connection is dropped.
+//!
+//! ```no_run
+//! # fn demo(lb: &wslb::Balancer) {
+//! let handle = lb.handle();
+//! let mut cfg = handle.config();
+//! cfg.backends = vec![("http://127.0.0.1:9002".into(), 3)];
+//! match handle.reload(cfg) {
+//!     Ok(summary) => println!("added {:?}", summary.backends.added),
+//!     Err(refused) => eprintln!("kept the running configuration: {refused}"),
+//! }
+//! # }
+//! ```
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -23,7 +39,7 @@ use crate::hooks::Hooks;
 use crate::pool::Algorithm;
 use crate::proxy::ListenerKind;
 use crate::rt::notify::Phase;
-use crate::server::{Running, ServeError, Shared};
+use crate::server::{ReloadError, ReloadSource, ReloadSummary, Running, ServeError, Shared};
 use crate::tls::{CertPair, TlsSettings};
 
 /// Why a balancer could not be built or started.
@@ -47,6 +63,7 @@ pub struct Builder {
     listen: Vec<SocketAddr>,
     tls: Option<CertPair>,
     hooks: Option<Arc<dyn Hooks>>,
+    reload_source: Option<ReloadSource>,
     error: Option<String>,
 }
 
@@ -123,6 +140,17 @@ impl Builder {
         self
     }
 
+    /// Gives the balancer a way to read its configuration again, used by
+    /// [`Handle::reload_from_source`] and the admin API's
+    /// `POST /api/reload`.
+    pub fn reload_source(
+        mut self,
+        source: impl Fn() -> Result<ServeConfig, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.reload_source = Some(Arc::new(source));
+        self
+    }
+
     /// Changes any other setting on the full configuration.
     pub fn configure(mut self, change: impl FnOnce(&mut ServeConfig)) -> Self {
         change(&mut self.cfg);
@@ -154,7 +182,11 @@ impl Builder {
             }
             None => cfg.listen.extend(self.listen),
         }
-        Balancer::start(cfg, self.hooks)
+        let lb = Balancer::start(cfg, self.hooks)?;
+        if let Some(source) = self.reload_source {
+            lb.running.shared().reloads.set_source(source);
+        }
+        Ok(lb)
     }
 }
 
@@ -172,6 +204,7 @@ impl Balancer {
             listen: Vec::new(),
             tls: None,
             hooks: None,
+            reload_source: None,
             error: None,
         }
     }
@@ -276,5 +309,47 @@ impl Handle {
     /// Whether every worker has stopped.
     pub fn is_stopped(&self) -> bool {
         self.shared.lifecycle.phase() >= Phase::Stopped
+    }
+
+    /// The configuration as the latest reload left it (the one the
+    /// balancer started with before any): change it and give it to
+    /// [`Handle::reload`].
+    pub fn config(&self) -> ServeConfig {
+        ServeConfig::clone(&self.shared.live.load())
+    }
+
+    /// Applies a new configuration without a restart and without closing a
+    /// connection: certificate files are read again (new TLS handshakes use
+    /// them), static backends are added, removed or reweighted (kept ones
+    /// keep their counters; removed ones take no new picks while their
+    /// sessions go on; registered backends are not touched), and the
+    /// algorithm, stickiness, limits and timeouts apply to what starts
+    /// next. Settings only a restart can change (listen addresses, workers,
+    /// pinning, the admin and control listeners, the relay mode, the
+    /// registry's size and heartbeat timeout, the balancer id) keep their
+    /// running values and are named in [`ReloadSummary::needs_restart`].
+    ///
+    /// A configuration that cannot be applied whole (a missing or corrupt
+    /// certificate, a refused backend URL, an invalid value) is refused
+    /// with the reason and nothing changes. Reads files: call it from a
+    /// thread of your own, not from inside a worker.
+    pub fn reload(&self, cfg: ServeConfig) -> Result<ReloadSummary, ReloadError> {
+        crate::server::reload::reload(&self.shared, cfg)
+    }
+
+    /// Reads the configuration through the reload source and applies it as
+    /// [`Handle::reload`] does ([`ReloadError::NoSource`] without one).
+    pub fn reload_from_source(&self) -> Result<ReloadSummary, ReloadError> {
+        crate::server::reload::reload_from_source(&self.shared)
+    }
+
+    /// Gives the balancer a way to read its configuration again (a file,
+    /// the command line), used by [`Handle::reload_from_source`] and the
+    /// admin API's `POST /api/reload`; replaces any earlier one.
+    pub fn set_reload_source(
+        &self,
+        source: impl Fn() -> Result<ServeConfig, String> + Send + Sync + 'static,
+    ) {
+        self.shared.reloads.set_source(Arc::new(source));
     }
 }

@@ -24,6 +24,16 @@ fn init_logging(level: &str, format: &str) {
     }
 }
 
+/// Reads `wslb serve`'s configuration again, as this process was started
+/// (its command line and the `--config` file it names, re-read): what
+/// SIGHUP and `POST /api/reload` apply.
+fn reread_serve_config() -> Result<wslb::ServeConfig, String> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    crate::cmd::config_load::load_serve_config(&argv)
+        .map(|loaded| loaded.config)
+        .map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `wslb serve` reads its configuration again from the command line
@@ -50,7 +60,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(_) => match serve {
-            Some(loaded) => crate::cmd::serve::run(loaded.config),
+            Some(loaded) => crate::cmd::serve::run(loaded.config, reread_serve_config),
             None => Err("no serve configuration".into()),
         },
         Command::CheckConfig(args) => return crate::cmd::check_config::run(&args.file),

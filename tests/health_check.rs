@@ -268,3 +268,55 @@ fn bad_check_settings_are_refused_at_start() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// `POST /api/reload` on `admin`: the status and body.
+fn reload(admin: SocketAddr) -> (u16, String) {
+    let mut c = HttpConn::connect(admin);
+    c.send(
+        b"POST /api/reload HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let r = c.read_response(false).expect("reload answer");
+    (r.status, r.text())
+}
+
+#[test]
+fn a_reload_turns_checks_on_and_off() {
+    let steady = echo("steady");
+    let flip = FlipBackend::start(503);
+    let steady_url = format!("http://{}", steady.http());
+    let dir = std::env::temp_dir().join(format!("wslb-hc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("wslb.toml");
+    let base = format!(
+        "listen = [\"127.0.0.1:0\"]\nadmin-listen = \"127.0.0.1:0\"\nno-pin = true\nworkers = 2\nalgorithm = \"round-robin\"\nbackend = [\"{steady_url}\", \"{}\"]\n",
+        flip.url()
+    );
+    std::fs::write(&file, &base).expect("write config");
+    let lb = Proc::start(&["serve", "--config", file.to_str().expect("utf-8 path")]);
+    let admin = lb.addr("admin");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(entry(&backends(admin), &flip.url())["health"], "unchecked");
+
+    let checks = "health-check = \"/status/200\"\nhealth-check-interval = \"100ms\"\nhealth-check-fall = 2\nhealth-check-rise = 2\n";
+    std::fs::write(&file, format!("{base}{checks}")).expect("write config");
+    let (status, body) = reload(admin);
+    assert_eq!(status, 200, "{body}");
+    wait_for(admin, Duration::from_secs(10), "flip failing", |l| {
+        entry(l, &flip.url())["health"] == "failing"
+    });
+    assert!(bodies(&lb, 10).iter().all(|b| b == "steady"));
+
+    std::fs::write(&file, &base).expect("write config");
+    let (status, body) = reload(admin);
+    assert_eq!(status, 200, "{body}");
+    wait_for(
+        admin,
+        Duration::from_secs(10),
+        "flip unchecked again",
+        |l| {
+            entry(l, &flip.url())["health"] == "unchecked" && entry(l, &flip.url())["state"] == "up"
+        },
+    );
+    assert!(bodies(&lb, 10).iter().any(|b| b == "flip"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -27,13 +27,13 @@ pub(super) fn verb_of(method: Method, path: &str) -> Option<Verb> {
 /// The largest body a messaging request may have: the largest message,
 /// base64-encoded, with room for the filters.
 pub(super) fn max_body(shared: &Shared) -> u64 {
-    let msg = shared.cfg.max_message_size;
+    let msg = shared.live.load().max_message_size;
     msg.saturating_mul(4) / 3 + 4 + 1024 * 1024
 }
 
 /// Runs one operation from a request body.
 pub(super) async fn operate(shared: &Shared, verb: Verb, body: &[u8]) -> (u16, Value) {
-    let op = match parse_op(verb, body, shared.cfg.max_message_size) {
+    let op = match parse_op(verb, body, shared.live.load().max_message_size) {
         Ok(op) => op,
         Err(e) => return (e.status(), json!({"error": e.to_string()})),
     };

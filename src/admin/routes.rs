@@ -1,5 +1,5 @@
 //! Admin API routes: `GET /api/backends`, `POST /api/backends/{id}/drain`,
-//! `POST /api/backends/{id}/resume`, `GET /api/status`, `GET /metrics`,
+//! `POST /api/backends/{id}/resume`, `POST /api/reload`, `GET /api/status`, `GET /metrics`,
 //! `GET /healthz`; bearer-token check (on the head, before any body) when
 //! `--admin-token` is set; one deadline per request. `GET /api/events`
 //! hands the connection to the event stream (`events.rs`), which no
@@ -264,6 +264,16 @@ fn route(shared: &Shared, head: &[u8], req: &ParsedRequest) -> (u16, &'static st
             }),
         ),
         (Method::Get, "/metrics") => (200, "text/plain; version=0.0.4", metrics(shared)),
+        (Method::Post, "/api/reload") => match crate::server::reload::reload_from_source(shared) {
+            Ok(summary) => match serde_json::to_value(summary) {
+                Ok(v) => json(200, v),
+                Err(e) => json(500, serde_json::json!({"error": e.to_string()})),
+            },
+            Err(e @ crate::server::ReloadError::NoSource) => {
+                json(501, serde_json::json!({"error": e.to_string()}))
+            }
+            Err(e) => json(400, serde_json::json!({"error": e.to_string()})),
+        },
         (Method::Post, p) if p.starts_with("/api/backends/") => {
             let rest = &p["/api/backends/".len()..];
             let (id, draining) = if let Some(id) = rest.strip_suffix("/drain") {

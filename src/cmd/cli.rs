@@ -269,9 +269,14 @@ impl ServeArgs {
         };
         let allowed_origins = OriginPolicy::parse(&self.allowed_origins)?;
         let max_header_bytes = usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX);
-        let balancer_id = self
-            .balancer_id
-            .unwrap_or_else(|| format!("lb-{:08x}", fastrand::u32(..)));
+        // Without --balancer-id, one random id for the life of the process:
+        // reading the flags again for a reload gives the same one.
+        static RANDOM_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let balancer_id = self.balancer_id.unwrap_or_else(|| {
+            RANDOM_ID
+                .get_or_init(|| format!("lb-{:08x}", fastrand::u32(..)))
+                .clone()
+        });
         let cfg = ServeConfig {
             listen: self.listen,
             tls_listen: self.tls_listen,

@@ -1,18 +1,24 @@
 //! `wslb serve`: starts a balancer from the validated flags, prints the
 //! machine-readable `listening KIND ADDR` lines and `ready`, and turns the
-//! first SIGTERM/SIGINT into a graceful drain (a second one exits at once).
+//! first SIGTERM/SIGINT into a graceful drain (a second one exits at once);
+//! SIGHUP reloads the configuration (read again through `source`).
 
 use std::io::Write;
 
 use wslb::{Balancer, ServeConfig};
 
-/// Runs the balancer until a signal and the drain that follows.
-pub fn run(cfg: ServeConfig) -> Result<(), String> {
+/// Runs the balancer until a signal and the drain that follows; `source`
+/// reads the configuration again for a reload (SIGHUP, `POST /api/reload`).
+pub fn run(
+    cfg: ServeConfig,
+    source: impl Fn() -> Result<ServeConfig, String> + Send + Sync + 'static,
+) -> Result<(), String> {
     // Signal handlers first: they need descriptors of their own, which a
     // flood of connections could otherwise take once workers accept.
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let lb = Balancer::start(cfg, None).map_err(|e| match e {
@@ -34,11 +40,18 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         let _ = out.flush();
     }
     let handle = lb.handle();
+    handle.set_reload_source(source);
     std::thread::Builder::new()
         .name("wslb-signals".into())
         .spawn(move || {
             let mut count = 0;
             for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGHUP {
+                    // The reload logs its summary or why it was refused.
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    let _ = handle.reload_from_source();
+                    continue;
+                }
                 count += 1;
                 if count == 1 {
                     tracing::info!(signal = sig, "shutting down: draining");

@@ -3,7 +3,7 @@
 //! on one worker: its rng and round-robin state are worker-local, picks do not
 //! allocate and read each candidate's counters with plain atomic loads.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::str::FromStr;
 
@@ -72,7 +72,7 @@ struct Cache {
 
 /// Picks backends for one worker.
 pub struct Picker {
-    algorithm: Algorithm,
+    algorithm: Cell<Algorithm>,
     rng: RefCell<fastrand::Rng>,
     cache: RefCell<Cache>,
 }
@@ -80,7 +80,7 @@ pub struct Picker {
 impl fmt::Debug for Picker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Picker")
-            .field("algorithm", &self.algorithm)
+            .field("algorithm", &self.algorithm.get())
             .finish_non_exhaustive()
     }
 }
@@ -94,7 +94,7 @@ impl Picker {
     /// A picker for `algorithm`; `seed` starts its random sequence.
     pub fn new(algorithm: Algorithm, seed: u64) -> Self {
         Picker {
-            algorithm,
+            algorithm: Cell::new(algorithm),
             rng: RefCell::new(fastrand::Rng::with_seed(seed)),
             cache: RefCell::new(Cache {
                 key: (u64::MAX, usize::MAX, 0),
@@ -105,7 +105,15 @@ impl Picker {
 
     /// The algorithm this picker runs.
     pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
+        self.algorithm.get()
+    }
+
+    /// Runs `algorithm` from the next pick on (a reload changed it); the
+    /// per-snapshot state starts afresh.
+    pub fn set_algorithm(&self, algorithm: Algorithm) {
+        if self.algorithm.replace(algorithm) != algorithm {
+            self.cache.borrow_mut().key = (u64::MAX, usize::MAX, 0);
+        }
     }
 
     /// Index into `snap.backends` of the chosen backend among those available
@@ -116,7 +124,7 @@ impl Picker {
             return None;
         }
         self.refresh(snap);
-        match self.algorithm {
+        match self.algorithm.get() {
             Algorithm::Random => self.weighted_random(snap, now_ms, exclude, None),
             Algorithm::RoundRobin => self.round_robin(snap, now_ms, exclude),
             Algorithm::P2c => self.p2c(snap, now_ms, exclude),

@@ -279,3 +279,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_changed_algorithm_applies_from_the_next_pick() {
+    let snap = pool(&[1, 1, 1]);
+    let p = Picker::new(Algorithm::Random, 7);
+    counts(&p, &snap, 10, &[]);
+    p.set_algorithm(Algorithm::RoundRobin);
+    assert_eq!(p.algorithm(), Algorithm::RoundRobin);
+    assert_eq!(counts(&p, &snap, 9, &[]), vec![3, 3, 3], "exact cycles");
+    // Fewest connections avoids the busy one at once.
+    snap.backends[0].stats.active.store(5, Relaxed);
+    snap.backends[1].stats.active.store(5, Relaxed);
+    p.set_algorithm(Algorithm::FewestConnections);
+    assert_eq!(counts(&p, &snap, 4, &[]), vec![0, 0, 4]);
+}

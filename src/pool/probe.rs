@@ -181,6 +181,11 @@ impl ProbeStreak {
     }
 }
 
+/// Forgets a backend's verdict (checks turned off by a reload).
+pub fn forget(stats: &BackendStats) {
+    stats.health.store(0, Ordering::Relaxed);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +260,8 @@ mod tests {
         assert_eq!(s.record(true, &c, &stats), None);
         assert_eq!(s.record(true, &c, &stats), Some(Transition::Rose));
         assert_eq!(Health::of(&stats), Health::Passing);
+        forget(&stats);
+        assert_eq!(Health::of(&stats), Health::Unchecked);
     }
 
     #[test]

@@ -110,27 +110,36 @@ pub(crate) async fn connect(
     }
 }
 
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A worker's idle keep-alive connections, by backend address. A
 /// connection idle for `max_idle` is neither reused nor kept: the worker
 /// sweeps the pool on a timer ([`IdlePool::sweep`]), so a backend that went
 /// away does not leave sockets in CLOSE_WAIT.
 pub(crate) struct IdlePool {
     idle: RefCell<HashMap<SocketAddr, Vec<BackendConn>>>,
-    max_idle_ms: u64,
+    max_idle_ms: std::cell::Cell<u64>,
 }
 
 impl IdlePool {
     pub(crate) fn new(max_idle: Duration) -> Self {
         IdlePool {
             idle: RefCell::default(),
-            max_idle_ms: u64::try_from(max_idle.as_millis()).unwrap_or(u64::MAX),
+            max_idle_ms: std::cell::Cell::new(duration_ms(max_idle)),
         }
+    }
+
+    /// Keeps connections for `max_idle` from now on (a reload changed it).
+    pub(crate) fn set_max_idle(&self, max_idle: Duration) {
+        self.max_idle_ms.set(duration_ms(max_idle));
     }
 
     /// Closes the connections idle for `max_idle` or longer at `now` (ms,
     /// `clock::now_ms`); returns how many were closed.
     pub(crate) fn sweep(&self, now: u64) -> usize {
-        let max = self.max_idle_ms;
+        let max = self.max_idle_ms.get();
         let mut closed = 0;
         self.idle.borrow_mut().retain(|_, list| {
             let before = list.len();
@@ -167,7 +176,7 @@ impl IdlePool {
         while let Some(mut conn) = list.pop() {
             let idle_ms = now.saturating_sub(conn.idle_since_ms);
             let check = !replay_safe || idle_ms >= PEEK_AFTER_IDLE_MS;
-            if idle_ms < self.max_idle_ms && (!check || conn.still_open()) {
+            if idle_ms < self.max_idle_ms.get() && (!check || conn.still_open()) {
                 conn.reused = true;
                 return Some(conn);
             }

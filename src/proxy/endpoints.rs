@@ -20,7 +20,7 @@ pub(crate) async fn serve<S>(env: &Env, client: &mut ClientConn<S>, req: &Parsed
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
-    let idle = env.cfg.idle_timeout;
+    let idle = env.cfg().idle_timeout;
     let data = client.buf.data();
     let target = &data[req.path.clone()];
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
@@ -57,7 +57,7 @@ where
             let redirect = query
                 .split(|&b| b == b'&')
                 .any(|kv| kv == b"redirect=1" || kv == b"redirect=true");
-            let key = sticky_key(&env.cfg.sticky, &data[..req.head_len], client.peer);
+            let key = sticky_key(&env.cfg().sticky, &data[..req.head_len], client.peer);
             let snap = env.pool.borrow_mut().current().clone();
             let keep = req.keep_alive && !env.draining.is_fired();
             // HEAD gets the head a GET would get (same Content-Length), no body.

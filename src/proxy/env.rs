@@ -16,6 +16,7 @@ use crate::hub::{EventBus, Router};
 use crate::pool::registry::hub::ControlHub;
 use crate::pool::registry::Registry;
 use crate::pool::{LocalPool, Picker, SharedPool};
+use crate::rt::live::{LocalCopy, Published};
 use crate::rt::notify::LocalEvent;
 use crate::rt::throttle::Throttle;
 
@@ -23,8 +24,9 @@ use crate::rt::throttle::Throttle;
 pub(crate) struct Env {
     /// The worker's index (0-based).
     pub worker: usize,
-    /// The validated configuration.
-    pub cfg: Arc<ServeConfig>,
+    /// This worker's copy of the validated configuration (read it with
+    /// [`Env::cfg`]); a reload replaces it.
+    cfg_copy: LocalCopy<ServeConfig>,
     /// This worker's view of the pool, refreshed when the registry publishes.
     pub pool: RefCell<LocalPool>,
     /// This worker's pick state (rng, round-robin position).
@@ -56,7 +58,8 @@ pub(crate) struct Env {
 /// What every worker's environment shares with the others.
 #[derive(Clone)]
 pub(crate) struct Common {
-    pub cfg: Arc<ServeConfig>,
+    /// The configuration, as the latest reload left it.
+    pub cfg: Arc<Published<ServeConfig>>,
     pub pool: Arc<SharedPool>,
     pub registry: Arc<Registry>,
     pub control_hub: Arc<ControlHub>,
@@ -80,11 +83,13 @@ impl Env {
         let seed = 0x9e37_79b9_7f4a_7c15
             ^ (worker as u64).wrapping_mul(0x1000_0000_01b3)
             ^ fastrand::u64(..);
+        let cfg_copy = LocalCopy::new(cfg);
+        let first = cfg_copy.get();
         Env {
             worker,
             pool: RefCell::new(LocalPool::new(pool)),
-            picker: Picker::new(cfg.algorithm, seed),
-            idle: IdlePool::new(cfg.backend_idle_timeout),
+            picker: Picker::new(first.algorithm, seed),
+            idle: IdlePool::new(first.backend_idle_timeout),
             conns: Rc::new(ConnTable::new(worker)),
             draining: LocalEvent::new(),
             exhaustion_log: Throttle::new(1000),
@@ -97,7 +102,64 @@ impl Env {
             router,
             events,
             channels: ChannelIndex::default(),
-            cfg,
+            cfg_copy,
         }
+    }
+
+    /// The configuration as the latest reload left it (one atomic load;
+    /// a copy when a reload moved it, and then the picker and the idle
+    /// pool take its algorithm and timeout). A connection that keeps the
+    /// value keeps the settings it started with.
+    #[inline]
+    pub(crate) fn cfg(&self) -> Rc<ServeConfig> {
+        match self.cfg_copy.refresh() {
+            Some(fresh) => {
+                self.picker.set_algorithm(fresh.algorithm);
+                self.idle.set_max_idle(fresh.backend_idle_timeout);
+                fresh
+            }
+            None => self.cfg_copy.current(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::Algorithm;
+
+    #[test]
+    fn a_published_configuration_reaches_the_worker_and_its_picker() {
+        let live = Arc::new(Published::new(ServeConfig::default()));
+        let env = Env::new(
+            0,
+            Common {
+                cfg: live.clone(),
+                pool: Arc::new(SharedPool::new()),
+                registry: Arc::new(Registry::new(Arc::new(SharedPool::new()))),
+                control_hub: Arc::new(ControlHub::new()),
+                hooks: None,
+                router: Arc::new(Router::new(1, crate::hub::ConnIds::random())),
+                events: Arc::new(EventBus::new()),
+            },
+        );
+        let started = env.cfg();
+        assert_eq!(env.picker.algorithm(), Algorithm::Random);
+        live.publish(ServeConfig {
+            algorithm: Algorithm::RoundRobin,
+            max_retries: 9,
+            ..ServeConfig::default()
+        });
+        let now = env.cfg();
+        assert_eq!(now.max_retries, 9);
+        assert_eq!(env.picker.algorithm(), Algorithm::RoundRobin);
+        assert_eq!(
+            started.max_retries, 2,
+            "a connection keeps what it started with"
+        );
+        assert!(
+            Rc::ptr_eq(&now, &env.cfg()),
+            "no copy until the next reload"
+        );
     }
 }

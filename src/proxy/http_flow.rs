@@ -43,7 +43,7 @@ pub(crate) async fn run<S>(env: &Env, client: &mut ClientConn<S>) -> Option<Upgr
 where
     S: AsyncReadRent + AsyncWriteRent + 'static,
 {
-    let cfg = &env.cfg;
+    let cfg = env.cfg();
     let limits = Limits {
         max_header_bytes: cfg.max_header_bytes,
         max_headers: 100,
@@ -177,7 +177,8 @@ fn check_origin<S: AsyncWriteRent>(
     client: &ClientConn<S>,
     req: &ParsedRequest,
 ) -> Result<(), u16> {
-    let policy = &env.cfg.allowed_origins;
+    let cfg = env.cfg();
+    let policy = &cfg.allowed_origins;
     if policy.is_empty() {
         return Ok(());
     }
@@ -220,7 +221,7 @@ async fn proxy_request<S>(
 where
     S: AsyncReadRent + AsyncWriteRent + 'static,
 {
-    let cfg = &env.cfg;
+    let cfg = env.cfg();
     let policy = HealthPolicy::default();
     // How much of the body is already here, and is all of it?
     let mut probe = crate::proto::http::BodyTracker::new(req.body);

@@ -204,7 +204,7 @@ fn select(env: &Env, filter: &Filter, scope: Option<&str>) -> Vec<(Rc<ConnHandle
 /// Applies `op` to the matching sessions of this worker.
 fn apply(env: &Env, op: &Op, tally: &Arc<Tally>) -> Outcome {
     let mut o = Outcome::default();
-    let limit = usize::try_from(env.cfg.ws_send_queue).unwrap_or(usize::MAX);
+    let limit = usize::try_from(env.cfg().ws_send_queue).unwrap_or(usize::MAX);
     for (handle, session) in select(env, &op.filter, op.scope.as_deref()) {
         o.matched += 1;
         match &op.kind {

@@ -122,7 +122,7 @@ where
         backend,
     }) = upgrade
     {
-        let tunnel = env.cfg.ws_mode == WsMode::Tunnel;
+        let tunnel = env.cfg().ws_mode == WsMode::Tunnel;
         let session = Rc::new(session::WsSession::new(
             client.handle.id,
             peer,
@@ -159,7 +159,7 @@ where
     }
     if writer_intact {
         // A TLS shutdown writes close_notify: bounded like any other write.
-        let idle = env.cfg.idle_timeout;
+        let idle = env.cfg().idle_timeout;
         let shut = monoio::time::timeout(idle, exchange::shutdown_quietly(&mut client.w)).await;
         if shut.is_ok() && client.linger {
             io::drain_briefly(&mut client.r, &mut client.buf, LINGER_BYTES, LINGER_TIME).await;

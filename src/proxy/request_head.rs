@@ -32,7 +32,7 @@ pub(super) async fn read_head<S>(
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
-    let cfg = &env.cfg;
+    let cfg = env.cfg();
     let started = monoio::time::Instant::now();
     // A head that has begun must end within the header timeout (slowloris);
     // so must the first one on a connection, begun or not.

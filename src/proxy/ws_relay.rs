@@ -285,7 +285,7 @@ pub(crate) async fn relay<S>(
 where
     S: AsyncReadRent + AsyncWriteRent,
 {
-    let cfg = &env.cfg;
+    let cfg = env.cfg();
     // A negotiated extension (permessage-deflate) may use RSV1 and compress
     // text, so UTF-8 can only be checked without one.
     let rsv_allowed = if extensions { 0b100 } else { 0 };

@@ -13,18 +13,19 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::Shared;
-use crate::pool::probe::{self, HealthCheck, ProbeResult, ProbeStreak, Transition};
+use crate::pool::probe::{self, ProbeResult, ProbeStreak, Transition};
 use crate::pool::{Backend, Source};
 use crate::rt::notify::Phase;
 
 /// Checks started at once, at most; a larger pool is checked in turns.
 const CHECKS_AT_ONCE: usize = 256;
+/// While checks are off, how often the configuration is looked at again.
+const OFF_POLL: Duration = Duration::from_secs(1);
 
-/// Starts the checker thread when checks are configured.
+/// Starts the checker thread. It reads the live configuration before each
+/// round, so a reload can turn checks on, off or change them; while they
+/// are off it only sleeps.
 pub(crate) fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
-    let Some(check) = shared.cfg.health_check.clone() else {
-        return Ok(());
-    };
     std::thread::Builder::new()
         .name("wslb-health".into())
         .spawn(move || {
@@ -32,7 +33,7 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
                 .enable_timer()
                 .build();
             match runtime {
-                Ok(mut rt) => rt.block_on(run(shared, check)),
+                Ok(mut rt) => rt.block_on(run(shared)),
                 Err(e) => tracing::error!(error = %e, "health checks: cannot start their runtime"),
             }
         })
@@ -40,11 +41,25 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
 }
 
 /// Rounds of checks until the balancer drains.
-async fn run(shared: Arc<Shared>, check: HealthCheck) {
-    let request_path: Arc<str> = Arc::from(check.path.as_str());
+async fn run(shared: Arc<Shared>) {
     let mut streaks: HashMap<Arc<str>, ProbeStreak> = HashMap::new();
+    let mut checked = false;
     while shared.lifecycle.phase() == Phase::Running {
         let started = Instant::now();
+        let Some(check) = shared.live.load().health_check.clone() else {
+            if checked {
+                // Turned off by a reload: the verdicts go, nobody stays out.
+                for b in shared.pool.load().backends.iter() {
+                    probe::forget(&b.stats);
+                }
+                streaks.clear();
+                checked = false;
+            }
+            nap(&shared, started + OFF_POLL).await;
+            continue;
+        };
+        checked = true;
+        let request_path = check.path.as_str();
         let snapshot = shared.pool.load();
         let statics: Vec<Arc<Backend>> = snapshot
             .backends
@@ -56,7 +71,7 @@ async fn run(shared: Arc<Shared>, check: HealthCheck) {
             let tasks: Vec<_> = batch
                 .iter()
                 .map(|b| {
-                    let request = probe::probe_request(&request_path, host_of(b));
+                    let request = probe::probe_request(request_path, host_of(b));
                     monoio::spawn(probe_once(b.addr, request, check.timeout))
                 })
                 .collect();
@@ -71,15 +86,18 @@ async fn run(shared: Arc<Shared>, check: HealthCheck) {
             }
         }
         streaks.retain(|id, _| statics.iter().any(|b| &b.id == id));
-        // Sleep out the interval in short steps, so a drain stops the thread soon.
-        let deadline = started + check.interval;
-        while shared.lifecycle.phase() == Phase::Running {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            monoio::time::sleep(left.min(Duration::from_millis(100))).await;
+        nap(&shared, started + check.interval).await;
+    }
+}
+
+/// Sleeps until `deadline` in short steps, so a drain stops the thread soon.
+async fn nap(shared: &Shared, deadline: Instant) {
+    while shared.lifecycle.phase() == Phase::Running {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
         }
+        monoio::time::sleep(left.min(Duration::from_millis(100))).await;
     }
 }
 

@@ -5,6 +5,7 @@ mod health_check;
 pub(crate) mod listener;
 pub(crate) mod per_ip;
 mod refuse;
+pub(crate) mod reload;
 pub(crate) mod worker;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -16,16 +17,25 @@ use crate::pool::registry::Registry;
 use crate::pool::SharedPool;
 use crate::proxy::pool_events::{emit, emit_all_up, PoolEvent};
 use crate::proxy::ListenerKind;
+use crate::rt::live::Published;
 use crate::rt::notify::{Lifecycle, Phase};
 use listener::bind_set;
+pub use reload::{BackendChanges, ReloadError, ReloadSource, ReloadSummary, Reweighted};
 
 /// Process-wide state shared by every worker (read-mostly; counters atomic).
 pub(crate) struct Shared {
+    /// The configuration the balancer started with: what only a restart
+    /// changes (listeners, workers, admin) is read here.
     pub cfg: Arc<ServeConfig>,
+    /// The configuration as the latest reload left it (workers copy it).
+    pub live: Arc<Published<ServeConfig>>,
+    /// The TLS listeners' configuration as the latest reload left it.
+    pub live_tls: Arc<Published<Option<Arc<rustls::ServerConfig>>>>,
+    /// One reload at a time, and the reload source.
+    pub reloads: reload::Reloads,
     pub pool: Arc<SharedPool>,
     pub registry: Arc<Registry>,
     pub lifecycle: Lifecycle,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub open_connections: AtomicUsize,
     pub control_hub: Arc<ControlHub>,
     /// Client connections open per IP address (`--max-connections-per-ip`).
@@ -140,7 +150,9 @@ pub(crate) fn start(
         lifecycle: Lifecycle::new(workers),
         pool,
         registry,
-        tls,
+        live_tls: Arc::new(Published::new(tls)),
+        reloads: reload::Reloads::default(),
+        live: Arc::new(Published::new(cfg.clone())),
         open_connections: AtomicUsize::new(0),
         control_hub: Arc::new(ControlHub::new()),
         per_ip: per_ip::PerIpTable::new(),

@@ -15,6 +15,7 @@ use super::Shared;
 use crate::proxy::conns::{ConnCommand, ConnKind};
 use crate::proxy::env::{Common, Env};
 use crate::proxy::ListenerKind;
+use crate::rt::live::LocalCopy;
 use crate::rt::notify::Phase;
 
 /// The worker's own state: the proxy environment it lends its connections,
@@ -24,7 +25,8 @@ pub(crate) struct WorkerCtx {
     pub shared: Arc<Shared>,
     /// What every connection task of this worker borrows.
     pub env: Rc<Env>,
-    pub tls: Option<monoio_rustls::TlsAcceptor>,
+    /// This worker's copy of the TLS configuration (a reload replaces it).
+    pub tls: LocalCopy<Option<Arc<rustls::ServerConfig>>>,
     /// Connections refused over the per-IP limit: answers under way and
     /// the throttle of their warnings.
     pub refusals: super::refuse::Refusals,
@@ -130,11 +132,11 @@ async fn worker_main(
     shared: Arc<Shared>,
     listeners: Vec<(ListenerKind, std::net::TcpListener)>,
 ) {
-    let tls = shared.tls.clone().map(crate::tls::acceptor);
+    let tls = LocalCopy::new(shared.live_tls.clone());
     let env = Rc::new(Env::new(
         index,
         Common {
-            cfg: shared.cfg.clone(),
+            cfg: shared.live.clone(),
             pool: shared.pool.clone(),
             registry: shared.registry.clone(),
             control_hub: shared.control_hub.clone(),
@@ -159,11 +161,7 @@ async fn worker_main(
         }
     }
     if ctx.shared.cfg.ws_mode == crate::config::WsMode::Tunnel {
-        monoio::spawn(sweep_tunnels(
-            ctx.clone(),
-            ctx.shared.cfg.ws_tunnel_idle_timeout,
-            ctx.shared.cfg.idle_timeout,
-        ));
+        monoio::spawn(sweep_tunnels(ctx.clone()));
     }
     monoio::spawn(sweep_idle_backends(ctx.clone()));
     monoio::spawn(crate::proxy::hub_worker::run(ctx.env.clone()));
@@ -172,7 +170,7 @@ async fn worker_main(
     let open = ctx.env.conns.len();
     tracing::info!(worker = index, open, "draining");
     ctx.env.conns.broadcast(ConnCommand::Drain, |_| true);
-    let drain = ctx.shared.cfg.drain_timeout;
+    let drain = ctx.env.cfg().drain_timeout;
     if monoio::time::timeout(drain, ctx.env.conns.wait_empty())
         .await
         .is_err()
@@ -195,13 +193,15 @@ async fn worker_main(
 /// (a client that stopped reading, however busy the other way is),
 /// checking a few times per timeout: one task per worker instead of a
 /// timer per session, which an idle session would otherwise carry.
-async fn sweep_tunnels(ctx: Rc<WorkerCtx>, idle: Option<Duration>, stalled: Duration) {
+async fn sweep_tunnels(ctx: Rc<WorkerCtx>) {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let idle_ms = idle.map(ms);
-    let stalled_ms = ms(stalled);
-    let shortest = idle_ms.map_or(stalled_ms, |i| i.min(stalled_ms));
-    let tick = Duration::from_millis((shortest / 4).clamp(50, 30_000));
     while !ctx.env.draining.is_fired() {
+        // Read each round: a reload may change the timeouts.
+        let cfg = ctx.env.cfg();
+        let idle_ms = cfg.ws_tunnel_idle_timeout.map(ms);
+        let stalled_ms = ms(cfg.idle_timeout);
+        let shortest = idle_ms.map_or(stalled_ms, |i| i.min(stalled_ms));
+        let tick = Duration::from_millis((shortest / 4).clamp(50, 30_000));
         monoio::time::sleep(tick).await;
         let now = crate::pool::clock::now_ms();
         ctx.env.conns.broadcast(ConnCommand::Close(1001), |h| {
@@ -219,11 +219,11 @@ async fn sweep_tunnels(ctx: Rc<WorkerCtx>, idle: Option<Duration>, stalled: Dura
 /// that left the pool (when the snapshot generation moves): one task per
 /// worker, no timer per connection.
 async fn sweep_idle_backends(ctx: Rc<WorkerCtx>) {
-    let timeout_ms =
-        u64::try_from(ctx.shared.cfg.backend_idle_timeout.as_millis()).unwrap_or(u64::MAX);
-    let tick = Duration::from_millis((timeout_ms / 4).clamp(50, 1_000));
     let mut generation = ctx.env.pool.borrow_mut().current().generation;
     while !ctx.env.draining.is_fired() {
+        let timeout_ms =
+            u64::try_from(ctx.env.cfg().backend_idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let tick = Duration::from_millis((timeout_ms / 4).clamp(50, 1_000));
         monoio::time::sleep(tick).await;
         let snap = ctx.env.pool.borrow_mut().current().clone();
         if snap.generation != generation {
@@ -252,11 +252,11 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 }
 
 async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKind) {
-    let max = ctx.shared.cfg.max_connections;
     let mut backoff = Duration::from_millis(5);
     loop {
         // Take a connection permit before accepting: at the cap, wait.
-        while ctx.shared.open_connections.load(Ordering::Relaxed) >= max {
+        // (The cap is read each time: a reload may change it.)
+        while ctx.shared.open_connections.load(Ordering::Relaxed) >= ctx.env.cfg().max_connections {
             if ctx.env.draining.is_fired() {
                 return;
             }
@@ -320,9 +320,10 @@ async fn serve_accepted(
     // (containers on one host, NAT). It stays under --max-connections.
     // Peers in --trusted-proxies are exempt too: every client behind such a
     // proxy arrives from its address.
+    let cfg = ctx.env.cfg();
     let exempt = kind == ListenerKind::Control
-        || crate::config::cidr_list_contains(&ctx.shared.cfg.trusted_proxies, peer.ip());
-    if let (Some(limit), false) = (ctx.shared.cfg.max_connections_per_ip, exempt) {
+        || crate::config::cidr_list_contains(&cfg.trusted_proxies, peer.ip());
+    if let (Some(limit), false) = (cfg.max_connections_per_ip, exempt) {
         let ip = peer.ip().to_canonical();
         if !ctx.shared.per_ip.try_acquire(ip, limit) {
             // A refused connection does not hold a --max-connections slot
@@ -356,10 +357,13 @@ async fn serve_accepted(
 
 /// The TLS handshake (with the client header timeout), then the client.
 async fn serve_tls(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
-    let Some(acceptor) = ctx.tls.clone() else {
+    // The certificates of the latest reload: handshakes under way keep
+    // theirs.
+    let Some(config) = Option::clone(&ctx.tls.get()) else {
         return;
     };
-    let timeout = ctx.shared.cfg.client_header_timeout;
+    let acceptor = crate::tls::acceptor(config);
+    let timeout = ctx.env.cfg().client_header_timeout;
     // Boxed: the handshake's state is freed once it is done.
     let accepted = Box::pin(monoio::time::timeout(timeout, acceptor.accept(stream))).await;
     match accepted {

@@ -380,3 +380,7 @@ fn prune(inner: &mut Inner, now: u64) {
 #[cfg(test)]
 #[path = "table_tests.rs"]
 mod tests;
+
+#[path = "table_statics.rs"]
+mod statics;
+pub(crate) use statics::StaticChanges;

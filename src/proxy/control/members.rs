@@ -151,8 +151,9 @@ impl Channel {
             }));
         }
         let mut resolved = Vec::with_capacity(bindings.len());
+        let cfg = env.cfg();
         for b in &bindings {
-            let allow = &env.cfg.allow_backend_cidr;
+            let allow = &cfg.allow_backend_cidr;
             resolved.push(resolve_binding_in(b, peer.ip(), allow).map_err(Done::Refused)?);
         }
         let urls: Vec<String> = resolved.iter().map(|(u, _)| u.clone()).collect();
@@ -187,10 +188,10 @@ impl Channel {
                     }
                     _ => {}
                 }
-                let interval = (env.cfg.heartbeat_timeout.as_millis() as u64 / 3).max(100);
+                let interval = (env.cfg().heartbeat_timeout.as_millis() as u64 / 3).max(100);
                 Ok(Some(ServerMessage::Registered {
                     v: PROTOCOL_VERSION,
-                    balancer_id: env.cfg.balancer_id.clone(),
+                    balancer_id: env.cfg().balancer_id.clone(),
                     id,
                     heartbeat_interval_ms: interval,
                     bindings: urls,

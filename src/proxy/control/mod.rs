@@ -42,7 +42,7 @@ pub(crate) fn authorize(
     req: &ParsedRequest,
     on_control_listener: bool,
 ) -> Result<(), u16> {
-    let cfg = &env.cfg;
+    let cfg = env.cfg();
     let given = req.authorization.clone().and_then(|r| data.get(r));
     let loopback_control = cfg.control_listen.is_some_and(|a| a.ip().is_loopback());
     access(
@@ -124,7 +124,11 @@ pub(crate) async fn serve_channel<S>(
     client.buf.consume(req.head_len);
     let peer = client.peer;
     let mut buf = std::mem::replace(&mut client.buf, ReadBuf::with_capacity(0));
-    let mut w = ClientWriter::new(&mut client.w, &mut client.writer_cut, env.cfg.idle_timeout);
+    let mut w = ClientWriter::new(
+        &mut client.w,
+        &mut client.writer_cut,
+        env.cfg().idle_timeout,
+    );
     if w.write_vec(out).await.0.is_err() {
         return;
     }
@@ -138,7 +142,7 @@ pub(crate) async fn serve_channel<S>(
         max_message: MAX_V2_CONTROL_MESSAGE as u64,
         validate_utf8: true,
     });
-    let timeout = env.cfg.heartbeat_timeout;
+    let timeout = env.cfg().heartbeat_timeout;
     // A channel that has not registered holds no table slot, and may not
     // stay open unregistered for longer than a heartbeat timeout either.
     let register_by = Instant::now() + timeout;

@@ -88,11 +88,11 @@ impl ChannelOps {
             return Some(op_refused(reference, 429, message));
         }
         let body = Value::Object(body);
-        let mut op = match op_from_value(name, &body, env.cfg.max_message_size) {
+        let mut op = match op_from_value(name, &body, env.cfg().max_message_size) {
             Ok(op) => op,
             Err(e) => return Some(op_refused(reference, e.status(), e.to_string())),
         };
-        if env.cfg.backend_publish == BackendPublish::Local {
+        if env.cfg().backend_publish == BackendPublish::Local {
             op.scope = Some(backend.to_string());
         }
         self.pending.set(self.pending.get() + 1);

@@ -111,7 +111,7 @@ impl Lb {
         let env = Env::new(
             0,
             crate::proxy::env::Common {
-                cfg: Arc::new(cfg),
+                cfg: Arc::new(crate::rt::live::Published::new(cfg)),
                 pool,
                 registry: registry.clone(),
                 control_hub: Arc::new(ControlHub::new()),
