@@ -33,4 +33,4 @@ pub use hooks::{
 };
 pub use hub::events::{ClosedBy, Event, EventKind, Way};
 pub use pool::{Algorithm, StickyMode};
-pub use server::ServeError;
+pub use server::{ServeError, UpgradeError};

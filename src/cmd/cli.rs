@@ -206,6 +206,14 @@ pub struct ServeArgs {
     /// control channel) may reach: all, or local (its own sessions only).
     #[arg(long, default_value = "all")]
     pub backend_publish: BackendPublish,
+    /// Unix socket (mode 0600) on which this balancer hands its listening
+    /// sockets to a successor started with --upgrade.
+    #[arg(long, value_name = "PATH")]
+    pub upgrade_socket: Option<PathBuf>,
+    /// Take the listening sockets of the balancer at --upgrade-socket, then
+    /// tell it to drain (binary upgrade without downtime).
+    #[arg(long)]
+    pub upgrade: bool,
 }
 
 impl ServeArgs {
@@ -284,6 +292,8 @@ impl ServeArgs {
             ws_send_queue: self.ws_send_queue,
             conn_id_header: self.conn_id_header,
             backend_publish: self.backend_publish,
+            upgrade_socket: self.upgrade_socket,
+            upgrade: self.upgrade,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -2,6 +2,7 @@
 //! the legacy driver where io_uring is unavailable), accepting on its own
 //! SO_REUSEPORT listeners and serving every connection it accepts.
 
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -28,6 +29,8 @@ pub(crate) struct WorkerCtx {
     /// Connections refused over the per-IP limit: answers under way and
     /// the throttle of their warnings.
     pub refusals: super::refuse::Refusals,
+    /// Accept loops and connection tasks alive (the drain waits for them).
+    pub tasks: super::tasks::TaskCount,
 }
 
 /// Startup handshake of a worker: it reports whether its runtime could be
@@ -148,12 +151,14 @@ async fn worker_main(
         env,
         tls,
         refusals: super::refuse::Refusals::new(),
+        tasks: super::tasks::TaskCount::default(),
         shared,
     });
     for (kind, std_listener) in listeners {
         match TcpListener::from_std(std_listener) {
             Ok(l) => {
-                monoio::spawn(accept_loop(ctx.clone(), l, kind));
+                let live = ctx.tasks.enter();
+                monoio::spawn(accept_loop(ctx.clone(), l, kind, live));
             }
             Err(e) => tracing::error!(worker = index, error = %e, "cannot adopt listener"),
         }
@@ -173,19 +178,22 @@ async fn worker_main(
     tracing::info!(worker = index, open, "draining");
     ctx.env.conns.broadcast(ConnCommand::Drain, |_| true);
     let drain = ctx.shared.cfg.drain_timeout;
-    if monoio::time::timeout(drain, ctx.env.conns.wait_empty())
-        .await
-        .is_err()
-    {
+    // Every connection this worker accepted ends before its runtime does.
+    let all_done = || async {
+        ctx.env.conns.wait_empty().await;
+        ctx.tasks.wait_zero().await;
+    };
+    if monoio::time::timeout(drain, all_done()).await.is_err() {
         tracing::info!(
             worker = index,
             left = ctx.env.conns.len(),
+            tasks = ctx.tasks.count(),
             "drain timeout: closing the rest"
         );
         ctx.env.conns.broadcast(ConnCommand::Close(1001), |h| {
             matches!(h.kind(), ConnKind::WebSocket | ConnKind::Http)
         });
-        let _ = monoio::time::timeout(Duration::from_secs(2), ctx.env.conns.wait_empty()).await;
+        let _ = monoio::time::timeout(Duration::from_secs(2), all_done()).await;
     }
     tracing::info!(worker = index, "worker stopped");
 }
@@ -251,7 +259,12 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
     )
 }
 
-async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKind) {
+async fn accept_loop(
+    ctx: Rc<WorkerCtx>,
+    listener: TcpListener,
+    kind: ListenerKind,
+    _live: super::tasks::TaskGuard,
+) {
     let max = ctx.shared.cfg.max_connections;
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -262,15 +275,19 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKi
             }
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
-        let accepted = monoio::select! {
-            _ = ctx.env.draining.wait() => return,
-            r = listener.accept() => r,
+        let Some(accepted) = accept_unless(&listener, ctx.env.draining.wait()).await else {
+            return;
         };
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
                 ctx.shared.open_connections.fetch_add(1, Ordering::Relaxed);
-                monoio::spawn(serve_accepted(ctx.clone(), stream, peer, kind));
+                let live = ctx.tasks.enter();
+                monoio::spawn(serve_accepted(ctx.clone(), stream, peer, kind, live));
+                if ctx.env.draining.is_fired() {
+                    // The last one, accepted as the drain began.
+                    return;
+                }
             }
             Err(e) => {
                 // An accept error never ends the loop; back off on
@@ -284,6 +301,39 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKi
                 } else {
                     tracing::debug!(error = %e, "accept error");
                 }
+            }
+        }
+    }
+}
+
+/// Accepts one connection unless `stop` resolves first. The accept is
+/// cancelled then, and still awaited: a connection the kernel handed over
+/// before the cancellation took hold is returned and must be served (the
+/// accept future dropped instead, io_uring would complete it unseen and the
+/// connection would hang open, unserved, until this process exits: the
+/// listening socket may live on in a successor, which would never see it).
+/// None once stopped with nothing accepted.
+pub(crate) async fn accept_unless(
+    listener: &TcpListener,
+    stop: impl Future<Output = ()>,
+) -> Option<io::Result<(TcpStream, SocketAddr)>> {
+    let canceller = monoio::io::Canceller::new();
+    let mut accept = std::pin::pin!(listener.cancelable_accept(canceller.handle()));
+    let mut stop = std::pin::pin!(stop);
+    let stopped = std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(r) = accept.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Err(r));
+        }
+        stop.as_mut().poll(cx).map(Ok)
+    })
+    .await;
+    match stopped {
+        Err(accepted) => Some(accepted),
+        Ok(()) => {
+            let _ = canceller.cancel();
+            match accept.await {
+                Ok(conn) => Some(Ok(conn)),
+                Err(_) => None,
             }
         }
     }
@@ -310,6 +360,7 @@ async fn serve_accepted(
     stream: TcpStream,
     peer: SocketAddr,
     kind: ListenerKind,
+    _live: super::tasks::TaskGuard,
 ) {
     let mut permit = OpenConnPermit {
         shared: ctx.shared.clone(),
