@@ -6,6 +6,8 @@
 //! leaves the old one serving (and upgradable); upgrades chain.
 
 mod common;
+#[path = "upgrade/measure.rs"]
+mod measure;
 #[path = "upgrade/support.rs"]
 mod support;
 

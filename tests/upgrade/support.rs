@@ -82,12 +82,13 @@ impl Site {
             &self.backend,
             "--upgrade-socket",
             &self.socket.to_string_lossy(),
-            "--drain-timeout",
-            "1s",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if !extra.contains(&"--drain-timeout") {
+            args.extend(["--drain-timeout".to_string(), "1s".to_string()]);
+        }
         if upgrade {
             args.push("--upgrade".into());
         }
