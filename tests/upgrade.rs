@@ -116,7 +116,7 @@ fn a_successor_that_fails_to_start_leaves_the_old_one_serving() {
     let tls = support::free_addr().to_string();
     let missing = std::env::temp_dir().join("wslb-upgrade-no-such-cert.pem");
     let missing = missing.to_string_lossy();
-    eprintln!("bad cert at {}", support::since_start());
+    eprintln!("bad cert at {}", support::wall_clock());
     let (code, err) = site.fail(
         2,
         &[
@@ -134,9 +134,9 @@ fn a_successor_that_fails_to_start_leaves_the_old_one_serving() {
     // An address that cannot be bound: the same.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let busy_addr = busy.local_addr().expect("addr").to_string();
-    eprintln!("busy address at {}", support::since_start());
+    eprintln!("busy address at {}", support::wall_clock());
     let (code, err) = site.fail(2, &["--listen", &busy_addr]);
-    eprintln!("busy address done at {}", support::since_start());
+    eprintln!("busy address done at {}", support::wall_clock());
     assert_ne!(code, Some(0), "{err}");
     assert!(err.contains(&busy_addr), "{err}");
     // `--upgrade` without `--upgrade-socket` is refused at once.
@@ -174,19 +174,49 @@ fn a_successor_that_fails_to_start_leaves_the_old_one_serving() {
     );
     http_round(site.http).expect("the old process serves");
     // ... and a good successor can still take over.
-    eprintln!("good upgrade at {}", support::since_start());
+    eprintln!("good upgrade at {}", support::wall_clock());
     let _new = site.start(2, true, &[]);
-    eprintln!("good upgrade ready at {}", support::since_start());
+    eprintln!("good upgrade ready at {}", support::wall_clock());
     assert_eq!(old.wait_exit(EXIT_WAIT), Some(0));
     let tally = traffic.stop();
     assert_clean(&tally, "failed upgrades, then a good one");
+}
+
+/// Waits until the loops got more plain and TLS requests through.
+fn served_on(traffic: &Traffic, who: &str) {
+    let tally = &traffic.tally;
+    let (http, tls) = (
+        tally.http_ok.load(Ordering::Relaxed),
+        tally.tls_ok.load(Ordering::Relaxed),
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            tally.http_ok.load(Ordering::Relaxed) >= http + 20
+                && tally.tls_ok.load(Ordering::Relaxed) >= tls + 2
+        }),
+        "{who} does not serve plain and TLS: {:?}",
+        tally.failures()
+    );
 }
 
 #[test]
 fn upgrades_chain_and_each_hands_over_its_socket_path() {
     let be = echo("be");
     let site = Site::new(&be);
-    let mut a = site.start(2, false, &[]);
+    // A TLS listener too: its sockets are handed over like the others.
+    let cert = common::certs::generate(&["localhost"]);
+    let tls_addr = support::free_addr();
+    let tls_at = tls_addr.to_string();
+    let (cert_path, key_path) = (cert.cert.to_string_lossy(), cert.key.to_string_lossy());
+    let tls = [
+        "--tls-listen",
+        tls_at.as_str(),
+        "--tls-cert",
+        &cert_path,
+        "--tls-key",
+        &key_path,
+    ];
+    let mut a = site.start(2, false, &tls);
     let mode = |p: &std::path::Path| {
         std::fs::metadata(p)
             .expect("upgrade socket exists")
@@ -195,9 +225,11 @@ fn upgrades_chain_and_each_hands_over_its_socket_path() {
             & 0o777
     };
     assert_eq!(mode(&site.socket), 0o600);
-    let traffic = Traffic::start(site.http, 2, 1);
+    let client = common::certs::client_config(&cert.cert_pem);
+    let traffic = Traffic::start_with_tls(site.http, 2, 1, Some((tls_addr, client)));
     warm_up(&traffic);
-    let mut b = site.start(1, true, &[]);
+    served_on(&traffic, "A");
+    let mut b = site.start(1, true, &tls);
     assert_eq!(
         a.wait_exit(EXIT_WAIT),
         Some(0),
@@ -205,21 +237,49 @@ fn upgrades_chain_and_each_hands_over_its_socket_path() {
     );
     assert!(eventually(Duration::from_secs(5), || site.socket.exists()));
     assert_eq!(mode(&site.socket), 0o600);
-    let served = traffic.tally.http_ok.load(Ordering::Relaxed);
-    assert!(eventually(Duration::from_secs(10), || {
-        traffic.tally.http_ok.load(Ordering::Relaxed) >= served + 20
-    }));
-    let _c = site.start(2, true, &[]);
+    served_on(&traffic, "the new process");
+    let _c = site.start(2, true, &tls);
     assert_eq!(
         b.wait_exit(EXIT_WAIT),
         Some(0),
         "B exits after handing over"
     );
-    let served = traffic.tally.http_ok.load(Ordering::Relaxed);
-    assert!(eventually(Duration::from_secs(10), || {
-        traffic.tally.http_ok.load(Ordering::Relaxed) >= served + 20
-    }));
+    served_on(&traffic, "the new process");
     let tally = traffic.stop();
     assert_clean(&tally, "A -> B -> C");
     assert_eq!(mode(&site.socket), 0o600);
+    cert.cleanup();
+}
+
+#[test]
+fn a_successor_running_as_another_user_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: starting a process as another user needs root");
+        return;
+    }
+    let be = echo("be");
+    let site = Site::new(&be);
+    let mut old = site.start(1, false, &[]);
+    // Past the file mode (0600), the peer's uid is checked on both ends.
+    std::fs::set_permissions(&site.socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let (code, err) = site.fail_as(1, &[], Some(65534));
+    assert_ne!(code, Some(0), "{err}");
+    assert!(code.is_some(), "the refused successor ends");
+    assert!(err.contains("peer runs as uid 0, not 65534"), "{err}");
+    assert!(
+        old.child.try_wait().expect("status").is_none(),
+        "still running"
+    );
+    http_round(site.http).expect("the old process serves");
+    // The file mode alone keeps another user out: back to 0600.
+    std::fs::set_permissions(&site.socket, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (code, err) = site.fail_as(1, &[], Some(65534));
+    assert!(code.is_some() && code != Some(0), "{err}");
+    assert!(
+        err.contains("connect") && err.contains("ermission denied"),
+        "{err}"
+    );
+    let _new = site.start(1, true, &[]);
+    assert_eq!(old.wait_exit(EXIT_WAIT), Some(0));
 }

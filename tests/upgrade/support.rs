@@ -15,9 +15,9 @@ use crate::common::proc::Proc;
 use crate::common::ws_client::{Event, WsConn};
 use wslb::proto::ws::frame::OpCode;
 
-/// Time since the test process started its first clock (failures carry it,
-/// to be read beside the test's own steps).
-pub fn since_start() -> String {
+/// The time of day (UTC, to the millisecond): failures carry it, to be
+/// read beside the balancers' logs (`WSLB_TEST_LOG=info`).
+pub fn wall_clock() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -106,7 +106,22 @@ impl Site {
     /// Runs a balancer that is expected to fail; returns its exit code and
     /// what it wrote on stderr (it must end within 15 s).
     pub fn fail(&self, workers: usize, extra: &[&str]) -> (Option<i32>, String) {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wslb"))
+        self.fail_as(workers, extra, None)
+    }
+
+    /// Like [`Site::fail`], run as user and group `uid` when given.
+    pub fn fail_as(
+        &self,
+        workers: usize,
+        extra: &[&str],
+        uid: Option<u32>,
+    ) -> (Option<i32>, String) {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wslb"));
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
+        let mut child = cmd
             .args(self.args(workers, true, extra))
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
@@ -144,6 +159,7 @@ impl Drop for Site {
 pub struct Tally {
     pub http_ok: AtomicU64,
     pub ws_ok: AtomicU64,
+    pub tls_ok: AtomicU64,
     pub failures: Mutex<Vec<String>>,
 }
 
@@ -174,26 +190,41 @@ pub struct Traffic {
 
 impl Traffic {
     pub fn start(addr: SocketAddr, http: usize, ws: usize) -> Traffic {
+        Self::start_with_tls(addr, http, ws, None)
+    }
+
+    /// Like [`Traffic::start`], plus one thread doing HTTPS requests (each
+    /// on a new connection) to `tls` when given.
+    pub fn start_with_tls(
+        addr: SocketAddr,
+        http: usize,
+        ws: usize,
+        tls: Option<(SocketAddr, Arc<rustls::ClientConfig>)>,
+    ) -> Traffic {
         let tally = Arc::new(Tally::default());
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        for i in 0..http + ws {
-            let (tally, stop) = (tally.clone(), stop.clone());
-            let is_ws = i >= http;
+        let tls_threads = usize::from(tls.is_some());
+        for i in 0..http + ws + tls_threads {
+            let (tally, stop, tls) = (tally.clone(), stop.clone(), tls.clone());
+            let is_ws = i >= http && i < http + ws;
+            let is_tls = i >= http + ws;
             threads.push(std::thread::spawn(move || {
                 // Bounded even if never stopped.
                 let end = Instant::now() + Duration::from_secs(120);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                    let outcome = if is_ws {
-                        ws_round(addr).map(|()| &tally.ws_ok)
-                    } else {
-                        http_round(addr).map(|()| &tally.http_ok)
+                    let outcome = match &tls {
+                        Some((at, config)) if is_tls => {
+                            tls_round(*at, config.clone()).map(|()| &tally.tls_ok)
+                        }
+                        _ if is_ws => ws_round(addr).map(|()| &tally.ws_ok),
+                        _ => http_round(addr).map(|()| &tally.http_ok),
                     };
                     match outcome {
                         Ok(counter) => {
                             counter.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(e) => tally.fail(format!("{e} (at {})", since_start())),
+                        Err(e) => tally.fail(format!("{e} (at {})", wall_clock())),
                     }
                     std::thread::sleep(Duration::from_millis(2));
                 }
@@ -235,6 +266,27 @@ pub fn http_round(addr: SocketAddr) -> Result<(), String> {
     let text = String::from_utf8_lossy(&out);
     if !text.starts_with("HTTP/1.1 200") || !text.contains("\r\n\r\n") {
         return Err(format!("http answer: {:?}", text.lines().next()));
+    }
+    Ok(())
+}
+
+/// One HTTPS request on a new connection (server name "localhost").
+pub fn tls_round(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<(), String> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, connect(addr)?);
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("tls write: {e}"))?;
+    let mut out = Vec::new();
+    match tls.read_to_end(&mut out) {
+        Ok(_) => {}
+        // A peer that closes without close_notify still sent its answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Err(e) => return Err(format!("tls read: {e} after {} bytes", out.len())),
+    }
+    let text = String::from_utf8_lossy(&out);
+    if !text.starts_with("HTTP/1.1 200") {
+        return Err(format!("tls answer: {:?}", text.lines().next()));
     }
     Ok(())
 }
