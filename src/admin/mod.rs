@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::rt::notify::Phase;
-use crate::server::worker::accept_unless;
+use crate::server::accept::accept_unless;
 use crate::server::Shared;
 
 /// Starts the admin API on `listener` in a thread of its own; returns once

@@ -1,6 +1,7 @@
 //! The server: builds the shared state, binds every listener and starts one
 //! pinned worker per core; a drain stops them gracefully.
 
+pub(crate) mod accept;
 pub(crate) mod listener;
 pub(crate) mod per_ip;
 mod refuse;

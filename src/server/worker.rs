@@ -2,7 +2,6 @@
 //! the legacy driver where io_uring is unavailable), accepting on its own
 //! SO_REUSEPORT listeners and serving every connection it accepts.
 
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -275,7 +274,8 @@ async fn accept_loop(
             }
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
-        let Some(accepted) = accept_unless(&listener, ctx.env.draining.wait()).await else {
+        let Some(accepted) = super::accept::accept_unless(&listener, ctx.env.draining.wait()).await
+        else {
             return;
         };
         match accepted {
@@ -301,39 +301,6 @@ async fn accept_loop(
                 } else {
                     tracing::debug!(error = %e, "accept error");
                 }
-            }
-        }
-    }
-}
-
-/// Accepts one connection unless `stop` resolves first. The accept is
-/// cancelled then, and still awaited: a connection the kernel handed over
-/// before the cancellation took hold is returned and must be served (the
-/// accept future dropped instead, io_uring would complete it unseen and the
-/// connection would hang open, unserved, until this process exits: the
-/// listening socket may live on in a successor, which would never see it).
-/// None once stopped with nothing accepted.
-pub(crate) async fn accept_unless(
-    listener: &TcpListener,
-    stop: impl Future<Output = ()>,
-) -> Option<io::Result<(TcpStream, SocketAddr)>> {
-    let canceller = monoio::io::Canceller::new();
-    let mut accept = std::pin::pin!(listener.cancelable_accept(canceller.handle()));
-    let mut stop = std::pin::pin!(stop);
-    let stopped = std::future::poll_fn(|cx| {
-        if let std::task::Poll::Ready(r) = accept.as_mut().poll(cx) {
-            return std::task::Poll::Ready(Err(r));
-        }
-        stop.as_mut().poll(cx).map(Ok)
-    })
-    .await;
-    match stopped {
-        Err(accepted) => Some(accepted),
-        Ok(()) => {
-            let _ = canceller.cancel();
-            match accept.await {
-                Ok(conn) => Some(Ok(conn)),
-                Err(_) => None,
             }
         }
     }

@@ -128,11 +128,11 @@ pub(crate) fn send(sock: &OwnedFd, data: &[u8], fd: Option<&OwnedFd>) -> io::Res
         if let Some(fd) = fd {
             let space = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
             msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = space;
+            msg.msg_controllen = space as _;
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
             let raw: libc::c_int = fd.as_raw_fd();
             std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), raw);
         }
@@ -168,7 +168,7 @@ pub(crate) fn recv(sock: &OwnedFd) -> Result<(Vec<u8>, Vec<OwnedFd>), UpgradeErr
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control);
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
         let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
         if n < 0 {
             return Err(UpgradeError::io("receive", io::Error::last_os_error()));
