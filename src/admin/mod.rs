@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::rt::notify::Phase;
-use crate::server::accept::accept_unless;
+use crate::server::accept::Acceptor;
 use crate::server::Shared;
 
 /// Starts the admin API on `listener` in a thread of its own; returns once
@@ -61,8 +61,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener) {
             shared.lifecycle.wait_for(slot, Phase::Stopped).await;
         }
     };
+    let mut acceptor = Acceptor::new(listener);
     loop {
-        let Some(accepted) = accept_unless(&listener, stop_accepting()).await else {
+        let Some(accepted) = acceptor.accept_unless(stop_accepting()).await else {
             break;
         };
         match accepted {

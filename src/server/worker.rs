@@ -266,6 +266,7 @@ async fn accept_loop(
 ) {
     let max = ctx.shared.cfg.max_connections;
     let mut backoff = Duration::from_millis(5);
+    let mut acceptor = super::accept::Acceptor::new(listener);
     loop {
         // Take a connection permit before accepting: at the cap, wait.
         while ctx.shared.open_connections.load(Ordering::Relaxed) >= max {
@@ -274,8 +275,7 @@ async fn accept_loop(
             }
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
-        let Some(accepted) = super::accept::accept_unless(&listener, ctx.env.draining.wait()).await
-        else {
+        let Some(accepted) = acceptor.accept_unless(ctx.env.draining.wait()).await else {
             return;
         };
         match accepted {
