@@ -249,3 +249,53 @@ impl Inherited {
         self.sockets.push((Description { role, worker, addr }, l));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn temp_path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("wslb-unit-{}-{name}.sock", std::process::id()))
+    }
+
+    #[test]
+    fn the_socket_path_is_ours_alone_and_never_taken_from_a_live_balancer() {
+        let path = temp_path("claim");
+        let _ = std::fs::remove_file(&path);
+        let first = UpgradeListener::bind(&path, false).expect("bind");
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A live listener there: refused without `replace`.
+        assert!(matches!(
+            UpgradeListener::bind(&path, false),
+            Err(UpgradeError::InUse(_))
+        ));
+        // A successor replaces it; the first then leaves the path alone.
+        let second = UpgradeListener::bind(&path, true).expect("replace");
+        first.remove_if_ours();
+        assert!(path.exists());
+        // A stale socket (its listener gone) is replaced without `replace`.
+        drop(second);
+        let third = UpgradeListener::bind(&path, false).expect("stale socket replaced");
+        third.remove_if_ours();
+        assert!(!path.exists());
+        // A file that is not a socket is never replaced.
+        std::fs::write(&path, b"not a socket").expect("write");
+        assert!(matches!(
+            UpgradeListener::bind(&path, true),
+            Err(UpgradeError::NotASocket(_))
+        ));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_peer_of_our_own_uid_passes() {
+        let (a, _b) = socket2::Socket::pair(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None)
+            .expect("socketpair");
+        check_peer(&OwnedFd::from(a)).expect("same uid");
+    }
+}
