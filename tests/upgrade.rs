@@ -50,8 +50,10 @@ fn clients_that_keep_connecting_see_nothing_of_an_upgrade() {
     let site = Site::new(&be);
     let mut old = site.start(2, false, &[]);
     let traffic = Traffic::start(site.http, 2, 1);
+    let admin = Traffic::admin(site.admin);
     warm_up(&traffic);
     let before = traffic.tally.http_ok.load(Ordering::Relaxed);
+    let admin_before = admin.tally.http_ok.load(Ordering::Relaxed);
     // Three workers where the old one had two: a third socket joins the
     // SO_REUSEPORT group next to the two handed over.
     let new = site.start(3, true, &[]);
@@ -66,6 +68,9 @@ fn clients_that_keep_connecting_see_nothing_of_an_upgrade() {
     }));
     let tally = traffic.stop();
     assert_clean(&tally, "during the upgrade");
+    let admin = admin.stop();
+    assert_clean(&admin, "the admin API during the upgrade");
+    assert!(admin.http_ok.load(Ordering::Relaxed) > admin_before + 5);
     assert!(tally.http_ok.load(Ordering::Relaxed) > before);
     assert!(tally.ws_ok.load(Ordering::Relaxed) > 5);
     // The new process serves the same addresses, the admin API included.
@@ -172,7 +177,7 @@ fn a_successor_that_fails_to_start_leaves_the_old_one_serving() {
         old.child.try_wait().expect("status").is_none(),
         "still running"
     );
-    http_round(site.http).expect("the old process serves");
+    http_round(site.http, "/").expect("the old process serves");
     // ... and a good successor can still take over.
     eprintln!("good upgrade at {}", support::wall_clock());
     let _new = site.start(2, true, &[]);
@@ -271,7 +276,7 @@ fn a_successor_running_as_another_user_is_refused() {
         old.child.try_wait().expect("status").is_none(),
         "still running"
     );
-    http_round(site.http).expect("the old process serves");
+    http_round(site.http, "/").expect("the old process serves");
     // The file mode alone keeps another user out: back to 0600.
     std::fs::set_permissions(&site.socket, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let (code, err) = site.fail_as(1, &[], Some(65534));

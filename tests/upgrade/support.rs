@@ -193,10 +193,26 @@ impl Traffic {
         Self::start_with_tls(addr, http, ws, None)
     }
 
+    /// One thread asking the admin API at `addr` for `/healthz`, each time
+    /// on a new connection.
+    pub fn admin(addr: SocketAddr) -> Traffic {
+        Self::start_on(addr, "/healthz", 1, 0, None)
+    }
+
     /// Like [`Traffic::start`], plus one thread doing HTTPS requests (each
     /// on a new connection) to `tls` when given.
     pub fn start_with_tls(
         addr: SocketAddr,
+        http: usize,
+        ws: usize,
+        tls: Option<(SocketAddr, Arc<rustls::ClientConfig>)>,
+    ) -> Traffic {
+        Self::start_on(addr, "/", http, ws, tls)
+    }
+
+    fn start_on(
+        addr: SocketAddr,
+        path: &'static str,
         http: usize,
         ws: usize,
         tls: Option<(SocketAddr, Arc<rustls::ClientConfig>)>,
@@ -218,7 +234,7 @@ impl Traffic {
                             tls_round(*at, config.clone()).map(|()| &tally.tls_ok)
                         }
                         _ if is_ws => ws_round(addr).map(|()| &tally.ws_ok),
-                        _ => http_round(addr).map(|()| &tally.http_ok),
+                        _ => http_round(addr, path).map(|()| &tally.http_ok),
                     };
                     match outcome {
                         Ok(counter) => {
@@ -256,10 +272,12 @@ fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
 }
 
 /// One request on a new connection; Ok only for a whole 200 answer.
-pub fn http_round(addr: SocketAddr) -> Result<(), String> {
+pub fn http_round(addr: SocketAddr, path: &str) -> Result<(), String> {
     let mut s = connect(addr)?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("http write: {e}"))?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(|e| format!("http write: {e}"))?;
     let mut out = Vec::new();
     s.read_to_end(&mut out)
         .map_err(|e| format!("http read: {e} after {} bytes", out.len()))?;
