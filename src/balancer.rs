@@ -210,22 +210,31 @@ impl Balancer {
     }
 
     /// Starts a balancer from a full configuration (what `wslb serve` does).
+    /// With [`ServeConfig::upgrade`], it first takes the listening sockets
+    /// of the balancer serving on [`ServeConfig::upgrade_socket`] and, once
+    /// it serves on them, tells that one to drain.
     pub fn start(cfg: ServeConfig, hooks: Option<Arc<dyn Hooks>>) -> Result<Balancer, Error> {
         cfg.validate().map_err(Error::Config)?;
+        let mut upgrade =
+            crate::server::upgrade::Upgrade::begin(&cfg).map_err(ServeError::Upgrade)?;
         let admin_listen = cfg.admin_listen;
         let admin_open = cfg.admin_token.is_none();
         let admin_listener = match admin_listen {
             Some(addr) => {
-                let l = crate::server::listener::bind_single(addr)
-                    .map_err(|source| ServeError::Bind { addr, source })?;
+                let l = match upgrade.take_admin(addr) {
+                    Some(l) => l,
+                    None => crate::server::listener::bind_single(addr)
+                        .map_err(|source| ServeError::Bind { addr, source })?,
+                };
                 let bound = l
                     .local_addr()
                     .map_err(|source| ServeError::Bind { addr, source })?;
+                upgrade.keep_admin(&l, bound);
                 Some((l, bound))
             }
             None => None,
         };
-        let running = crate::server::start(cfg, hooks)?;
+        let mut running = crate::server::start(cfg, hooks, upgrade.inherited())?;
         let admin = match admin_listener {
             Some((l, bound)) => {
                 if !bound.ip().to_canonical().is_loopback() && admin_open {
@@ -244,6 +253,12 @@ impl Balancer {
             }
             None => None,
         };
+        let handover = running.take_handover();
+        if let Err(e) = upgrade.finish(running.shared(), handover) {
+            running.drain();
+            running.wait();
+            return Err(ServeError::Upgrade(e).into());
+        }
         Ok(Balancer { running, admin })
     }
 

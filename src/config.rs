@@ -156,6 +156,13 @@ pub struct ServeConfig {
     /// Active health checks of static backends (`None`: off; registered
     /// backends keep their heartbeats).
     pub health_check: Option<HealthCheck>,
+    /// A unix socket (mode 0600, our uid only) on which this balancer hands
+    /// its listening sockets to a successor started with `upgrade`.
+    pub upgrade_socket: Option<std::path::PathBuf>,
+    /// Take the listening sockets of the balancer serving on
+    /// `upgrade_socket` instead of binding them, then tell it to drain
+    /// (binary upgrade without downtime). Needs `upgrade_socket`.
+    pub upgrade: bool,
 }
 
 impl Default for ServeConfig {
@@ -206,6 +213,8 @@ impl Default for ServeConfig {
             conn_id_header: "X-Wslb-Conn".to_string(),
             backend_publish: BackendPublish::All,
             health_check: None,
+            upgrade_socket: None,
+            upgrade: false,
         }
     }
 }
@@ -249,6 +258,9 @@ impl ServeConfig {
                 "--conn-id-header {:?}: not a header name",
                 self.conn_id_header
             ));
+        }
+        if self.upgrade && self.upgrade_socket.is_none() {
+            return Err("--upgrade needs --upgrade-socket PATH (the running balancer's)".into());
         }
         if self.admin_max_connections == 0 {
             return Err("--admin-max-connections must be at least 1".into());

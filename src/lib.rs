@@ -34,5 +34,5 @@ pub use hooks::{
 pub use hub::events::{ClosedBy, Event, EventKind, Way};
 pub use pool::{Algorithm, StickyMode};
 pub use server::{
-    BackendChanges, ReloadError, ReloadSource, ReloadSummary, Reweighted, ServeError,
+    BackendChanges, ReloadError, ReloadSource, ReloadSummary, Reweighted, ServeError, UpgradeError,
 };

@@ -240,6 +240,8 @@ fn help_lists_every_serve_flag_with_its_default() {
         ("--health-check-rise", Some("2")),
         ("--health-check-fall", Some("3")),
         ("--config", None),
+        ("--upgrade-socket", None),
+        ("--upgrade", None),
     ];
     // Each flag's entry runs from its name to the next entry.
     let entry = |flag: &str| -> String {

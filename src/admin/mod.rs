@@ -10,9 +10,11 @@ mod routes;
 mod slots;
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::rt::notify::Phase;
+use crate::server::accept::Acceptor;
 use crate::server::Shared;
 
 /// Starts the admin API on `listener` in a thread of its own; returns once
@@ -52,13 +54,19 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener) {
     let slots = slots::Slots::new(shared.cfg.admin_max_connections);
     let refusals = crate::rt::throttle::Throttle::new(1000);
     let slot = shared.lifecycle.outside_slot();
+    // Accept until the workers stop, or until they drain when a successor
+    // took this listener over (it answers from then on); what is accepted
+    // is served either way, and the runtime stays up until the workers stop.
+    let stop_accepting = || async {
+        shared.lifecycle.wait_for(slot, Phase::Draining).await;
+        if !shared.handed_over.load(Ordering::Acquire) {
+            shared.lifecycle.wait_for(slot, Phase::Stopped).await;
+        }
+    };
+    let mut acceptor = Acceptor::new(listener);
     loop {
-        let accepted = monoio::select! {
-            _ = shared.lifecycle.wait_for(slot, Phase::Stopped) => {
-                end_streams(&shared).await;
-                return;
-            }
-            r = listener.accept() => r,
+        let Some(accepted) = acceptor.accept_unless(stop_accepting()).await else {
+            break;
         };
         match accepted {
             Ok((stream, peer)) => match slots.admit() {
@@ -79,6 +87,8 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener) {
             }
         }
     }
+    shared.lifecycle.wait_for(slot, Phase::Stopped).await;
+    end_streams(&shared).await;
 }
 
 /// Ends the event streams (the balancer stopped) and gives them a moment

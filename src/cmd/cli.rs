@@ -237,6 +237,14 @@ pub struct ServeArgs {
     /// 9000`, `backend = ["http://..."]`); a flag given here overrides its key.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Unix socket (mode 0600) on which this balancer hands its listening
+    /// sockets to a successor started with --upgrade.
+    #[arg(long, value_name = "PATH")]
+    pub upgrade_socket: Option<PathBuf>,
+    /// Take the listening sockets of the balancer at --upgrade-socket, then
+    /// tell it to drain (binary upgrade without downtime).
+    #[arg(long)]
+    pub upgrade: bool,
 }
 
 impl ServeArgs {
@@ -327,6 +335,8 @@ impl ServeArgs {
                 rise: self.health_check_rise,
                 fall: self.health_check_fall,
             }),
+            upgrade_socket: self.upgrade_socket,
+            upgrade: self.upgrade,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -4,6 +4,7 @@
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use super::conns::{ConnCommand, ConnHandle};
 use super::env::Env;
 use super::ClientConn;
 use crate::proto::http::{parse_request, ForwardInfo, Limits, ParsedRequest};
@@ -52,7 +53,7 @@ where
         let read = client.buf.read_from(&mut client.r, HEAD_READ);
         let outcome = monoio::select! {
             r = monoio::time::timeout_at(deadline, read) => Some(r),
-            cmd = client.handle.next() => {
+            cmd = next_command(&client.handle, first) => {
                 // Drain or close: an idle connection just goes.
                 let _ = cmd;
                 None
@@ -78,6 +79,21 @@ where
                         Some(monoio::time::Instant::now() + cfg.client_header_timeout);
                 }
             }
+        }
+    }
+}
+
+/// The next command that ends the wait for a head. A drain does not end
+/// the wait for a connection's first request: the client connected while
+/// the balancer still accepted (its request may be on its way; during an
+/// upgrade the process that accepted it is the only one that can answer),
+/// so that request is served, with `Connection: close`, within the header
+/// timeout and the drain timeout. Idle keep-alive connections go at once.
+async fn next_command(handle: &ConnHandle, first: bool) -> ConnCommand {
+    loop {
+        let cmd = handle.next().await;
+        if !(first && cmd == ConnCommand::Drain) {
+            return cmd;
         }
     }
 }

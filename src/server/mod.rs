@@ -1,14 +1,19 @@
 //! The server: builds the shared state, binds every listener and starts one
 //! pinned worker per core; a drain stops them gracefully.
 
+pub(crate) mod accept;
 mod health_check;
 pub(crate) mod listener;
 pub(crate) mod per_ip;
 mod refuse;
 pub(crate) mod reload;
+mod tasks;
+pub(crate) mod upgrade;
 pub(crate) mod worker;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+pub use upgrade::UpgradeError;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
 use crate::config::ServeConfig;
@@ -19,7 +24,6 @@ use crate::proxy::pool_events::{emit, emit_all_up, PoolEvent};
 use crate::proxy::ListenerKind;
 use crate::rt::live::Published;
 use crate::rt::notify::{Lifecycle, Phase};
-use listener::bind_set;
 pub use reload::{BackendChanges, ReloadError, ReloadSource, ReloadSummary, Reweighted};
 
 /// Process-wide state shared by every worker (read-mostly; counters atomic).
@@ -48,6 +52,9 @@ pub(crate) struct Shared {
     pub router: Arc<crate::hub::Router>,
     /// Live events for their readers (`GET /api/events`, control channels).
     pub events: Arc<crate::hub::EventBus>,
+    /// A successor took the listening sockets (`--upgrade`): the admin
+    /// listener stops accepting with the workers.
+    pub handed_over: AtomicBool,
 }
 
 /// Why the balancer could not start.
@@ -73,6 +80,9 @@ pub enum ServeError {
     /// A worker's runtime could not be built.
     #[error("{0}")]
     Runtime(String),
+    /// The upgrade hand-over failed (`--upgrade`, `--upgrade-socket`).
+    #[error(transparent)]
+    Upgrade(#[from] UpgradeError),
 }
 
 /// A started balancer: its workers run until [`Running::drain`] and the
@@ -81,6 +91,8 @@ pub(crate) struct Running {
     shared: Arc<Shared>,
     workers: Vec<std::thread::JoinHandle<()>>,
     listeners: Vec<(ListenerKind, std::net::SocketAddr)>,
+    /// Duplicates of the listening sockets, for a successor.
+    handover: upgrade::Handover,
 }
 
 impl Running {
@@ -93,6 +105,11 @@ impl Running {
     /// resolved), in the order the configuration gives them.
     pub(crate) fn listeners(&self) -> &[(ListenerKind, std::net::SocketAddr)] {
         &self.listeners
+    }
+
+    /// The listening sockets kept for a successor (taken once).
+    pub(crate) fn take_handover(&mut self) -> upgrade::Handover {
+        std::mem::take(&mut self.handover)
     }
 
     /// Stops accepting, lets in-flight work finish within the drain
@@ -113,11 +130,13 @@ impl Running {
     }
 }
 
-/// Builds the shared state, binds every listener and starts the workers;
-/// returns once every worker's runtime is up and accepting.
+/// Builds the shared state, binds every listener (or takes the one handed
+/// over for its address, see [`upgrade`]) and starts the workers; returns
+/// once every worker's runtime is up and accepting.
 pub(crate) fn start(
     cfg: ServeConfig,
     hooks: Option<Arc<dyn crate::hooks::Hooks>>,
+    inherited: &mut upgrade::Inherited,
 ) -> Result<Running, ServeError> {
     let pool = Arc::new(SharedPool::new());
     let registry = Arc::new(Registry::new(pool.clone()).with_max_backends(cfg.max_backends));
@@ -139,10 +158,13 @@ pub(crate) fn start(
         (&control, ListenerKind::Control),
     ] {
         for addr in addrs {
-            let set = bind_set(*addr, kind, workers).map_err(|source| ServeError::Bind {
-                addr: *addr,
-                source,
-            })?;
+            let set =
+                listener::take_or_bind(inherited, *addr, kind, workers).map_err(|source| {
+                    ServeError::Bind {
+                        addr: *addr,
+                        source,
+                    }
+                })?;
             sets.push(set);
         }
     }
@@ -163,6 +185,7 @@ pub(crate) fn start(
             crate::hub::ConnIds::random(),
         )),
         events: Arc::new(crate::hub::EventBus::new()),
+        handed_over: AtomicBool::new(false),
         cfg: Arc::new(cfg),
     });
     spawn_expiry(shared.clone()).map_err(ServeError::Thread)?;
@@ -172,8 +195,12 @@ pub(crate) fn start(
         sets.iter().map(|set| (set.kind, set.addr)).collect();
     let mut per_worker: Vec<Vec<(ListenerKind, std::net::TcpListener)>> =
         (0..workers).map(|_| Vec::new()).collect();
+    let mut handover = upgrade::Handover::default();
     for set in sets {
-        for (i, l) in set.per_worker.into_iter().enumerate() {
+        for (i, l) in set.per_worker {
+            if shared.cfg.upgrade_socket.is_some() {
+                handover.keep(listener::role_of(set.kind), i, set.addr, &l);
+            }
             per_worker[i].push((set.kind, l));
         }
     }
@@ -234,6 +261,7 @@ pub(crate) fn start(
         shared,
         workers: handles,
         listeners,
+        handover,
     })
 }
 

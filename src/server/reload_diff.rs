@@ -23,6 +23,8 @@ pub(crate) const RESTART_ONLY: &[&str] = &[
     "max_backends",
     "heartbeat_timeout",
     "balancer_id",
+    "upgrade_socket",
+    "upgrade",
 ];
 
 /// Puts every [`RESTART_ONLY`] setting of `new` back to its value in
@@ -46,6 +48,8 @@ pub(crate) fn keep_restart_only(old: &ServeConfig, new: &mut ServeConfig) -> Vec
     new.max_backends = old.max_backends;
     new.heartbeat_timeout = old.heartbeat_timeout;
     new.balancer_id.clone_from(&old.balancer_id);
+    new.upgrade_socket.clone_from(&old.upgrade_socket);
+    new.upgrade = old.upgrade;
     differed
 }
 

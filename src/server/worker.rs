@@ -30,6 +30,8 @@ pub(crate) struct WorkerCtx {
     /// Connections refused over the per-IP limit: answers under way and
     /// the throttle of their warnings.
     pub refusals: super::refuse::Refusals,
+    /// Accept loops and connection tasks alive (the drain waits for them).
+    pub tasks: super::tasks::TaskCount,
 }
 
 /// Startup handshake of a worker: it reports whether its runtime could be
@@ -150,12 +152,14 @@ async fn worker_main(
         env,
         tls,
         refusals: super::refuse::Refusals::new(),
+        tasks: super::tasks::TaskCount::default(),
         shared,
     });
     for (kind, std_listener) in listeners {
         match TcpListener::from_std(std_listener) {
             Ok(l) => {
-                monoio::spawn(accept_loop(ctx.clone(), l, kind));
+                let live = ctx.tasks.enter();
+                monoio::spawn(accept_loop(ctx.clone(), l, kind, live));
             }
             Err(e) => tracing::error!(worker = index, error = %e, "cannot adopt listener"),
         }
@@ -171,19 +175,22 @@ async fn worker_main(
     tracing::info!(worker = index, open, "draining");
     ctx.env.conns.broadcast(ConnCommand::Drain, |_| true);
     let drain = ctx.env.cfg().drain_timeout;
-    if monoio::time::timeout(drain, ctx.env.conns.wait_empty())
-        .await
-        .is_err()
-    {
+    // Every connection this worker accepted ends before its runtime does.
+    let all_done = || async {
+        ctx.env.conns.wait_empty().await;
+        ctx.tasks.wait_zero().await;
+    };
+    if monoio::time::timeout(drain, all_done()).await.is_err() {
         tracing::info!(
             worker = index,
             left = ctx.env.conns.len(),
+            tasks = ctx.tasks.count(),
             "drain timeout: closing the rest"
         );
         ctx.env.conns.broadcast(ConnCommand::Close(1001), |h| {
             matches!(h.kind(), ConnKind::WebSocket | ConnKind::Http)
         });
-        let _ = monoio::time::timeout(Duration::from_secs(2), ctx.env.conns.wait_empty()).await;
+        let _ = monoio::time::timeout(Duration::from_secs(2), all_done()).await;
     }
     tracing::info!(worker = index, "worker stopped");
 }
@@ -251,8 +258,14 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
     )
 }
 
-async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKind) {
+async fn accept_loop(
+    ctx: Rc<WorkerCtx>,
+    listener: TcpListener,
+    kind: ListenerKind,
+    _live: super::tasks::TaskGuard,
+) {
     let mut backoff = Duration::from_millis(5);
+    let mut acceptor = super::accept::Acceptor::new(listener);
     loop {
         // Take a connection permit before accepting: at the cap, wait.
         // (The cap is read each time: a reload may change it.)
@@ -262,15 +275,19 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKi
             }
             monoio::time::sleep(Duration::from_millis(10)).await;
         }
-        let accepted = monoio::select! {
-            _ = ctx.env.draining.wait() => return,
-            r = listener.accept() => r,
+        let Some(accepted) = acceptor.accept_unless(ctx.env.draining.wait()).await else {
+            return;
         };
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
                 ctx.shared.open_connections.fetch_add(1, Ordering::Relaxed);
-                monoio::spawn(serve_accepted(ctx.clone(), stream, peer, kind));
+                let live = ctx.tasks.enter();
+                monoio::spawn(serve_accepted(ctx.clone(), stream, peer, kind, live));
+                if ctx.env.draining.is_fired() {
+                    // The last one, accepted as the drain began.
+                    return;
+                }
             }
             Err(e) => {
                 // An accept error never ends the loop; back off on
@@ -310,6 +327,7 @@ async fn serve_accepted(
     stream: TcpStream,
     peer: SocketAddr,
     kind: ListenerKind,
+    _live: super::tasks::TaskGuard,
 ) {
     let mut permit = OpenConnPermit {
         shared: ctx.shared.clone(),

@@ -102,6 +102,9 @@ enum Wake<'a, R> {
     Read(ReadOut<'a, R>),
     Mail(ServerMessage),
     Deadline,
+    /// The balancer drains (shutdown or upgrade): the agent reconnects,
+    /// to a successor if there is one.
+    Draining,
 }
 
 /// Whether the channel goes on after the bytes handled.
@@ -149,6 +152,7 @@ pub(crate) async fn serve_channel<S>(
     let mut last_heard = Instant::now();
     if let Flow::Go = handle_buffered(env, peer, &mut chan, &mut reader, &mut buf, &mut w).await {
         let mut read = start_read(&mut client.r, buf);
+        let mut draining = pin!(env.draining.wait());
         loop {
             let deadline = match chan.current {
                 Some(_) => last_heard + timeout,
@@ -168,6 +172,9 @@ pub(crate) async fn serve_channel<S>(
                     }
                     if sleep.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Wake::Deadline);
+                    }
+                    if draining.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Draining);
                     }
                     Poll::Pending
                 })
@@ -196,6 +203,10 @@ pub(crate) async fn serve_channel<S>(
                 }
                 Wake::Deadline => {
                     close(&mut w, 1001, "heartbeat timeout").await;
+                    break;
+                }
+                Wake::Draining => {
+                    close(&mut w, 1001, "going away").await;
                     break;
                 }
             }
