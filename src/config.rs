@@ -3,6 +3,7 @@
 //! parses strings.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) use crate::pool::cidr::cidr_list_contains;
@@ -150,6 +151,12 @@ pub struct ServeConfig {
     pub conn_id_header: String,
     /// Which sessions a backend's messaging requests may reach.
     pub backend_publish: BackendPublish,
+    /// PEM CA bundle TLS backends are verified against (`None`: the
+    /// system roots).
+    pub backend_ca: Option<PathBuf>,
+    /// Bytes per second each client connection may move in each direction
+    /// (0: no limit).
+    pub throttle_bps: u64,
 }
 
 impl Default for ServeConfig {
@@ -199,6 +206,8 @@ impl Default for ServeConfig {
             ws_send_queue: 1 << 20,
             conn_id_header: "X-Wslb-Conn".to_string(),
             backend_publish: BackendPublish::All,
+            backend_ca: None,
+            throttle_bps: 0,
         }
     }
 }
@@ -303,7 +312,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
 
-/// Parses `http://HOST:PORT[,weight=N]` (also `ws://`) into (url, weight).
+/// Parses `http://HOST:PORT[,weight=N]` (also `ws://`, and `https://`,
+/// `wss://` for TLS backends) into (url, weight).
 pub fn parse_backend_arg(s: &str) -> Result<(String, u32), String> {
     let mut parts = s.split(',');
     let url = parts.next().unwrap_or_default().trim().to_string();
@@ -320,9 +330,13 @@ pub fn parse_backend_arg(s: &str) -> Result<(String, u32), String> {
             _ => return Err(format!("backend {s:?}: unknown option {opt:?}")),
         }
     }
-    if !(url.starts_with("http://") || url.starts_with("ws://")) {
+    let lower = url.to_ascii_lowercase();
+    if !["http://", "ws://", "https://", "wss://"]
+        .iter()
+        .any(|scheme| lower.starts_with(scheme))
+    {
         return Err(format!(
-            "backend {s:?}: expected http://HOST:PORT or ws://HOST:PORT"
+            "backend {s:?}: expected http://HOST:PORT or ws://HOST:PORT (https:// or wss:// for TLS)"
         ));
     }
     Ok((url, weight))
@@ -363,6 +377,8 @@ mod tests {
         assert_eq!(parse_backend_arg("ws://h:1").unwrap().1, 1);
         assert!(parse_backend_arg("http://h:1,weight=0").is_err());
         assert!(parse_backend_arg("ftp://h:1").is_err());
+        assert_eq!(parse_backend_arg("https://h:1").unwrap().1, 1);
+        assert_eq!(parse_backend_arg("WSS://h:1,weight=2").unwrap().1, 2);
         assert!(parse_backend_arg("http://h:1,speed=3").is_err());
     }
 }

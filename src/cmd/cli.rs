@@ -85,7 +85,8 @@ pub struct ServeArgs {
     /// Do not pin workers to cores.
     #[arg(long)]
     pub no_pin: bool,
-    /// Static backend http://HOST:PORT[,weight=N] (repeatable; ws:// accepted).
+    /// Static backend http://HOST:PORT[,weight=N] (repeatable; ws:// accepted;
+    /// https:// or wss:// for TLS to the backend).
     #[arg(long = "backend", value_name = "URL", value_parser = parse_backend_arg)]
     pub backends: Vec<(String, u32)>,
     /// Pick algorithm: random, round-robin, p2c, fewest-connections.
@@ -206,6 +207,14 @@ pub struct ServeArgs {
     /// control channel) may reach: all, or local (its own sessions only).
     #[arg(long, default_value = "all")]
     pub backend_publish: BackendPublish,
+    /// PEM CA bundle that https:// and wss:// backends' certificates are
+    /// verified against [default: the system roots].
+    #[arg(long, value_name = "FILE")]
+    pub backend_ca: Option<PathBuf>,
+    /// Bytes per second each client connection may move in each direction
+    /// (k/m suffixes; 0 = no limit).
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    pub throttle_bps: u64,
 }
 
 impl ServeArgs {
@@ -284,6 +293,8 @@ impl ServeArgs {
             ws_send_queue: self.ws_send_queue,
             conn_id_header: self.conn_id_header,
             backend_publish: self.backend_publish,
+            backend_ca: self.backend_ca,
+            throttle_bps: self.throttle_bps,
         };
         cfg.validate()?;
         Ok(cfg)

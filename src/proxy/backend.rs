@@ -1,6 +1,6 @@
 //! Backend side of a proxied request: picking a backend (algorithm or sticky
-//! key), connecting with a timeout, and the worker's pool of idle keep-alive
-//! backend connections.
+//! key), connecting (plain or TLS) with a timeout, and the worker's pool of
+//! idle keep-alive backend connections.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
+use monoio_rustls::TlsConnector;
+
+use super::backend_stream::BackendStream;
 
 use crate::pool::clock::now_ms;
 use crate::pool::Picker;
@@ -26,10 +29,12 @@ const PEEK_AFTER_IDLE_MS: u64 = 1_000;
 
 /// An open connection to a backend, split so both directions can run at once.
 pub(crate) struct BackendConn {
-    pub r: OwnedReadHalf<TcpStream>,
-    pub w: OwnedWriteHalf<TcpStream>,
+    pub r: OwnedReadHalf<BackendStream>,
+    pub w: OwnedWriteHalf<BackendStream>,
     pub buf: ReadBuf,
     pub addr: SocketAddr,
+    /// Over TLS (pooled apart from plain connections to the same address).
+    pub tls: bool,
     /// Taken from the idle pool (the backend may have closed it meanwhile).
     pub reused: bool,
     idle_since_ms: u64,
@@ -41,7 +46,11 @@ pub(crate) struct BackendConn {
 impl BackendConn {
     /// False when the backend closed or reset this idle connection, or sent
     /// bytes nobody asked for: reusing it would fail a request that cannot
-    /// always be replayed (a streamed body).
+    /// always be replayed (a streamed body). Over TLS the same holds: a
+    /// backend closing cleanly first sends a close_notify alert, which is
+    /// such a byte; any other late record (a key update, a session ticket
+    /// sent late) also makes the connection look closed, which costs only a
+    /// fresh connection and handshake, never a failed request.
     fn still_open(&self) -> bool {
         let mut byte = 0u8;
         // SAFETY: `fd` is the open socket owned by this connection's halves
@@ -68,7 +77,12 @@ pub(crate) enum ConnectError {
     /// The backend refused or could not be reached: its fault. (The error
     /// is read through `Debug`, in the log line.)
     Refused(#[allow(dead_code)] io::Error),
+    /// Connect and (for a TLS backend) handshake took longer than allowed.
     Timeout,
+    /// The TLS handshake failed (certificate refused, protocol error, the
+    /// backend closed): the backend's fault, like a refusal. The reason is
+    /// read through `Debug`, in the log line.
+    Tls(#[allow(dead_code)] String),
     /// This machine ran out of something (descriptors, ports, memory):
     /// not the backend's fault, and another backend would fail the same.
     Local(io::Error),
@@ -85,28 +99,75 @@ impl ConnectError {
     }
 }
 
-/// Connects to `addr` within `timeout`.
+/// Connects to `backend` within `timeout` (TCP connect and, for a TLS
+/// backend, the verified handshake, together). A TLS backend needs `tls`,
+/// the worker's client configuration for backends (`None`: none could be
+/// loaded, and the connect fails with the reason).
 pub(crate) async fn connect(
-    addr: SocketAddr,
+    backend: &Backend,
+    tls: Option<&TlsConnector>,
     timeout: Duration,
 ) -> Result<BackendConn, ConnectError> {
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            let fd = stream.as_raw_fd();
-            let (r, w) = stream.into_split();
-            Ok(BackendConn {
-                r,
-                w,
-                buf: ReadBuf::with_capacity(4 * 1024),
-                addr,
-                reused: false,
-                idle_since_ms: 0,
-                fd,
-            })
-        }
-        Ok(Err(e)) => Err(ConnectError::from_io(e)),
+    let addr = backend.addr;
+    let Some(host) = backend.tls_name.as_deref() else {
+        return match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                let fd = stream.as_raw_fd();
+                Ok(conn_over(BackendStream::Plain(stream), fd, addr))
+            }
+            Ok(Err(e)) => Err(ConnectError::from_io(e)),
+            Err(_) => Err(ConnectError::Timeout),
+        };
+    };
+    // Boxed: only TLS backends pay for the handshake's state.
+    Box::pin(connect_tls(addr, host, tls, timeout)).await
+}
+
+async fn connect_tls(
+    addr: SocketAddr,
+    host: &str,
+    tls: Option<&TlsConnector>,
+    timeout: Duration,
+) -> Result<BackendConn, ConnectError> {
+    use crate::tls::backend::{handshake, server_name};
+    let Some(connector) = tls else {
+        return Err(ConnectError::Tls(
+            "no trusted CA certificates for TLS backends (give --backend-ca)".to_string(),
+        ));
+    };
+    let name = server_name(host).map_err(|e| ConnectError::Tls(e.to_string()))?;
+    let work = async {
+        let tcp = TcpStream::connect_addr(addr)
+            .await
+            .map_err(ConnectError::from_io)?;
+        let _ = tcp.set_nodelay(true);
+        let fd = tcp.as_raw_fd();
+        let stream = handshake(connector, tcp, name)
+            .await
+            .map_err(|e| ConnectError::Tls(e.to_string()))?;
+        Ok((stream, fd))
+    };
+    match monoio::time::timeout(timeout, work).await {
+        Ok(Ok((stream, fd))) => Ok(conn_over(BackendStream::Tls(Box::new(stream)), fd, addr)),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(ConnectError::Timeout),
+    }
+}
+
+/// A fresh connection over `stream`, whose socket is `fd`.
+fn conn_over(stream: BackendStream, fd: RawFd, addr: SocketAddr) -> BackendConn {
+    let tls = stream.is_tls();
+    let (r, w) = stream.into_split();
+    BackendConn {
+        r,
+        w,
+        buf: ReadBuf::with_capacity(4 * 1024),
+        addr,
+        tls,
+        reused: false,
+        idle_since_ms: 0,
+        fd,
     }
 }
 
@@ -115,7 +176,8 @@ pub(crate) async fn connect(
 /// sweeps the pool on a timer ([`IdlePool::sweep`]), so a backend that went
 /// away does not leave sockets in CLOSE_WAIT.
 pub(crate) struct IdlePool {
-    idle: RefCell<HashMap<SocketAddr, Vec<BackendConn>>>,
+    /// By address and whether over TLS.
+    idle: RefCell<HashMap<(SocketAddr, bool), Vec<BackendConn>>>,
     max_idle_ms: u64,
 }
 
@@ -145,7 +207,7 @@ impl IdlePool {
     /// that left the pool); returns how many were closed.
     pub(crate) fn retain_backends(&self, keep: impl Fn(&SocketAddr) -> bool) -> usize {
         let mut closed = 0;
-        self.idle.borrow_mut().retain(|addr, list| {
+        self.idle.borrow_mut().retain(|(addr, _), list| {
             let kept = keep(addr);
             if !kept {
                 closed += list.len();
@@ -155,14 +217,15 @@ impl IdlePool {
         closed
     }
 
-    /// The most recently parked connection to `addr` that is young enough
-    /// and that the backend has not closed meanwhile. The liveness peek (a
+    /// The most recently parked connection to `backend` (its address, plain
+    /// or TLS as it asks) that is young enough and that the backend has not
+    /// closed meanwhile. The liveness peek (a
     /// syscall) is skipped for a request that is safe to send twice (buffered
     /// whole and idempotent: it is replayed on a fresh connection anyway),
     /// unless the connection sat idle a while.
-    pub(crate) fn take(&self, addr: SocketAddr, replay_safe: bool) -> Option<BackendConn> {
+    pub(crate) fn take(&self, backend: &Backend, replay_safe: bool) -> Option<BackendConn> {
         let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&addr)?;
+        let list = idle.get_mut(&(backend.addr, backend.tls_name.is_some()))?;
         let now = now_ms();
         while let Some(mut conn) = list.pop() {
             let idle_ms = now.saturating_sub(conn.idle_since_ms);
@@ -182,7 +245,7 @@ impl IdlePool {
         }
         conn.idle_since_ms = now_ms();
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry(conn.addr).or_default();
+        let list = idle.entry((conn.addr, conn.tls)).or_default();
         if list.len() >= MAX_IDLE_PER_BACKEND {
             list.remove(0);
         }

@@ -37,6 +37,9 @@ pub(crate) struct Shared {
     pub router: Arc<crate::hub::Router>,
     /// Live events for their readers (`GET /api/events`, control channels).
     pub events: Arc<crate::hub::EventBus>,
+    /// Client configuration for TLS backends (`None`: no CA could be
+    /// loaded and none is needed by a static backend).
+    pub backend_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Why the balancer could not start.
@@ -119,6 +122,7 @@ pub(crate) fn start(
         Some(settings) => Some(crate::tls::build_server_config(settings)?),
         None => None,
     };
+    let backend_tls = backend_tls_config(&cfg)?;
     let workers = cfg.workers;
     let mut sets = Vec::new();
     let control: Vec<std::net::SocketAddr> = cfg.control_listen.into_iter().collect();
@@ -150,6 +154,7 @@ pub(crate) fn start(
             crate::hub::ConnIds::random(),
         )),
         events: Arc::new(crate::hub::EventBus::new()),
+        backend_tls,
         cfg: Arc::new(cfg),
     });
     spawn_expiry(shared.clone()).map_err(ServeError::Thread)?;
@@ -221,6 +226,30 @@ pub(crate) fn start(
         workers: handles,
         listeners,
     })
+}
+
+/// The client configuration for TLS backends, loaded now: from
+/// `--backend-ca` (an error naming the file when it is bad), else from the
+/// system roots, which must be there when a static backend uses TLS; without
+/// them only registered TLS backends lack one (their connects fail, saying
+/// why).
+fn backend_tls_config(cfg: &ServeConfig) -> Result<Option<Arc<rustls::ClientConfig>>, ServeError> {
+    use crate::tls::backend::backend_client_config;
+    if let Some(ca) = &cfg.backend_ca {
+        return Ok(Some(backend_client_config(Some(ca))?));
+    }
+    let static_tls = cfg
+        .backends
+        .iter()
+        .any(|(url, _)| crate::pool::registry::binding::tls_host(url).is_some());
+    match backend_client_config(None) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if static_tls => Err(e.into()),
+        Err(e) => {
+            tracing::debug!(error = %e, "no CA certificates for TLS backends");
+            Ok(None)
+        }
+    }
 }
 
 /// Drops registered backends whose heartbeats stopped, twice a heartbeat

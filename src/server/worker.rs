@@ -131,7 +131,7 @@ async fn worker_main(
     listeners: Vec<(ListenerKind, std::net::TcpListener)>,
 ) {
     let tls = shared.tls.clone().map(crate::tls::acceptor);
-    let env = Rc::new(Env::new(
+    let mut env = Env::new(
         index,
         Common {
             cfg: shared.cfg.clone(),
@@ -142,7 +142,9 @@ async fn worker_main(
             router: shared.router.clone(),
             events: shared.events.clone(),
         },
-    ));
+    );
+    env.backend_tls = shared.backend_tls.clone().map(crate::tls::connector);
+    let env = Rc::new(env);
     let ctx = Rc::new(WorkerCtx {
         index,
         env,
