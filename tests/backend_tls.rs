@@ -322,6 +322,36 @@ fn tls_backend_connections_are_pooled() {
 }
 
 #[test]
+fn a_registered_tls_backend_is_verified_for_its_address() {
+    let cert = generate(&["127.0.0.1"]);
+    let e = echo("alpha");
+    let middle = tls_middle(&e, &cert);
+    let port = middle.addr("https").port();
+    let front = Front::start(
+        &[],
+        &["--backend-ca", path(&cert.cert), "--register-token", "tok"],
+    );
+    let mut ch = common::admin::control(front.addr, Some("tok")).expect("control channel");
+    let reply = common::admin::request(
+        &mut ch,
+        &serde_json::json!({"type": "register", "v": 1, "id": "tls-1",
+            "bindings": [format!("https://127.0.0.1:{port}")]}),
+    );
+    assert_eq!(reply["type"], "registered", "{reply}");
+    for _ in 0..3 {
+        let r = get(front.addr, "/headers");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            r.text().contains("X-Forwarded-Proto: https\r\n"),
+            "{}",
+            r.text()
+        );
+    }
+    drop(ch);
+    cert.cleanup();
+}
+
+#[test]
 fn a_bad_backend_ca_file_is_refused_at_start() {
     let dir = std::env::temp_dir().join(format!("wslb-bad-ca-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
