@@ -239,7 +239,9 @@ struct CountingTlsBackend {
 }
 
 impl CountingTlsBackend {
-    fn start(cert: &TestCert) -> CountingTlsBackend {
+    /// With `close_after`, each connection is closed (close_notify, then
+    /// FIN) right after its first response, which still says keep-alive.
+    fn start(cert: &TestCert, close_after: bool) -> CountingTlsBackend {
         let certs: Vec<_> = rustls_pemfile::certs(&mut cert.cert_pem.as_bytes())
             .collect::<Result<_, _>>()
             .expect("certs");
@@ -265,14 +267,19 @@ impl CountingTlsBackend {
                 let Ok(tcp) = tcp else { continue };
                 let n = count.fetch_add(1, Ordering::SeqCst) + 1;
                 let config = config.clone();
-                std::thread::spawn(move || serve_counting(tcp, config, n));
+                std::thread::spawn(move || serve_counting(tcp, config, n, close_after));
             }
         });
         CountingTlsBackend { addr, accepted }
     }
 }
 
-fn serve_counting(tcp: std::net::TcpStream, config: Arc<rustls::ServerConfig>, conn: usize) {
+fn serve_counting(
+    tcp: std::net::TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    conn: usize,
+    close_after: bool,
+) {
     tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let Ok(session) = rustls::ServerConnection::new(config) else {
         return;
@@ -297,13 +304,21 @@ fn serve_counting(tcp: std::net::TcpStream, config: Arc<rustls::ServerConfig>, c
         if tls.write_all(reply.as_bytes()).is_err() || tls.flush().is_err() {
             return;
         }
+        if close_after {
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+            let _ = tls.sock.shutdown(std::net::Shutdown::Write);
+            // Let the balancer see the close before the socket goes.
+            std::thread::sleep(Duration::from_secs(3));
+            return;
+        }
     }
 }
 
 #[test]
 fn tls_backend_connections_are_pooled() {
     let cert = generate(&["localhost"]);
-    let backend = CountingTlsBackend::start(&cert);
+    let backend = CountingTlsBackend::start(&cert, false);
     let url = format!("https://localhost:{}", backend.addr.port());
     let front = Front::start(&[url], &["--backend-ca", path(&cert.cert)]);
     // Sequential requests from separate clients reuse the one pooled
@@ -318,6 +333,29 @@ fn tls_backend_connections_are_pooled() {
         }
     }
     assert_eq!(backend.accepted.load(Ordering::SeqCst), 1);
+    cert.cleanup();
+}
+
+#[test]
+fn a_pooled_tls_connection_the_backend_closed_is_not_reused() {
+    let cert = generate(&["localhost"]);
+    let backend = CountingTlsBackend::start(&cert, true);
+    let url = format!("https://localhost:{}", backend.addr.port());
+    let front = Front::start(&[url], &["--backend-ca", path(&cert.cert)]);
+    // Each answer comes on a fresh connection: the closed one is either
+    // found closed by the liveness peek (after a pause) or, skipped by a
+    // replayable request, retried on a fresh one; the client never sees it.
+    for i in 1..=4 {
+        if i % 2 == 0 {
+            std::thread::sleep(Duration::from_millis(1200));
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let r = get(front.addr, "/");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), format!("conn {i} request 1\n"));
+    }
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 4);
     cert.cleanup();
 }
 
