@@ -14,7 +14,7 @@ use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use monoio_rustls::TlsConnector;
 
-use super::backend_stream::BackendStream;
+use super::backend_stream::{connect_tls, BackendStream};
 
 use crate::pool::clock::now_ms;
 use crate::pool::Picker;
@@ -89,7 +89,7 @@ pub(crate) enum ConnectError {
 }
 
 impl ConnectError {
-    fn from_io(e: io::Error) -> Self {
+    pub(super) fn from_io(e: io::Error) -> Self {
         match e.raw_os_error() {
             Some(
                 libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL,
@@ -121,38 +121,8 @@ pub(crate) async fn connect(
         };
     };
     // Boxed: only TLS backends pay for the handshake's state.
-    Box::pin(connect_tls(addr, host, tls, timeout)).await
-}
-
-async fn connect_tls(
-    addr: SocketAddr,
-    host: &str,
-    tls: Option<&TlsConnector>,
-    timeout: Duration,
-) -> Result<BackendConn, ConnectError> {
-    use crate::tls::backend::{handshake, server_name};
-    let Some(connector) = tls else {
-        return Err(ConnectError::Tls(
-            "no trusted CA certificates for TLS backends (give --backend-ca)".to_string(),
-        ));
-    };
-    let name = server_name(host).map_err(|e| ConnectError::Tls(e.to_string()))?;
-    let work = async {
-        let tcp = TcpStream::connect_addr(addr)
-            .await
-            .map_err(ConnectError::from_io)?;
-        let _ = tcp.set_nodelay(true);
-        let fd = tcp.as_raw_fd();
-        let stream = handshake(connector, tcp, name)
-            .await
-            .map_err(|e| ConnectError::Tls(e.to_string()))?;
-        Ok((stream, fd))
-    };
-    match monoio::time::timeout(timeout, work).await {
-        Ok(Ok((stream, fd))) => Ok(conn_over(BackendStream::Tls(Box::new(stream)), fd, addr)),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(ConnectError::Timeout),
-    }
+    let (stream, fd) = Box::pin(connect_tls(addr, host, tls, timeout)).await?;
+    Ok(conn_over(stream, fd, addr))
 }
 
 /// A fresh connection over `stream`, whose socket is `fd`.

@@ -1,19 +1,24 @@
 //! A backend connection's stream: plain TCP or TLS (`https://`, `wss://`
-//! backends). One enum so that the relays and the exchange stay one
+//! backends), and the TLS connect that makes the latter. One enum so that the relays and the exchange stay one
 //! (non-generic) code path; the plain arm costs a branch per read or write,
 //! and the TLS arm's larger futures are boxed so that the relays' futures
 //! (kept for the whole life of a session) do not grow for plain backends.
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::net::TcpStream;
 use monoio::BufResult;
-use monoio_rustls::ClientTlsStream;
+use monoio_rustls::{ClientTlsStream, TlsConnector};
+
+use super::backend::ConnectError;
 
 /// Plain TCP or TLS over TCP to a backend.
 pub(crate) enum BackendStream {
@@ -86,6 +91,40 @@ impl AsyncWriteRent for BackendStream {
             BackendStream::Plain(s) => Either::Plain(s.shutdown()),
             BackendStream::Tls(s) => Either::Tls(Box::pin(s.shutdown())),
         }
+    }
+}
+
+/// Opens a verified TLS connection to `addr` for `host` (see
+/// `tls::backend`): TCP connect and handshake together within `timeout`.
+/// Returns the stream and its socket.
+pub(super) async fn connect_tls(
+    addr: SocketAddr,
+    host: &str,
+    tls: Option<&TlsConnector>,
+    timeout: Duration,
+) -> Result<(BackendStream, RawFd), ConnectError> {
+    use crate::tls::backend::{handshake, server_name};
+    let Some(connector) = tls else {
+        return Err(ConnectError::Tls(
+            "no trusted CA certificates for TLS backends (give --backend-ca)".to_string(),
+        ));
+    };
+    let name = server_name(host).map_err(|e| ConnectError::Tls(e.to_string()))?;
+    let work = async {
+        let tcp = TcpStream::connect_addr(addr)
+            .await
+            .map_err(ConnectError::from_io)?;
+        let _ = tcp.set_nodelay(true);
+        let fd = tcp.as_raw_fd();
+        let stream = handshake(connector, tcp, name)
+            .await
+            .map_err(|e| ConnectError::Tls(e.to_string()))?;
+        Ok((stream, fd))
+    };
+    match monoio::time::timeout(timeout, work).await {
+        Ok(Ok((stream, fd))) => Ok((BackendStream::Tls(Box::new(stream)), fd)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ConnectError::Timeout),
     }
 }
 
