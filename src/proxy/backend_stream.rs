@@ -1,8 +1,9 @@
 //! A backend connection's stream: plain TCP or TLS (`https://`, `wss://`
-//! backends), and the TLS connect that makes the latter. One enum so that the relays and the exchange stay one
-//! (non-generic) code path; the plain arm costs a branch per read or write,
-//! and the TLS arm's larger futures are boxed so that the relays' futures
-//! (kept for the whole life of a session) do not grow for plain backends.
+//! backends), and the TLS connect that makes the latter. One enum so that
+//! the relays and the exchange stay one (non-generic) code path; the plain
+//! arm costs a branch per read or write, and the TLS arm's larger futures
+//! are boxed so that the relays' futures (kept for the whole life of a
+//! session) do not grow for plain backends.
 
 use std::future::Future;
 use std::io;
