@@ -3,9 +3,10 @@
 //! parses strings.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-mod preflight;
+pub(crate) mod preflight;
 pub use preflight::{Preflight, PreflightError};
 
 pub(crate) use crate::pool::cidr::cidr_list_contains;
@@ -163,6 +164,12 @@ pub struct ServeConfig {
     /// `upgrade_socket` instead of binding them, then tell it to drain
     /// (binary upgrade without downtime). Needs `upgrade_socket`.
     pub upgrade: bool,
+    /// PEM CA bundle TLS backends are verified against (`None`: the
+    /// system roots).
+    pub backend_ca: Option<PathBuf>,
+    /// Bytes per second each client connection may move in each direction
+    /// (0: no limit).
+    pub throttle_bps: u64,
 }
 
 impl Default for ServeConfig {
@@ -215,6 +222,8 @@ impl Default for ServeConfig {
             health_check: None,
             upgrade_socket: None,
             upgrade: false,
+            backend_ca: None,
+            throttle_bps: 0,
         }
     }
 }
@@ -325,7 +334,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size {s:?}: too large"))
 }
 
-/// Parses `http://HOST:PORT[,weight=N]` (also `ws://`) into (url, weight).
+/// Parses `http://HOST:PORT[,weight=N]` (also `ws://`, and `https://`,
+/// `wss://` for TLS backends) into (url, weight).
 pub fn parse_backend_arg(s: &str) -> Result<(String, u32), String> {
     let mut parts = s.split(',');
     let url = parts.next().unwrap_or_default().trim().to_string();
@@ -342,9 +352,13 @@ pub fn parse_backend_arg(s: &str) -> Result<(String, u32), String> {
             _ => return Err(format!("backend {s:?}: unknown option {opt:?}")),
         }
     }
-    if !(url.starts_with("http://") || url.starts_with("ws://")) {
+    let lower = url.to_ascii_lowercase();
+    if !["http://", "ws://", "https://", "wss://"]
+        .iter()
+        .any(|scheme| lower.starts_with(scheme))
+    {
         return Err(format!(
-            "backend {s:?}: expected http://HOST:PORT or ws://HOST:PORT"
+            "backend {s:?}: expected http://HOST:PORT or ws://HOST:PORT (https:// or wss:// for TLS)"
         ));
     }
     Ok((url, weight))
@@ -385,6 +399,8 @@ mod tests {
         assert_eq!(parse_backend_arg("ws://h:1").unwrap().1, 1);
         assert!(parse_backend_arg("http://h:1,weight=0").is_err());
         assert!(parse_backend_arg("ftp://h:1").is_err());
+        assert_eq!(parse_backend_arg("https://h:1").unwrap().1, 1);
+        assert_eq!(parse_backend_arg("WSS://h:1,weight=2").unwrap().1, 2);
         assert!(parse_backend_arg("http://h:1,speed=3").is_err());
     }
 }

@@ -146,7 +146,7 @@ const FAST_CHECKS: &[&str] = &[
 
 fn entry<'a>(list: &'a [serde_json::Value], url: &str) -> &'a serde_json::Value {
     list.iter()
-        .find(|b| b["bindings"][0] == url)
+        .find(|b| b["id"] == url || b["bindings"][0] == url)
         .unwrap_or_else(|| panic!("{url} not listed: {list:?}"))
 }
 
@@ -319,4 +319,38 @@ fn a_reload_turns_checks_on_and_off() {
     );
     assert!(bodies(&lb, 10).iter().any(|b| b == "flip"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tls_backends_are_checked_over_verified_tls() {
+    let cert = common::certs::generate(&["localhost"]);
+    let other_ca = common::certs::generate(&["localhost"]);
+    let e = echo("secure");
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_string();
+    // A TLS listener in front of the echo backend plays the TLS backend.
+    let middle = common::proc::serve(
+        &[&e],
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &path(&cert.cert),
+            "--tls-key",
+            &path(&cert.key),
+        ],
+    );
+    let url = format!("https://localhost:{}", middle.addr("https").port());
+    for (ca, want) in [
+        (path(&cert.cert), "passing"),
+        (path(&other_ca.cert), "failing"),
+    ] {
+        let mut flags: Vec<&str> = FAST_CHECKS.to_vec();
+        flags.extend(["--backend-ca", ca.as_str()]);
+        let lb = balancer(std::slice::from_ref(&url), &flags);
+        wait_for(lb.addr("admin"), Duration::from_secs(10), want, |l| {
+            entry(l, &url)["health"] == want
+        });
+    }
+    cert.cleanup();
+    other_ca.cleanup();
 }

@@ -242,6 +242,8 @@ fn help_lists_every_serve_flag_with_its_default() {
         ("--config", None),
         ("--upgrade-socket", None),
         ("--upgrade", None),
+        ("--backend-ca", Some("the system roots")),
+        ("--throttle-bps", Some("0")),
     ];
     // Each flag's entry runs from its name to the next entry.
     let entry = |flag: &str| -> String {

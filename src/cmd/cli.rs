@@ -96,7 +96,8 @@ pub struct ServeArgs {
     /// Do not pin workers to cores.
     #[arg(long)]
     pub no_pin: bool,
-    /// Static backend http://HOST:PORT[,weight=N] (repeatable; ws:// accepted).
+    /// Static backend http://HOST:PORT[,weight=N] (repeatable; ws:// accepted;
+    /// https:// or wss:// for TLS to the backend).
     #[arg(long = "backend", value_name = "URL", value_parser = parse_backend_arg)]
     pub backends: Vec<(String, u32)>,
     /// Pick algorithm: random, round-robin, p2c, fewest-connections.
@@ -245,6 +246,14 @@ pub struct ServeArgs {
     /// tell it to drain (binary upgrade without downtime).
     #[arg(long)]
     pub upgrade: bool,
+    /// PEM CA bundle that https:// and wss:// backends' certificates are
+    /// verified against [default: the system roots].
+    #[arg(long, value_name = "FILE")]
+    pub backend_ca: Option<PathBuf>,
+    /// Bytes per second each client connection may move in each direction
+    /// (k/m suffixes; 0 = no limit).
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    pub throttle_bps: u64,
 }
 
 impl ServeArgs {
@@ -337,6 +346,8 @@ impl ServeArgs {
             }),
             upgrade_socket: self.upgrade_socket,
             upgrade: self.upgrade,
+            backend_ca: self.backend_ca,
+            throttle_bps: self.throttle_bps,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -21,6 +21,9 @@ pub struct Preflight {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Each static backend's address, in the order of `backends`.
     pub backend_addrs: Vec<SocketAddr>,
+    /// The client configuration for TLS backends (`None`: no CA could be
+    /// loaded and no static backend needs one).
+    pub backend_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Why a configuration would not start.
@@ -73,7 +76,37 @@ impl ServeConfig {
             Some(settings) => Some(crate::tls::build_server_config(settings)?),
             None => None,
         };
-        Ok(Preflight { tls, backend_addrs })
+        let backend_tls = backend_tls_config(self)?;
+        Ok(Preflight {
+            tls,
+            backend_addrs,
+            backend_tls,
+        })
+    }
+}
+
+/// The client configuration for TLS backends: `--backend-ca` when given
+/// (an error naming the file if it cannot be used), else the system roots,
+/// which must be there when a static backend uses TLS; without them only
+/// registered TLS backends lack one (their connects fail, saying why).
+pub(crate) fn backend_tls_config(
+    cfg: &ServeConfig,
+) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
+    use crate::tls::backend::backend_client_config;
+    if let Some(ca) = &cfg.backend_ca {
+        return Ok(Some(backend_client_config(Some(ca))?));
+    }
+    let static_tls = cfg
+        .backends
+        .iter()
+        .any(|(url, _)| crate::pool::registry::binding::tls_host(url).is_some());
+    match backend_client_config(None) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if static_tls => Err(e),
+        Err(e) => {
+            tracing::debug!(error = %e, "no CA certificates for TLS backends");
+            Ok(None)
+        }
     }
 }
 

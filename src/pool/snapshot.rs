@@ -38,6 +38,9 @@ pub struct Backend {
     pub since_unix_ms: u64,
     /// Free-form metadata sent at registration.
     pub metadata: Option<serde_json::Value>,
+    /// For a TLS backend (`https://`, `wss://`), the host its certificate
+    /// must match (a DNS name, sent as SNI, or an IP address); `None`: plain.
+    pub tls_name: Option<Arc<str>>,
 }
 
 impl Backend {
@@ -52,6 +55,7 @@ impl Backend {
             stats: Arc::new(BackendStats::default()),
             since_unix_ms: clock::unix_ms(),
             metadata: None,
+            tls_name: None,
         }
     }
 

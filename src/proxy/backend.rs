@@ -1,6 +1,6 @@
 //! Backend side of a proxied request: picking a backend (algorithm or sticky
-//! key), connecting with a timeout, and the worker's pool of idle keep-alive
-//! backend connections.
+//! key), connecting (plain or TLS) with a timeout, and the worker's pool of
+//! idle keep-alive backend connections.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
+use monoio_rustls::TlsConnector;
+
+use super::backend_stream::{connect_tls, BackendStream};
 
 use crate::pool::clock::now_ms;
 use crate::pool::Picker;
@@ -26,10 +29,12 @@ const PEEK_AFTER_IDLE_MS: u64 = 1_000;
 
 /// An open connection to a backend, split so both directions can run at once.
 pub(crate) struct BackendConn {
-    pub r: OwnedReadHalf<TcpStream>,
-    pub w: OwnedWriteHalf<TcpStream>,
+    pub r: OwnedReadHalf<BackendStream>,
+    pub w: OwnedWriteHalf<BackendStream>,
     pub buf: ReadBuf,
     pub addr: SocketAddr,
+    /// Over TLS (pooled apart from plain connections to the same address).
+    pub tls: bool,
     /// Taken from the idle pool (the backend may have closed it meanwhile).
     pub reused: bool,
     idle_since_ms: u64,
@@ -41,7 +46,11 @@ pub(crate) struct BackendConn {
 impl BackendConn {
     /// False when the backend closed or reset this idle connection, or sent
     /// bytes nobody asked for: reusing it would fail a request that cannot
-    /// always be replayed (a streamed body).
+    /// always be replayed (a streamed body). Over TLS the same holds: a
+    /// backend closing cleanly first sends a close_notify alert, which is
+    /// such a byte; any other late record (a key update, a session ticket
+    /// sent late) also makes the connection look closed, which costs only a
+    /// fresh connection and handshake, never a failed request.
     fn still_open(&self) -> bool {
         let mut byte = 0u8;
         // SAFETY: `fd` is the open socket owned by this connection's halves
@@ -68,14 +77,19 @@ pub(crate) enum ConnectError {
     /// The backend refused or could not be reached: its fault. (The error
     /// is read through `Debug`, in the log line.)
     Refused(#[allow(dead_code)] io::Error),
+    /// Connect and (for a TLS backend) handshake took longer than allowed.
     Timeout,
+    /// The TLS handshake failed (certificate refused, protocol error, the
+    /// backend closed): the backend's fault, like a refusal. The reason is
+    /// read through `Debug`, in the log line.
+    Tls(#[allow(dead_code)] String),
     /// This machine ran out of something (descriptors, ports, memory):
     /// not the backend's fault, and another backend would fail the same.
     Local(io::Error),
 }
 
 impl ConnectError {
-    fn from_io(e: io::Error) -> Self {
+    pub(super) fn from_io(e: io::Error) -> Self {
         match e.raw_os_error() {
             Some(
                 libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL,
@@ -85,28 +99,45 @@ impl ConnectError {
     }
 }
 
-/// Connects to `addr` within `timeout`.
+/// Connects to `backend` within `timeout` (TCP connect and, for a TLS
+/// backend, the verified handshake, together). A TLS backend needs `tls`,
+/// the worker's client configuration for backends (`None`: none could be
+/// loaded, and the connect fails with the reason).
 pub(crate) async fn connect(
-    addr: SocketAddr,
+    backend: &Backend,
+    tls: Option<&TlsConnector>,
     timeout: Duration,
 ) -> Result<BackendConn, ConnectError> {
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            let fd = stream.as_raw_fd();
-            let (r, w) = stream.into_split();
-            Ok(BackendConn {
-                r,
-                w,
-                buf: ReadBuf::with_capacity(4 * 1024),
-                addr,
-                reused: false,
-                idle_since_ms: 0,
-                fd,
-            })
-        }
-        Ok(Err(e)) => Err(ConnectError::from_io(e)),
-        Err(_) => Err(ConnectError::Timeout),
+    let addr = backend.addr;
+    let Some(host) = backend.tls_name.as_deref() else {
+        return match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                let fd = stream.as_raw_fd();
+                Ok(conn_over(BackendStream::Plain(stream), fd, addr))
+            }
+            Ok(Err(e)) => Err(ConnectError::from_io(e)),
+            Err(_) => Err(ConnectError::Timeout),
+        };
+    };
+    // Boxed: only TLS backends pay for the handshake's state.
+    let (stream, fd) = Box::pin(connect_tls(addr, host, tls, timeout)).await?;
+    Ok(conn_over(stream, fd, addr))
+}
+
+/// A fresh connection over `stream`, whose socket is `fd`.
+fn conn_over(stream: BackendStream, fd: RawFd, addr: SocketAddr) -> BackendConn {
+    let tls = stream.is_tls();
+    let (r, w) = stream.into_split();
+    BackendConn {
+        r,
+        w,
+        buf: ReadBuf::with_capacity(4 * 1024),
+        addr,
+        tls,
+        reused: false,
+        idle_since_ms: 0,
+        fd,
     }
 }
 
@@ -119,14 +150,16 @@ fn duration_ms(d: Duration) -> u64 {
 /// sweeps the pool on a timer ([`IdlePool::sweep`]), so a backend that went
 /// away does not leave sockets in CLOSE_WAIT.
 pub(crate) struct IdlePool {
-    idle: RefCell<HashMap<SocketAddr, Vec<BackendConn>>>,
+    /// By address: plain connections in `[0]`, TLS ones in `[1]` (two
+    /// maps rather than a wider key, so a plain lookup hashes no more).
+    idle: [RefCell<HashMap<SocketAddr, Vec<BackendConn>>>; 2],
     max_idle_ms: std::cell::Cell<u64>,
 }
 
 impl IdlePool {
     pub(crate) fn new(max_idle: Duration) -> Self {
         IdlePool {
-            idle: RefCell::default(),
+            idle: Default::default(),
             max_idle_ms: std::cell::Cell::new(duration_ms(max_idle)),
         }
     }
@@ -141,12 +174,14 @@ impl IdlePool {
     pub(crate) fn sweep(&self, now: u64) -> usize {
         let max = self.max_idle_ms.get();
         let mut closed = 0;
-        self.idle.borrow_mut().retain(|_, list| {
-            let before = list.len();
-            list.retain(|c| now.saturating_sub(c.idle_since_ms) < max);
-            closed += before - list.len();
-            !list.is_empty()
-        });
+        for idle in &self.idle {
+            idle.borrow_mut().retain(|_, list| {
+                let before = list.len();
+                list.retain(|c| now.saturating_sub(c.idle_since_ms) < max);
+                closed += before - list.len();
+                !list.is_empty()
+            });
+        }
         closed
     }
 
@@ -154,24 +189,27 @@ impl IdlePool {
     /// that left the pool); returns how many were closed.
     pub(crate) fn retain_backends(&self, keep: impl Fn(&SocketAddr) -> bool) -> usize {
         let mut closed = 0;
-        self.idle.borrow_mut().retain(|addr, list| {
-            let kept = keep(addr);
-            if !kept {
-                closed += list.len();
-            }
-            kept
-        });
+        for idle in &self.idle {
+            idle.borrow_mut().retain(|addr, list| {
+                let kept = keep(addr);
+                if !kept {
+                    closed += list.len();
+                }
+                kept
+            });
+        }
         closed
     }
 
-    /// The most recently parked connection to `addr` that is young enough
-    /// and that the backend has not closed meanwhile. The liveness peek (a
+    /// The most recently parked connection to `backend` (its address, plain
+    /// or TLS as it asks) that is young enough and that the backend has not
+    /// closed meanwhile. The liveness peek (a
     /// syscall) is skipped for a request that is safe to send twice (buffered
     /// whole and idempotent: it is replayed on a fresh connection anyway),
     /// unless the connection sat idle a while.
-    pub(crate) fn take(&self, addr: SocketAddr, replay_safe: bool) -> Option<BackendConn> {
-        let mut idle = self.idle.borrow_mut();
-        let list = idle.get_mut(&addr)?;
+    pub(crate) fn take(&self, backend: &Backend, replay_safe: bool) -> Option<BackendConn> {
+        let mut idle = self.idle[usize::from(backend.tls_name.is_some())].borrow_mut();
+        let list = idle.get_mut(&backend.addr)?;
         let now = now_ms();
         while let Some(mut conn) = list.pop() {
             let idle_ms = now.saturating_sub(conn.idle_since_ms);
@@ -190,7 +228,7 @@ impl IdlePool {
             return; // unexpected bytes after a response: not reusable
         }
         conn.idle_since_ms = now_ms();
-        let mut idle = self.idle.borrow_mut();
+        let mut idle = self.idle[usize::from(conn.tls)].borrow_mut();
         let list = idle.entry(conn.addr).or_default();
         if list.len() >= MAX_IDLE_PER_BACKEND {
             list.remove(0);
@@ -201,7 +239,10 @@ impl IdlePool {
     /// Pooled connections, over all backends.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.idle.borrow().values().map(Vec::len).sum()
+        let count = |idle: &RefCell<HashMap<SocketAddr, Vec<BackendConn>>>| {
+            idle.borrow().values().map(Vec::len).sum::<usize>()
+        };
+        self.idle.iter().map(count).sum()
     }
 }
 

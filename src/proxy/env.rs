@@ -53,6 +53,9 @@ pub(crate) struct Env {
     pub events: Arc<EventBus>,
     /// Channel membership of this worker's sessions.
     pub channels: ChannelIndex,
+    /// Verified TLS to `https://` and `wss://` backends (`None`: no CA
+    /// certificates could be loaded; such backends then fail to connect).
+    pub backend_tls: Option<monoio_rustls::TlsConnector>,
 }
 
 /// What every worker's environment shares with the others.
@@ -102,6 +105,7 @@ impl Env {
             router,
             events,
             channels: ChannelIndex::default(),
+            backend_tls: None,
             cfg_copy,
         }
     }

@@ -116,6 +116,7 @@ where
             backend_due: &backend_due,
             expect_continue: req.expect_continue,
             continued: &started,
+            rate: opts.rate.map(|r| &r.up),
         };
         pump_request(client_r, client_buf, backend_w, body).await
     };

@@ -269,11 +269,17 @@ where
             None
         } else {
             // Only a request that may be sent twice skips the liveness peek.
-            env.idle.take(backend.addr, replayable && idempotent)
+            env.idle.take(&backend, replayable && idempotent)
         };
         let mut conn: BackendConn = match pooled {
             Some(c) => c,
-            None => match connect(backend.addr, cfg.backend_connect_timeout).await {
+            None => match connect(
+                &backend,
+                env.backend_tls.as_ref(),
+                cfg.backend_connect_timeout,
+            )
+            .await
+            {
                 Ok(c) => c,
                 Err(ConnectError::Local(e)) => {
                     // Out of descriptors or ports here: no backend is to
@@ -326,6 +332,7 @@ where
             client_keep_alive: req.keep_alive && !env.draining.is_fired(),
             draining: &env.draining,
             response_hook: response_hook.as_ref(),
+            rate: client.rate.as_deref(),
         };
         let side = RequestSide {
             r: &mut client.r,

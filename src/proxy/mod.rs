@@ -2,6 +2,7 @@
 //! upgrade, the balancer's own `/_lb/` endpoints), pick a backend, relay.
 
 pub(crate) mod backend;
+pub(crate) mod backend_stream;
 pub(crate) mod channels;
 pub(crate) mod client_write;
 pub(crate) mod conns;
@@ -80,6 +81,8 @@ pub(crate) struct ClientConn<S: AsyncWriteRent> {
     /// used again, not even to shut it (a TLS one panics); the socket is
     /// just dropped.
     pub writer_cut: bool,
+    /// `--throttle-bps`: the connection's two token buckets (`None`: no limit).
+    pub rate: Option<Box<crate::rt::rate::ConnRates>>,
 }
 
 /// After an answer sent before the request body ended: how long, and how
@@ -104,6 +107,7 @@ where
         handle: entry.handle.clone(),
         linger: false,
         writer_cut: false,
+        rate: crate::rt::rate::ConnRates::new(env.cfg().throttle_bps),
     };
     // The request machinery is boxed so that it is freed before a
     // WebSocket session starts: a long idle session then costs only the

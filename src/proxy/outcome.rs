@@ -8,6 +8,7 @@ use super::hook_calls::ResponseHook;
 use super::request_body::BodyDeadline;
 use crate::proto::http::Limits;
 use crate::rt::notify::LocalEvent;
+use crate::rt::rate::ConnRates;
 
 /// How an exchange ended well.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,4 +81,6 @@ pub(crate) struct ExchangeOpts<'a> {
     pub draining: &'a LocalEvent,
     /// `on_http_response`, for a plain request when hooks are set.
     pub response_hook: Option<&'a ResponseHook<'a>>,
+    /// The client connection's bandwidth limit (`None`: none).
+    pub rate: Option<&'a ConnRates>,
 }

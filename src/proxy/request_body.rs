@@ -12,6 +12,7 @@ use monoio::time::Instant;
 use crate::proto::http::BodyTracker;
 use crate::rt::io::CHUNK;
 use crate::rt::io::{write_range, ReadBuf};
+use crate::rt::rate::RateLimit;
 
 /// When a request body must be complete: `start + grace + received / rate`
 /// (`rate` in bytes per second; 0 makes `grace` a total deadline).
@@ -77,6 +78,8 @@ pub(crate) struct BodyPump<'a> {
     /// its due time stands while the client is waited on.
     pub expect_continue: bool,
     pub continued: &'a Cell<bool>,
+    /// The client's upload limit (`--throttle-bps`), if any.
+    pub rate: Option<&'a RateLimit>,
 }
 
 /// Streams the rest of a request body from the client to the backend. Each
@@ -101,6 +104,7 @@ where
         backend_due,
         expect_continue,
         continued,
+        rate,
     } = body;
     let start = Instant::now();
     while !tracker.is_done() {
@@ -112,7 +116,11 @@ where
             let until = deadline.at(start, received).min(now + idle);
             let read = client_buf.read_from(client_r, CHUNK);
             match monoio::time::timeout_at(until, read).await {
-                Ok(Ok(n)) if n > 0 => {}
+                Ok(Ok(n)) if n > 0 => {
+                    if let Some(rate) = rate {
+                        rate.pace(n).await;
+                    }
+                }
                 Ok(_) => return Err(RequestStop::ClientGone),
                 Err(_) => return Err(RequestStop::ClientTimeout),
             }

@@ -254,6 +254,10 @@ where
             .scan(buf.data())
             .map_err(|_| failed("backend sent a malformed body"))?;
         started.set(true);
+        let rate = opts.rate.map(|r| &r.down);
+        if let Some(rate) = rate {
+            rate.pace(first.consumed).await;
+        }
         if first.consumed <= COALESCE_LIMIT {
             resp_out.extend_from_slice(&buf.data()[..first.consumed]);
             send_client(client_w, resp_out).await?;
@@ -273,6 +277,9 @@ where
             let p = tracker
                 .scan(buf.data())
                 .map_err(|_| failed("backend sent a malformed body"))?;
+            if let Some(rate) = rate {
+                rate.pace(n).await;
+            }
             send_client_range(client_w, buf, p.consumed).await?;
         }
         let until_close = resp.body == BodyKind::UntilClose;

@@ -26,6 +26,7 @@ use super::ClientConn;
 use crate::hub::events::ClosedBy;
 use crate::proxy::conns::{ConnCommand, ConnHandle};
 use crate::rt::io::{write_range, ReadBuf};
+use crate::rt::rate::RateLimit;
 
 const TUNNEL_CHUNK: usize = 16 * 1024;
 /// After one side closes, how long the other may still finish.
@@ -40,7 +41,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// on the handle while pending: the sweeper ends a session whose client
 /// stopped reading even while the other way moves, and a stamp left by a
 /// write that failed or was abandoned (this future dropped) says `w` must
-/// not be used again.
+/// not be used again. With `rate`, each read is paid for before its bytes
+/// are written on.
 async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     r: &mut R,
     w: &mut W,
@@ -48,6 +50,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     handle: &ConnHandle,
     to_client: bool,
     track: &Track,
+    rate: Option<&RateLimit>,
 ) -> bool {
     let started = || {
         if to_client {
@@ -76,7 +79,12 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             handle.touch();
         }
         match buf.read_from(r, TUNNEL_CHUNK).await {
-            Ok(n) if n > 0 => track.count(!to_client, n),
+            Ok(n) if n > 0 => {
+                track.count(!to_client, n);
+                if let Some(rate) = rate {
+                    rate.pace(n).await;
+                }
+            }
             Ok(_) => break,
             Err(_) => {
                 clean = false;
@@ -115,6 +123,7 @@ where
     client.buf.shrink_idle();
     bbuf.shrink_idle();
     handle.touch();
+    let rates = client.rate.as_deref();
     let up = copy(
         &mut client.r,
         &mut bw,
@@ -122,8 +131,17 @@ where
         &handle,
         false,
         track,
+        rates.map(|r| &r.up),
     );
-    let down = copy(&mut br, &mut client.w, &mut bbuf, &handle, true, track);
+    let down = copy(
+        &mut br,
+        &mut client.w,
+        &mut bbuf,
+        &handle,
+        true,
+        track,
+        rates.map(|r| &r.down),
+    );
     let mut up = pin!(up);
     let mut down = pin!(down);
     // Tunnel mode cannot send a close frame: a close command ends the

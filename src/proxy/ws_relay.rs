@@ -28,6 +28,7 @@ use crate::proto::ws::frame::{FrameLimits, OpCode};
 use crate::proto::ws::scanner::{FrameScanner, ScannerConfig, Segment};
 use crate::proxy::conns::{ConnCommand, ConnHandle};
 use crate::rt::io::ReadBuf;
+use crate::rt::rate::RateLimit;
 
 const RELAY_CHUNK: usize = 16 * 1024;
 /// After a close frame went one way, how long the reply may take.
@@ -154,6 +155,8 @@ struct Side<'a> {
     notes: Notes<'a>,
     /// The hooks' inspector, when `on_message` is asked about messages.
     inspect: Option<Box<Inspector<'a>>>,
+    /// This direction's bandwidth limit (`--throttle-bps`), if any.
+    rate: Option<&'a RateLimit>,
 }
 
 /// One direction of the relay: reads from the source, forwards frames to
@@ -213,6 +216,9 @@ where
                 track.count(up, n);
                 if let Some(p) = ping.filter(|p| p.interval.is_some()) {
                     p.last_rx.set(Instant::now());
+                }
+                if let Some(rate) = side.rate {
+                    rate.pace(n).await;
                 }
             }
             _ => {
@@ -323,7 +329,9 @@ where
     let lanes = live
         .filter(|_| env.message_mode != MessageMode::Off)
         .map(|live| (live, Box::new([Lane::default(), Lane::default()])));
+    let rates = client.rate.as_deref();
     let side = |up: bool| Side {
+        rate: rates.map(|r| if up { &r.up } else { &r.down }),
         notes: Notes {
             env: Some(env),
             session,

@@ -45,6 +45,7 @@ fn a_failed_write_toward_the_backend_gets_the_client_1012() {
                     up: true,
                 },
                 inspect: None,
+                rate: None,
             },
         )
         .await;

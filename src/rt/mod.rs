@@ -1,11 +1,13 @@
 //! monoio helpers for programs that embed wslb or write backends: read
 //! buffers and whole writes over monoio's owned-buffer traits (`io`) and
 //! SO_REUSEPORT listeners for a thread per core (`listen`). Inside the
-//! crate also: wake-ups (`notify`), a log throttle (`throttle`) and values
-//! a reload replaces (`live`).
+//! crate also: wake-ups (`notify`), a log throttle (`throttle`), values
+//! a reload replaces (`live`) and the per-connection bandwidth limit
+//! (`rate`).
 
 pub mod io;
 pub mod listen;
 pub(crate) mod live;
 pub(crate) mod notify;
+pub(crate) mod rate;
 pub(crate) mod throttle;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::Shared;
@@ -42,6 +42,10 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
 
 /// Rounds of checks until the balancer drains.
 async fn run(shared: Arc<Shared>) {
+    // TLS backends are checked over TLS, verified like the proxy's own
+    // connections (no configuration: their checks fail, saying why).
+    let connector: Option<monoio_rustls::TlsConnector> =
+        shared.backend_tls.clone().map(crate::tls::connector);
     let mut streaks: HashMap<Arc<str>, ProbeStreak> = HashMap::new();
     let mut checked = false;
     while shared.lifecycle.phase() == Phase::Running {
@@ -72,7 +76,8 @@ async fn run(shared: Arc<Shared>) {
                 .iter()
                 .map(|b| {
                     let request = probe::probe_request(request_path, host_of(b));
-                    monoio::spawn(probe_once(b.addr, request, check.timeout))
+                    let tls = b.tls_name.clone().map(|name| (connector.clone(), name));
+                    monoio::spawn(probe_once(b.addr, tls, request, check.timeout))
                 })
                 .collect();
             for (backend, task) in batch.iter().zip(tasks) {
@@ -101,9 +106,10 @@ async fn nap(shared: &Shared, deadline: Instant) {
     }
 }
 
-/// The `Host` a check names: the authority of the backend's primary URL.
+/// The `Host` a check names: the authority of the static backend's URL as
+/// given (its id; `localhost` stays a name).
 fn host_of(b: &Backend) -> &str {
-    let url = b.primary_url();
+    let url: &str = &b.id;
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.split('/').next().unwrap_or(rest)
 }
@@ -128,20 +134,51 @@ fn report(b: &Backend, result: &ProbeResult, change: Option<Transition>) {
     }
 }
 
-/// One check: connect, send the request, read up to the status line, all
-/// within `timeout`.
-async fn probe_once(addr: SocketAddr, request: Vec<u8>, timeout: Duration) -> ProbeResult {
-    match monoio::time::timeout(timeout, exchange(addr, request)).await {
-        Ok(result) => result,
+/// The TLS side of a check: the connector and the name to verify.
+type TlsTarget = (Option<monoio_rustls::TlsConnector>, Arc<str>);
+
+/// One check: connect (and for a TLS backend, the verified handshake), send
+/// the request, read up to the status line, all within `timeout`.
+async fn probe_once(
+    addr: SocketAddr,
+    tls: Option<TlsTarget>,
+    request: Vec<u8>,
+    timeout: Duration,
+) -> ProbeResult {
+    let started = Instant::now();
+    let result = match tls {
+        None => match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+            Ok(Ok(stream)) => {
+                let left = timeout.saturating_sub(started.elapsed());
+                monoio::time::timeout(left, exchange(stream, request)).await
+            }
+            Ok(Err(e)) => Ok(ProbeResult::Failed(format!("connect: {e}"))),
+            Err(e) => Err(e),
+        },
+        Some((None, _)) => Ok(ProbeResult::Failed(
+            "no CA certificates for TLS backends (see --backend-ca)".into(),
+        )),
+        Some((Some(connector), name)) => {
+            match crate::tls::backend::open(&connector, addr, &name, timeout).await {
+                Ok(stream) => {
+                    let left = timeout.saturating_sub(started.elapsed());
+                    monoio::time::timeout(left, exchange(stream, request)).await
+                }
+                Err(e) => Ok(ProbeResult::Failed(format!("tls: {e}"))),
+            }
+        }
+    };
+    match result {
+        Ok(r) => r,
         Err(_) => ProbeResult::Failed(format!("no answer within {timeout:?}")),
     }
 }
 
-async fn exchange(addr: SocketAddr, request: Vec<u8>) -> ProbeResult {
-    let mut stream = match TcpStream::connect_addr(addr).await {
-        Ok(s) => s,
-        Err(e) => return ProbeResult::Failed(format!("connect: {e}")),
-    };
+/// Writes the request and reads until the status line can be judged.
+async fn exchange<S: AsyncReadRent + AsyncWriteRent>(
+    mut stream: S,
+    request: Vec<u8>,
+) -> ProbeResult {
     let (written, _) = stream.write_all(request).await;
     if let Err(e) = written {
         return ProbeResult::Failed(format!("write: {e}"));
@@ -166,11 +203,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_is_the_primary_urls_authority() {
+    fn host_is_the_urls_authority() {
         let addr: SocketAddr = "127.0.0.1:9001".parse().unwrap_or_else(|_| unreachable!());
-        let mut b = Backend::new("a", addr, 1, Source::Static);
+        let b = Backend::new("http://127.0.0.1:9001", addr, 1, Source::Static);
         assert_eq!(host_of(&b), "127.0.0.1:9001");
-        b.bindings = vec![Arc::from("https://api.example:8443/x")];
-        assert_eq!(host_of(&b), "api.example:8443");
+        let b = Backend::new("https://localhost:8443/x", addr, 1, Source::Static);
+        assert_eq!(host_of(&b), "localhost:8443");
     }
 }

@@ -55,6 +55,9 @@ pub(crate) struct Shared {
     /// A successor took the listening sockets (`--upgrade`): the admin
     /// listener stops accepting with the workers.
     pub handed_over: AtomicBool,
+    /// Client configuration for TLS backends (`None`: no CA could be
+    /// loaded and none is needed by a static backend).
+    pub backend_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Why the balancer could not start.
@@ -149,6 +152,7 @@ pub(crate) fn start(
         Some(settings) => Some(crate::tls::build_server_config(settings)?),
         None => None,
     };
+    let backend_tls = crate::config::preflight::backend_tls_config(&cfg)?;
     let workers = cfg.workers;
     let mut sets = Vec::new();
     let control: Vec<std::net::SocketAddr> = cfg.control_listen.into_iter().collect();
@@ -186,6 +190,7 @@ pub(crate) fn start(
         )),
         events: Arc::new(crate::hub::EventBus::new()),
         handed_over: AtomicBool::new(false),
+        backend_tls,
         cfg: Arc::new(cfg),
     });
     spawn_expiry(shared.clone()).map_err(ServeError::Thread)?;

@@ -25,6 +25,7 @@ pub(crate) const RESTART_ONLY: &[&str] = &[
     "balancer_id",
     "upgrade_socket",
     "upgrade",
+    "backend_ca",
 ];
 
 /// Puts every [`RESTART_ONLY`] setting of `new` back to its value in
@@ -50,6 +51,7 @@ pub(crate) fn keep_restart_only(old: &ServeConfig, new: &mut ServeConfig) -> Vec
     new.balancer_id.clone_from(&old.balancer_id);
     new.upgrade_socket.clone_from(&old.upgrade_socket);
     new.upgrade = old.upgrade;
+    new.backend_ca.clone_from(&old.backend_ca);
     differed
 }
 

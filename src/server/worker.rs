@@ -135,7 +135,7 @@ async fn worker_main(
     listeners: Vec<(ListenerKind, std::net::TcpListener)>,
 ) {
     let tls = LocalCopy::new(shared.live_tls.clone());
-    let env = Rc::new(Env::new(
+    let mut env = Env::new(
         index,
         Common {
             cfg: shared.live.clone(),
@@ -146,7 +146,9 @@ async fn worker_main(
             router: shared.router.clone(),
             events: shared.events.clone(),
         },
-    ));
+    );
+    env.backend_tls = shared.backend_tls.clone().map(crate::tls::connector);
+    let env = Rc::new(env);
     let ctx = Rc::new(WorkerCtx {
         index,
         env,

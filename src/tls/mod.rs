@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod backend;
 mod client;
 mod handshake;
 mod load;

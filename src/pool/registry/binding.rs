@@ -1,5 +1,6 @@
 //! Backend bindings: the grammar (`http://IP[:PORT][/path]`, `ws://...`,
-//! `:PORT`, `PORT`), the normalisation (IPv4-mapped IPv6 compared as IPv4,
+//! `https://...` and `wss://...` for TLS backends, `:PORT`, `PORT`), the
+//! normalisation (IPv4-mapped IPv6 compared as IPv4,
 //! unspecified hosts filled with the peer's address) and the address policy
 //! that keeps a registering backend from pointing the balancer at places it
 //! must not reach (loopback from afar, link-local, multicast, broadcast, or
@@ -112,15 +113,15 @@ pub(crate) fn parse_binding(
         let addr = SocketAddr::new(ip, port);
         return Ok((format!("http://{addr}"), addr));
     }
-    let (scheme, rest) = s
-        .split_once("://")
-        .ok_or_else(|| bad("expected http://IP:PORT, ws://IP:PORT, :PORT or PORT"))?;
+    let (scheme, rest) = s.split_once("://").ok_or_else(|| {
+        bad("expected http://IP:PORT, ws://IP:PORT, https://IP:PORT, wss://IP:PORT, :PORT or PORT")
+    })?;
     let scheme = scheme.to_ascii_lowercase();
-    match scheme.as_str() {
-        "http" | "ws" => {}
-        "https" | "wss" => return Err(ProtocolError::TlsUnsupported(short())),
-        _ => return Err(bad("scheme must be http:// or ws://")),
-    }
+    let default_port = match scheme.as_str() {
+        "http" | "ws" => 80,
+        "https" | "wss" => 443,
+        _ => return Err(bad("scheme must be http://, ws://, https:// or wss://")),
+    };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
     if path.contains('#') {
@@ -131,7 +132,7 @@ pub(crate) fn parse_binding(
     }
     let (host, port) = split_authority(authority).map_err(bad)?;
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) => parse_port(p).ok_or_else(|| bad("port must be 1 to 65535"))?,
     };
     let ip = if host.eq_ignore_ascii_case("localhost") {
@@ -154,6 +155,20 @@ pub(crate) fn parse_binding(
     };
     let addr = SocketAddr::new(ip, port);
     Ok((format!("{scheme}://{addr}{path}"), addr))
+}
+
+/// The host a TLS binding (`https://`, `wss://`) names, as written (an IP
+/// literal, `[v6]` or `localhost`): what the backend's certificate is
+/// checked against. `None` for a plain binding. Meant for bindings that
+/// [`parse_binding`] accepted.
+pub(crate) fn tls_host(binding: &str) -> Option<&str> {
+    let (scheme, rest) = binding.trim().split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("wss")) {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (host, _) = split_authority(&rest[..end]).ok()?;
+    Some(host)
 }
 
 /// The policy for an address a registered backend asks the balancer to

@@ -277,3 +277,47 @@ fn bindings_are_visible_ascii_and_bounded() {
     // Query strings and percent-escapes are fine.
     assert!(resolve_binding("ws://10.0.0.1:9/chat?room=a%20b&x=1", peer).is_ok());
 }
+
+#[test]
+fn tls_bindings_keep_every_guard() {
+    let peer: IpAddr = "10.1.2.3".parse().expect("ip");
+    let ok = |b: &str| resolve_binding(b, peer).expect(b);
+    assert_eq!(ok("https://10.0.0.9").0, "https://10.0.0.9:443");
+    assert_eq!(ok("WSS://10.0.0.9:8443/x").0, "wss://10.0.0.9:8443/x");
+    assert_eq!(ok("wss://0.0.0.0:9443").1.ip(), peer);
+    // The same refusals as plain bindings.
+    for bad in [
+        "https://127.0.0.1:443",
+        "wss://localhost:443",
+        "https://169.254.169.254",
+        "https://user@10.0.0.1",
+        "https://224.0.0.1",
+        "wss://backend.example.com",
+    ] {
+        assert!(resolve_binding(bad, peer).is_err(), "{bad}");
+    }
+    assert!(matches!(
+        resolve_binding_in(
+            "https://10.9.9.9",
+            peer,
+            &["10.1.0.0/16".parse().expect("cidr")]
+        ),
+        Err(ProtocolError::NotAllowed { .. })
+    ));
+    // Static: loopback and localhost are the operator's call.
+    let (url, addr) = parse_binding("https://localhost:8443", Fill::Static).expect("static");
+    assert_eq!(
+        (url.as_str(), addr.port()),
+        ("https://127.0.0.1:8443", 8443)
+    );
+}
+
+#[test]
+fn tls_host_names_what_the_certificate_must_match() {
+    assert_eq!(tls_host("https://localhost:8443"), Some("localhost"));
+    assert_eq!(tls_host("wss://10.0.0.1/ws"), Some("10.0.0.1"));
+    assert_eq!(tls_host("HTTPS://[::1]:443"), Some("::1"));
+    assert_eq!(tls_host("http://10.0.0.1:80"), None);
+    assert_eq!(tls_host("ws://10.0.0.1:80"), None);
+    assert_eq!(tls_host(":9001"), None);
+}

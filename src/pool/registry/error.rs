@@ -67,9 +67,6 @@ pub enum ProtocolError {
         /// The allowed networks, for the message.
         allowed: String,
     },
-    #[error("binding {0:?}: TLS to backends is not supported yet, use http:// or ws://")]
-    /// A binding that asks for TLS to the backend (not supported yet).
-    TlsUnsupported(String),
     #[error("weight {0} out of range (1 to 1000)")]
     /// A weight outside 1 to 1000.
     BadWeight(u64),

@@ -153,12 +153,12 @@ fn every_error_case() {
             matches!(e, E::BadWeight(1001))
         }),
         (
-            r#"{"type":"register","v":1,"id":"a","bindings":["https://10.0.0.1:443"]}"#.into(),
-            |e| matches!(e, E::TlsUnsupported(_)),
+            r#"{"type":"register","v":1,"id":"a","bindings":["https://backend.local:443"]}"#.into(),
+            |e| matches!(e, E::BadBinding { .. }),
         ),
         (
-            r#"{"type":"register","v":1,"id":"a","bindings":["wss://10.0.0.1"]}"#.into(),
-            |e| matches!(e, E::TlsUnsupported(_)),
+            r#"{"type":"register","v":1,"id":"a","bindings":["wss://169.254.1.1"]}"#.into(),
+            |e| matches!(e, E::BadBinding { .. }),
         ),
         (
             r#"{"type":"register","v":1,"id":"a","bindings":["http://backend.local:80"]}"#.into(),

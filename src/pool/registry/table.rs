@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::binding::{parse_binding, Fill};
+use super::binding::{parse_binding, tls_host, Fill};
 use super::info::info;
 pub(crate) use super::info::BackendInfo;
 use super::protocol::{validate_id, validate_weight, ProtocolError, MAX_BINDINGS};
@@ -94,8 +94,8 @@ impl Registry {
         self.pool.publish(backends)
     }
 
-    /// Add a static backend: `http://HOST:PORT` or `ws://HOST:PORT`, HOST an
-    /// IP literal or `localhost`. Its id is the URL as given.
+    /// Add a static backend: `http://HOST:PORT` or `ws://HOST:PORT` (TLS:
+    /// `https://`, `wss://`), HOST an IP literal or `localhost`. Its id is the URL as given.
     pub(crate) fn add_static(&self, url: &str, weight: u32) -> Result<(), ProtocolError> {
         let id = url.trim();
         validate_id(id)?;
@@ -120,8 +120,10 @@ impl Registry {
             stats,
             since_unix_ms: clock::unix_ms(),
             metadata: None,
+            tls_name: tls_host(id).map(Arc::from),
         };
-        tracing::info!(id, %addr, weight, "static backend added");
+        let tls = backend.tls_name.is_some();
+        tracing::info!(id, %addr, weight, tls, "static backend added");
         inner
             .members
             .insert(Arc::clone(&backend.id), member(backend, now));
@@ -195,6 +197,12 @@ impl Registry {
             stats,
             since_unix_ms: clock::unix_ms(),
             metadata,
+            // Checked against the address it registered (resolved): the
+            // certificate needs that IP in its SANs.
+            tls_name: bindings
+                .first()
+                .and_then(|(url, _)| tls_host(url))
+                .map(Arc::from),
         };
         inner
             .members

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::{member, prune, retain, take_stats, Inner, Registry};
-use crate::pool::registry::binding::{parse_binding, Fill};
+use crate::pool::registry::binding::{parse_binding, tls_host, Fill};
 use crate::pool::registry::protocol::{validate_id, validate_weight, ProtocolError};
 use crate::pool::{clock, Backend, Source};
 
@@ -169,6 +169,7 @@ fn apply_one(inner: &mut Inner, w: Wanted, now: u64, changes: &mut StaticChanges
                 stats: Arc::clone(&old.stats),
                 since_unix_ms: old.since_unix_ms,
                 metadata: None,
+                tls_name: tls_host(&w.id).map(Arc::from),
             }
         }
         None => {
@@ -183,6 +184,7 @@ fn apply_one(inner: &mut Inner, w: Wanted, now: u64, changes: &mut StaticChanges
                 stats: take_stats(inner, &w.id),
                 since_unix_ms: clock::unix_ms(),
                 metadata: None,
+                tls_name: tls_host(&w.id).map(Arc::from),
             }
         }
     };

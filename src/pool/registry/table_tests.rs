@@ -44,8 +44,22 @@ fn static_backends() {
         Err(ProtocolError::BadWeight(0))
     ));
     assert!(reg.add_static(":9001", 1).is_err());
-    assert!(reg.add_static("https://10.0.0.3", 1).is_err());
+    assert!(reg.add_static("ftp://10.0.0.3", 1).is_err());
     assert_eq!(local.current().generation, 2, "refusals publish nothing");
+    // TLS backends: the certificate is checked against the host as written.
+    reg.add_static("https://localhost:8443", 1).expect("tls");
+    reg.add_static("wss://10.0.0.3", 1).expect("tls");
+    let snap = Arc::clone(local.current());
+    let tls = |id: &str| {
+        let b = &snap.backends[snap.position(id).expect("there")];
+        (b.tls_name.as_deref().map(str::to_string), b.addr.port())
+    };
+    assert_eq!(
+        tls("https://localhost:8443"),
+        (Some("localhost".into()), 8443)
+    );
+    assert_eq!(tls("wss://10.0.0.3"), (Some("10.0.0.3".into()), 443));
+    assert_eq!(tls("ws://10.0.0.2:80"), (None, 80));
 }
 
 #[test]
