@@ -160,6 +160,8 @@ pub fn run(args: DemoArgs) -> Result<(), DemoError> {
         "wslb demo is up: a balancer on {lb} and {n} echo backends that registered themselves.\n\
          \n\
          Try:\n\
+         \x20 # the status page (pool, sessions, drain buttons): open it in a browser\n\
+         \x20 http://{admin}/\n\
          \x20 # run it a few times: {alg} over echo-1..{n}\n\
          \x20 curl http://{lb}/\n\
          \x20 # POST bodies are echoed back\n\

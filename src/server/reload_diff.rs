@@ -231,6 +231,9 @@ mod tests {
             max_backends: old.max_backends + 1,
             heartbeat_timeout: old.heartbeat_timeout * 2,
             balancer_id: "lb-x".into(),
+            upgrade_socket: Some("/run/x.sock".into()),
+            upgrade: !old.upgrade,
+            backend_ca: Some("/etc/x.pem".into()),
             ..old.clone()
         };
         let needs_restart = keep_restart_only(&old, &mut new);

@@ -241,11 +241,19 @@ fn a_drain_closes_an_idle_connection_and_lets_a_busy_one_finish() {
     run(async {
         let b = Backend::bind();
         let lb = Lb::new(&[&b.url], |_| {});
+        // Idle: kept alive after a first request. (A connection that has
+        // not sent its first request yet is served, not closed: it may
+        // have been accepted just as a successor took over.)
         let (mut idle, idle_task) = lb.connect().await;
-        let (mut busy, busy_task) = lb.connect().await;
-        busy.send(b"GET /work HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        idle.send(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n").await;
         let mut bc = b.accept().await;
         bc.request().await;
+        bc.send(&ok_response(200, b"first", true)).await;
+        assert_eq!(idle.response().await.body, b"first");
+        let (mut busy, busy_task) = lb.connect().await;
+        busy.send(b"GET /work HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        // The kept-alive backend connection carries it.
+        assert_eq!(bc.request().await.path, "/work");
         // The worker's drain, as it does it.
         lb.env.draining.fire();
         lb.env.conns.broadcast(ConnCommand::Drain, |_| true);
