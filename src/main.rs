@@ -11,22 +11,38 @@ use crate::cmd::cli::{Cli, Command};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn init_logging(level: &str, format: &str) {
+/// Sets up the log on stderr, or appended to `file` (no colours there);
+/// an error when the file cannot be opened.
+fn init_logging(level: &str, format: &str, file: Option<&std::path::Path>) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let writer = match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("--log-file {}: {e}", path.display()))?;
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Mutex::new(f))
+        }
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
+    let builder = builder.with_writer(writer).with_ansi(file.is_none());
     if format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
+    Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level, &cli.log_format);
+    if let Err(e) = init_logging(&cli.log_level, &cli.log_format, cli.log_file.as_deref()) {
+        eprintln!("wslb: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Serve(args) => args
             .into_config()

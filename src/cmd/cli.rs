@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 
 use wslb::agent::BalancerUrl;
 use wslb::config::{
-    parse_backend_arg, parse_duration, parse_size, parse_sni_arg, Algorithm, BackendPublish,
+    parse_backend_arg, parse_duration, parse_size, parse_sni_arg, AccessLogFormat, AccessLogTarget,
+    Algorithm, BackendPublish,
     CertPair, Cidr, OriginPolicy, ServeConfig, StickyMode, TlsSettings, WsMode,
 };
 
@@ -23,6 +24,9 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Write the log (not the access log) to this file instead of stderr.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -206,6 +210,12 @@ pub struct ServeArgs {
     /// control channel) may reach: all, or local (its own sessions only).
     #[arg(long, default_value = "all")]
     pub backend_publish: BackendPublish,
+    /// Access log destination: stderr, off, or a file path (reopened on SIGUSR1).
+    #[arg(long, default_value = "stderr", value_name = "stderr|off|PATH")]
+    pub access_log: AccessLogTarget,
+    /// Access log line format: text (key=value) or json (one object a line).
+    #[arg(long, default_value = "text", value_name = "text|json")]
+    pub access_log_format: AccessLogFormat,
 }
 
 impl ServeArgs {
@@ -284,6 +294,8 @@ impl ServeArgs {
             ws_send_queue: self.ws_send_queue,
             conn_id_header: self.conn_id_header,
             backend_publish: self.backend_publish,
+            access_log: self.access_log,
+            access_log_format: self.access_log_format,
         };
         cfg.validate()?;
         Ok(cfg)

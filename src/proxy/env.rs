@@ -10,12 +10,14 @@ use std::sync::Arc;
 use super::backend::IdlePool;
 use super::channels::ChannelIndex;
 use super::conns::ConnTable;
+use super::metrics::{LocalMetrics, Telemetry};
 use crate::config::ServeConfig;
 use crate::hooks::{Hooks, MessageMode};
 use crate::hub::{EventBus, Router};
 use crate::pool::registry::hub::ControlHub;
 use crate::pool::registry::Registry;
 use crate::pool::{LocalPool, Picker, SharedPool};
+use crate::rt::log_line::LocalLog;
 use crate::rt::notify::LocalEvent;
 use crate::rt::throttle::Throttle;
 
@@ -51,6 +53,10 @@ pub(crate) struct Env {
     pub events: Arc<EventBus>,
     /// Channel membership of this worker's sessions.
     pub channels: ChannelIndex,
+    /// This worker's counters and histograms.
+    pub metrics: LocalMetrics,
+    /// This worker's access log buffer.
+    pub log: LocalLog,
 }
 
 /// What every worker's environment shares with the others.
@@ -63,6 +69,7 @@ pub(crate) struct Common {
     pub hooks: Option<Arc<dyn Hooks>>,
     pub router: Arc<Router>,
     pub events: Arc<EventBus>,
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl Env {
@@ -76,7 +83,9 @@ impl Env {
             hooks,
             router,
             events,
+            telemetry,
         } = common;
+        let block = telemetry.workers.get(worker).cloned().unwrap_or_default();
         let seed = 0x9e37_79b9_7f4a_7c15
             ^ (worker as u64).wrapping_mul(0x1000_0000_01b3)
             ^ fastrand::u64(..);
@@ -97,6 +106,8 @@ impl Env {
             router,
             events,
             channels: ChannelIndex::default(),
+            metrics: LocalMetrics::new(block),
+            log: LocalLog::new(telemetry.access_log.clone()),
             cfg,
         }
     }

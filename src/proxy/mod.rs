@@ -1,6 +1,7 @@
 //! Per-connection flow: read a request, classify it (plain HTTP, WebSocket
 //! upgrade, the balancer's own `/_lb/` endpoints), pick a backend, relay.
 
+pub(crate) mod access;
 pub(crate) mod backend;
 pub(crate) mod channels;
 pub(crate) mod client_write;
@@ -14,7 +15,9 @@ mod flow_tests;
 mod hook_calls;
 pub(crate) mod http_flow;
 pub(crate) mod hub_worker;
+pub(crate) mod metrics;
 mod outbound;
+mod refusal;
 pub(crate) mod outcome;
 pub(crate) mod pool_events;
 pub(crate) mod request_body;
@@ -80,6 +83,12 @@ pub(crate) struct ClientConn<S: AsyncWriteRent> {
     /// used again, not even to shut it (a TLS one panics); the socket is
     /// just dropped.
     pub writer_cut: bool,
+    /// Bytes written toward the client on the HTTP path (the access log's
+    /// `bytes_out`).
+    pub sent: std::cell::Cell<u64>,
+    /// The status of the last answer the balancer gave itself (0: none
+    /// since the request began).
+    pub answered: std::cell::Cell<u16>,
 }
 
 /// After an answer sent before the request body ended: how long, and how
@@ -104,6 +113,8 @@ where
         handle: entry.handle.clone(),
         linger: false,
         writer_cut: false,
+        sent: std::cell::Cell::new(0),
+        answered: std::cell::Cell::new(0),
     };
     // The request machinery is boxed so that it is freed before a
     // WebSocket session starts: a long idle session then costs only the

@@ -80,4 +80,14 @@ pub(crate) struct ExchangeOpts<'a> {
     pub draining: &'a LocalEvent,
     /// `on_http_response`, for a plain request when hooks are set.
     pub response_hook: Option<&'a ResponseHook<'a>>,
+    /// What the response side notes for the access log and metrics.
+    pub facts: &'a ExchangeFacts,
+}
+
+/// What an exchange notes about the backend's final response head: its
+/// status and when it was read.
+#[derive(Debug, Default)]
+pub(crate) struct ExchangeFacts {
+    pub status: std::cell::Cell<u16>,
+    pub head_at: std::cell::Cell<Option<std::time::Instant>>,
 }

@@ -1,9 +1,12 @@
 //! monoio helpers for programs that embed wslb or write backends: read
 //! buffers and whole writes over monoio's owned-buffer traits (`io`) and
 //! SO_REUSEPORT listeners for a thread per core (`listen`). Inside the
-//! crate also: wake-ups (`notify`) and a log throttle (`throttle`).
+//! crate also: wake-ups (`notify`), a log throttle (`throttle`) and the access
+//! log's writer (`access_log`) and per-worker lines (`log_line`).
 
+pub(crate) mod access_log;
 pub mod io;
 pub mod listen;
+pub(crate) mod log_line;
 pub(crate) mod notify;
 pub(crate) mod throttle;

@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub router: Arc<crate::hub::Router>,
     /// Live events for their readers (`GET /api/events`, control channels).
     pub events: Arc<crate::hub::EventBus>,
+    /// Every worker's metrics, and the access log.
+    pub telemetry: Arc<crate::proxy::metrics::Telemetry>,
 }
 
 /// Why the balancer could not start.
@@ -62,6 +64,9 @@ pub enum ServeError {
     /// A worker's runtime could not be built.
     #[error("{0}")]
     Runtime(String),
+    /// The access log file could not be opened.
+    #[error("access log: {0}")]
+    AccessLog(std::io::Error),
 }
 
 /// A started balancer: its workers run until [`Running::drain`] and the
@@ -98,6 +103,9 @@ impl Running {
         self.shared.lifecycle.advance(Phase::Stopped);
         // Event streams end with the balancer.
         self.shared.events.shut();
+        // The last lines are written, unless the destination is stuck.
+        let log = &self.shared.telemetry.access_log;
+        log.finish(std::time::Duration::from_secs(1));
         tracing::info!("stopped");
     }
 }
@@ -120,6 +128,8 @@ pub(crate) fn start(
         None => None,
     };
     let workers = cfg.workers;
+    let access_log = crate::rt::access_log::AccessLog::start(&cfg.access_log, cfg.access_log_format)
+        .map_err(ServeError::AccessLog)?;
     let mut sets = Vec::new();
     let control: Vec<std::net::SocketAddr> = cfg.control_listen.into_iter().collect();
     for (addrs, kind) in [
@@ -150,6 +160,7 @@ pub(crate) fn start(
             crate::hub::ConnIds::random(),
         )),
         events: Arc::new(crate::hub::EventBus::new()),
+        telemetry: Arc::new(crate::proxy::metrics::Telemetry::new(workers, access_log)),
         cfg: Arc::new(cfg),
     });
     spawn_expiry(shared.clone()).map_err(ServeError::Thread)?;

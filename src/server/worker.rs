@@ -141,6 +141,7 @@ async fn worker_main(
             hooks: shared.hooks.clone(),
             router: shared.router.clone(),
             events: shared.events.clone(),
+            telemetry: shared.telemetry.clone(),
         },
     ));
     let ctx = Rc::new(WorkerCtx {
@@ -166,6 +167,7 @@ async fn worker_main(
         ));
     }
     monoio::spawn(sweep_idle_backends(ctx.clone()));
+    monoio::spawn(flush_access_log(ctx.env.clone()));
     monoio::spawn(crate::proxy::hub_worker::run(ctx.env.clone()));
     ctx.shared.lifecycle.wait_for(index, Phase::Draining).await;
     ctx.env.draining.fire();
@@ -187,7 +189,26 @@ async fn worker_main(
         });
         let _ = monoio::time::timeout(Duration::from_secs(2), ctx.env.conns.wait_empty()).await;
     }
+    ctx.env.log.flush();
     tracing::info!(worker = index, "worker stopped");
+}
+
+/// Hands the worker's access log lines to the writer a few times a second
+/// (a full buffer goes at once), and takes the wall clock again now and
+/// then for their time stamps.
+async fn flush_access_log(env: Rc<Env>) {
+    if !env.log.is_on() {
+        return;
+    }
+    let mut ticks = 0u32;
+    while !env.draining.is_fired() {
+        monoio::time::sleep(Duration::from_millis(100)).await;
+        env.log.flush();
+        ticks = ticks.wrapping_add(1);
+        if ticks % 600 == 0 {
+            env.log.resync_clock();
+        }
+    }
 }
 
 /// Closes tunnel sessions with no bytes either way for `idle` (when set),
@@ -228,6 +249,7 @@ async fn sweep_idle_backends(ctx: Rc<WorkerCtx>) {
         let snap = ctx.env.pool.borrow_mut().current().clone();
         if snap.generation != generation {
             generation = snap.generation;
+            ctx.env.metrics.retain(&snap.backends);
             let gone = ctx
                 .env
                 .idle
@@ -256,6 +278,9 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener, kind: ListenerKi
     let mut backoff = Duration::from_millis(5);
     loop {
         // Take a connection permit before accepting: at the cap, wait.
+        if ctx.shared.open_connections.load(Ordering::Relaxed) >= max {
+            ctx.env.metrics.shared.max_connections_waits.add(1);
+        }
         while ctx.shared.open_connections.load(Ordering::Relaxed) >= max {
             if ctx.env.draining.is_fired() {
                 return;
@@ -329,7 +354,7 @@ async fn serve_accepted(
             // while it is answered: otherwise one address opening refused
             // connections fast would keep everyone else out.
             drop(permit);
-            super::refuse::refuse_over_ip_limit(
+            let answered = super::refuse::refuse_over_ip_limit(
                 &ctx.refusals,
                 &ctx.shared.per_ip_refused,
                 ctx.index,
@@ -339,6 +364,8 @@ async fn serve_accepted(
                 kind,
             )
             .await;
+            let status = if answered { 429 } else { 0 };
+            crate::proxy::access::refused_at_accept(&ctx.env, peer, status);
             return;
         }
         permit.per_ip = Some(ip);
@@ -364,6 +391,7 @@ async fn serve_tls(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
     let accepted = Box::pin(monoio::time::timeout(timeout, acceptor.accept(stream))).await;
     match accepted {
         Ok(Ok(tls)) => {
+            ctx.env.metrics.shared.tls_handshakes.add(1);
             Box::pin(crate::proxy::serve_client(
                 ctx.env.clone(),
                 tls,
@@ -372,7 +400,13 @@ async fn serve_tls(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
             ))
             .await
         }
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        Ok(Err(e)) => {
+            ctx.env.metrics.shared.tls_failures[0].add(1);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed")
+        }
+        Err(_) => {
+            ctx.env.metrics.shared.tls_failures[1].add(1);
+            tracing::debug!(%peer, "TLS handshake timed out")
+        }
     }
 }
