@@ -188,7 +188,7 @@ fn help_lists_every_serve_flag_with_its_default() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout).into_owned();
     // (flag, default shown in help; None for flags that have none).
-    let flags: [(&str, Option<&str>); 45] = [
+    let flags: [(&str, Option<&str>); 48] = [
         ("--listen", None),
         ("--tls-listen", None),
         ("--tls-cert", None),
@@ -234,6 +234,9 @@ fn help_lists_every_serve_flag_with_its_default() {
         ("--ws-send-queue", Some("1m")),
         ("--conn-id-header", Some("X-Wslb-Conn")),
         ("--backend-publish", Some("all")),
+        ("--access-log", Some("stderr")),
+        ("--access-log-format", Some("text")),
+        ("--log-file", None),
     ];
     // Each flag's entry runs from its name to the next entry.
     let entry = |flag: &str| -> String {

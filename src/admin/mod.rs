@@ -4,6 +4,7 @@
 
 mod events;
 mod messaging;
+mod metrics;
 mod routes;
 mod slots;
 

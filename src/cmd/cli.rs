@@ -10,8 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use wslb::agent::BalancerUrl;
 use wslb::config::{
     parse_backend_arg, parse_duration, parse_size, parse_sni_arg, AccessLogFormat, AccessLogTarget,
-    Algorithm, BackendPublish,
-    CertPair, Cidr, OriginPolicy, ServeConfig, StickyMode, TlsSettings, WsMode,
+    Algorithm, BackendPublish, CertPair, Cidr, OriginPolicy, ServeConfig, StickyMode, TlsSettings,
+    WsMode,
 };
 
 /// wslb: a thread-per-core WebSocket and HTTP/1.1 load balancer.

@@ -1,6 +1,7 @@
 //! `wslb serve`: starts a balancer from the validated flags, prints the
 //! machine-readable `listening KIND ADDR` lines and `ready`, and turns the
-//! first SIGTERM/SIGINT into a graceful drain (a second one exits at once).
+//! first SIGTERM/SIGINT into a graceful drain (a second one exits at once);
+//! SIGUSR1 reopens the access log file.
 
 use std::io::Write;
 
@@ -13,6 +14,7 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGUSR1,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let lb = Balancer::start(cfg, None).map_err(|e| match e {
@@ -39,6 +41,10 @@ pub fn run(cfg: ServeConfig) -> Result<(), String> {
         .spawn(move || {
             let mut count = 0;
             for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGUSR1 {
+                    handle.reopen_access_log();
+                    continue;
+                }
                 count += 1;
                 if count == 1 {
                     tracing::info!(signal = sig, "shutting down: draining");

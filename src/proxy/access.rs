@@ -32,11 +32,7 @@ impl RequestLine {
     /// Copies the method (the head's first word) and `target` from `head`.
     pub(crate) fn copy(&mut self, head: &[u8], target: std::ops::Range<usize>) {
         self.bytes.clear();
-        let method_len = head
-            .iter()
-            .take(32)
-            .position(|&b| b == b' ')
-            .unwrap_or(0);
+        let method_len = head.iter().take(32).position(|&b| b == b' ').unwrap_or(0);
         self.bytes.extend_from_slice(&head[..method_len]);
         self.method_len = method_len;
         if let Some(t) = head.get(target) {
@@ -131,7 +127,7 @@ pub(crate) fn request_done<S: AsyncWriteRent>(
     env.log.line(end, "http", |l| {
         l.addr("client", client.peer);
         if line.method().is_empty() {
-            l.raw("method", "-");
+            l.text("method", b"-");
             l.text("path", b"-");
         } else {
             l.text("method", line.method());
@@ -158,7 +154,7 @@ pub(crate) fn refused_at_accept(env: &Env, peer: SocketAddr, status: u16) {
     });
     env.log.line(Instant::now(), "http", |l| {
         l.addr("client", peer);
-        l.raw("method", "-");
+        l.text("method", b"-");
         l.text("path", b"-");
         l.num("status", u64::from(status));
         l.num("bytes_in", 0);

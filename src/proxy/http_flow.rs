@@ -5,12 +5,12 @@
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use super::access::{request_done, RequestLine, RequestRecord};
 use super::backend::{connect, pick, pick_pinned, sticky_key, BackendConn, ConnectError, Tried};
 use super::client_write::ClientWriter;
 use super::env::Env;
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
 use super::hook_calls::{before_forward, Handshake, ResponseHook};
-use super::access::{request_done, RequestLine, RequestRecord};
 use super::metrics::Refusal;
 use super::outcome::{ExchangeFacts, Switched};
 use super::refusal::{backend_failure, check_origin, refused, refused_by_hook, upgrade_refusal};
@@ -72,8 +72,9 @@ where
             HeadWait::Request(req) => req,
             HeadWait::Close => return None,
             HeadWait::Refuse(status) => {
-                let rec = RequestRecord::begin(client);
+                let mut rec = RequestRecord::begin(client);
                 client.answer(status, cfg.idle_timeout).await;
+                rec.status = status;
                 line.clear();
                 request_done(env, client, rec, &line, 0);
                 return None;
@@ -251,8 +252,7 @@ where
                     break;
                 }
                 Err(e) => {
-                    let ejected =
-                        failed(env, &backend.stats, &policy);
+                    let ejected = failed(env, &backend.stats, &policy);
                     tracing::warn!(backend = %backend.id, error = ?e, ejected, "backend connect failed");
                     last_status = if matches!(e, ConnectError::Timeout) {
                         504

@@ -20,8 +20,10 @@ impl Counter {
     /// Adds `n` (only the owning worker calls this: no lock prefix).
     #[inline]
     pub(crate) fn add(&self, n: u64) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     /// Sets the value (single writer).
@@ -249,7 +251,8 @@ impl Hasher for PtrHasher {
     }
 }
 
-type SeriesCache = HashMap<usize, (Arc<BackendStats>, Arc<BackendSeries>), BuildHasherDefault<PtrHasher>>;
+type SeriesCache =
+    HashMap<usize, (Arc<BackendStats>, Arc<BackendSeries>), BuildHasherDefault<PtrHasher>>;
 
 /// A worker's recording side: its block, and its series per backend found
 /// by the address of the backend's counters (which survive snapshots and
@@ -350,8 +353,18 @@ mod tests {
     #[test]
     fn a_backend_keeps_its_series_until_it_leaves() {
         let local = LocalMetrics::new(Arc::default());
-        let a = Arc::new(Backend::new("a", "127.0.0.1:1".parse().unwrap(), 1, crate::pool::Source::Static));
-        let b = Arc::new(Backend::new("b", "127.0.0.1:2".parse().unwrap(), 1, crate::pool::Source::Static));
+        let a = Arc::new(Backend::new(
+            "a",
+            "127.0.0.1:1".parse().unwrap(),
+            1,
+            crate::pool::Source::Static,
+        ));
+        let b = Arc::new(Backend::new(
+            "b",
+            "127.0.0.1:2".parse().unwrap(),
+            1,
+            crate::pool::Source::Static,
+        ));
         local.with_series(Some(&a), |s| s.requests[1].add(1));
         local.with_series(Some(&a), |s| s.requests[1].add(1));
         local.with_series(Some(&b), |s| s.record_latency(800));

@@ -98,4 +98,3 @@ pub(crate) fn check_origin<S: AsyncWriteRent>(
         Err(403)
     }
 }
-

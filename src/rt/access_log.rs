@@ -162,7 +162,9 @@ fn write_loop(
             if let Sink::File(path, file) = &mut sink {
                 match open_append(path) {
                     Ok(f) => *file = f,
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot reopen the access log; writing to the old file"),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot reopen the access log; writing to the old file")
+                    }
                 }
             }
         }

@@ -275,7 +275,12 @@ pub(crate) fn escape_text(out: &mut Vec<u8>, value: &[u8]) {
         match b {
             b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
             0x20..=0x7e => out.push(b),
-            _ => out.extend_from_slice(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]),
         }
     }
 }

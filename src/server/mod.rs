@@ -128,8 +128,9 @@ pub(crate) fn start(
         None => None,
     };
     let workers = cfg.workers;
-    let access_log = crate::rt::access_log::AccessLog::start(&cfg.access_log, cfg.access_log_format)
-        .map_err(ServeError::AccessLog)?;
+    let access_log =
+        crate::rt::access_log::AccessLog::start(&cfg.access_log, cfg.access_log_format)
+            .map_err(ServeError::AccessLog)?;
     let mut sets = Vec::new();
     let control: Vec<std::net::SocketAddr> = cfg.control_listen.into_iter().collect();
     for (addrs, kind) in [

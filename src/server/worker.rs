@@ -205,7 +205,7 @@ async fn flush_access_log(env: Rc<Env>) {
         monoio::time::sleep(Duration::from_millis(100)).await;
         env.log.flush();
         ticks = ticks.wrapping_add(1);
-        if ticks % 600 == 0 {
+        if ticks.is_multiple_of(600) {
             env.log.resync_clock();
         }
     }
