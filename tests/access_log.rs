@@ -222,6 +222,7 @@ fn serve_with_stderr(
         ])
         .args(extra)
         .env("RUST_LOG", "error")
+        .env_remove("WSLB_ACCESS_LOG")
         .stdout(Stdio::piped())
         .stderr(file)
         .spawn()

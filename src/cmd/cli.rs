@@ -211,7 +211,12 @@ pub struct ServeArgs {
     #[arg(long, default_value = "all")]
     pub backend_publish: BackendPublish,
     /// Access log destination: stderr, off, or a file path (reopened on SIGUSR1).
-    #[arg(long, default_value = "stderr", value_name = "stderr|off|PATH")]
+    #[arg(
+        long,
+        default_value = "stderr",
+        value_name = "stderr|off|PATH",
+        env = "WSLB_ACCESS_LOG"
+    )]
     pub access_log: AccessLogTarget,
     /// Access log line format: text (key=value) or json (one object a line).
     #[arg(long, default_value = "text", value_name = "text|json")]
