@@ -195,13 +195,14 @@ async fn worker_main(
 
 /// Hands the worker's access log lines to the writer a few times a second
 /// (a full buffer goes at once), and takes the wall clock again now and
-/// then for their time stamps.
+/// then for their time stamps; until the worker's runtime ends (the lines
+/// of a drain are wanted too).
 async fn flush_access_log(env: Rc<Env>) {
     if !env.log.is_on() {
         return;
     }
     let mut ticks = 0u32;
-    while !env.draining.is_fired() {
+    loop {
         monoio::time::sleep(Duration::from_millis(100)).await;
         env.log.flush();
         ticks = ticks.wrapping_add(1);
