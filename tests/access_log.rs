@@ -2,7 +2,8 @@
 //! fields, JSON that parses, hostile bytes in a path escaped), one per
 //! WebSocket session at its end, lines for requests refused before any
 //! backend, SIGUSR1 reopening a renamed file, stderr by default and nothing
-//! with `--access-log off`.
+//! with `--access-log off`, and a stderr nobody reads costing lines (counted),
+//! never requests.
 
 mod common;
 
@@ -97,7 +98,19 @@ fn text_lines_escape_and_refusals_are_logged_without_a_backend() {
     let path = dir.join("access.log");
     let p = path.to_str().unwrap();
     // No backend at all: every proxied request is refused with 503.
-    let lb = serve(&[], &["--access-log", p, "--max-connections-per-ip", "2"]);
+    // One worker: connections are counted against the address in the
+    // order they arrive.
+    let lb = serve(
+        &[],
+        &[
+            "--access-log",
+            p,
+            "--max-connections-per-ip",
+            "2",
+            "--workers",
+            "1",
+        ],
+    );
     assert_eq!(get(lb.http(), "/nothing").status, 503);
     assert_eq!(get(lb.http(), "/_lb/nope").status, 404);
     assert_eq!(
@@ -197,14 +210,14 @@ fn sigusr1_reopens_a_renamed_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Starts `wslb serve` with its stderr going to `err` (the test helpers
-/// inherit it), waits for "ready" and returns the child and its address.
+/// Starts `wslb serve` (one worker, an admin listener) with its stderr
+/// going to `err`, waits for "ready" and returns the child, its address
+/// and its admin address.
 fn serve_with_stderr(
     backend: SocketAddr,
     extra: &[&str],
-    err: &Path,
-) -> (std::process::Child, SocketAddr) {
-    let file = std::fs::File::create(err).expect("stderr file");
+    err: Stdio,
+) -> (std::process::Child, SocketAddr, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wslb"))
         .args([
             "serve",
@@ -214,31 +227,65 @@ fn serve_with_stderr(
             "--workers",
             "1",
         ])
-        .args([
-            "--admin-listen",
-            "off",
-            "--backend",
-            &format!("http://{backend}"),
-        ])
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .args(["--backend", &format!("http://{backend}")])
         .args(extra)
         .env("RUST_LOG", "error")
         .env_remove("WSLB_ACCESS_LOG")
         .stdout(Stdio::piped())
-        .stderr(file)
+        .stderr(err)
         .spawn()
         .expect("spawn");
     let out = BufReader::new(child.stdout.take().unwrap());
-    let mut addr = None;
+    let (mut addr, mut admin) = (None, None);
     for line in out.lines() {
         let line = line.expect("stdout");
         if let Some(a) = line.strip_prefix("listening http ") {
             addr = a.parse().ok();
         }
+        if let Some(a) = line.strip_prefix("listening admin ") {
+            admin = a.parse().ok();
+        }
         if line == "ready" {
             break;
         }
     }
-    (child, addr.expect("listening line"))
+    (
+        child,
+        addr.expect("listening line"),
+        admin.expect("admin line"),
+    )
+}
+
+#[test]
+fn a_stderr_nobody_reads_drops_lines_and_never_stalls_requests() {
+    let e = echo("e1");
+    // stderr is a pipe this test never reads: it fills after 64 KiB.
+    let (mut child, addr, admin) = serve_with_stderr(e.http(), &[], Stdio::piped());
+    let long = format!("/{}", "p".repeat(2000));
+    let started = Instant::now();
+    let mut c = HttpConn::connect(addr);
+    for _ in 0..1500 {
+        assert_eq!(c.get(&long).status, 200);
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(60), "requests took {took:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let dropped = loop {
+        let text = get(admin, "/metrics").text();
+        let n: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("wslb_access_log_dropped_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the dropped series");
+        if n > 0 || Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(dropped > 0, "nothing dropped although nobody reads stderr");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]
@@ -247,7 +294,8 @@ fn stderr_by_default_and_nothing_when_off() {
     let e = echo("e1");
     for (extra, want) in [(&[][..], 2), (&["--access-log", "off"][..], 0)] {
         let err = dir.join("stderr");
-        let (mut child, addr) = serve_with_stderr(e.http(), extra, &err);
+        let file = std::fs::File::create(&err).expect("stderr file");
+        let (mut child, addr, _) = serve_with_stderr(e.http(), extra, Stdio::from(file));
         for _ in 0..2 {
             assert_eq!(get(addr, "/x").status, 200);
         }

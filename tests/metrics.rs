@@ -51,7 +51,9 @@ fn raw_status(addr: SocketAddr, raw: &[u8]) -> u16 {
 #[test]
 fn series_move_by_the_traffic_sent() {
     let e = echo("e1");
-    let (lb, admin) = lb_with_admin(&e, &["--max-connections-per-ip", "3"]);
+    // One worker: connections are counted against the address in the
+    // order they arrive.
+    let (lb, admin) = lb_with_admin(&e, &["--max-connections-per-ip", "3", "--workers", "1"]);
     let backend = format!("http://{}", e.http());
     let requests = format!("wslb_requests_total{{backend=\"{backend}\",class=\"2xx\"}}");
     let latency_count = format!("wslb_backend_response_seconds_count{{backend=\"{backend}\"}}");
