@@ -309,3 +309,41 @@ fn stderr_by_default_and_nothing_when_off() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn log_file_takes_the_log_and_not_the_access_log() {
+    let dir = temp_dir("al-logfile");
+    let log = dir.join("wslb.log");
+    let access = dir.join("access.log");
+    // A backend nobody listens on: its connect failure is a warning.
+    let lb = serve(
+        &[],
+        &[
+            "--backend",
+            "http://127.0.0.1:1",
+            "--max-retries",
+            "0",
+            "--log-file",
+            log.to_str().unwrap(),
+            "--access-log",
+            access.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(get(lb.http(), "/x").status, 502);
+    lines(&access, 1, |l| l.contains("path=\"/x\" status=502"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("backend connect failed") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(text.contains("backend connect failed"), "{text}");
+    assert!(
+        !text.contains("kind=http") && !text.contains('\x1b'),
+        "{text}"
+    );
+    drop(lb);
+    let _ = std::fs::remove_dir_all(&dir);
+}
