@@ -193,3 +193,54 @@ fn every_documented_series_is_exposed_and_every_exposed_one_documented() {
         );
     }
 }
+
+#[test]
+fn tls_handshakes_and_failures_are_counted() {
+    use common::certs::{client_config, generate};
+    use rustls::pki_types::ServerName;
+    let cert = generate(&["localhost"]);
+    let e = echo("e1");
+    let (c, k) = (cert.cert.to_str().unwrap(), cert.key.to_str().unwrap());
+    let tls_args = [
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        c,
+        "--tls-key",
+        k,
+    ];
+    let (lb, admin) = lb_with_admin(&e, &tls_args);
+    let addr = lb.addr("https");
+    let before = scrape(admin);
+    // One good handshake and request.
+    let name = ServerName::try_from("localhost".to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(client_config(&cert.cert_pem), name).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("TLS handshake and request");
+    let mut head = [0u8; 12];
+    tls.read_exact(&mut head).expect("answer");
+    assert_eq!(&head[9..12], b"200");
+    drop(tls);
+    // One that is not TLS at all.
+    let mut junk = TcpStream::connect(addr).unwrap();
+    junk.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let _ = junk.read(&mut [0u8; 64]);
+    let key = "wslb_tls_handshake_failures_total{reason=\"error\"}";
+    let mut after = scrape(admin);
+    for _ in 0..50 {
+        if value(&after, key) > value(&before, key) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        after = scrape(admin);
+    }
+    let moved = |k: &str| value(&after, k) - value(&before, k);
+    assert_eq!(moved("wslb_tls_handshakes_total"), 1.0, "{after}");
+    assert_eq!(moved(key), 1.0, "{after}");
+    cert.cleanup();
+}
