@@ -5,7 +5,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+
+use crate::rt::clock::{micros_between, now_ns};
+use crate::rt::log_line::key;
 
 use monoio::io::AsyncWriteRent;
 
@@ -57,7 +59,8 @@ impl RequestLine {
 
 /// What is known about one request as it goes.
 pub(crate) struct RequestRecord {
-    start: Instant,
+    /// `rt::clock::now_ns` when the head was read.
+    start: u64,
     /// The status answered (0 until one is known).
     pub status: u16,
     /// The backend that answered, or the last one tried.
@@ -75,7 +78,7 @@ impl RequestRecord {
     pub(crate) fn begin<S: AsyncWriteRent>(client: &ClientConn<S>) -> Self {
         client.answered.set(0);
         RequestRecord {
-            start: Instant::now(),
+            start: now_ns(),
             status: 0,
             backend: None,
             backend_us: None,
@@ -86,7 +89,7 @@ impl RequestRecord {
     }
 
     /// When the request started (for the backend time).
-    pub(crate) fn start(&self) -> Instant {
+    pub(crate) fn start(&self) -> u64 {
         self.start
     }
 }
@@ -100,8 +103,8 @@ pub(crate) fn request_done<S: AsyncWriteRent>(
     line: &RequestLine,
     head_len: usize,
 ) {
-    let end = Instant::now();
-    let total_us = micros(end.saturating_duration_since(rec.start));
+    let end = now_ns();
+    let total_us = micros_between(rec.start, end);
     let status = if rec.status == 0 {
         CLIENT_GONE
     } else {
@@ -125,22 +128,22 @@ pub(crate) fn request_done<S: AsyncWriteRent>(
     let bytes_in = (client.buf.consumed_total() - rec.consumed_before).max(head_len as u64);
     let bytes_out = client.sent.get() - rec.sent_before;
     env.log.line(end, "http", |l| {
-        l.addr("client", client.peer);
+        l.addr(key!("client"), client.peer);
         if line.method().is_empty() {
-            l.text("method", b"-");
-            l.text("path", b"-");
+            l.text(key!("method"), b"-");
+            l.text(key!("path"), b"-");
         } else {
-            l.text("method", line.method());
-            l.text("path", line.target());
+            l.text(key!("method"), line.method());
+            l.text(key!("path"), line.target());
         }
-        l.num("status", u64::from(status));
-        l.num("bytes_in", bytes_in);
-        l.num("bytes_out", bytes_out);
+        l.num(key!("status"), u64::from(status));
+        l.num(key!("bytes_in"), bytes_in);
+        l.num(key!("bytes_out"), bytes_out);
         let backend = rec.backend.as_ref().map_or(&b"-"[..], |b| b.id.as_bytes());
-        l.text("backend", backend);
-        l.ms("backend_ms", rec.backend_us);
-        l.ms("total_ms", Some(total_us));
-        l.num("retries", u64::from(retries));
+        l.text(key!("backend"), backend);
+        l.ms(key!("backend_ms"), rec.backend_us);
+        l.ms(key!("total_ms"), Some(total_us));
+        l.num(key!("retries"), u64::from(retries));
     });
 }
 
@@ -152,17 +155,17 @@ pub(crate) fn refused_at_accept(env: &Env, peer: SocketAddr, status: u16) {
             s.requests[class_slot(status)].add(1);
         }
     });
-    env.log.line(Instant::now(), "http", |l| {
-        l.addr("client", peer);
-        l.text("method", b"-");
-        l.text("path", b"-");
-        l.num("status", u64::from(status));
-        l.num("bytes_in", 0);
-        l.num("bytes_out", 0);
-        l.text("backend", b"-");
-        l.ms("backend_ms", None);
-        l.ms("total_ms", Some(0));
-        l.num("retries", 0);
+    env.log.line(now_ns(), "http", |l| {
+        l.addr(key!("client"), peer);
+        l.text(key!("method"), b"-");
+        l.text(key!("path"), b"-");
+        l.num(key!("status"), u64::from(status));
+        l.num(key!("bytes_in"), 0);
+        l.num(key!("bytes_out"), 0);
+        l.text(key!("backend"), b"-");
+        l.ms(key!("backend_ms"), None);
+        l.ms(key!("total_ms"), Some(0));
+        l.num(key!("retries"), 0);
     });
 }
 
@@ -185,22 +188,22 @@ pub(crate) fn session_done(env: &Env, session: &WsSession) {
     if !env.log.is_on() {
         return;
     }
-    let end = Instant::now();
-    let duration = micros(end.saturating_duration_since(session.started));
+    let duration = micros(session.started.elapsed());
+    let end = now_ns();
     let id = env.router.ids.format(session.local);
     env.log.line(end, "ws", |l| {
-        l.raw("id", &id);
-        l.addr("client", session.peer);
-        l.text("path", session.path.as_bytes());
-        l.text("backend", session.backend.as_bytes());
-        l.ms("duration_ms", Some(duration));
-        l.num("messages_in", messages_in);
-        l.num("messages_out", messages_out);
-        l.num("bytes_in", bytes_in);
-        l.num("bytes_out", bytes_out);
-        l.num("close_code", u64::from(code));
+        l.raw(key!("id"), &id);
+        l.addr(key!("client"), session.peer);
+        l.text(key!("path"), session.path.as_bytes());
+        l.text(key!("backend"), session.backend.as_bytes());
+        l.ms(key!("duration_ms"), Some(duration));
+        l.num(key!("messages_in"), messages_in);
+        l.num(key!("messages_out"), messages_out);
+        l.num(key!("bytes_in"), bytes_in);
+        l.num(key!("bytes_out"), bytes_out);
+        l.num(key!("close_code"), u64::from(code));
         l.raw(
-            "closed_by",
+            key!("closed_by"),
             match session.track.closed_by() {
                 ClosedBy::Client => "client",
                 ClosedBy::Backend => "backend",

@@ -308,9 +308,9 @@ where
                 .counting(&client.sent);
         let BackendConn { r, w, buf, .. } = &mut conn;
         let result = exchange(side, &mut client_w, r, w, buf, scratch, resp_out, opts).await;
-        if let Some(at) = facts.head_at.get() {
-            let us = at.saturating_duration_since(rec.start()).as_micros();
-            rec.backend_us = Some(u64::try_from(us).unwrap_or(u64::MAX));
+        let head_at = facts.head_at.get();
+        if head_at != 0 {
+            rec.backend_us = Some(crate::rt::clock::micros_between(rec.start(), head_at));
             rec.status = facts.status.get();
         }
         match result {

@@ -89,5 +89,6 @@ pub(crate) struct ExchangeOpts<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct ExchangeFacts {
     pub status: std::cell::Cell<u16>,
-    pub head_at: std::cell::Cell<Option<std::time::Instant>>,
+    /// When the final head was read (`rt::clock::now_ns`; 0: not yet).
+    pub head_at: std::cell::Cell<u64>,
 }

@@ -7,9 +7,9 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::access_log::{AccessLog, BATCH_BYTES};
+use super::clock::now_ns;
 use crate::config::AccessLogFormat;
 
 /// One worker's access log buffer and clock.
@@ -19,8 +19,9 @@ pub(crate) struct LocalLog {
     json: bool,
     buf: RefCell<Vec<u8>>,
     lines: Cell<u64>,
-    /// A monotonic instant and the wall-clock Unix milliseconds it was.
-    base: Cell<(Instant, u64)>,
+    /// A monotonic time (`rt::clock::now_ns`) and the wall-clock Unix
+    /// milliseconds it was.
+    base: Cell<(u64, u64)>,
     /// The last second formatted, and its text (`YYYY-MM-DDTHH:MM:SS`).
     second: RefCell<(u64, [u8; 19])>,
 }
@@ -33,7 +34,7 @@ impl LocalLog {
             json: log.format() == AccessLogFormat::Json,
             buf: RefCell::new(Vec::new()),
             lines: Cell::new(0),
-            base: Cell::new((Instant::now(), crate::pool::clock::unix_ms())),
+            base: Cell::new((now_ns(), crate::pool::clock::unix_ms())),
             second: RefCell::new((u64::MAX, [b'0'; 19])),
             log,
         }
@@ -44,9 +45,9 @@ impl LocalLog {
         self.on
     }
 
-    /// Writes one line of kind `kind` stamped `at`: `fields` adds the
-    /// rest. Hands the buffer over when it is full enough.
-    pub(crate) fn line(&self, at: Instant, kind: &str, fields: impl FnOnce(&mut Line<'_>)) {
+    /// Writes one line of kind `kind` stamped `at` (`rt::clock::now_ns`):
+    /// `fields` adds the rest. Hands the buffer over when it is full enough.
+    pub(crate) fn line(&self, at: u64, kind: &str, fields: impl FnOnce(&mut Line<'_>)) {
         if !self.on {
             return;
         }
@@ -54,25 +55,26 @@ impl LocalLog {
         if buf.capacity() == 0 {
             *buf = self.log.buffer();
         }
-        let start = buf.len();
+        buf.reserve(512);
+        let mut stamp = [0u8; 24];
+        self.stamp(at, &mut stamp);
+        if self.json {
+            buf.extend_from_slice(b"{\"time\":\"");
+            buf.extend_from_slice(&stamp);
+            buf.push(b'"');
+        } else {
+            buf.extend_from_slice(&stamp);
+        }
         let mut line = Line {
             out: &mut buf,
             json: self.json,
-            first: true,
         };
-        if self.json {
-            line.out.push(b'{');
-        }
-        let mut stamp = [0u8; 24];
-        self.stamp(at, &mut stamp);
-        line.quoted_ascii("time", &stamp);
-        line.raw("kind", kind);
+        line.raw(key!("kind"), kind);
         fields(&mut line);
         if self.json {
             buf.push(b'}');
         }
         buf.push(b'\n');
-        debug_assert!(buf.len() > start);
         self.lines.set(self.lines.get() + 1);
         if buf.len() >= BATCH_BYTES {
             drop(buf);
@@ -92,15 +94,13 @@ impl LocalLog {
 
     /// Takes the wall clock again (it may have been stepped since).
     pub(crate) fn resync_clock(&self) {
-        self.base
-            .set((Instant::now(), crate::pool::clock::unix_ms()));
+        self.base.set((now_ns(), crate::pool::clock::unix_ms()));
     }
 
     /// `at` as `YYYY-MM-DDTHH:MM:SS.mmmZ` into `out`.
-    fn stamp(&self, at: Instant, out: &mut [u8; 24]) {
+    fn stamp(&self, at: u64, out: &mut [u8; 24]) {
         let (base, base_ms) = self.base.get();
-        let since = at.saturating_duration_since(base).as_millis();
-        let ms = base_ms.saturating_add(u64::try_from(since).unwrap_or(0));
+        let ms = base_ms.saturating_add(at.saturating_sub(base) / 1_000_000);
         let sec = ms / 1000;
         let mut cached = self.second.borrow_mut();
         if cached.0 != sec {
@@ -146,38 +146,41 @@ fn format_second(secs: u64) -> [u8; 19] {
     out
 }
 
-/// One line being written: fields in the log's format.
+/// A field's key with its separators in both formats, built by `key!`.
+pub(crate) struct Key {
+    /// ` NAME=`
+    pub text: &'static str,
+    /// `,"NAME":`
+    pub json: &'static str,
+}
+
+/// The [`Key`] of a field named by a literal.
+macro_rules! key {
+    ($name:literal) => {
+        &$crate::rt::log_line::Key {
+            text: concat!(" ", $name, "="),
+            json: concat!(",\"", $name, "\":"),
+        }
+    };
+}
+pub(crate) use key;
+
+/// One line being written (after its time): fields in the log's format.
 pub(crate) struct Line<'a> {
     out: &'a mut Vec<u8>,
     json: bool,
-    first: bool,
 }
 
 impl Line<'_> {
-    fn key(&mut self, key: &str) {
-        if self.json {
-            if !self.first {
-                self.out.push(b',');
-            }
-            self.out.push(b'"');
-            self.out.extend_from_slice(key.as_bytes());
-            self.out.extend_from_slice(b"\":");
-        } else {
-            if !self.first {
-                self.out.push(b' ');
-            }
-            // The time leads a text line without its key.
-            if !self.first || key != "time" {
-                self.out.extend_from_slice(key.as_bytes());
-                self.out.push(b'=');
-            }
-        }
-        self.first = false;
+    #[inline]
+    fn key(&mut self, key: &Key) {
+        let k = if self.json { key.json } else { key.text };
+        self.out.extend_from_slice(k.as_bytes());
     }
 
-    /// A value known to be plain ASCII without spaces or quotes (a method,
-    /// a kind, `closed_by`), unquoted in text and quoted in JSON.
-    pub(crate) fn raw(&mut self, key: &str, value: &str) {
+    /// A value known to be plain ASCII without spaces or quotes (a kind,
+    /// `closed_by`, an id), unquoted in text and quoted in JSON.
+    pub(crate) fn raw(&mut self, key: &Key, value: &str) {
         self.key(key);
         if self.json {
             self.out.push(b'"');
@@ -188,19 +191,8 @@ impl Line<'_> {
         }
     }
 
-    fn quoted_ascii(&mut self, key: &str, value: &[u8]) {
-        self.key(key);
-        if self.json {
-            self.out.push(b'"');
-        }
-        self.out.extend_from_slice(value);
-        if self.json {
-            self.out.push(b'"');
-        }
-    }
-
     /// Any bytes (a path, a backend id): quoted and escaped in both formats.
-    pub(crate) fn text(&mut self, key: &str, value: &[u8]) {
+    pub(crate) fn text(&mut self, key: &Key, value: &[u8]) {
         self.key(key);
         self.out.push(b'"');
         if self.json {
@@ -212,27 +204,41 @@ impl Line<'_> {
     }
 
     /// A socket address (unquoted in text).
-    pub(crate) fn addr(&mut self, key: &str, addr: SocketAddr) {
-        use std::io::Write as _;
+    pub(crate) fn addr(&mut self, key: &Key, addr: SocketAddr) {
         self.key(key);
         if self.json {
             self.out.push(b'"');
         }
-        let _ = write!(self.out, "{addr}");
+        match addr {
+            SocketAddr::V4(a) => {
+                let [a0, a1, a2, a3] = a.ip().octets();
+                push_u64(self.out, u64::from(a0));
+                for o in [a1, a2, a3] {
+                    self.out.push(b'.');
+                    push_u64(self.out, u64::from(o));
+                }
+                self.out.push(b':');
+                push_u64(self.out, u64::from(a.port()));
+            }
+            SocketAddr::V6(_) => {
+                use std::io::Write as _;
+                let _ = write!(self.out, "{addr}");
+            }
+        }
         if self.json {
             self.out.push(b'"');
         }
     }
 
     /// An unsigned number.
-    pub(crate) fn num(&mut self, key: &str, value: u64) {
+    pub(crate) fn num(&mut self, key: &Key, value: u64) {
         self.key(key);
         push_u64(self.out, value);
     }
 
     /// Microseconds as milliseconds with three decimals; `-` (text) or
     /// `null` (JSON) when there is none.
-    pub(crate) fn ms(&mut self, key: &str, micros: Option<u64>) {
+    pub(crate) fn ms(&mut self, key: &Key, micros: Option<u64>) {
         self.key(key);
         match micros {
             Some(us) => {
@@ -269,12 +275,18 @@ fn push_u64(out: &mut Vec<u8>, mut v: u64) {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Text escaping: printable ASCII as is, except `"` and `\`; every other
-/// byte as `\xNN`. The result is printable ASCII.
+/// byte as `\xNN`. The result is printable ASCII. Runs that need nothing
+/// are copied whole.
 pub(crate) fn escape_text(out: &mut Vec<u8>, value: &[u8]) {
-    for &b in value {
+    let mut run = 0;
+    for (i, &b) in value.iter().enumerate() {
+        if matches!(b, 0x20..=0x7e) && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&value[run..i]);
+        run = i + 1;
         match b {
             b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
-            0x20..=0x7e => out.push(b),
             _ => out.extend_from_slice(&[
                 b'\\',
                 b'x',
@@ -283,20 +295,28 @@ pub(crate) fn escape_text(out: &mut Vec<u8>, value: &[u8]) {
             ]),
         }
     }
+    out.extend_from_slice(&value[run..]);
 }
 
 /// JSON string escaping: valid UTF-8 kept, `"`, `\` and control
 /// characters escaped, bytes that are not UTF-8 become U+FFFD.
 pub(crate) fn escape_json(out: &mut Vec<u8>, value: &[u8]) {
     for chunk in value.utf8_chunks() {
-        for &b in chunk.valid().as_bytes() {
+        let valid = chunk.valid().as_bytes();
+        let mut run = 0;
+        for (i, &b) in valid.iter().enumerate() {
+            if b >= 0x20 && b != 0x7f && b != b'"' && b != b'\\' {
+                continue;
+            }
+            out.extend_from_slice(&valid[run..i]);
+            run = i + 1;
             match b {
                 b'"' => out.extend_from_slice(b"\\\""),
                 b'\\' => out.extend_from_slice(b"\\\\"),
                 b'\n' => out.extend_from_slice(b"\\n"),
                 b'\r' => out.extend_from_slice(b"\\r"),
                 b'\t' => out.extend_from_slice(b"\\t"),
-                0..=0x1f | 0x7f => out.extend_from_slice(&[
+                _ => out.extend_from_slice(&[
                     b'\\',
                     b'u',
                     b'0',
@@ -304,9 +324,9 @@ pub(crate) fn escape_json(out: &mut Vec<u8>, value: &[u8]) {
                     HEX[usize::from(b >> 4)],
                     HEX[usize::from(b & 15)],
                 ]),
-                _ => out.push(b),
             }
         }
+        out.extend_from_slice(&valid[run..]);
         if !chunk.invalid().is_empty() {
             out.extend_from_slice("\u{fffd}".as_bytes());
         }
@@ -353,10 +373,9 @@ mod tests {
         let mut line = Line {
             out: &mut buf,
             json: false,
-            first: false,
         };
-        line.ms("t", Some(12_345));
-        line.ms("n", None);
+        line.ms(key!("t"), Some(12_345));
+        line.ms(key!("n"), None);
         assert_eq!(buf, b" t=12.345 n=-");
     }
 }

@@ -5,6 +5,7 @@
 //! log's writer (`access_log`) and per-worker lines (`log_line`).
 
 pub(crate) mod access_log;
+pub(crate) mod clock;
 pub mod io;
 pub mod listen;
 pub(crate) mod log_line;
