@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::rt::clock::{micros_between, now_ns};
-use crate::rt::log_line::key;
+use crate::rt::log_line::{key, write_addr};
 
 use monoio::io::AsyncWriteRent;
 
@@ -28,9 +28,17 @@ pub(crate) const CLIENT_GONE: u16 = 499;
 pub(crate) struct RequestLine {
     bytes: Vec<u8>,
     method_len: usize,
+    /// The connection's client address, written once.
+    peer: Vec<u8>,
 }
 
 impl RequestLine {
+    /// Writes the connection's client address once, for all its lines.
+    pub(crate) fn set_peer(&mut self, peer: SocketAddr) {
+        self.peer.clear();
+        write_addr(&mut self.peer, peer);
+    }
+
     /// Copies the method (the head's first word) and `target` from `head`.
     pub(crate) fn copy(&mut self, head: &[u8], target: std::ops::Range<usize>) {
         self.bytes.clear();
@@ -112,38 +120,41 @@ pub(crate) fn request_done<S: AsyncWriteRent>(
     };
     let m = &env.metrics;
     m.shared.request_duration.record(total_us);
+    let retries = rec.attempts.saturating_sub(1);
+    if retries > 0 {
+        m.shared.retries.add(u64::from(retries));
+    }
     m.with_series(rec.backend.as_deref(), |s| {
         s.requests[class_slot(status)].add(1);
         if let Some(us) = rec.backend_us {
             s.record_latency(us);
         }
-    });
-    let retries = rec.attempts.saturating_sub(1);
-    if retries > 0 {
-        m.shared.retries.add(u64::from(retries));
-    }
-    if !env.log.is_on() {
-        return;
-    }
-    let bytes_in = (client.buf.consumed_total() - rec.consumed_before).max(head_len as u64);
-    let bytes_out = client.sent.get() - rec.sent_before;
-    env.log.line(end, "http", |l| {
-        l.addr(key!("client"), client.peer);
-        if line.method().is_empty() {
-            l.text(key!("method"), b"-");
-            l.text(key!("path"), b"-");
-        } else {
-            l.text(key!("method"), line.method());
-            l.text(key!("path"), line.target());
+        if !env.log.is_on() {
+            return;
         }
-        l.num(key!("status"), u64::from(status));
-        l.num(key!("bytes_in"), bytes_in);
-        l.num(key!("bytes_out"), bytes_out);
-        let backend = rec.backend.as_ref().map_or(&b"-"[..], |b| b.id.as_bytes());
-        l.text(key!("backend"), backend);
-        l.ms(key!("backend_ms"), rec.backend_us);
-        l.ms(key!("total_ms"), Some(total_us));
-        l.num(key!("retries"), u64::from(retries));
+        let bytes_in = (client.buf.consumed_total() - rec.consumed_before).max(head_len as u64);
+        let bytes_out = client.sent.get() - rec.sent_before;
+        env.log.line(end, "http", |l| {
+            if line.peer.is_empty() {
+                l.addr(key!("client"), client.peer);
+            } else {
+                l.written_addr(key!("client"), &line.peer);
+            }
+            if line.method().is_empty() {
+                l.text(key!("method"), b"-");
+                l.text(key!("path"), b"-");
+            } else {
+                l.text(key!("method"), line.method());
+                l.text(key!("path"), line.target());
+            }
+            l.num(key!("status"), u64::from(status));
+            l.num(key!("bytes_in"), bytes_in);
+            l.num(key!("bytes_out"), bytes_out);
+            l.escaped(key!("backend"), &s.id_text, &s.id_json);
+            l.ms(key!("backend_ms"), rec.backend_us);
+            l.ms(key!("total_ms"), Some(total_us));
+            l.num(key!("retries"), u64::from(retries));
+        });
     });
 }
 

@@ -61,6 +61,9 @@ where
     let mut resp_out = Vec::with_capacity(1024);
     // The request line, copied for the access log when it is on.
     let mut line = RequestLine::default();
+    if env.log.is_on() {
+        line.set_peer(client.peer);
+    }
     // The first request must come within the header timeout of the accept;
     // later ones may wait the keep-alive idle time.
     let mut first = true;

@@ -156,6 +156,9 @@ pub(crate) fn class_slot(status: u16) -> usize {
 #[derive(Debug)]
 pub(crate) struct BackendSeries {
     pub id: Arc<str>,
+    /// The id escaped for text and for JSON access log lines.
+    pub id_text: Box<[u8]>,
+    pub id_json: Box<[u8]>,
     /// Requests answered, by status class.
     pub requests: [Counter; 5],
     /// Time from the request's start to the backend's response head.
@@ -166,8 +169,13 @@ pub(crate) struct BackendSeries {
 
 impl BackendSeries {
     fn new(id: Arc<str>) -> Self {
+        let (mut text, mut json) = (Vec::new(), Vec::new());
+        crate::rt::log_line::escape_text(&mut text, id.as_bytes());
+        crate::rt::log_line::escape_json(&mut json, id.as_bytes());
         BackendSeries {
             id,
+            id_text: text.into(),
+            id_json: json.into(),
             requests: Default::default(),
             latency: Histogram::default(),
             ewma_us: Counter::default(),
