@@ -316,6 +316,13 @@ impl Handle {
         self.shared.lifecycle.advance(Phase::Draining);
     }
 
+    /// Reopens the access log file (after logrotate renamed it: new
+    /// lines go to a new file at the configured path). Nothing for stderr
+    /// or `off`.
+    pub fn reopen_access_log(&self) {
+        self.shared.telemetry.access_log.reopen();
+    }
+
     /// Whether a drain has started.
     pub fn is_draining(&self) -> bool {
         self.shared.lifecycle.phase() >= Phase::Draining

@@ -170,6 +170,10 @@ pub struct ServeConfig {
     /// Bytes per second each client connection may move in each direction
     /// (0: no limit).
     pub throttle_bps: u64,
+    /// Where the access log goes (one line per request and per session).
+    pub access_log: AccessLogTarget,
+    /// The access log's line format.
+    pub access_log_format: AccessLogFormat,
 }
 
 impl Default for ServeConfig {
@@ -224,6 +228,8 @@ impl Default for ServeConfig {
             upgrade: false,
             backend_ca: None,
             throttle_bps: 0,
+            access_log: AccessLogTarget::Stderr,
+            access_log_format: AccessLogFormat::Text,
         }
     }
 }
@@ -402,5 +408,50 @@ mod tests {
         assert_eq!(parse_backend_arg("https://h:1").unwrap().1, 1);
         assert_eq!(parse_backend_arg("WSS://h:1,weight=2").unwrap().1, 2);
         assert!(parse_backend_arg("http://h:1,speed=3").is_err());
+    }
+}
+
+/// Where the access log goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// The process's standard error.
+    Stderr,
+    /// No access log.
+    Off,
+    /// A file, appended to and reopened on request (SIGUSR1 for `wslb serve`).
+    File(std::path::PathBuf),
+}
+
+impl std::str::FromStr for AccessLogTarget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "stderr" => Ok(AccessLogTarget::Stderr),
+            "off" => Ok(AccessLogTarget::Off),
+            "" => Err("empty access log path (expected stderr, off or a file path)".into()),
+            path => Ok(AccessLogTarget::File(path.into())),
+        }
+    }
+}
+
+/// The access log's line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// One `key=value` line, strings quoted and escaped.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for AccessLogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(AccessLogFormat::Text),
+            "json" => Ok(AccessLogFormat::Json),
+            other => Err(format!(
+                "unknown access log format {other:?} (expected text or json)"
+            )),
+        }
     }
 }

@@ -11,17 +11,30 @@ use crate::cmd::cli::{Cli, Command};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn init_logging(level: &str, format: &str) {
+/// Sets up the log on stderr, or appended to `file` (no colours there);
+/// an error when the file cannot be opened.
+fn init_logging(level: &str, format: &str, file: Option<&std::path::Path>) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let writer = match file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("--log-file {}: {e}", path.display()))?;
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::sync::Mutex::new(f))
+        }
+        None => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
+    let builder = builder.with_writer(writer).with_ansi(file.is_none());
     if format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
+    Ok(())
 }
 
 /// Reads `wslb serve`'s configuration again, as this process was started
@@ -54,9 +67,17 @@ fn main() -> ExitCode {
         }
         _ => None,
     };
-    match &serve {
-        Some(loaded) => init_logging(&loaded.log_level, &loaded.log_format),
-        None => init_logging(&cli.log_level, &cli.log_format),
+    let logging = match &serve {
+        Some(loaded) => init_logging(
+            &loaded.log_level,
+            &loaded.log_format,
+            loaded.log_file.as_deref(),
+        ),
+        None => init_logging(&cli.log_level, &cli.log_format, cli.log_file.as_deref()),
+    };
+    if let Err(e) = logging {
+        eprintln!("wslb: {e}");
+        return ExitCode::FAILURE;
     }
     let result = match cli.command {
         Command::Serve(_) => match serve {

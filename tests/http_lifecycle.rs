@@ -244,6 +244,9 @@ fn help_lists_every_serve_flag_with_its_default() {
         ("--upgrade", None),
         ("--backend-ca", Some("the system roots")),
         ("--throttle-bps", Some("0")),
+        ("--access-log", Some("stderr")),
+        ("--access-log-format", Some("text")),
+        ("--log-file", None),
     ];
     // Each flag's entry runs from its name to the next entry.
     let entry = |flag: &str| -> String {

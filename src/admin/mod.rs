@@ -5,6 +5,7 @@
 
 mod events;
 mod messaging;
+mod metrics;
 mod page;
 mod routes;
 mod slots;

@@ -5,7 +5,6 @@
 //! hands the connection to the event stream (`events.rs`), which no
 //! request deadline cuts.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,7 +16,6 @@ use monoio::net::TcpStream;
 use super::slots::SlotGuard;
 use crate::hub::events::Interest;
 use crate::pool::registry::protocol::ServerMessage;
-use crate::pool::registry::BackendInfo;
 use crate::proto::http::auth::bearer_matches;
 use crate::proto::http::{reply, BodyTracker, ForwardInfo, Limits, Method, ParsedRequest};
 use crate::proxy::pool_events::{drain_switch, emit_member};
@@ -248,7 +246,7 @@ fn route(shared: &Shared, head: &[u8], req: &ParsedRequest) -> (u16, &'static st
     match (req.method, path) {
         (Method::Get, "/healthz") => (200, "text/plain", "ok\n".into()),
         (Method::Get, "/api/backends") => match serde_json::to_value(shared.registry.list()) {
-            Ok(v) => json(200, v),
+            Ok(v) => json(200, with_latency(shared, v)),
             Err(e) => json(500, serde_json::json!({"error": e.to_string()})),
         },
         (Method::Get, "/api/status") => json(
@@ -263,7 +261,11 @@ fn route(shared: &Shared, head: &[u8], req: &ParsedRequest) -> (u16, &'static st
                 "pool_generation": shared.pool.generation(),
             }),
         ),
-        (Method::Get, "/metrics") => (200, "text/plain; version=0.0.4", metrics(shared)),
+        (Method::Get, "/metrics") => (
+            200,
+            "text/plain; version=0.0.4",
+            super::metrics::render(shared),
+        ),
         (Method::Post, "/api/reload") => match crate::server::reload::reload_from_source(shared) {
             Ok(summary) => match serde_json::to_value(summary) {
                 Ok(v) => json(200, v),
@@ -311,56 +313,20 @@ fn route(shared: &Shared, head: &[u8], req: &ParsedRequest) -> (u16, &'static st
     }
 }
 
-/// Per-backend series: name, Prometheus type, value.
-type Series = (&'static str, &'static str, fn(&BackendInfo) -> u64);
-
-const BACKEND_SERIES: [Series; 4] = [
-    ("wslb_backend_active", "gauge", |b| u64::from(b.active)),
-    ("wslb_backend_reported_load", "gauge", |b| {
-        u64::from(b.reported_load)
-    }),
-    ("wslb_backend_requests_total", "counter", |b| {
-        b.requests_total
-    }),
-    ("wslb_backend_failures_total", "counter", |b| {
-        b.failures_total
-    }),
-];
-
-fn metrics(shared: &Shared) -> String {
-    let mut out = String::with_capacity(1024);
-    let _ = writeln!(out, "# TYPE wslb_open_connections gauge");
-    let _ = writeln!(
-        out,
-        "wslb_open_connections {}",
-        shared.open_connections.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(out, "# TYPE wslb_per_ip_refused_total counter");
-    let _ = writeln!(
-        out,
-        "wslb_per_ip_refused_total {}",
-        shared.per_ip_refused.load(Ordering::Relaxed)
-    );
-    let totals = &shared.router.totals;
-    for (name, value) in [
-        ("wslb_hub_operations_total", &totals.applied),
-        ("wslb_hub_delivered_total", &totals.delivered),
-        ("wslb_hub_skipped_total", &totals.skipped),
-        ("wslb_hub_slow_consumers_closed_total", &totals.dropped),
-    ] {
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-    }
-    let list = shared.registry.list();
-    for (name, kind, value) in BACKEND_SERIES {
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for b in &list {
-            let _ = writeln!(out, "{name}{{id=\"{}\"}} {}", escape(&b.id), value(b));
+/// Adds each backend's `latency_ms` (moving average of its time to a
+/// response head; null before its first answer) to the listing.
+fn with_latency(shared: &Shared, mut list: serde_json::Value) -> serde_json::Value {
+    let latency = super::metrics::latency_ms(shared);
+    if let Some(items) = list.as_array_mut() {
+        for item in items {
+            let ms = item
+                .get("id")
+                .and_then(|id| id.as_str())
+                .and_then(|id| latency.get(id).copied());
+            if let Some(obj) = item.as_object_mut() {
+                obj.insert("latency_ms".into(), serde_json::json!(ms));
+            }
         }
     }
-    out
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    list
 }

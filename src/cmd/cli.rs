@@ -9,8 +9,9 @@ use clap::{Args, Parser, Subcommand};
 
 use wslb::agent::BalancerUrl;
 use wslb::config::{
-    parse_backend_arg, parse_duration, parse_size, parse_sni_arg, Algorithm, BackendPublish,
-    CertPair, Cidr, HealthCheck, OriginPolicy, ServeConfig, StickyMode, TlsSettings, WsMode,
+    parse_backend_arg, parse_duration, parse_size, parse_sni_arg, AccessLogFormat, AccessLogTarget,
+    Algorithm, BackendPublish, CertPair, Cidr, HealthCheck, OriginPolicy, ServeConfig, StickyMode,
+    TlsSettings, WsMode,
 };
 
 /// wslb: a thread-per-core WebSocket and HTTP/1.1 load balancer.
@@ -23,6 +24,9 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Write the log (not the access log) to this file instead of stderr.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -254,6 +258,17 @@ pub struct ServeArgs {
     /// (k/m suffixes; 0 = no limit).
     #[arg(long, default_value = "0", value_parser = parse_size)]
     pub throttle_bps: u64,
+    /// Access log destination: stderr, off, or a file path (reopened on SIGUSR1).
+    #[arg(
+        long,
+        default_value = "stderr",
+        value_name = "stderr|off|PATH",
+        env = "WSLB_ACCESS_LOG"
+    )]
+    pub access_log: AccessLogTarget,
+    /// Access log line format: text (key=value) or json (one object a line).
+    #[arg(long, default_value = "text", value_name = "text|json")]
+    pub access_log_format: AccessLogFormat,
 }
 
 impl ServeArgs {
@@ -348,6 +363,8 @@ impl ServeArgs {
             upgrade: self.upgrade,
             backend_ca: self.backend_ca,
             throttle_bps: self.throttle_bps,
+            access_log: self.access_log,
+            access_log_format: self.access_log_format,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -31,6 +31,9 @@ pub(crate) struct Loaded {
     pub(crate) log_level: String,
     /// The log format (`--log-format` or the file's `log-format`).
     pub(crate) log_format: String,
+    /// Where the log goes (`--log-file` or the file's `log-file`; `None`:
+    /// stderr).
+    pub(crate) log_file: Option<PathBuf>,
 }
 
 /// Turns the process's own command line (`wslb [global flags] serve
@@ -53,12 +56,13 @@ pub(crate) fn load_serve_config(argv: &[OsString]) -> Result<Loaded, ConfigFileE
         let preflight = config
             .preflight()
             .map_err(|e| ConfigFileError::Flags(e.to_string()))?;
-        let (log_level, log_format) = logging_of(serve_matches);
+        let (log_level, log_format, log_file) = logging_of(serve_matches);
         return Ok(Loaded {
             config,
             preflight,
             log_level,
             log_format,
+            log_file,
         });
     };
     let serve = serve_command(&cli).ok_or_else(no_serve)?;
@@ -93,17 +97,18 @@ pub(crate) fn load_serve_config(argv: &[OsString]) -> Result<Loaded, ConfigFileE
             .unwrap_or_else(|| sources.refusal(e.to_string())),
         _ => sources.refusal(e.to_string()),
     })?;
-    let (log_level, log_format) = logging_of(merged);
+    let (log_level, log_format, log_file) = logging_of(merged);
     Ok(Loaded {
         config,
         preflight,
         log_level,
         log_format,
+        log_file,
     })
 }
 
 /// The global logging flags as `serve` sees them.
-fn logging_of(matches: &ArgMatches) -> (String, String) {
+fn logging_of(matches: &ArgMatches) -> (String, String, Option<PathBuf>) {
     let get = |id: &str, default: &str| {
         matches
             .try_get_one::<String>(id)
@@ -112,7 +117,12 @@ fn logging_of(matches: &ArgMatches) -> (String, String) {
             .cloned()
             .unwrap_or_else(|| default.to_string())
     };
-    (get("log_level", "info"), get("log_format", "text"))
+    let file = matches
+        .try_get_one::<PathBuf>("log_file")
+        .ok()
+        .flatten()
+        .cloned();
+    (get("log_level", "info"), get("log_format", "text"), file)
 }
 
 fn no_serve() -> ConfigFileError {

@@ -1,7 +1,8 @@
 //! `wslb serve`: starts a balancer from the validated flags, prints the
 //! machine-readable `listening KIND ADDR` lines and `ready`, and turns the
 //! first SIGTERM/SIGINT into a graceful drain (a second one exits at once);
-//! SIGHUP reloads the configuration (read again through `source`).
+//! SIGHUP reloads the configuration (read again through `source`);
+//! SIGUSR1 reopens the access log file.
 
 use std::io::Write;
 
@@ -19,6 +20,7 @@ pub fn run(
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR1,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let lb = Balancer::start(cfg, None).map_err(|e| match e {
@@ -50,6 +52,9 @@ pub fn run(
                     // The reload logs its summary or why it was refused.
                     tracing::info!("SIGHUP: reloading the configuration");
                     let _ = handle.reload_from_source();
+                    continue;
+                } else if sig == signal_hook::consts::SIGUSR1 {
+                    handle.reopen_access_log();
                     continue;
                 }
                 count += 1;

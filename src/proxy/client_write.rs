@@ -20,6 +20,8 @@ pub(crate) struct ClientWriter<'a, W> {
     /// panics when used again), so nothing may be written or shut after it.
     cut: &'a mut bool,
     idle: Duration,
+    /// Where the bytes written are counted, if anywhere.
+    sent: Option<&'a std::cell::Cell<u64>>,
 }
 
 /// A write toward the client did not complete (or the writer was cut).
@@ -30,7 +32,24 @@ impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
     /// Bounds each write of `w` by `idle` of no progress; `cut` is the
     /// connection's mark (see `ClientConn::writer_cut`).
     pub(crate) fn new(w: &'a mut W, cut: &'a mut bool, idle: Duration) -> Self {
-        Self { w, cut, idle }
+        Self {
+            w,
+            cut,
+            idle,
+            sent: None,
+        }
+    }
+
+    /// Counts every byte written into `sent` from now on.
+    pub(crate) fn counting(mut self, sent: &'a std::cell::Cell<u64>) -> Self {
+        self.sent = Some(sent);
+        self
+    }
+
+    fn count(&self, n: usize) {
+        if let Some(c) = self.sent {
+            c.set(c.get() + n as u64);
+        }
     }
 
     /// Whether a write was cut short: the writer must not be used again.
@@ -62,6 +81,7 @@ impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
                 Err(_) => return (Err(Cut), Vec::new()),
             }
             *self.cut = false;
+            self.count(to - at);
             at = to;
         }
         (Ok(()), buf)
@@ -83,6 +103,7 @@ impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
         match monoio::time::timeout(self.idle, self.w.write_all(bytes)).await {
             Ok((Ok(_), _)) => {
                 *self.cut = false;
+                self.count(bytes.len());
                 Ok(())
             }
             _ => Err(Cut),
@@ -93,12 +114,13 @@ impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
 impl<S: AsyncWriteRent> ClientConn<S> {
     /// The client's writer, each write bounded by `idle` of no progress.
     pub(crate) fn writer(&mut self, idle: Duration) -> ClientWriter<'_, OwnedWriteHalf<S>> {
-        ClientWriter::new(&mut self.w, &mut self.writer_cut, idle)
+        ClientWriter::new(&mut self.w, &mut self.writer_cut, idle).counting(&self.sent)
     }
 
     /// Answers `status` (an error response, bounded by `idle`); nothing
     /// when the writer was cut.
     pub(crate) async fn answer(&mut self, status: u16, idle: Duration) {
+        self.answered.set(status);
         let _ = self.writer(idle).write_static(error_response(status)).await;
     }
 }

@@ -46,6 +46,7 @@ where
                 .clone()
                 .map(|r| data[r].to_vec())
                 .unwrap_or_default();
+            client.answered.set(101);
             serve_channel(env, client, req, &key).await;
             false
         }
@@ -86,11 +87,14 @@ where
                             "pick: binding refused"
                         );
                         out.extend_from_slice(error_response(500));
+                        client.answered.set(500);
                         false
                     } else if redirect {
+                        client.answered.set(307);
                         let location = [("Location", url.as_str())];
                         respond(&mut out, 307, "text/plain", &location, url.as_bytes(), keep)
                     } else {
+                        client.answered.set(200);
                         let body = serde_json::json!({
                             "id": &*backend.id,
                             "url": url,
@@ -108,6 +112,7 @@ where
                     }
                 }
                 None => {
+                    client.answered.set(503);
                     let body = br#"{"error":"no healthy backend"}"#;
                     respond(&mut out, 503, "application/json", &[], body, false);
                     false

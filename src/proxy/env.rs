@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::backend::IdlePool;
 use super::channels::ChannelIndex;
 use super::conns::ConnTable;
+use super::metrics::{LocalMetrics, Telemetry};
 use crate::config::ServeConfig;
 use crate::hooks::{Hooks, MessageMode};
 use crate::hub::{EventBus, Router};
@@ -17,6 +18,7 @@ use crate::pool::registry::hub::ControlHub;
 use crate::pool::registry::Registry;
 use crate::pool::{LocalPool, Picker, SharedPool};
 use crate::rt::live::{LocalCopy, Published};
+use crate::rt::log_line::LocalLog;
 use crate::rt::notify::LocalEvent;
 use crate::rt::throttle::Throttle;
 
@@ -56,6 +58,10 @@ pub(crate) struct Env {
     /// Verified TLS to `https://` and `wss://` backends (`None`: no CA
     /// certificates could be loaded; such backends then fail to connect).
     pub backend_tls: Option<monoio_rustls::TlsConnector>,
+    /// This worker's counters and histograms.
+    pub metrics: LocalMetrics,
+    /// This worker's access log buffer.
+    pub log: LocalLog,
 }
 
 /// What every worker's environment shares with the others.
@@ -69,6 +75,7 @@ pub(crate) struct Common {
     pub hooks: Option<Arc<dyn Hooks>>,
     pub router: Arc<Router>,
     pub events: Arc<EventBus>,
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl Env {
@@ -82,7 +89,9 @@ impl Env {
             hooks,
             router,
             events,
+            telemetry,
         } = common;
+        let block = telemetry.workers.get(worker).cloned().unwrap_or_default();
         let seed = 0x9e37_79b9_7f4a_7c15
             ^ (worker as u64).wrapping_mul(0x1000_0000_01b3)
             ^ fastrand::u64(..);
@@ -106,6 +115,8 @@ impl Env {
             events,
             channels: ChannelIndex::default(),
             backend_tls: None,
+            metrics: LocalMetrics::new(block),
+            log: LocalLog::new(telemetry.access_log.clone()),
             cfg_copy,
         }
     }
@@ -145,6 +156,14 @@ mod tests {
                 hooks: None,
                 router: Arc::new(Router::new(1, crate::hub::ConnIds::random())),
                 events: Arc::new(EventBus::new()),
+                telemetry: Arc::new(crate::proxy::metrics::Telemetry::new(
+                    1,
+                    crate::rt::access_log::AccessLog::start(
+                        &crate::config::AccessLogTarget::Off,
+                        crate::config::AccessLogFormat::Text,
+                    )
+                    .expect("an access log that is off"),
+                )),
             },
         );
         let started = env.cfg();

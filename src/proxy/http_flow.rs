@@ -5,17 +5,18 @@
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
+use super::access::{request_done, RequestLine, RequestRecord};
 use super::backend::{connect, pick, pick_pinned, sticky_key, BackendConn, ConnectError, Tried};
 use super::client_write::ClientWriter;
 use super::env::Env;
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
 use super::hook_calls::{before_forward, Handshake, ResponseHook};
-use super::outcome::Switched;
-use super::pool_events::{emit_event, wants};
+use super::metrics::Refusal;
+use super::outcome::{ExchangeFacts, Switched};
+use super::refusal::{backend_failure, check_origin, refused, refused_by_hook, upgrade_refusal};
 use super::request_body::BodyDeadline;
 use super::request_head::{read_head, HeadWait};
 use super::ClientConn;
-use crate::hub::EventKind;
 use crate::pool::health::{record_failure, record_success, HealthPolicy};
 use crate::pool::stats::ActiveGuard;
 use crate::proto::http::edit;
@@ -58,6 +59,11 @@ where
     let mut head = Vec::with_capacity(1024);
     let mut scratch = Vec::new();
     let mut resp_out = Vec::with_capacity(1024);
+    // The request line, copied for the access log when it is on.
+    let mut line = RequestLine::default();
+    if env.log.is_on() {
+        line.set_peer(client.peer);
+    }
     // The first request must come within the header timeout of the accept;
     // later ones may wait the keep-alive idle time.
     let mut first = true;
@@ -69,27 +75,40 @@ where
             HeadWait::Request(req) => req,
             HeadWait::Close => return None,
             HeadWait::Refuse(status) => {
+                let mut rec = RequestRecord::begin(client);
                 client.answer(status, cfg.idle_timeout).await;
+                rec.status = status;
+                line.clear();
+                request_done(env, client, rec, &line, 0);
                 return None;
             }
         };
+        let mut rec = RequestRecord::begin(client);
+        if env.log.is_on() {
+            line.copy(client.buf.data(), req.path.clone());
+        }
         let path = &client.buf.data()[req.path.clone()];
         if path.starts_with(b"/_lb/") || client.control {
-            if super::endpoints::serve(env, client, &req).await {
+            let keep = super::endpoints::serve(env, client, &req).await;
+            rec.status = client.answered.get();
+            request_done(env, client, rec, &line, req.head_len);
+            if keep {
                 continue;
             }
             return None;
         }
         if req.upgrade_websocket {
             let checked = check_origin(env, client, &req)
-                .map_err(|s| (s, "origin not allowed"))
+                .map_err(|s| (s, Refusal::Origin))
                 .and_then(|()| {
                     check_upgrade_request(client.buf.data(), &req)
-                        .map_err(|s| (s, upgrade_refusal_reason(s)))
+                        .map_err(|s| (s, upgrade_refusal(s)))
                 });
-            if let Err((status, reason)) = checked {
-                refused(env, client, &req, status, reason);
+            if let Err((status, why)) = checked {
+                refused(env, client, &req, status, why);
                 client.answer(status, cfg.idle_timeout).await;
+                rec.status = status;
+                request_done(env, client, rec, &line, req.head_len);
                 return None;
             }
         }
@@ -105,8 +124,10 @@ where
                     status,
                     reason,
                 } => {
-                    refused(env, client, &req, status, &reason);
+                    refused_by_hook(env, client, &req, status, &reason);
                     let _ = client.writer(cfg.idle_timeout).write_vec(answer).await;
+                    rec.status = status;
+                    request_done(env, client, rec, &line, req.head_len);
                     return None;
                 }
             }
@@ -119,7 +140,12 @@ where
             edit::append_fields(&mut head, [(name.as_str(), id.as_str())]);
         }
         let bufs = (&mut scratch, &mut resp_out);
-        match proxy_request(env, client, &req, &head, pin.as_deref(), bufs).await {
+        let end = proxy_request(env, client, &req, &head, pin.as_deref(), bufs, &mut rec).await;
+        if rec.status == 0 {
+            rec.status = client.answered.get();
+        }
+        request_done(env, client, rec, &line, req.head_len);
+        match end {
             RequestEnd::KeepAlive => {}
             RequestEnd::Close => return None,
             RequestEnd::Upgraded(upgrade) => return Some(upgrade),
@@ -127,67 +153,6 @@ where
         if client.writer_cut || env.draining.is_fired() || client.handle.try_next().is_some() {
             return None;
         }
-    }
-}
-
-/// Reports an upgrade refused before any session existed
-/// (`handshake_refused`), when someone listens; `req`'s head is still at
-/// the front of the client's buffer.
-fn refused<S: AsyncWriteRent>(
-    env: &Env,
-    client: &ClientConn<S>,
-    req: &ParsedRequest,
-    status: u16,
-    reason: &str,
-) {
-    if !req.upgrade_websocket || !wants(env) {
-        return;
-    }
-    let target = client.buf.data().get(req.path.clone()).unwrap_or_default();
-    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
-    emit_event(&env.hooks, &env.events, || EventKind::HandshakeRefused {
-        client: client.peer.to_string(),
-        path: String::from_utf8_lossy(path).into_owned(),
-        status,
-        reason: reason.to_string(),
-    });
-}
-
-/// Why `check_upgrade_request` refused, by its status.
-fn upgrade_refusal_reason(status: u16) -> &'static str {
-    if status == 426 {
-        "unsupported WebSocket version"
-    } else {
-        "malformed upgrade request"
-    }
-}
-
-/// Why an upgrade was answered `status` when no backend took it.
-fn backend_failure_reason(status: u16) -> &'static str {
-    match status {
-        502 => "backend failed",
-        504 => "backend timed out",
-        _ => "no backend available",
-    }
-}
-
-/// The allowed-origins policy, applied before any backend is chosen.
-fn check_origin<S: AsyncWriteRent>(
-    env: &Env,
-    client: &ClientConn<S>,
-    req: &ParsedRequest,
-) -> Result<(), u16> {
-    let cfg = env.cfg();
-    let policy = &cfg.allowed_origins;
-    if policy.is_empty() {
-        return Ok(());
-    }
-    let data = client.buf.data();
-    let allowed = req.origin.clone().is_some_and(|r| policy.allows(&data[r]));
-    if allowed {
-        Ok(())
-    } else {
-        Err(403)
     }
 }
 
@@ -209,7 +174,9 @@ impl From<bool> for RequestEnd {
     }
 }
 
-/// Proxies one request.
+/// Proxies one request, noting what the access log and metrics need in
+/// `rec` (the status when a backend answered; the balancer's own answers
+/// are left in `client.answered`).
 async fn proxy_request<S>(
     env: &Env,
     client: &mut ClientConn<S>,
@@ -217,6 +184,7 @@ async fn proxy_request<S>(
     head: &[u8],
     pin: Option<&str>,
     (scratch, resp_out): (&mut Vec<u8>, &mut Vec<u8>),
+    rec: &mut RequestRecord,
 ) -> RequestEnd
 where
     S: AsyncReadRent + AsyncWriteRent + 'static,
@@ -264,6 +232,8 @@ where
             break;
         };
         tried.push(idx);
+        rec.attempts += 1;
+        rec.backend = Some(backend.clone());
         let guard = backend.stats.begin();
         let pooled = if upgrade || stale_retried {
             None
@@ -291,8 +261,7 @@ where
                     break;
                 }
                 Err(e) => {
-                    let ejected =
-                        record_failure(&backend.stats, &policy, crate::pool::clock::now_ms());
+                    let ejected = failed(env, &backend.stats, &policy);
                     tracing::warn!(backend = %backend.id, error = ?e, ejected, "backend connect failed");
                     last_status = if matches!(e, ConnectError::Timeout) {
                         504
@@ -313,6 +282,7 @@ where
                 tls: client.tls,
                 forwarded: head,
             });
+        let facts = ExchangeFacts::default();
         let opts = ExchangeOpts {
             limits: Limits {
                 max_header_bytes: cfg.max_header_bytes,
@@ -333,6 +303,7 @@ where
             draining: &env.draining,
             response_hook: response_hook.as_ref(),
             rate: client.rate.as_deref(),
+            facts: &facts,
         };
         let side = RequestSide {
             r: &mut client.r,
@@ -343,9 +314,15 @@ where
             replayable,
         };
         let mut client_w =
-            ClientWriter::new(&mut client.w, &mut client.writer_cut, cfg.idle_timeout);
+            ClientWriter::new(&mut client.w, &mut client.writer_cut, cfg.idle_timeout)
+                .counting(&client.sent);
         let BackendConn { r, w, buf, .. } = &mut conn;
         let result = exchange(side, &mut client_w, r, w, buf, scratch, resp_out, opts).await;
+        let head_at = facts.head_at.get();
+        if head_at != 0 {
+            rec.backend_us = Some(crate::rt::clock::micros_between(rec.start(), head_at));
+            rec.status = facts.status.get();
+        }
         match result {
             Ok(ExchangeEnd::Done {
                 backend_reusable,
@@ -385,7 +362,7 @@ where
             Err(ExchangeError::ClosedEarly) if replayable && idempotent => {
                 // Safe to send again: a counted retry.
                 if !conn.reused {
-                    record_failure(&backend.stats, &policy, crate::pool::clock::now_ms());
+                    failed(env, &backend.stats, &policy);
                 }
                 tracing::debug!(backend = %backend.id, "retrying request");
                 last_status = 502;
@@ -406,7 +383,7 @@ where
             Err(ExchangeError::Timeout { response_started }) => {
                 tracing::warn!(backend = %backend.id, "backend timed out");
                 if !response_started {
-                    refused(env, client, req, 504, backend_failure_reason(504));
+                    refused(env, client, req, 504, backend_failure(504));
                     client.answer(504, cfg.idle_timeout).await;
                 }
                 return RequestEnd::Close;
@@ -415,9 +392,9 @@ where
                 // Closed or reset before answering: the backend's fault,
                 // unless it was a pooled connection it had let go.
                 if !conn.reused {
-                    record_failure(&backend.stats, &policy, crate::pool::clock::now_ms());
+                    failed(env, &backend.stats, &policy);
                 }
-                refused(env, client, req, 502, backend_failure_reason(502));
+                refused(env, client, req, 502, backend_failure(502));
                 client.answer(502, cfg.idle_timeout).await;
                 return RequestEnd::Close;
             }
@@ -425,7 +402,7 @@ where
                 // Maybe its own body timeout with a slow client: no blame,
                 // and the body cannot be sent again anyway.
                 tracing::debug!(backend = %backend.id, "backend closed during the request body");
-                refused(env, client, req, 502, backend_failure_reason(502));
+                refused(env, client, req, 502, backend_failure(502));
                 client.answer(502, cfg.idle_timeout).await;
                 return RequestEnd::Close;
             }
@@ -434,9 +411,9 @@ where
                 detail,
             }) => {
                 tracing::warn!(backend = %backend.id, detail, "backend failed");
-                record_failure(&backend.stats, &policy, crate::pool::clock::now_ms());
+                failed(env, &backend.stats, &policy);
                 if !response_started {
-                    refused(env, client, req, 502, backend_failure_reason(502));
+                    refused(env, client, req, 502, backend_failure(502));
                     client.answer(502, cfg.idle_timeout).await;
                 }
                 return RequestEnd::Close;
@@ -446,13 +423,17 @@ where
     if tried.count() == 0 {
         last_status = 503;
     }
-    refused(
-        env,
-        client,
-        req,
-        last_status,
-        backend_failure_reason(last_status),
-    );
+    refused(env, client, req, last_status, backend_failure(last_status));
     client.answer(last_status, cfg.idle_timeout).await;
     RequestEnd::Close
+}
+
+/// Notes a backend's failure (passive health), counting an ejection;
+/// returns whether it was ejected.
+fn failed(env: &Env, stats: &crate::pool::BackendStats, policy: &HealthPolicy) -> bool {
+    let ejected = record_failure(stats, policy, crate::pool::clock::now_ms());
+    if ejected {
+        env.metrics.shared.ejections.add(1);
+    }
+    ejected
 }

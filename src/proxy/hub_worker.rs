@@ -40,6 +40,7 @@ pub(crate) fn opened(env: &Env, session: &WsSession, channels: Option<&str>) {
             }
         }
     }
+    super::access::session_opened(env);
     emit(env, || EventKind::SessionOpen {
         id: env.router.ids.format(session.local),
         client: session.peer.to_string(),
@@ -52,6 +53,7 @@ pub(crate) fn opened(env: &Env, session: &WsSession, channels: Option<&str>) {
 /// A session has ended: it leaves its channels and its end is reported.
 pub(crate) fn closed(env: &Env, session: &WsSession) {
     env.channels.leave_all(session);
+    super::access::session_done(env, session);
     emit(env, || {
         let (bytes_in, bytes_out) = session.track.bytes();
         let (messages_in, messages_out) = session.track.messages();

@@ -1,6 +1,7 @@
 //! Per-connection flow: read a request, classify it (plain HTTP, WebSocket
 //! upgrade, the balancer's own `/_lb/` endpoints), pick a backend, relay.
 
+pub(crate) mod access;
 pub(crate) mod backend;
 pub(crate) mod backend_stream;
 pub(crate) mod channels;
@@ -15,9 +16,11 @@ mod flow_tests;
 mod hook_calls;
 pub(crate) mod http_flow;
 pub(crate) mod hub_worker;
+pub(crate) mod metrics;
 mod outbound;
 pub(crate) mod outcome;
 pub(crate) mod pool_events;
+mod refusal;
 pub(crate) mod request_body;
 mod request_head;
 mod response_relay;
@@ -83,6 +86,12 @@ pub(crate) struct ClientConn<S: AsyncWriteRent> {
     pub writer_cut: bool,
     /// `--throttle-bps`: the connection's two token buckets (`None`: no limit).
     pub rate: Option<Box<crate::rt::rate::ConnRates>>,
+    /// Bytes written toward the client on the HTTP path (the access log's
+    /// `bytes_out`).
+    pub sent: std::cell::Cell<u64>,
+    /// The status of the last answer the balancer gave itself (0: none
+    /// since the request began).
+    pub answered: std::cell::Cell<u16>,
 }
 
 /// After an answer sent before the request body ended: how long, and how
@@ -108,6 +117,8 @@ where
         linger: false,
         writer_cut: false,
         rate: crate::rt::rate::ConnRates::new(env.cfg().throttle_bps),
+        sent: std::cell::Cell::new(0),
+        answered: std::cell::Cell::new(0),
     };
     // The request machinery is boxed so that it is freed before a
     // WebSocket session starts: a long idle session then costs only the

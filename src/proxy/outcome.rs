@@ -83,4 +83,15 @@ pub(crate) struct ExchangeOpts<'a> {
     pub response_hook: Option<&'a ResponseHook<'a>>,
     /// The client connection's bandwidth limit (`None`: none).
     pub rate: Option<&'a ConnRates>,
+    /// What the response side notes for the access log and metrics.
+    pub facts: &'a ExchangeFacts,
+}
+
+/// What an exchange notes about the backend's final response head: its
+/// status and when it was read.
+#[derive(Debug, Default)]
+pub(crate) struct ExchangeFacts {
+    pub status: std::cell::Cell<u16>,
+    /// When the final head was read (`rt::clock::now_ns`; 0: not yet).
+    pub head_at: std::cell::Cell<u64>,
 }

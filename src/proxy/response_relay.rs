@@ -218,6 +218,10 @@ where
             }
             continue;
         };
+        if !resp.informational {
+            opts.facts.status.set(resp.status);
+            opts.facts.head_at.set(crate::rt::clock::now_ns());
+        }
         if resp.status == 101 {
             check_switch(&buf.data()[..resp.head_len], &resp, expected_accept).map_err(failed)?;
         }

@@ -28,6 +28,8 @@ pub struct ReadBuf {
     /// Where the unconsumed bytes start.
     pub pos: usize,
     hint: usize,
+    /// Bytes marked consumed with [`ReadBuf::consume`], ever.
+    consumed: u64,
 }
 
 impl ReadBuf {
@@ -38,18 +40,30 @@ impl ReadBuf {
             buf: Vec::new(),
             pos: 0,
             hint: first_read.max(MIN_READ),
+            consumed: 0,
         }
     }
 
     /// Takes over `buf` with `buf[..pos]` already consumed (e.g. bytes read past a head).
     pub fn from_vec(buf: Vec<u8>, pos: usize) -> Self {
         let hint = buf.capacity().max(MIN_READ);
-        Self { buf, pos, hint }
+        Self {
+            buf,
+            pos,
+            hint,
+            consumed: 0,
+        }
     }
 
     /// The unconsumed bytes.
     pub fn data(&self) -> &[u8] {
         &self.buf[self.pos..]
+    }
+
+    /// Bytes marked consumed with [`ReadBuf::consume`] since the buffer
+    /// was made (what a connection has handled so far).
+    pub fn consumed_total(&self) -> u64 {
+        self.consumed
     }
 
     /// How many bytes are unconsumed.
@@ -64,7 +78,9 @@ impl ReadBuf {
 
     /// Marks `n` more bytes consumed (at most all of them); an emptied buffer starts over at 0.
     pub fn consume(&mut self, n: usize) {
+        let before = self.pos;
         self.pos = (self.pos + n).min(self.buf.len());
+        self.consumed = self.consumed.wrapping_add((self.pos - before) as u64);
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;

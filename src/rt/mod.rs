@@ -2,12 +2,16 @@
 //! buffers and whole writes over monoio's owned-buffer traits (`io`) and
 //! SO_REUSEPORT listeners for a thread per core (`listen`). Inside the
 //! crate also: wake-ups (`notify`), a log throttle (`throttle`), values
-//! a reload replaces (`live`) and the per-connection bandwidth limit
-//! (`rate`).
+//! a reload replaces (`live`), the per-connection bandwidth limit (`rate`),
+//! and the access log's writer (`access_log`) and per-worker lines
+//! (`log_line`).
 
+pub(crate) mod access_log;
+pub(crate) mod clock;
 pub mod io;
 pub mod listen;
 pub(crate) mod live;
+pub(crate) mod log_line;
 pub(crate) mod notify;
 pub(crate) mod rate;
 pub(crate) mod throttle;

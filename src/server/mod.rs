@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     /// Client configuration for TLS backends (`None`: no CA could be
     /// loaded and none is needed by a static backend).
     pub backend_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Every worker's metrics, and the access log.
+    pub telemetry: Arc<crate::proxy::metrics::Telemetry>,
 }
 
 /// Why the balancer could not start.
@@ -86,6 +88,9 @@ pub enum ServeError {
     /// The upgrade hand-over failed (`--upgrade`, `--upgrade-socket`).
     #[error(transparent)]
     Upgrade(#[from] UpgradeError),
+    /// The access log file could not be opened.
+    #[error("access log: {0}")]
+    AccessLog(std::io::Error),
 }
 
 /// A started balancer: its workers run until [`Running::drain`] and the
@@ -129,6 +134,9 @@ impl Running {
         self.shared.lifecycle.advance(Phase::Stopped);
         // Event streams end with the balancer.
         self.shared.events.shut();
+        // The last lines are written, unless the destination is stuck.
+        let log = &self.shared.telemetry.access_log;
+        log.finish(std::time::Duration::from_secs(1));
         tracing::info!("stopped");
     }
 }
@@ -154,6 +162,9 @@ pub(crate) fn start(
     };
     let backend_tls = crate::config::preflight::backend_tls_config(&cfg)?;
     let workers = cfg.workers;
+    let access_log =
+        crate::rt::access_log::AccessLog::start(&cfg.access_log, cfg.access_log_format)
+            .map_err(ServeError::AccessLog)?;
     let mut sets = Vec::new();
     let control: Vec<std::net::SocketAddr> = cfg.control_listen.into_iter().collect();
     for (addrs, kind) in [
@@ -191,6 +202,7 @@ pub(crate) fn start(
         events: Arc::new(crate::hub::EventBus::new()),
         handed_over: AtomicBool::new(false),
         backend_tls,
+        telemetry: Arc::new(crate::proxy::metrics::Telemetry::new(workers, access_log)),
         cfg: Arc::new(cfg),
     });
     spawn_expiry(shared.clone()).map_err(ServeError::Thread)?;

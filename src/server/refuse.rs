@@ -39,7 +39,8 @@ impl Default for Refusals {
 
 /// A client whose address already has `limit` connections open: on a plain
 /// listener a 429 without reading the request, on TLS a plain close (a 429
-/// would need a handshake first, which is the cost being refused).
+/// would need a handshake first, which is the cost being refused). Returns
+/// whether a 429 went out.
 pub(super) async fn refuse_over_ip_limit(
     refusals: &Refusals,
     refused_total: &AtomicU64,
@@ -48,7 +49,7 @@ pub(super) async fn refuse_over_ip_limit(
     ip: IpAddr,
     limit: usize,
     kind: ListenerKind,
-) {
+) -> bool {
     refused_total.fetch_add(1, Ordering::Relaxed);
     if let Some(held) = refusals.log.allow() {
         tracing::warn!(
@@ -74,8 +75,10 @@ pub(super) async fn refuse_over_ip_limit(
             let _ = stream.shutdown().await;
             let mut buf = ReadBuf::with_capacity(MIN_READ);
             drain_briefly(&mut stream, &mut buf, 16 * 1024, REFUSAL_GRACE).await;
+            return true;
         }
     }
+    false
 }
 
 /// How long a refused connection may take to be answered, and then to be

@@ -26,6 +26,8 @@ pub(crate) const RESTART_ONLY: &[&str] = &[
     "upgrade_socket",
     "upgrade",
     "backend_ca",
+    "access_log",
+    "access_log_format",
 ];
 
 /// Puts every [`RESTART_ONLY`] setting of `new` back to its value in
@@ -52,6 +54,8 @@ pub(crate) fn keep_restart_only(old: &ServeConfig, new: &mut ServeConfig) -> Vec
     new.upgrade_socket.clone_from(&old.upgrade_socket);
     new.upgrade = old.upgrade;
     new.backend_ca.clone_from(&old.backend_ca);
+    new.access_log.clone_from(&old.access_log);
+    new.access_log_format = old.access_log_format;
     differed
 }
 
@@ -234,6 +238,8 @@ mod tests {
             upgrade_socket: Some("/run/x.sock".into()),
             upgrade: !old.upgrade,
             backend_ca: Some("/etc/x.pem".into()),
+            access_log: crate::config::AccessLogTarget::Off,
+            access_log_format: crate::config::AccessLogFormat::Json,
             ..old.clone()
         };
         let needs_restart = keep_restart_only(&old, &mut new);

@@ -145,6 +145,7 @@ async fn worker_main(
             hooks: shared.hooks.clone(),
             router: shared.router.clone(),
             events: shared.events.clone(),
+            telemetry: shared.telemetry.clone(),
         },
     );
     env.backend_tls = shared.backend_tls.clone().map(crate::tls::connector);
@@ -170,6 +171,7 @@ async fn worker_main(
         monoio::spawn(sweep_tunnels(ctx.clone()));
     }
     monoio::spawn(sweep_idle_backends(ctx.clone()));
+    monoio::spawn(flush_access_log(ctx.env.clone()));
     monoio::spawn(crate::proxy::hub_worker::run(ctx.env.clone()));
     ctx.shared.lifecycle.wait_for(index, Phase::Draining).await;
     ctx.env.draining.fire();
@@ -194,7 +196,27 @@ async fn worker_main(
         });
         let _ = monoio::time::timeout(Duration::from_secs(2), all_done()).await;
     }
+    ctx.env.log.flush();
     tracing::info!(worker = index, "worker stopped");
+}
+
+/// Hands the worker's access log lines to the writer a few times a second
+/// (a full buffer goes at once), and takes the wall clock again now and
+/// then for their time stamps; until the worker's runtime ends (the lines
+/// of a drain are wanted too).
+async fn flush_access_log(env: Rc<Env>) {
+    if !env.log.is_on() {
+        return;
+    }
+    let mut ticks = 0u32;
+    loop {
+        monoio::time::sleep(Duration::from_millis(100)).await;
+        env.log.flush();
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(600) {
+            env.log.resync_clock();
+        }
+    }
 }
 
 /// Closes tunnel sessions with no bytes either way for `idle` (when set),
@@ -237,6 +259,7 @@ async fn sweep_idle_backends(ctx: Rc<WorkerCtx>) {
         let snap = ctx.env.pool.borrow_mut().current().clone();
         if snap.generation != generation {
             generation = snap.generation;
+            ctx.env.metrics.retain(&snap.backends);
             let gone = ctx
                 .env
                 .idle
@@ -270,6 +293,9 @@ async fn accept_loop(
     let mut acceptor = super::accept::Acceptor::new(listener);
     loop {
         // Take a connection permit before accepting: at the cap, wait.
+        if ctx.shared.open_connections.load(Ordering::Relaxed) >= ctx.env.cfg().max_connections {
+            ctx.env.metrics.shared.max_connections_waits.add(1);
+        }
         // (The cap is read each time: a reload may change it.)
         while ctx.shared.open_connections.load(Ordering::Relaxed) >= ctx.env.cfg().max_connections {
             if ctx.env.draining.is_fired() {
@@ -350,7 +376,7 @@ async fn serve_accepted(
             // while it is answered: otherwise one address opening refused
             // connections fast would keep everyone else out.
             drop(permit);
-            super::refuse::refuse_over_ip_limit(
+            let answered = super::refuse::refuse_over_ip_limit(
                 &ctx.refusals,
                 &ctx.shared.per_ip_refused,
                 ctx.index,
@@ -360,6 +386,8 @@ async fn serve_accepted(
                 kind,
             )
             .await;
+            let status = if answered { 429 } else { 0 };
+            crate::proxy::access::refused_at_accept(&ctx.env, peer, status);
             return;
         }
         permit.per_ip = Some(ip);
@@ -388,6 +416,7 @@ async fn serve_tls(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
     let accepted = Box::pin(monoio::time::timeout(timeout, acceptor.accept(stream))).await;
     match accepted {
         Ok(Ok(tls)) => {
+            ctx.env.metrics.shared.tls_handshakes.add(1);
             Box::pin(crate::proxy::serve_client(
                 ctx.env.clone(),
                 tls,
@@ -396,7 +425,13 @@ async fn serve_tls(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
             ))
             .await
         }
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        Ok(Err(e)) => {
+            ctx.env.metrics.shared.tls_failures[0].add(1);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed")
+        }
+        Err(_) => {
+            ctx.env.metrics.shared.tls_failures[1].add(1);
+            tracing::debug!(%peer, "TLS handshake timed out")
+        }
     }
 }

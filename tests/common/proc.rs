@@ -60,6 +60,12 @@ impl Proc {
                 "RUST_LOG",
                 std::env::var("WSLB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            // No access log lines in test output unless asked for
+            // (WSLB_TEST_ACCESS_LOG=stderr); an --access-log flag wins.
+            .env(
+                "WSLB_ACCESS_LOG",
+                std::env::var("WSLB_TEST_ACCESS_LOG").unwrap_or_else(|_| "off".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

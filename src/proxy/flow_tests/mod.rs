@@ -118,6 +118,14 @@ impl Lb {
                 hooks: None,
                 router: Arc::new(crate::hub::Router::new(1, crate::hub::ConnIds::random())),
                 events: Arc::new(crate::hub::EventBus::new()),
+                telemetry: Arc::new(crate::proxy::metrics::Telemetry::new(
+                    1,
+                    crate::rt::access_log::AccessLog::start(
+                        &crate::config::AccessLogTarget::Off,
+                        crate::config::AccessLogFormat::Text,
+                    )
+                    .expect("no access log"),
+                )),
             },
         );
         let front = TcpListener::bind("127.0.0.1:0").expect("bind the front");
