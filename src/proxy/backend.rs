@@ -14,6 +14,7 @@ use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use monoio_rustls::TlsConnector;
 
+pub(crate) use super::backend_stream::ConnectError;
 use super::backend_stream::{connect_tls, BackendStream};
 
 use crate::pool::clock::now_ms;
@@ -68,34 +69,6 @@ impl BackendConn {
             return err.kind() == io::ErrorKind::WouldBlock;
         }
         false
-    }
-}
-
-/// Why a backend connection could not be made.
-#[derive(Debug)]
-pub(crate) enum ConnectError {
-    /// The backend refused or could not be reached: its fault. (The error
-    /// is read through `Debug`, in the log line.)
-    Refused(#[allow(dead_code)] io::Error),
-    /// Connect and (for a TLS backend) handshake took longer than allowed.
-    Timeout,
-    /// The TLS handshake failed (certificate refused, protocol error, the
-    /// backend closed): the backend's fault, like a refusal. The reason is
-    /// read through `Debug`, in the log line.
-    Tls(#[allow(dead_code)] String),
-    /// This machine ran out of something (descriptors, ports, memory):
-    /// not the backend's fault, and another backend would fail the same.
-    Local(io::Error),
-}
-
-impl ConnectError {
-    pub(super) fn from_io(e: io::Error) -> Self {
-        match e.raw_os_error() {
-            Some(
-                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL,
-            ) => ConnectError::Local(e),
-            _ => ConnectError::Refused(e),
-        }
     }
 }
 

@@ -19,7 +19,33 @@ use monoio::net::TcpStream;
 use monoio::BufResult;
 use monoio_rustls::{ClientTlsStream, TlsConnector};
 
-use super::backend::ConnectError;
+/// Why a backend connection could not be made.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    /// The backend refused or could not be reached: its fault. (The error
+    /// is read through `Debug`, in the log line.)
+    Refused(#[allow(dead_code)] io::Error),
+    /// Connect and (for a TLS backend) handshake took longer than allowed.
+    Timeout,
+    /// The TLS handshake failed (certificate refused, protocol error, the
+    /// backend closed): the backend's fault, like a refusal. The reason is
+    /// read through `Debug`, in the log line.
+    Tls(#[allow(dead_code)] String),
+    /// This machine ran out of something (descriptors, ports, memory):
+    /// not the backend's fault, and another backend would fail the same.
+    Local(io::Error),
+}
+
+impl ConnectError {
+    pub(super) fn from_io(e: io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(
+                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL,
+            ) => ConnectError::Local(e),
+            _ => ConnectError::Refused(e),
+        }
+    }
+}
 
 /// Plain TCP or TLS over TCP to a backend.
 pub(crate) enum BackendStream {
