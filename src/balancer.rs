@@ -348,8 +348,10 @@ impl Handle {
     /// algorithm, stickiness, limits and timeouts apply to what starts
     /// next. Settings only a restart can change (listen addresses, workers,
     /// pinning, the admin and control listeners, the relay mode, the
-    /// registry's size and heartbeat timeout, the balancer id) keep their
-    /// running values and are named in [`ReloadSummary::needs_restart`].
+    /// registry's size and heartbeat timeout, the balancer id, the upgrade
+    /// socket, the backend CA file, the access log's destination and
+    /// format) keep their running values and are named in
+    /// [`ReloadSummary::needs_restart`].
     ///
     /// A configuration that cannot be applied whole (a missing or corrupt
     /// certificate, a refused backend URL, an invalid value) is refused
