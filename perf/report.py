@@ -135,16 +135,42 @@ def fmt_fanout(v, unit):
     return fmt(v, unit)
 
 
+# (proxy, metric) -> (min, max, rounds) of the figures behind a median.
+SPREAD = {}
+
+
 def load(results_path):
-    values, errors = {}, {}
+    """Each (proxy, metric) figure: the median over the rounds that gave a
+    number (the spread is kept in SPREAD); errors are summed."""
+    samples, errors = {}, {}
     for line in open(results_path, encoding="utf-8"):
         line = line.strip()
         if not line:
             continue
         r = json.loads(line)
-        values[(r["proxy"], r["metric"])] = r["value"]
-        errors[(r["proxy"], r["metric"])] = r.get("errors") or 0
+        key = (r["proxy"], r["metric"])
+        samples.setdefault(key, []).append(r["value"])
+        errors[key] = errors.get(key, 0) + (r.get("errors") or 0)
+    values = {}
+    for key, vs in samples.items():
+        nums = sorted(v for v in vs if isinstance(v, (int, float)))
+        if not nums:
+            values[key] = vs[-1]
+            continue
+        mid = len(nums) // 2
+        values[key] = nums[mid] if len(nums) % 2 else (nums[mid - 1] + nums[mid]) / 2
+        SPREAD[key] = (nums[0], nums[-1], len(nums))
     return values, errors
+
+
+def spread_note(key):
+    """' ±N%' (half the range over the rounds, relative to the median) when
+    a figure has more than one round; empty otherwise."""
+    lo, hi, n = SPREAD.get(key, (0, 0, 1))
+    if n < 2:
+        return ""
+    mid = (lo + hi) / 2 or 1
+    return f" ±{(hi - lo) / 2 / abs(mid) * 100:.0f}%"
 
 
 def best_peer(values, metric, higher):
@@ -163,7 +189,7 @@ def report(results_path, meta_path, md_path, svg_path):
         "# wslb vs HAProxy vs nginx" + (" (and Pushpin, fan-out)" if "fanout" in meta.get("scenarios", "") else ""),
         "",
         f"Run {meta['date']}{' (--quick)' if meta['quick'] else ''}: "
-        f"{meta['duration_s']} s per measurement"
+        f"{meta['duration_s']} s per measurement, {meta.get('rounds', 1)} round(s)"
         + (f", fixed rate {meta['rate']} req/s, {meta['hold']} held connections" if present else "")
         + f"; whole run {meta['elapsed_s']} s.",
         "",
@@ -201,7 +227,9 @@ def proxy_table(values, errors, present):
         "latency, CPU and memory); on CPU rows they also carry their ratio to `floor` (value ÷ floor, `x floor`). "
         "`floor` is `wslb floor`: one io_uring thread copying bytes between each client and a pooled backend "
         "connection with no parsing, the cost of moving the bytes through the kernel. "
-        "`direct` is the load generator talking to the backend with no proxy.",
+        "`direct` is the load generator talking to the backend with no proxy. "
+        "With several rounds (the proxies' order rotated each round) every figure is the median "
+        "of the rounds, and ±N% is half its range over them, relative to its middle.",
         "",
         "| Scenario / metric | " + " | ".join(present) + " |",
         "|---|" + "---|" * len(present),
@@ -216,6 +244,7 @@ def proxy_table(values, errors, present):
                 cells.append("—")
                 continue
             cell = fmt(v, unit) if isinstance(v, (int, float)) else "n/a"
+            cell += spread_note((p, key))
             if p.startswith("wslb") and isinstance(v, (int, float)) and v > 0 and best:
                 cell += f" ({v / best:.2f}x)"
             if p.startswith("wslb") and isinstance(v, (int, float)) and isinstance(fl, (int, float)) and fl > 0:

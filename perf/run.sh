@@ -5,7 +5,10 @@
 # message hub with Pushpin (fan-out), in one run.
 # The proxy under test gets one worker pinned to core 0; the echo backend and
 # the load generator share core 1. Writes perf/results/latest.{md,svg} and
-# dated copies. Usage: perf/run.sh [--quick] [--duration S] [--hold N]
+# dated copies. Proxies run in ROUNDS rounds (default 3, --quick 1), the
+# order rotated each round; the table shows each figure's median and spread,
+# and each proxy starts from a quiet machine (TIME_WAIT drained, fresh port).
+# Usage: perf/run.sh [--quick] [--rounds N] [--duration S] [--hold N]
 #   [--proxies "direct wslb-inspect ..."] [--scenarios "proxy fanout"]
 #   [--fanout-n "1000 5000"] [--fanout-proxies "wslb-inspect pushpin"] [--open-rate R]
 #   [--in-flight K]
@@ -18,6 +21,8 @@ DUR=10
 HOLD_N=8000
 RATE=5000
 QUICK=0
+ROUNDS=""
+ROUND=1
 PROXIES="direct floor wslb-inspect wslb-tunnel haproxy nginx"
 # proxy: scenarios 1-5 for $PROXIES; fanout: wslb's hub and Pushpin (perf/fanout.sh).
 SCENARIOS="proxy fanout"
@@ -34,6 +39,7 @@ LOAD_CORE=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1; DUR=3 ;;
+        --rounds) ROUNDS="$2"; shift ;;
         --duration) DUR="$2"; shift ;;
         --hold) HOLD_N="$2"; shift ;;
         --rate) RATE="$2"; shift ;;
@@ -44,11 +50,14 @@ while [ $# -gt 0 ]; do
         --fanout-proxies) FANOUT_PROXIES="$2"; shift ;;
         --open-rate) OPEN_RATE="$2"; shift ;;
         --in-flight) IN_FLIGHT="$2"; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
+
+if [ -z "$ROUNDS" ]; then if [ "$QUICK" = 1 ]; then ROUNDS=1; else ROUNDS=3; fi; fi
+case "$ROUNDS" in ''|*[!0-9]*|0) echo "run.sh: --rounds takes a positive count" >&2; exit 2 ;; esac
 
 WORK="$(mktemp -d /tmp/wslb-perf.XXXXXX)"
 RESULTS="$WORK/results.jsonl"
@@ -56,7 +65,7 @@ RESULTS="$WORK/results.jsonl"
 # Ports below the ephemeral range (32768+), so TIME_WAIT sockets of earlier
 # traffic can never block the bind.
 ECHO_PORT=18900
-PROXY_PORT=18910
+PROXY_PORT=19100
 BG_PIDS=()
 T_START=$(date +%s)
 
@@ -137,7 +146,20 @@ HZ="$(getconf CLK_TCK)"
 
 # record PROXY METRIC VALUE [ERRORS]: into this attempt's file, kept if the attempt is.
 record() {
-    printf '{"proxy":"%s","metric":"%s","value":%s,"errors":%s}\n' "$1" "$2" "${3:-null}" "${4:-0}" >>"$RESULTS.cur"
+    printf '{"proxy":"%s","metric":"%s","value":%s,"errors":%s,"round":%s}\n' "$1" "$2" "${3:-null}" "${4:-0}" "$ROUND" >>"$RESULTS.cur"
+}
+
+# A quiet start for the next proxy: the sockets of the previous one's held
+# connections gone from TIME_WAIT (at most 60 s; the ports change anyway).
+wait_quiet() {
+    local n i
+    for i in $(seq 120); do
+        n=$(ss -Htan state time-wait 2>/dev/null | wc -l)
+        [ "$n" -lt 200 ] && return 0
+        [ "$i" = 1 ] && log "waiting for $n TIME_WAIT sockets to drain"
+        sleep 0.5
+    done
+    log "still $n TIME_WAIT sockets after 60 s; going on (ports differ)"
 }
 
 # Did the echo backend and the proxy survive the last scenario? Something
@@ -325,7 +347,16 @@ ensure_echo() {
 }
 
 has_scenario proxy || PROXIES=""
-for p in $PROXIES; do
+read -r -a PROXY_LIST <<<"$PROXIES"
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+  # Round r starts r-1 places further down the list, so no proxy always
+  # follows the same one (or always comes first).
+  n=${#PROXY_LIST[@]}
+  order=()
+  for ((k = 0; k < n; k++)); do order+=("${PROXY_LIST[$(( (k + ROUND - 1) % n ))]}"); done
+  [ "$n" -gt 0 ] && log "round $ROUND of $ROUNDS: ${order[*]}"
+  for p in "${order[@]}"; do
+    wait_quiet
     for attempt in 1 2; do
         PROXY_PORT=$((PROXY_PORT + 1))
         ensure_echo "$p"
@@ -341,7 +372,9 @@ for p in $PROXIES; do
         log "retrying $p once"
         echo "$p was re-run after a process died during its first attempt" >>"$WORK/notes.txt"
     done
+  done
 done
+ROUND=1
 
 has_scenario fanout && fanout_all
 
@@ -356,7 +389,7 @@ cat >"$WORK/meta.json" <<JSON
  "nginx": "$(command -v nginx >/dev/null && nginx -v 2>&1 | sed 's|.*/||')",
  "wrk": "$(wrk -v 2>&1 | head -n1 | awk '{print $2}')",
  "pushpin": "$(pushpin --version 2>/dev/null | awk '{print $2}')",
- "duration_s": $DUR, "rate": $RATE, "hold": $HOLD_N, "quick": $QUICK,
+ "duration_s": $DUR, "rate": $RATE, "hold": $HOLD_N, "quick": $QUICK, "rounds": $ROUNDS,
  "elapsed_s": $ELAPSED, "proxies": "$PROXIES", "scenarios": "$SCENARIOS",
  "fanout_n": "$FANOUT_N", "fanout_proxies": "$FANOUT_PROXIES", "open_rate": $OPEN_RATE,
  "in_flight": $IN_FLIGHT}
