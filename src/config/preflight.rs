@@ -9,8 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::ServeConfig;
-use crate::pool::registry::binding::{parse_binding, Fill};
-use crate::pool::registry::protocol::{validate_id, validate_weight};
+use crate::pool::registry::table::Wanted;
 use crate::tls::TlsError;
 
 /// What a configuration that passed [`ServeConfig::preflight`] resolves to.
@@ -63,14 +62,11 @@ impl ServeConfig {
                 url: url.clone(),
                 reason,
             };
-            let id = url.trim();
-            validate_id(id).map_err(|e| refuse(e.to_string()))?;
-            validate_weight(u64::from(*weight)).map_err(|e| refuse(e.to_string()))?;
-            let (_, addr) = parse_binding(id, Fill::Static).map_err(|e| refuse(e.to_string()))?;
-            if !seen.insert(id) {
+            let wanted = Wanted::check(url, *weight).map_err(|e| refuse(e.to_string()))?;
+            if !seen.insert(wanted.id.clone()) {
                 return Err(refuse("given more than once".into()));
             }
-            backend_addrs.push(addr);
+            backend_addrs.push(wanted.addr);
         }
         let tls = match &self.tls {
             Some(settings) => Some(crate::tls::build_server_config(settings)?),

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::binding::{parse_binding, tls_host, Fill};
+use super::binding::tls_host;
 use super::info::info;
 pub(crate) use super::info::BackendInfo;
 use super::protocol::{validate_id, validate_weight, ProtocolError, MAX_BINDINGS};
@@ -97,32 +97,20 @@ impl Registry {
     /// Add a static backend: `http://HOST:PORT` or `ws://HOST:PORT` (TLS:
     /// `https://`, `wss://`), HOST an IP literal or `localhost`. Its id is the URL as given.
     pub(crate) fn add_static(&self, url: &str, weight: u32) -> Result<(), ProtocolError> {
-        let id = url.trim();
-        validate_id(id)?;
-        let weight = validate_weight(u64::from(weight))?;
-        let (resolved, addr) = parse_binding(id, Fill::Static)?;
+        let wanted = statics::Wanted::check(url, weight)?;
         let now = clock::now_ms();
         let mut inner = self.lock();
         prune(&mut inner, now);
-        if inner.members.contains_key(id) {
-            return Err(ProtocolError::IdInUse(id.to_string()));
+        if inner.members.contains_key(wanted.id.as_str()) {
+            return Err(ProtocolError::IdInUse(wanted.id));
         }
         if inner.members.len() >= self.max_backends {
             return Err(ProtocolError::TooManyBackends(self.max_backends));
         }
-        let stats = take_stats(&mut inner, id);
-        let backend = Backend {
-            id: Arc::from(id),
-            addr,
-            bindings: vec![Arc::from(resolved.as_str())],
-            weight,
-            source: Source::Static,
-            stats,
-            since_unix_ms: clock::unix_ms(),
-            metadata: None,
-            tls_name: tls_host(id).map(Arc::from),
-        };
+        let stats = take_stats(&mut inner, &wanted.id);
+        let backend = wanted.into_backend(stats, clock::unix_ms());
         let tls = backend.tls_name.is_some();
+        let (id, addr, weight) = (&*backend.id, backend.addr, backend.weight);
         tracing::info!(id, %addr, weight, tls, "static backend added");
         inner
             .members
@@ -391,4 +379,4 @@ mod tests;
 
 #[path = "table_statics.rs"]
 mod statics;
-pub(crate) use statics::StaticChanges;
+pub(crate) use statics::{StaticChanges, Wanted};

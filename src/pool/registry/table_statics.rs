@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::{member, prune, retain, take_stats, Inner, Registry};
 use crate::pool::registry::binding::{parse_binding, tls_host, Fill};
 use crate::pool::registry::protocol::{validate_id, validate_weight, ProtocolError};
-use crate::pool::{clock, Backend, Source};
+use crate::pool::{clock, Backend, BackendStats, Source};
 
 /// What a replacement of the static backends did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -43,12 +43,47 @@ pub(crate) struct StaticRefused {
     pub reason: ProtocolError,
 }
 
-/// One wanted static backend, checked.
-struct Wanted {
-    id: String,
+/// One static backend as configured, checked: its URL (the id), where the
+/// proxy connects and its weight.
+pub(crate) struct Wanted {
+    pub id: String,
     resolved: String,
-    addr: std::net::SocketAddr,
-    weight: u32,
+    pub addr: std::net::SocketAddr,
+    pub weight: u32,
+}
+
+impl Wanted {
+    /// Checks one configured static backend (`http://`, `ws://`, `https://`,
+    /// `wss://` with an IP literal or `localhost`) the way the pool takes
+    /// it: at start, on a reload, and in a dry run (`ServeConfig::preflight`).
+    pub(crate) fn check(url: &str, weight: u32) -> Result<Wanted, ProtocolError> {
+        let id = url.trim();
+        validate_id(id)?;
+        let weight = validate_weight(u64::from(weight))?;
+        let (resolved, addr) = parse_binding(id, Fill::Static)?;
+        Ok(Wanted {
+            id: id.to_string(),
+            resolved,
+            addr,
+            weight,
+        })
+    }
+
+    /// The pool member it becomes, on `stats` (kept across reloads and
+    /// returns), in the pool since `since_unix_ms`.
+    pub(crate) fn into_backend(self, stats: Arc<BackendStats>, since_unix_ms: u64) -> Backend {
+        Backend {
+            tls_name: tls_host(&self.id).map(Arc::from),
+            id: Arc::from(self.id),
+            addr: self.addr,
+            bindings: vec![Arc::from(self.resolved)],
+            weight: self.weight,
+            source: Source::Static,
+            stats,
+            since_unix_ms,
+            metadata: None,
+        }
+    }
 }
 
 fn check(backends: &[(String, u32)]) -> Result<Vec<Wanted>, StaticRefused> {
@@ -59,19 +94,11 @@ fn check(backends: &[(String, u32)]) -> Result<Vec<Wanted>, StaticRefused> {
             url: url.clone(),
             reason,
         };
-        let id = url.trim();
-        validate_id(id).map_err(refuse)?;
-        let weight = validate_weight(u64::from(*weight)).map_err(refuse)?;
-        let (resolved, addr) = parse_binding(id, Fill::Static).map_err(refuse)?;
-        if !seen.insert(id.to_string()) {
-            return Err(refuse(ProtocolError::IdInUse(id.to_string())));
+        let w = Wanted::check(url, *weight).map_err(refuse)?;
+        if !seen.insert(w.id.clone()) {
+            return Err(refuse(ProtocolError::IdInUse(w.id)));
         }
-        wanted.push(Wanted {
-            id: id.to_string(),
-            resolved,
-            addr,
-            weight,
-        });
+        wanted.push(w);
     }
     Ok(wanted)
 }
@@ -160,32 +187,13 @@ fn apply_one(inner: &mut Inner, w: Wanted, now: u64, changes: &mut StaticChanges
             changes
                 .reweighted
                 .push((w.id.clone(), old.weight, w.weight));
-            Backend {
-                id: Arc::clone(&old.id),
-                addr: w.addr,
-                bindings: vec![Arc::from(w.resolved.as_str())],
-                weight: w.weight,
-                source: Source::Static,
-                stats: Arc::clone(&old.stats),
-                since_unix_ms: old.since_unix_ms,
-                metadata: None,
-                tls_name: tls_host(&w.id).map(Arc::from),
-            }
+            w.into_backend(Arc::clone(&old.stats), old.since_unix_ms)
         }
         None => {
             tracing::info!(id = %w.id, addr = %w.addr, weight = w.weight, "static backend added by a reload");
             changes.added.push((w.id.clone(), w.resolved.clone()));
-            Backend {
-                id: Arc::from(w.id.as_str()),
-                addr: w.addr,
-                bindings: vec![Arc::from(w.resolved.as_str())],
-                weight: w.weight,
-                source: Source::Static,
-                stats: take_stats(inner, &w.id),
-                since_unix_ms: clock::unix_ms(),
-                metadata: None,
-                tls_name: tls_host(&w.id).map(Arc::from),
-            }
+            let stats = take_stats(inner, &w.id);
+            w.into_backend(stats, clock::unix_ms())
         }
     };
     inner
