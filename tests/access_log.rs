@@ -7,13 +7,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::client::{get, HttpConn};
+use common::client::{get, raw_status, HttpConn};
 use common::proc::{echo, serve};
 use common::ws_client::WsConn;
 
@@ -45,16 +45,6 @@ fn json_lines(path: &Path, n: usize, kind: &str) -> Vec<serde_json::Value> {
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
-}
-
-/// Sends raw bytes on a fresh connection and returns the status answered.
-fn raw_status(addr: SocketAddr, raw: &[u8]) -> u16 {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(raw).expect("send");
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).expect("status line");
-    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
 }
 
 #[test]

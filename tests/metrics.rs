@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::client::{get, HttpConn};
+use common::client::{get, raw_status, HttpConn};
 use common::proc::{echo, serve, Proc};
 use common::ws_client::WsConn;
 
@@ -36,16 +36,6 @@ fn lb_with_admin(e: &Proc, extra: &[&str]) -> (Proc, SocketAddr) {
     let lb = serve(&[e], &args);
     let admin = lb.addr("admin");
     (lb, admin)
-}
-
-/// Sends raw bytes on a fresh connection and returns the status answered.
-fn raw_status(addr: SocketAddr, raw: &[u8]) -> u16 {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(raw).expect("send");
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).expect("status line");
-    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
 }
 
 #[test]

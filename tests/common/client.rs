@@ -319,3 +319,17 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
     c.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes());
     c.read_response(false).expect("response")
 }
+
+/// Sends raw bytes on a fresh connection and returns the status answered.
+pub fn raw_status(addr: SocketAddr, raw: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    s.write_all(raw).expect("send");
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).expect("status line");
+    std::str::from_utf8(&head[9..12])
+        .expect("ASCII status")
+        .parse()
+        .expect("a status code")
+}
