@@ -78,6 +78,33 @@ pub(crate) struct Common {
     pub telemetry: Arc<Telemetry>,
 }
 
+#[cfg(test)]
+impl Common {
+    /// What one worker of a test balancer shares: the given configuration,
+    /// pool and registry, no hooks, no access log.
+    pub(crate) fn for_test(
+        cfg: Arc<Published<ServeConfig>>,
+        pool: Arc<SharedPool>,
+        registry: Arc<Registry>,
+    ) -> Common {
+        let off = crate::rt::access_log::AccessLog::start(
+            &crate::config::AccessLogTarget::Off,
+            crate::config::AccessLogFormat::Text,
+        )
+        .expect("an access log that is off");
+        Common {
+            cfg,
+            pool,
+            registry,
+            control_hub: Arc::new(ControlHub::new()),
+            hooks: None,
+            router: Arc::new(Router::new(1, crate::hub::ConnIds::random())),
+            events: Arc::new(EventBus::new()),
+            telemetry: Arc::new(Telemetry::new(1, off)),
+        }
+    }
+}
+
 impl Env {
     /// The environment of worker `worker` over what the workers share.
     pub(crate) fn new(worker: usize, common: Common) -> Self {
@@ -146,26 +173,9 @@ mod tests {
     #[test]
     fn a_published_configuration_reaches_the_worker_and_its_picker() {
         let live = Arc::new(Published::new(ServeConfig::default()));
-        let env = Env::new(
-            0,
-            Common {
-                cfg: live.clone(),
-                pool: Arc::new(SharedPool::new()),
-                registry: Arc::new(Registry::new(Arc::new(SharedPool::new()))),
-                control_hub: Arc::new(ControlHub::new()),
-                hooks: None,
-                router: Arc::new(Router::new(1, crate::hub::ConnIds::random())),
-                events: Arc::new(EventBus::new()),
-                telemetry: Arc::new(crate::proxy::metrics::Telemetry::new(
-                    1,
-                    crate::rt::access_log::AccessLog::start(
-                        &crate::config::AccessLogTarget::Off,
-                        crate::config::AccessLogFormat::Text,
-                    )
-                    .expect("an access log that is off"),
-                )),
-            },
-        );
+        let pool = Arc::new(SharedPool::new());
+        let registry = Arc::new(Registry::new(pool.clone()));
+        let env = Env::new(0, Common::for_test(live.clone(), pool, registry));
         let started = env.cfg();
         assert_eq!(env.picker.algorithm(), Algorithm::Random);
         live.publish(ServeConfig {

@@ -26,7 +26,6 @@ pub use ws_end::{no_pings, upgrade, WsEnd};
 use super::env::Env;
 use super::{serve_client, ListenerKind};
 use crate::config::ServeConfig;
-use crate::pool::registry::hub::ControlHub;
 use crate::pool::registry::Registry;
 use crate::pool::{BackendStats, SharedPool};
 
@@ -110,23 +109,11 @@ impl Lb {
         }
         let env = Env::new(
             0,
-            crate::proxy::env::Common {
-                cfg: Arc::new(crate::rt::live::Published::new(cfg)),
+            crate::proxy::env::Common::for_test(
+                Arc::new(crate::rt::live::Published::new(cfg)),
                 pool,
-                registry: registry.clone(),
-                control_hub: Arc::new(ControlHub::new()),
-                hooks: None,
-                router: Arc::new(crate::hub::Router::new(1, crate::hub::ConnIds::random())),
-                events: Arc::new(crate::hub::EventBus::new()),
-                telemetry: Arc::new(crate::proxy::metrics::Telemetry::new(
-                    1,
-                    crate::rt::access_log::AccessLog::start(
-                        &crate::config::AccessLogTarget::Off,
-                        crate::config::AccessLogFormat::Text,
-                    )
-                    .expect("no access log"),
-                )),
-            },
+                registry.clone(),
+            ),
         );
         let front = TcpListener::bind("127.0.0.1:0").expect("bind the front");
         Lb {
