@@ -3,8 +3,9 @@
 //! SO_REUSEPORT listeners for a thread per core (`listen`). Inside the
 //! crate also: wake-ups (`notify`), a log throttle (`throttle`), values
 //! a reload replaces (`live`), the per-connection bandwidth limit (`rate`),
-//! and the access log's writer (`access_log`) and per-worker lines
-//! (`log_line`).
+//! the access log's writer (`access_log`) and per-worker lines
+//! (`log_line`), and read readiness for relays that hold no idle buffer
+//! (`ready`).
 
 pub(crate) mod access_log;
 pub(crate) mod clock;
@@ -14,4 +15,5 @@ pub(crate) mod live;
 pub(crate) mod log_line;
 pub(crate) mod notify;
 pub(crate) mod rate;
+pub(crate) mod ready;
 pub(crate) mod throttle;
