@@ -15,7 +15,7 @@
 # WebSocket-over-HTTP to perf/pushpin_origin.py, which subscribes each
 # connection to the channels in its ?subscribe= query.
 
-FANOUT_PORT=18950
+FANOUT_PORT="${PERF_FANOUT_PORT:-18950}"
 FANOUT_CHANNEL=bench
 FANOUT_METRICS="dps cpu_us p50_us p99_us mem_b bench_busy"
 

@@ -11,6 +11,8 @@ import os
 import re
 import sys
 
+from report_goals import goals_section, num
+
 PROXIES = ["wslb-inspect", "wslb-tunnel", "haproxy", "nginx", "floor", "direct"]
 PEERS = ["haproxy", "nginx"]
 
@@ -32,6 +34,19 @@ METRICS = [
     ("sess_p99_us", "4. WS session setup: p99 handshake", "µs", False),
     ("sess_cpu_us", "4. WS session setup: proxy CPU per session", "µs", False),
     ("hold_bytes_per_conn", "5. Idle WS held: proxy memory per connection", "B", False),
+    ("lowrate_mps", "6. Many WS at 1 msg/s: messages/s delivered", "/s", True),
+    ("lowrate_p99_us", "6. Many WS at 1 msg/s: p99 round trip", "µs", False),
+    ("lowrate_cpu_us", "6. Many WS at 1 msg/s: proxy CPU per message", "µs", False),
+    ("tls_full_rate", "7. TLS full handshakes/s measured (-c 20)", "/s", True),
+    ("tls_full_cpu_us", "7. TLS full handshake: proxy CPU per handshake", "µs", False),
+    ("tls_full_per_core", "7. TLS full handshakes per proxy core (1 s ÷ CPU)", "/s", True),
+    ("tls_res_rate", "7. TLS resumed handshakes/s measured (-c 20)", "/s", True),
+    ("tls_res_cpu_us", "7. TLS resumed handshake: proxy CPU per handshake", "µs", False),
+    ("tls_res_per_core", "7. TLS resumed handshakes per proxy core (1 s ÷ CPU)", "/s", True),
+    ("tls_res_resumed_pct", "7. TLS resumed phase: handshakes resumed", "%", True),
+    ("tls_http_rps", "7. HTTPS kept alive: requests/s (wrk -c 20)", "/s", True),
+    ("tls_http_cpu_us", "7. HTTPS kept alive: proxy CPU per request", "µs", False),
+    ("tls_hold_bytes_per_conn", "7. Idle wss held: proxy memory per session", "B", False),
 ]
 
 CHART = [
@@ -121,6 +136,8 @@ def fmt(v, unit):
         return "n/a"
     if unit == "/s":
         return f"{v:,.0f}/s"
+    if unit == "%":
+        return f"{v:.0f}%"
     if unit == "B":
         return f"{v / 1024:,.1f} KiB" if abs(v) >= 1024 else f"{v:,.0f} B"
     return f"{v:,.1f} µs" if v < 100 else f"{v:,.0f} µs"
@@ -137,6 +154,8 @@ def fmt_fanout(v, unit):
 
 # (proxy, metric) -> (min, max, rounds) of the figures behind a median.
 SPREAD = {}
+# (proxy, metric) -> {round: value}, for the goals judged round by round.
+ROUNDS = {}
 
 
 def load(results_path):
@@ -150,6 +169,7 @@ def load(results_path):
         r = json.loads(line)
         key = (r["proxy"], r["metric"])
         samples.setdefault(key, []).append(r["value"])
+        ROUNDS.setdefault(key, {})[r.get("round", 1)] = r["value"]
         errors[key] = errors.get(key, 0) + (r.get("errors") or 0)
     values = {}
     for key, vs in samples.items():
@@ -204,6 +224,8 @@ def report(results_path, meta_path, md_path, svg_path):
     ]
     if present:
         lines += proxy_table(values, errors, present)
+    if any(k[1].startswith("scale_") for k in values):
+        lines += scaling_table(values, errors)
     if "fanout" in meta.get("scenarios", ""):
         lines += fanout_table(values, errors, meta)
     notes = os.path.join(os.path.dirname(results_path), "notes.txt")
@@ -211,6 +233,8 @@ def report(results_path, meta_path, md_path, svg_path):
         lines += ["", "Notes from the run:", ""] + [f"- {n.strip()}" for n in open(notes, encoding="utf-8") if n.strip()]
     if present:
         lines += ["", "Chart: CPU per operation and memory per idle connection, `latest.svg` (lower is better).", ""]
+        units = {k: unit for k, _label, unit, _higher in METRICS}
+        lines += goals_section(values, present, ROUNDS, PEERS, fmt, units)
     with open(md_path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     with open(svg_path, "w", encoding="utf-8") as f:
@@ -235,6 +259,8 @@ def proxy_table(values, errors, present):
         "|---|" + "---|" * len(present),
     ]
     for key, label, unit, higher in METRICS:
+        if not any(num(values.get((p, key))) for p in present) and not any(errors.get((p, key)) for p in present):
+            continue  # a scenario this run did not include
         best = best_peer(values, key, higher)
         fl = values.get(("floor", key)) if key.endswith("_cpu_us") else None
         cells = []
@@ -245,7 +271,7 @@ def proxy_table(values, errors, present):
                 continue
             cell = fmt(v, unit) if isinstance(v, (int, float)) else "n/a"
             cell += spread_note((p, key))
-            if p.startswith("wslb") and isinstance(v, (int, float)) and v > 0 and best:
+            if p.startswith("wslb") and isinstance(v, (int, float)) and v > 0 and best and unit != "%":
                 cell += f" ({v / best:.2f}x)"
             if p.startswith("wslb") and isinstance(v, (int, float)) and isinstance(fl, (int, float)) and fl > 0:
                 cell += f" ({v / fl:.2f}x floor)"
@@ -254,6 +280,36 @@ def proxy_table(values, errors, present):
                 cell += f" [{e} err]"
             cells.append(cell)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def scaling_table(values, errors):
+    """Scenario 8: wslb-inspect with 1 and 2 workers, and the ratio."""
+    lines = [
+        "",
+        "## Scaling: wslb with 1 and 2 workers",
+        "",
+        "wslb-inspect with `--workers 1` on core 0, then `--workers 2` on cores 0 and 1. The echo backend "
+        "and the load generator (wrk -c 50, `wslb bench ws -c 50`) stay on core 1, so with 2 workers the "
+        "second worker shares its core with them: the ratio is what a second core adds on this 2-core "
+        "machine, not what a free core would.",
+        "",
+        "| Metric | 1 worker | 2 workers | 2 ÷ 1 |",
+        "|---|---|---|---|",
+    ]
+    for key, label in (("scale_http_rps", "HTTP small response: requests/s"), ("scale_ws64_mps", "WS echo 64 B: messages/s")):
+        cells = []
+        for w in (1, 2):
+            k = ("wslb-inspect", f"{key}_w{w}")
+            v = values.get(k)
+            cell = fmt(v, "/s") if isinstance(v, (int, float)) else "n/a"
+            cell += spread_note(k)
+            if errors.get(k):
+                cell += f" [{errors[k]} err]"
+            cells.append(cell)
+        a, b = values.get(("wslb-inspect", f"{key}_w1")), values.get(("wslb-inspect", f"{key}_w2"))
+        ratio = f"{b / a:.2f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a > 0 else "n/a"
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {ratio} |")
     return lines
 
 

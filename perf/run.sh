@@ -4,14 +4,19 @@
 # bytes-only io_uring forwarder: the cost of moving the bytes), and of wslb's
 # message hub with Pushpin (fan-out), in one run.
 # The proxy under test gets one worker pinned to core 0; the echo backend and
-# the load generator share core 1. Writes perf/results/latest.{md,svg} and
-# dated copies. Proxies run in ROUNDS rounds (default 3, --quick 1), the
+# the load generator share core 1. Scenarios: proxy (1-5), lowrate (6: 5,000
+# WebSockets at 1 msg/s each), tls (7: handshakes, resumption, kept-alive
+# HTTPS, idle wss; perf/scenarios.sh), scaling (8: wslb 1 vs 2 workers),
+# fanout (perf/fanout.sh). wslb runs with its access log off, like the peers.
+# Writes perf/results/latest.{md,svg} and dated copies. Proxies run in ROUNDS rounds (default 3, --quick 1), the
 # order rotated each round; the table shows each figure's median and spread,
 # and each proxy starts from a quiet machine (TIME_WAIT drained, fresh port).
 # Usage: perf/run.sh [--quick] [--rounds N] [--duration S] [--hold N]
-#   [--proxies "direct wslb-inspect ..."] [--scenarios "proxy fanout"]
+#   [--proxies "direct wslb-inspect ..."] [--scenarios "proxy lowrate tls scaling fanout"]
 #   [--fanout-n "1000 5000"] [--fanout-proxies "wslb-inspect pushpin"] [--open-rate R]
-#   [--in-flight K]
+#   [--in-flight K] [--lowrate-n N] [--tls-hold N]
+# Ports (env): PERF_ECHO_PORT (18900), PERF_PROXY_PORT (19100; TLS listeners
+# at +PERF_TLS_OFFSET, 400), PERF_FANOUT_PORT (18950).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,8 +29,14 @@ QUICK=0
 ROUNDS=""
 ROUND=1
 PROXIES="direct floor wslb-inspect wslb-tunnel haproxy nginx"
-# proxy: scenarios 1-5 for $PROXIES; fanout: wslb's hub and Pushpin (perf/fanout.sh).
-SCENARIOS="proxy fanout"
+# proxy: scenarios 1-5 for $PROXIES; lowrate, tls: 6 and 7 for $PROXIES
+# (perf/scenarios.sh); scaling: wslb-inspect with 1 and 2 workers;
+# fanout: wslb's hub and Pushpin (perf/fanout.sh).
+SCENARIOS="proxy lowrate tls scaling fanout"
+# Scenario 6: sessions, each sending one 64 B message a second.
+LOWRATE_N=5000
+# Scenario 7: idle wss sessions held for memory per session.
+TLS_HOLD_N=2000
 FANOUT_N="1000 5000"
 FANOUT_PROXIES="wslb-inspect pushpin"
 # Sessions opened per second in the fan-out scenario (Pushpin answers 502 to
@@ -50,7 +61,9 @@ while [ $# -gt 0 ]; do
         --fanout-proxies) FANOUT_PROXIES="$2"; shift ;;
         --open-rate) OPEN_RATE="$2"; shift ;;
         --in-flight) IN_FLIGHT="$2"; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        --lowrate-n) LOWRATE_N="$2"; shift ;;
+        --tls-hold) TLS_HOLD_N="$2"; shift ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -64,8 +77,10 @@ RESULTS="$WORK/results.jsonl"
 : > "$RESULTS"
 # Ports below the ephemeral range (32768+), so TIME_WAIT sockets of earlier
 # traffic can never block the bind.
-ECHO_PORT=18900
-PROXY_PORT=19100
+ECHO_PORT="${PERF_ECHO_PORT:-18900}"
+PROXY_PORT="${PERF_PROXY_PORT:-19100}"
+# A proxy on port P also listens for TLS on P + TLS_OFFSET (scenario 7).
+TLS_OFFSET="${PERF_TLS_OFFSET:-400}"
 BG_PIDS=()
 T_START=$(date +%s)
 
@@ -186,27 +201,33 @@ jget() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); v=d
 for k in sys.argv[2].split('.'): v=v[k]
 print('null' if sys.argv[2].startswith('latency') and d['ops']==0 else v)" "$1" "$2" 2>/dev/null || echo null; }
 
+# start_proxy NAME PORT [WORKERS CORES]: the proxy on PORT (plain) and
+# PORT + TLS_OFFSET (TLS, where it does TLS); WORKERS and CORES for wslb only
+# (scenario 8), by default 1 worker on $PROXY_CORE.
 start_proxy() {
-    local name="$1" port="$2"
+    local name="$1" port="$2" workers="${3:-1}" cores="${4:-$PROXY_CORE}"
+    TLS_PORT=$((port + TLS_OFFSET))
     case "$name" in
         direct) PROXY_PID=""; TARGET_PORT=$ECHO_PORT; return 0 ;;
         # All the load comes from one address (8,000 held connections): no per-IP cap.
+        # The access log is off, as in the peers' configurations.
         wslb-inspect|wslb-tunnel)
-            start_bg "$name" taskset -c "$PROXY_CORE" "$BIN" serve --workers 1 \
+            start_bg "$name" taskset -c "$cores" "$BIN" serve --workers "$workers" \
                 --listen "127.0.0.1:$port" --backend "http://127.0.0.1:$ECHO_PORT" \
+                --tls-listen "127.0.0.1:$TLS_PORT" --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem" \
                 --ws-mode "${name#wslb-}" --admin-listen 127.0.0.1:0 --log-level warn \
-                --max-connections-per-ip 0 ;;
+                --max-connections-per-ip 0 --access-log off ;;
         # The measurement floor: one io_uring thread, bytes in, bytes out.
         floor)
             start_bg floor taskset -c "$PROXY_CORE" "$BIN" floor \
                 --listen "127.0.0.1:$port" --backend "127.0.0.1:$ECHO_PORT" --log-level warn ;;
         haproxy)
-            sed -e "s|@PORT@|$port|g; s|@ECHO@|$ECHO_PORT|g; s|@DIR@|$WORK|g" \
+            sed -e "s|@PORT@|$port|g; s|@TLSPORT@|$TLS_PORT|g; s|@ECHO@|$ECHO_PORT|g; s|@DIR@|$WORK|g" \
                 "$ROOT/perf/haproxy.cfg.tmpl" >"$WORK/haproxy.cfg"
             start_bg haproxy taskset -c "$PROXY_CORE" haproxy -db -f "$WORK/haproxy.cfg" ;;
         nginx)
             mkdir -p "$WORK"/nginx-{body,proxy,fastcgi,uwsgi,scgi}
-            sed -e "s|@PORT@|$port|g; s|@ECHO@|$ECHO_PORT|g; s|@DIR@|$WORK|g" \
+            sed -e "s|@PORT@|$port|g; s|@TLSPORT@|$TLS_PORT|g; s|@ECHO@|$ECHO_PORT|g; s|@DIR@|$WORK|g" \
                 "$ROOT/perf/nginx.conf.tmpl" >"$WORK/nginx.conf"
             start_bg nginx taskset -c "$PROXY_CORE" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" ;;
     esac
@@ -221,12 +242,15 @@ start_proxy() {
     sleep 0.3
 }
 
+# All processes of the proxy under test (none for direct).
+pids() { [ -n "$PROXY_PID" ] && proc_tree "$PROXY_PID"; }
+
+# run_proxy NAME PORT: scenarios 1-5 against a fresh NAME on PORT.
 run_proxy() {
-    local name="$1" port="$2" pids b a ops j
+    local name="$1" port="$2" b a ops j
     log "=== $name"
     start_proxy "$name" "$port" || return 0
     local url="127.0.0.1:$TARGET_PORT/"
-    pids() { [ -n "$PROXY_PID" ] && proc_tree "$PROXY_PID"; }
 
     # 1. HTTP small responses, closed loop, wrk.
     b=$(cpu_ticks $(pids))
@@ -313,19 +337,25 @@ hold_scenario() {
 
 # shellcheck source=perf/fanout.sh
 . "$ROOT/perf/fanout.sh"
+# shellcheck source=perf/scenarios.sh
+. "$ROOT/perf/scenarios.sh"
 
 has_scenario() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # --- main -------------------------------------------------------------------
 for sc in $SCENARIOS; do
-    case "$sc" in proxy|fanout) ;; *) echo "run.sh: unknown scenario $sc (proxy, fanout)" >&2; exit 2 ;; esac
+    case "$sc" in proxy|lowrate|tls|scaling|fanout) ;;
+        *) echo "run.sh: unknown scenario $sc (proxy, lowrate, tls, scaling, fanout)" >&2; exit 2 ;;
+    esac
 done
 if [ ! -x "$BIN" ]; then
     echo "run.sh: $BIN not found; run scripts/perf-setup.sh first" >&2
     exit 1
 fi
 tools="taskset python3"
-has_scenario proxy && tools="$tools wrk"
+# openssl makes the certificate every proxy's TLS listener serves.
+tools="$tools openssl"
+if has_scenario proxy || has_scenario tls || has_scenario scaling; then tools="$tools wrk"; fi
 for tool in $tools; do
     command -v "$tool" >/dev/null || { echo "run.sh: $tool missing; run scripts/perf-setup.sh" >&2; exit 1; }
 done
@@ -346,7 +376,12 @@ ensure_echo() {
     log "echo backend up on $ECHO_PORT (work dir $WORK)"
 }
 
-has_scenario proxy || PROXIES=""
+# The certificate every TLS listener serves (scenario 7), made once per run.
+make_cert
+# Scenarios run per proxy, each against a fresh proxy after a quiet wait.
+PER_PROXY=""
+for sc in proxy lowrate tls; do has_scenario "$sc" && PER_PROXY="$PER_PROXY $sc"; done
+[ -n "$PER_PROXY" ] || PROXIES=""
 read -r -a PROXY_LIST <<<"$PROXIES"
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
   # Round r starts r-1 places further down the list, so no proxy always
@@ -356,23 +391,38 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
   for ((k = 0; k < n; k++)); do order+=("${PROXY_LIST[$(( (k + ROUND - 1) % n ))]}"); done
   [ "$n" -gt 0 ] && log "round $ROUND of $ROUNDS: ${order[*]}"
   for p in "${order[@]}"; do
+   for sc in $PER_PROXY; do
+    scenario_applies "$sc" "$p" || continue
     wait_quiet
     for attempt in 1 2; do
         PROXY_PORT=$((PROXY_PORT + 1))
         ensure_echo "$p"
         ATTEMPT_OK=1
+        PROXY_PID=""
         : >"$RESULTS.cur"
-        run_proxy "$p" "$PROXY_PORT"
+        case "$sc" in
+            proxy) run_proxy "$p" "$PROXY_PORT" ;;
+            lowrate) lowrate_scenario "$p" "$PROXY_PORT" ;;
+            tls) tls_scenario "$p" "$PROXY_PORT" ;;
+        esac
         [ -n "${PROXY_PID:-}" ] && stop_pid "$PROXY_PID"
         if [ "$ATTEMPT_OK" = 1 ] || [ "$attempt" = 2 ]; then
             cat "$RESULTS.cur" >>"$RESULTS"
-            [ "$ATTEMPT_OK" = 1 ] || echo "$p: a process died during the run twice; its figures may be incomplete" >>"$WORK/notes.txt"
+            [ "$ATTEMPT_OK" = 1 ] || echo "$p ($sc): a process died during the run twice; its figures may be incomplete" >>"$WORK/notes.txt"
             break
         fi
-        log "retrying $p once"
-        echo "$p was re-run after a process died during its first attempt" >>"$WORK/notes.txt"
+        log "retrying $p ($sc) once"
+        echo "$p ($sc) was re-run after a process died during its first attempt" >>"$WORK/notes.txt"
     done
+   done
   done
+  if has_scenario scaling; then
+    wait_quiet
+    ensure_echo scaling
+    : >"$RESULTS.cur"
+    scaling_round
+    cat "$RESULTS.cur" >>"$RESULTS"
+  fi
 done
 ROUND=1
 
@@ -390,6 +440,7 @@ cat >"$WORK/meta.json" <<JSON
  "wrk": "$(wrk -v 2>&1 | head -n1 | awk '{print $2}')",
  "pushpin": "$(pushpin --version 2>/dev/null | awk '{print $2}')",
  "duration_s": $DUR, "rate": $RATE, "hold": $HOLD_N, "quick": $QUICK, "rounds": $ROUNDS,
+ "lowrate_n": $LOWRATE_N, "tls_hold": $TLS_HOLD_N, "openssl": "$(openssl version 2>/dev/null | awk '{print $2}')",
  "elapsed_s": $ELAPSED, "proxies": "$PROXIES", "scenarios": "$SCENARIOS",
  "fanout_n": "$FANOUT_N", "fanout_proxies": "$FANOUT_PROXIES", "open_rate": $OPEN_RATE,
  "in_flight": $IN_FLIGHT}
@@ -398,10 +449,10 @@ mkdir -p "$OUT"
 STAMP="$(date '+%Y-%m-%d-%H%M')"
 # A fan-out-only run leaves latest.md (the whole comparison) alone.
 LATEST=latest
-has_scenario proxy || { LATEST=latest-fanout; STAMP="$STAMP-fanout"; }
+[ "$SCENARIOS" = fanout ] && { LATEST=latest-fanout; STAMP="$STAMP-fanout"; }
 python3 "$ROOT/perf/report.py" report "$RESULTS" "$WORK/meta.json" "$OUT/$STAMP.md" "$OUT/$STAMP.svg" || exit 1
 cp "$OUT/$STAMP.md" "$OUT/$LATEST.md"
-if has_scenario proxy; then cp "$OUT/$STAMP.svg" "$OUT/latest.svg"; else rm -f "$OUT/$STAMP.svg"; fi
+if [ "$LATEST" = latest ]; then cp "$OUT/$STAMP.svg" "$OUT/latest.svg"; else rm -f "$OUT/$STAMP.svg"; fi
 cp "$RESULTS" "$OUT/$STAMP.jsonl"
 log "done in ${ELAPSED}s: $OUT/$LATEST.md (raw logs in $WORK)"
 cat "$OUT/$LATEST.md"

@@ -232,6 +232,7 @@ fn args(ws: SocketAddr, publish: SocketAddr, sessions: usize) -> WsArgs {
         connect_rate: false,
         hold: None,
         batch: 500,
+        warmup: 0.0,
         fanout: FanoutArgs {
             subscribe: Some("bench".into()),
             publish_url: format!("http://{publish}/publish"),

@@ -1,6 +1,6 @@
 //! `wslb bench`: a thread-per-core load generator for HTTP/1.1 keep-alive
-//! requests and WebSocket echo, session-setup, idle-hold and fan-out
-//! (`--subscribe`) workloads, used by `perf/run.sh` to compare wslb with
+//! requests, TLS handshakes (`http --handshakes`) and WebSocket echo,
+//! session-setup, idle-hold and fan-out (`--subscribe`) workloads, used by `perf/run.sh` to compare wslb with
 //! HAProxy, nginx and Pushpin.
 //!
 //! The CLI wires `BenchArgs` as the `bench` subcommand and calls [`run`].
@@ -19,12 +19,18 @@ mod runner;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod ticket_store;
+mod tls_handshake;
+#[cfg(test)]
+mod tls_tests;
 mod url;
 mod ws;
 mod ws_session;
 #[cfg(test)]
 mod ws_tests;
+mod ws_window;
 
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,7 +90,8 @@ pub enum BenchMode {
     /// WebSocket echo round trips, session setup rate (--connect-rate), idle connections (--hold N)
     /// or fan-out to subscribed sessions (--subscribe CHANNEL).
     Ws(WsArgs),
-    /// HTTP/1.1 keep-alive GET requests, closed-loop or at a fixed rate (--rate).
+    /// HTTP/1.1 keep-alive GET requests, closed-loop or at a fixed rate (--rate),
+    /// or TLS handshakes (--handshakes, https:// URL).
     Http(HttpArgs),
 }
 
@@ -122,6 +129,16 @@ pub struct HttpArgs {
     /// Total requests per second (open loop, latency from the intended send time).
     #[arg(long)]
     pub rate: Option<f64>,
+    /// TLS handshakes (https:// URL): each connection loops on connect, a TLS 1.3
+    /// handshake, one GET with `Connection: close`, the response, close.
+    #[arg(long, conflicts_with = "rate", requires = "ca")]
+    pub handshakes: bool,
+    /// With --handshakes: resume sessions from the tickets of earlier ones.
+    #[arg(long, requires = "handshakes")]
+    pub resume: bool,
+    /// PEM file of the CA certificates the server's certificate is checked against.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// `wslb bench ws`.
@@ -144,6 +161,12 @@ pub struct WsArgs {
     /// Connections opened at a time while building up --hold.
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
+    /// Echo: at most this many seconds of warm-up. Sessions open at
+    /// --open-rate from the start; the --duration window opens 2 s after the
+    /// last is up (or when the warm-up runs out); only round trips sent in it
+    /// count, and --watch-pid processes' CPU is read at its edges.
+    #[arg(long, default_value_t = 0.0, conflicts_with_all = ["connect_rate", "hold"])]
+    pub warmup: f64,
     #[command(flatten)]
     pub fanout: FanoutArgs,
 }
@@ -204,6 +227,9 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
 }
 
 fn run_http(a: HttpArgs) -> Result<(Summary, bool), BenchError> {
+    if a.handshakes {
+        return run_handshakes(a);
+    }
     let c = &a.common;
     let target = check_common(c, Scheme::Http)?;
     check_rate(a.rate)?;
@@ -240,4 +266,50 @@ fn run_http(a: HttpArgs) -> Result<(Summary, bool), BenchError> {
         message_size: None,
     };
     Ok((stats.summary(info, elapsed), c.json))
+}
+
+fn run_handshakes(a: HttpArgs) -> Result<(Summary, bool), BenchError> {
+    let c = &a.common;
+    let target = check_common(c, Scheme::Https)?;
+    if c.connections == 0 {
+        return Err(BenchError::Args("-c must be at least 1".into()));
+    }
+    let ca =
+        a.ca.as_deref()
+            .ok_or_else(|| BenchError::Args("--handshakes needs --ca FILE".into()))?;
+    let config = tls_handshake::client_config(ca, a.resume)?;
+    let server_name = tls_handshake::server_name(&target)?;
+    let plan = Plan {
+        threads: c.threads,
+        cpu: c.cpu,
+        connections: c.connections,
+        duration: Some(Duration::from_secs_f64(c.duration.unwrap_or(10.0))),
+        unit: "sess",
+    };
+    let timeout = Duration::from_secs_f64(c.timeout);
+    let (stats, elapsed) = run_threads(&plan, move |w| {
+        let job = Rc::new(tls_handshake::HandshakeJob {
+            request: tls_handshake::request(&target),
+            target: target.clone(),
+            server_name: server_name.clone(),
+            config: Arc::clone(&config),
+            timeout,
+        });
+        tls_handshake::thread_main(job, w)
+    })?;
+    let info = RunInfo {
+        mode: if a.resume {
+            "tls-resumed"
+        } else {
+            "tls-handshakes"
+        },
+        url: c.url.clone(),
+        connections: c.connections,
+        threads: plan.threads.min(c.connections),
+        rate: None,
+        message_size: None,
+    };
+    let mut summary = stats.summary(info, elapsed);
+    summary.resumed = Some(stats.resumed);
+    Ok((summary, c.json))
 }

@@ -32,10 +32,12 @@ pub enum ErrorKind {
     Mismatch,
     /// Waited too long for a connect or handshake.
     Timeout,
+    /// The TLS handshake failed.
+    Tls,
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 9] = [
+    const ALL: [ErrorKind; 10] = [
         ErrorKind::Connect,
         ErrorKind::Handshake,
         ErrorKind::Read,
@@ -45,6 +47,7 @@ impl ErrorKind {
         ErrorKind::Closed,
         ErrorKind::Mismatch,
         ErrorKind::Timeout,
+        ErrorKind::Tls,
     ];
 
     /// Short name used in the table and as the JSON key.
@@ -59,6 +62,7 @@ impl ErrorKind {
             ErrorKind::Closed => "closed",
             ErrorKind::Mismatch => "mismatch",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::Tls => "tls",
         }
     }
 }
@@ -76,6 +80,8 @@ pub struct Stats {
     pub connects: u64,
     /// Connections held at the end (hold mode).
     pub held: u64,
+    /// TLS sessions whose handshake was a resumption (handshake mode).
+    pub resumed: u64,
     errors: [u64; ErrorKind::ALL.len()],
 }
 
@@ -99,6 +105,7 @@ impl Stats {
             bytes_received: 0,
             connects: 0,
             held: 0,
+            resumed: 0,
             errors: [0; ErrorKind::ALL.len()],
         }
     }
@@ -129,6 +136,7 @@ impl Stats {
         self.bytes_received += other.bytes_received;
         self.connects += other.connects;
         self.held += other.held;
+        self.resumed += other.resumed;
         for (a, b) in self.errors.iter_mut().zip(other.errors.iter()) {
             *a += b;
         }
@@ -178,6 +186,9 @@ impl Stats {
             errors_total: self.error_total(),
             errors,
             latency_us,
+            resumed: None,
+            proxy_cpu_us_per_op: None,
+            open_at_window: None,
         }
     }
 }
@@ -229,6 +240,16 @@ pub struct Summary {
     pub errors_total: u64,
     pub errors: BTreeMap<String, u64>,
     pub latency_us: Latency,
+    /// Handshake mode: sessions whose TLS handshake was a resumption.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<u64>,
+    /// With `--watch-pid` (echo with a warm-up): CPU of the watched
+    /// processes over the measurement window per operation, in µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_cpu_us_per_op: Option<f64>,
+    /// Echo with a warm-up: sessions up when the measurement window opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_at_window: Option<i64>,
 }
 
 fn human_bytes(n: u64) -> String {
@@ -252,7 +273,7 @@ impl Summary {
         match self.mode {
             "http" | "http-rate" => "requests",
             "ws-echo" => "messages",
-            "ws-connect-rate" => "sessions",
+            "ws-connect-rate" | "tls-handshakes" | "tls-resumed" => "sessions",
             _ => "operations",
         }
     }
@@ -287,6 +308,12 @@ impl Summary {
         let _ = writeln!(s, "{:<14}{}", "connects", self.connects);
         if self.mode == "ws-hold" {
             let _ = writeln!(s, "{:<14}{}", "held", self.held);
+        }
+        if let Some(r) = self.resumed {
+            let _ = writeln!(s, "{:<14}{r}", "resumed");
+        }
+        if let Some(cpu) = self.proxy_cpu_us_per_op {
+            let _ = writeln!(s, "{:<14}{cpu} µs per {}", "watched cpu", self.unit());
         }
         let _ = writeln!(
             s,

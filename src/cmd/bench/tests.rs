@@ -49,6 +49,9 @@ fn args(addr: SocketAddr, rate: Option<f64>) -> HttpArgs {
             json: true,
         },
         rate,
+        handshakes: false,
+        resume: false,
+        ca: None,
     }
 }
 

@@ -1,5 +1,6 @@
-//! Target URL parsing for the load generator: `http://` and `ws://` URLs into
-//! a resolved socket address, a Host header value and a request path.
+//! Target URL parsing for the load generator: `http://`, `ws://` and (for
+//! the TLS handshake mode) `https://` URLs into a resolved socket address, a
+//! Host header value and a request path.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -12,6 +13,8 @@ pub enum Scheme {
     Http,
     /// `ws://`
     Ws,
+    /// `https://` (TLS handshake mode only)
+    Https,
 }
 
 /// A parsed and resolved target.
@@ -37,14 +40,16 @@ fn bad(url: &str, reason: &'static str) -> BenchError {
 impl Target {
     /// Parse `url` and resolve its host (blocking; call before the runtimes start).
     pub fn parse(url: &str) -> Result<Target, BenchError> {
-        let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
-            (Scheme::Http, r)
+        let (scheme, rest, default_port) = if let Some(r) = url.strip_prefix("http://") {
+            (Scheme::Http, r, 80)
         } else if let Some(r) = url.strip_prefix("ws://") {
-            (Scheme::Ws, r)
-        } else if url.starts_with("https://") || url.starts_with("wss://") {
-            return Err(bad(url, "TLS targets are not supported by the bench"));
+            (Scheme::Ws, r, 80)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (Scheme::Https, r, 443)
+        } else if url.starts_with("wss://") {
+            return Err(bad(url, "wss:// targets are not supported by the bench"));
         } else {
-            return Err(bad(url, "expected an http:// or ws:// URL"));
+            return Err(bad(url, "expected an http://, https:// or ws:// URL"));
         };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
@@ -57,7 +62,8 @@ impl Target {
         if authority.contains('@') {
             return Err(bad(url, "user info is not supported"));
         }
-        let (hostname, port) = split_host_port(authority).ok_or_else(|| bad(url, "bad port"))?;
+        let (hostname, port) =
+            split_host_port(authority, default_port).ok_or_else(|| bad(url, "bad port"))?;
         if hostname.is_empty() {
             return Err(bad(url, "missing host"));
         }
@@ -78,21 +84,21 @@ impl Target {
     }
 }
 
-/// Split `host[:port]` or `[v6][:port]`; the port defaults to 80.
-fn split_host_port(authority: &str) -> Option<(&str, u16)> {
+/// Split `host[:port]` or `[v6][:port]`; the port defaults to `default_port`.
+fn split_host_port(authority: &str, default_port: u16) -> Option<(&str, u16)> {
     if let Some(rest) = authority.strip_prefix('[') {
         let end = rest.find(']')?;
         let host = &rest[..end];
         let after = &rest[end + 1..];
         if after.is_empty() {
-            return Some((host, 80));
+            return Some((host, default_port));
         }
         let port = after.strip_prefix(':')?.parse().ok()?;
         return Some((host, port));
     }
     match authority.rsplit_once(':') {
         Some((h, p)) => Some((h, p.parse().ok()?)),
-        None => Some((authority, 80)),
+        None => Some((authority, default_port)),
     }
 }
 
@@ -121,10 +127,18 @@ mod tests {
     }
 
     #[test]
+    fn parses_https_with_its_default_port() {
+        let t = Target::parse("https://localhost/x").expect("parse");
+        assert_eq!(t.scheme, Scheme::Https);
+        assert_eq!(t.addr.port(), 443);
+        assert_eq!(t.host, "localhost");
+    }
+
+    #[test]
     fn rejects_bad_urls() {
         for u in [
             "ftp://x",
-            "https://x",
+            "wss://x",
             "http://",
             "http://h:notaport/",
             "http://:80/",

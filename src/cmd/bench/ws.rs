@@ -1,5 +1,6 @@
-//! `wslb bench ws`: echo round trips (closed or open loop), session setup
-//! rate (`--connect-rate`) and idle connections held open (`--hold N`).
+//! `wslb bench ws`: echo round trips (closed or open loop, optionally after
+//! a warm-up with sessions opened gradually), session setup rate
+//! (`--connect-rate`) and idle connections held open (`--hold N`).
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,10 +10,12 @@ use std::time::{Duration, Instant};
 use wslb::proto::ws::frame::OpCode;
 
 use super::conn::{Conn, Failure};
-use super::runner::{run_threads, Pacer, Plan, Worker};
+use super::procstat::Watch;
+use super::runner::{run_threads_with, Pacer, Plan, Shared, Worker};
 use super::stats::{ErrorKind, RunInfo, Summary};
 use super::url::{Scheme, Target};
 use super::ws_session::{close, handshake, next_message, reader, send_message};
+use super::ws_window::{self, Ramp};
 use super::{check_common, check_rate, BenchError, WsArgs};
 
 /// Read buffer for held idle connections (they only ever see pings).
@@ -29,6 +32,9 @@ struct WsJob {
     batch: usize,
     /// Hold mode: connections settled (up or failed) so far, over all threads.
     settled: Arc<AtomicU64>,
+    /// Echo with a warm-up: sessions open gradually, and only round trips
+    /// inside the measurement window count.
+    ramp: Option<Ramp>,
 }
 
 /// Run the mode `a` selects and summarize it.
@@ -47,6 +53,13 @@ pub fn run(a: WsArgs) -> Result<(Summary, bool), BenchError> {
     if a.batch == 0 {
         return Err(BenchError::Args("--batch must be at least 1".into()));
     }
+    if !(a.warmup >= 0.0 && a.warmup.is_finite()) {
+        return Err(BenchError::Args("--warmup must be zero or positive".into()));
+    }
+    if a.warmup > 0.0 && !(a.fanout.open_rate > 0.0 && a.fanout.open_rate.is_finite()) {
+        return Err(BenchError::Args("--open-rate must be positive".into()));
+    }
+    let warmup = Duration::from_secs_f64(a.warmup);
     let duration = match (c.duration, a.hold) {
         (Some(d), _) => Some(Duration::from_secs_f64(d)),
         (None, Some(_)) => None,
@@ -56,7 +69,8 @@ pub fn run(a: WsArgs) -> Result<(Summary, bool), BenchError> {
         threads: c.threads,
         cpu: c.cpu,
         connections,
-        duration,
+        // With a warm-up, the window thread stops the run.
+        duration: duration.filter(|_| warmup.is_zero()),
         unit,
     };
     let job = WsJob {
@@ -67,8 +81,27 @@ pub fn run(a: WsArgs) -> Result<(Summary, bool), BenchError> {
         timeout: Duration::from_secs_f64(c.timeout),
         batch: a.batch.div_ceil(plan.threads.max(1)),
         settled: Arc::new(AtomicU64::new(0)),
+        ramp: None,
     };
-    let (stats, elapsed) = run_threads(&plan, move |w| {
+    let shared = Arc::new(Shared::default());
+    let watch = Watch::new(a.fanout.watch_pids.clone());
+    let mut job = job;
+    let mut window = None;
+    if let (false, Some(d)) = (warmup.is_zero(), duration) {
+        let ramp = Ramp::new(Instant::now(), a.fanout.open_rate);
+        let w = ws_window::spawn(
+            ramp.clone(),
+            Arc::clone(&shared),
+            connections,
+            warmup,
+            d,
+            watch.clone(),
+        )
+        .map_err(BenchError::Thread)?;
+        job.ramp = Some(ramp);
+        window = Some(w);
+    }
+    let (stats, elapsed) = run_threads_with(&plan, shared, move |w| {
         let job = Rc::new(job.clone());
         async move {
             match mode {
@@ -86,7 +119,14 @@ pub fn run(a: WsArgs) -> Result<(Summary, bool), BenchError> {
         rate: a.rate,
         message_size: a.hold.is_none().then_some(a.size),
     };
-    Ok((stats.summary(info, elapsed), c.json))
+    let Some(window) = window else {
+        return Ok((stats.summary(info, elapsed), c.json));
+    };
+    let report = window.join().map_err(|_| BenchError::Panicked)?;
+    let mut summary = stats.summary(info, Duration::from_secs_f64(report.secs));
+    summary.proxy_cpu_us_per_op = watch.us_per_op(report.cpu.0, report.cpu.1, summary.ops);
+    summary.open_at_window = Some(report.open_at_start);
+    Ok((summary, c.json))
 }
 
 async fn spawn_all<F, Fut>(job: Rc<WsJob>, w: Worker, task: F)
@@ -124,7 +164,15 @@ fn payload(size: usize) -> Vec<u8> {
 
 async fn echo_main(job: Rc<WsJob>, w: Rc<Worker>, slot: usize) {
     let data = payload(job.size);
-    let mut pacer = Pacer::new(job.rate, job.connections);
+    if let Some(ramp) = &job.ramp {
+        if !w
+            .stop
+            .sleep_until(slot, ramp.open_at(w.conns.start + slot))
+            .await
+        {
+            return;
+        }
+    }
     while !w.stop.is_fired() {
         let mut conn = match open(&job, &w, slot, 64 * 1024).await {
             Ok(c) => c,
@@ -140,6 +188,8 @@ async fn echo_main(job: Rc<WsJob>, w: Rc<Worker>, slot: usize) {
         w.stats.borrow_mut().connects += 1;
         w.shared.open.fetch_add(1, Ordering::Relaxed);
         let mut rd = reader(job.size);
+        // The schedule starts once the session is up (opening is not measured).
+        let mut pacer = Pacer::new(job.rate, job.connections);
         loop {
             let Some(began) = pacer.wait(&w.stop, slot).await else {
                 break;
@@ -147,6 +197,7 @@ async fn echo_main(job: Rc<WsJob>, w: Rc<Worker>, slot: usize) {
             let r = round_trip(&mut conn, &mut rd, &data, &w, slot).await;
             w.flush_bytes(&mut conn);
             match r {
+                Ok(()) if job.ramp.as_ref().is_some_and(|r| !r.counts(began)) => {}
                 Ok(()) => w.op(began.elapsed()),
                 Err(Failure::Stopped) => break,
                 Err(Failure::Error(kind)) => {

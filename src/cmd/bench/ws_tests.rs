@@ -51,6 +51,7 @@ fn args(connections: usize) -> WsArgs {
         connect_rate: false,
         hold: None,
         batch: 500,
+        warmup: 0.0,
         fanout: Default::default(),
     }
 }
@@ -64,6 +65,28 @@ fn echo_round_trips() {
     assert_eq!(s.message_size, Some(1000));
     // Every round trip sends at least the payload and reads it back.
     assert!(s.bytes_sent >= s.ops * 1000 && s.bytes_received >= s.ops * 1000);
+}
+
+#[test]
+fn warmup_measures_only_the_window_after_every_session_is_up() {
+    let mut a = args(20);
+    a.size = 64;
+    a.rate = Some(100.0);
+    a.warmup = 5.0;
+    a.fanout.open_rate = 100.0;
+    a.fanout.watch_pids = vec![std::process::id()];
+    a.common.duration = Some(1.0);
+    let (s, _) = ws::run(a).expect("run");
+    assert_eq!(s.errors_total, 0, "{:?}", s.errors);
+    assert_eq!(s.open_at_window, Some(20));
+    assert!(
+        (0.9..1.3).contains(&s.duration_s),
+        "window {} s",
+        s.duration_s
+    );
+    // 100 messages/s over a 1 s window, none from the opening.
+    assert!((80..=120).contains(&s.ops), "{} messages", s.ops);
+    assert!(s.proxy_cpu_us_per_op.is_some());
 }
 
 #[test]
