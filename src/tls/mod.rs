@@ -40,6 +40,7 @@ mod load;
 mod resolver;
 mod server_accept;
 mod server_core;
+mod server_records;
 mod server_stream;
 #[cfg(test)]
 mod tests;

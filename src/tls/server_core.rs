@@ -12,10 +12,10 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{
-    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
-};
+use rustls::unbuffered::{ConnectionState, UnbufferedStatus};
 use rustls::ServerConfig;
+
+use super::server_records::{encode_into, encrypt_into, put, queue_close_notify, Then};
 
 /// Largest TLS record on the wire: a 5-byte header, 2^14 bytes of
 /// plaintext and at most 2048 bytes of expansion (RFC 8446 5.2).
@@ -32,12 +32,6 @@ const SCRATCH_LEN: usize = 2 * MAX_RECORD + 4096;
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH_LEN].into_boxed_slice());
 }
-
-/// Record expansion budgeted per record when encrypting (header, nonce,
-/// tag, content type); rustls says so when more is needed.
-const RECORD_OVERHEAD: usize = 64;
-/// Plaintext per record (rustls' default fragment size).
-const RECORD_PLAINTEXT: usize = 16 * 1024;
 
 /// What a TLS read produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -227,24 +221,7 @@ impl TlsCore {
                     }
                 }
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    let at = self.outgoing.len();
-                    let mut want = 1024;
-                    loop {
-                        self.outgoing.resize(at + want, 0);
-                        match encode.encode(&mut self.outgoing[at..]) {
-                            Ok(n) => {
-                                self.outgoing.truncate(at + n);
-                                break;
-                            }
-                            Err(EncodeError::InsufficientSize(InsufficientSizeError {
-                                required_size,
-                            })) => want = required_size,
-                            Err(EncodeError::AlreadyEncoded) => {
-                                self.outgoing.truncate(at);
-                                break;
-                            }
-                        }
-                    }
+                    encode_into(&mut encode, &mut self.outgoing)
                 }
                 ConnectionState::TransmitTlsData(transmit) => {
                     // `outgoing` goes out before anything encrypted later.
@@ -358,86 +335,13 @@ impl TlsCore {
             let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
             match state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                    let at = self.outgoing.len();
-                    self.outgoing.resize(at + 256, 0);
-                    match encode.encode(&mut self.outgoing[at..]) {
-                        Ok(n) => self.outgoing.truncate(at + n),
-                        Err(_) => self.outgoing.truncate(at),
-                    }
+                    encode_into(&mut encode, &mut self.outgoing)
                 }
                 Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
                 _ => break,
             }
         }
     }
-}
-
-/// What to do once rustls allows application data.
-#[derive(Clone, Copy)]
-enum Then<'a> {
-    Nothing,
-    Encrypt(&'a [u8]),
-    CloseNotify,
-}
-
-type ServerTraffic<'c> = rustls::unbuffered::WriteTraffic<'c, rustls::server::ServerConnectionData>;
-
-/// Appends close_notify to `out`.
-fn queue_close_notify(
-    traffic: &mut ServerTraffic<'_>,
-    out: &mut Vec<u8>,
-) -> Result<(), rustls::Error> {
-    let at = out.len();
-    out.resize(at + 64, 0);
-    match traffic.queue_close_notify(&mut out[at..]) {
-        Ok(n) => {
-            out.truncate(at + n);
-            Ok(())
-        }
-        Err(_) => {
-            out.truncate(at);
-            Err(rustls::Error::EncryptError)
-        }
-    }
-}
-
-/// Encrypts `data` into the end of `out`, growing it as rustls asks.
-fn encrypt_into(
-    traffic: &mut ServerTraffic<'_>,
-    data: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), rustls::Error> {
-    if data.is_empty() {
-        return Ok(());
-    }
-    let at = out.len();
-    let records = data.len().div_ceil(RECORD_PLAINTEXT);
-    let mut want = data.len() + records * RECORD_OVERHEAD;
-    loop {
-        out.resize(at + want, 0);
-        match traffic.encrypt(data, &mut out[at..]) {
-            Ok(n) => {
-                out.truncate(at + n);
-                return Ok(());
-            }
-            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                want = required_size;
-            }
-            Err(EncryptError::EncryptExhausted) => {
-                out.truncate(at);
-                return Err(rustls::Error::EncryptError);
-            }
-        }
-    }
-}
-
-/// Copies as much of `src` as fits into `dst[at..]`; returns how much.
-fn put(dst: &mut [MaybeUninit<u8>], at: usize, src: &[u8]) -> usize {
-    let n = src.len().min(dst.len().saturating_sub(at));
-    for (d, s) in dst[at..at + n].iter_mut().zip(&src[..n]) {
-        d.write(*s);
-    }
-    n
 }
 
 /// A TLS failure as the `io::Error` the stream's readers and writers see.
