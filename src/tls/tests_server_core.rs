@@ -106,7 +106,16 @@ fn deliver(core: &mut TlsCore, bytes: &[u8], piece: usize, dst_len: usize) -> io
 
 /// A finished in-memory handshake, the client's flights fed in `piece`-byte pieces.
 fn pair_with(server: Arc<rustls::ServerConfig>, piece: usize) -> (ClientConnection, TlsCore) {
-    let mut c = client(client_config());
+    pair_of(server, client_config(), piece)
+}
+
+/// A finished in-memory handshake between these two configurations.
+fn pair_of(
+    server: Arc<rustls::ServerConfig>,
+    client_config: Arc<rustls::ClientConfig>,
+    piece: usize,
+) -> (ClientConnection, TlsCore) {
+    let mut c = client(client_config);
     let mut core = TlsCore::new(server).expect("core");
     for _ in 0..20 {
         let out = client_out(&mut c);
@@ -139,6 +148,26 @@ fn handshake_fed_one_byte_at_a_time_finishes_with_alpn() {
     let (_c, core) = pair_with(server_config(), 1);
     assert_eq!(core.alpn_protocol(), Some(&b"http/1.1"[..]));
     assert_eq!(core.held_bytes(), 0, "nothing kept after the handshake");
+}
+
+#[test]
+fn second_connection_resumes_with_a_ticket_on_tls13_and_tls12() {
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let server = server_config_for(versions);
+        let client = client_config();
+        let (first, _) = pair_of(server.clone(), client.clone(), usize::MAX);
+        assert_eq!(first.handshake_kind(), Some(rustls::HandshakeKind::Full));
+        let (second, core) = pair_of(server, client, usize::MAX);
+        assert_eq!(
+            second.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed),
+            "{versions:?}"
+        );
+        assert_eq!(core.held_bytes(), 0);
+    }
 }
 
 #[test]
