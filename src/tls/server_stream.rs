@@ -37,10 +37,14 @@ pub struct TlsServerStream {
     /// A write was abandoned part way (its future dropped): the record
     /// stream toward the client is broken, nothing more may be written.
     write_cut: Cell<bool>,
+    /// The last `recv` found the socket empty (it returned less than the
+    /// room offered, or nothing): the next read waits for readiness first
+    /// instead of trying a `recv` that would find nothing.
+    drained: Cell<bool>,
 }
 
 // SAFETY: the read methods touch only `core` (through its RefCell, never
-// borrowed across an await), `write_cut` (a Cell) and the socket through
+// borrowed across an await), `drained` (a Cell) and the socket through
 // `&self` (readiness, `recv` on its fd); the write methods touch `core`
 // the same way and the socket's send side. Reads and writes running at
 // the same time therefore share nothing that is not interior-mutable, as
@@ -53,6 +57,7 @@ impl TlsServerStream {
             io,
             core: RefCell::new(core),
             write_cut: Cell::new(false),
+            drained: Cell::new(false),
         }
     }
 
@@ -74,10 +79,12 @@ impl TlsServerStream {
             return Ok(0);
         }
         let fd = self.io.as_raw_fd();
-        let received = self
-            .core
-            .borrow_mut()
-            .read_with(dst, |room| recv_now(fd, room))?;
+        let drained = &self.drained;
+        let received = self.core.borrow_mut().read_with(dst, |room| {
+            let got = recv_now(fd, room);
+            drained.set(got.as_ref().map_or(true, |&n| n < room.len()));
+            got
+        })?;
         match received {
             Received::Data(n) => Ok(n),
             Received::Closed => Ok(0),
@@ -108,8 +115,15 @@ impl TlsServerStream {
     /// Reads into `dst`, waiting for the socket as long as needed.
     async fn read_into(&self, dst: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
         loop {
+            if self.drained.get() {
+                // Nothing was left last time: wait before trying again
+                // (returns at once when decrypted bytes are pending).
+                self.wait_readable().await?;
+                self.drained.set(false);
+            }
             match self.try_read_into(dst) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_readable().await?,
+                // `drained` says whether to wait before the next try.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 other => return other,
             }
         }
