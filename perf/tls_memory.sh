@@ -41,9 +41,14 @@ hold() { # n: start holding n sessions, wait until they are up
     HPID=$!
     for _ in $(seq 600); do
         grep -q holding "$DIR/hold.err" && break
+        kill -0 "$HPID" 2>/dev/null || break
         sleep 0.1
     done
-    grep holding "$DIR/hold.err" >&2 || { echo "hold client did not finish" >&2; exit 1; }
+    grep holding "$DIR/hold.err" >&2 || {
+        echo "hold client did not finish ($(date -u +%T)):" >&2
+        cat "$DIR/hold.err" "$DIR/serve.log" >&2
+        exit 1
+    }
 }
 unhold() { kill "$HPID"; wait "$HPID" 2>/dev/null || true; HPID=; }
 
