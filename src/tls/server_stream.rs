@@ -46,7 +46,7 @@ pub struct TlsServerStream {
 // SAFETY: the read methods touch only `core` (through its RefCell, never
 // borrowed across an await), `drained` (a Cell) and the socket through
 // `&self` (readiness, `recv` on its fd); the write methods touch `core`
-// the same way and the socket's send side. Reads and writes running at
+// the same way, `write_cut` (a Cell) and the socket's send side. Reads and writes running at
 // the same time therefore share nothing that is not interior-mutable, as
 // monoio's contract for `Split` asks (the same as for `TcpStream` itself).
 unsafe impl Split for TlsServerStream {}
