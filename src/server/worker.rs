@@ -410,10 +410,13 @@ async fn serve_tls(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
     let Some(config) = Option::clone(&ctx.tls.get()) else {
         return;
     };
-    let acceptor = crate::tls::acceptor(config);
     let timeout = ctx.env.cfg().client_header_timeout;
     // Boxed: the handshake's state is freed once it is done.
-    let accepted = Box::pin(monoio::time::timeout(timeout, acceptor.accept(stream))).await;
+    let accepted = Box::pin(monoio::time::timeout(
+        timeout,
+        crate::tls::accept(config, stream),
+    ))
+    .await;
     match accepted {
         Ok(Ok(tls)) => {
             ctx.env.metrics.shared.tls_handshakes.add(1);

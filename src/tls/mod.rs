@@ -3,6 +3,11 @@
 //! `wss://` clients (bench tool, agent). All file reading and validation
 //! happens here, at startup; a bad certificate never surfaces later.
 //!
+//! The listeners accept with [`accept`], which gives a [`TlsServerStream`]:
+//! rustls' unbuffered connection over the socket's readiness, holding no
+//! read or write buffer while a session is idle. The monoio-rustls
+//! acceptor below stays for programs that embed wslb.
+//!
 //! # Accepting on a monoio worker
 //!
 //! ```no_run
@@ -33,14 +38,24 @@ mod client;
 mod handshake;
 mod load;
 mod resolver;
+mod server_accept;
+mod server_core;
+mod server_records;
+mod server_stream;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod tests_server_core;
+#[cfg(test)]
+mod tests_server_stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use client::build_client_config;
 pub use handshake::{accept_with_info, HandshakeError, TlsAccepted};
+pub use server_accept::accept;
+pub use server_stream::TlsServerStream;
 
 /// Everything that can go wrong while loading certificates or building a
 /// TLS configuration. Each message names the file and what is wrong.
