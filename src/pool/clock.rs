@@ -8,8 +8,13 @@ static START: OnceLock<Instant> = OnceLock::new();
 
 /// Monotonic milliseconds since the first call in this process (never goes back).
 pub(crate) fn now_ms() -> u64 {
-    let start = START.get_or_init(Instant::now);
-    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    let start = *START.get_or_init(Instant::now);
+    // Seconds and milliseconds apart: `as_millis` divides a u128, a
+    // library call on a path taken a few times per request.
+    let d = Instant::now().saturating_duration_since(start);
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_millis()))
 }
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).

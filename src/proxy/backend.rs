@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -118,6 +119,39 @@ fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Idle connections by backend address. The keys are backends' own
+/// addresses (configured or registered, never a client's choice), so a
+/// multiply-and-rotate hash does: SipHash's guard against chosen keys cost
+/// two hashes of ~200 instructions on every request.
+type IdleByAddr = HashMap<SocketAddr, Vec<BackendConn>, BuildHasherDefault<AddrHasher>>;
+
+/// The idle pool's hash of an address (FxHash's step per word written).
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
 /// A worker's idle keep-alive connections, by backend address. A
 /// connection idle for `max_idle` is neither reused nor kept: the worker
 /// sweeps the pool on a timer ([`IdlePool::sweep`]), so a backend that went
@@ -125,7 +159,7 @@ fn duration_ms(d: Duration) -> u64 {
 pub(crate) struct IdlePool {
     /// By address: plain connections in `[0]`, TLS ones in `[1]` (two
     /// maps rather than a wider key, so a plain lookup hashes no more).
-    idle: [RefCell<HashMap<SocketAddr, Vec<BackendConn>>>; 2],
+    idle: [RefCell<IdleByAddr>; 2],
     max_idle_ms: std::cell::Cell<u64>,
 }
 
@@ -179,11 +213,16 @@ impl IdlePool {
     /// closed meanwhile. The liveness peek (a
     /// syscall) is skipped for a request that is safe to send twice (buffered
     /// whole and idempotent: it is replayed on a fresh connection anyway),
-    /// unless the connection sat idle a while.
-    pub(crate) fn take(&self, backend: &Backend, replay_safe: bool) -> Option<BackendConn> {
+    /// unless the connection sat idle a while. `now` is `clock::now_ms`
+    /// (the pick's, read once for both).
+    pub(crate) fn take(
+        &self,
+        backend: &Backend,
+        replay_safe: bool,
+        now: u64,
+    ) -> Option<BackendConn> {
         let mut idle = self.idle[usize::from(backend.tls_name.is_some())].borrow_mut();
         let list = idle.get_mut(&backend.addr)?;
-        let now = now_ms();
         while let Some(mut conn) = list.pop() {
             let idle_ms = now.saturating_sub(conn.idle_since_ms);
             let check = !replay_safe || idle_ms >= PEEK_AFTER_IDLE_MS;
@@ -212,9 +251,8 @@ impl IdlePool {
     /// Pooled connections, over all backends.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        let count = |idle: &RefCell<HashMap<SocketAddr, Vec<BackendConn>>>| {
-            idle.borrow().values().map(Vec::len).sum::<usize>()
-        };
+        let count =
+            |idle: &RefCell<IdleByAddr>| idle.borrow().values().map(Vec::len).sum::<usize>();
         self.idle.iter().map(count).sum()
     }
 }
@@ -306,15 +344,16 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     })
 }
 
-/// Picks a backend for a request: by sticky key when there is one, else by
-/// the worker's algorithm; `None` when no backend is available.
+/// Picks a backend for a request at `now` (`clock::now_ms`): by sticky key
+/// when there is one, else by the worker's algorithm; `None` when no
+/// backend is available.
 pub(crate) fn pick(
     picker: &Picker,
     snap: &PoolSnapshot,
     key: Option<u64>,
     tried: &Tried,
+    now: u64,
 ) -> Option<(usize, Arc<Backend>)> {
-    let now = now_ms();
     let idx = match key {
         Some(k) => sticky::pick_sticky(snap, now, k, tried.as_slice()),
         None => picker.pick(snap, now, tried.as_slice()),
@@ -323,16 +362,18 @@ pub(crate) fn pick(
 }
 
 /// The backend `id` (a hook pinned the request to it) when it is in the
-/// snapshot, available and not tried yet; never another one.
+/// snapshot, available at `now` (`clock::now_ms`) and not tried yet; never
+/// another one.
 pub(crate) fn pick_pinned(
     snap: &PoolSnapshot,
     id: &str,
     tried: &Tried,
+    now: u64,
 ) -> Option<(usize, Arc<Backend>)> {
     let idx = snap.position(id)?;
     let backend = snap.backends.get(idx)?;
     let fresh = !tried.as_slice().contains(&idx);
-    (fresh && backend.is_available(now_ms())).then(|| (idx, backend.clone()))
+    (fresh && backend.is_available(now)).then(|| (idx, backend.clone()))
 }
 
 #[cfg(test)]
@@ -365,6 +406,26 @@ mod tests {
         }
         let e = ConnectError::from_io(io::Error::from_raw_os_error(libc::ECONNREFUSED));
         assert!(matches!(e, ConnectError::Refused(_)));
+    }
+
+    #[test]
+    fn the_idle_pool_hash_tells_addresses_apart() {
+        use std::hash::BuildHasher;
+        let addrs = [
+            "127.0.0.1:80",
+            "127.0.0.1:81",
+            "127.0.0.2:80",
+            "[::1]:80",
+            "[::2]:80",
+        ];
+        let hashes: std::collections::HashSet<u64> = addrs
+            .iter()
+            .map(|a| {
+                let addr: SocketAddr = a.parse().expect("addr");
+                BuildHasherDefault::<AddrHasher>::default().hash_one(addr)
+            })
+            .collect();
+        assert_eq!(hashes.len(), addrs.len());
     }
 
     #[test]

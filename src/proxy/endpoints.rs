@@ -72,7 +72,8 @@ where
                         reply::write_response(out, status, ctype, extra, body, keep)
                     }
                 };
-            let picked = pick(&env.picker, &snap, key, &Tried::default());
+            let now = crate::pool::clock::now_ms();
+            let picked = pick(&env.picker, &snap, key, &Tried::default(), now);
             let written = match picked {
                 Some((_, backend)) => {
                     let mut url = backend.primary_url().to_string();

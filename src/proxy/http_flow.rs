@@ -224,9 +224,11 @@ where
         if tried.count() > cfg.max_retries {
             break;
         }
+        // One clock read for the pick and the idle pool.
+        let now = crate::pool::clock::now_ms();
         let picked = match pin {
-            Some(id) => pick_pinned(&snap, id, &tried),
-            None => pick(&env.picker, &snap, key, &tried),
+            Some(id) => pick_pinned(&snap, id, &tried, now),
+            None => pick(&env.picker, &snap, key, &tried, now),
         };
         let Some((idx, backend)) = picked else {
             break;
@@ -239,7 +241,7 @@ where
             None
         } else {
             // Only a request that may be sent twice skips the liveness peek.
-            env.idle.take(&backend, replayable && idempotent)
+            env.idle.take(&backend, replayable && idempotent, now)
         };
         let mut conn: BackendConn = match pooled {
             Some(c) => c,

@@ -228,6 +228,13 @@ pub(crate) fn named_in_connection(headers: &[httparse::Header<'_>], name: &str) 
 /// ones dropped anyway (`keep-alive`, `upgrade`) or `close`: only then must
 /// every field be checked with [`named_in_connection`].
 pub(crate) fn connection_names_others(value: &[u8]) -> bool {
+    // The usual values, whole: no list to split and trim.
+    if [&b"keep-alive"[..], b"close", b"upgrade"]
+        .iter()
+        .any(|t| value.eq_ignore_ascii_case(t))
+    {
+        return false;
+    }
     value.split(|&b| b == b',').map(trim_ows).any(|t| {
         !t.is_empty()
             && !t.eq_ignore_ascii_case(b"keep-alive")

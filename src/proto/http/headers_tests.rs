@@ -53,6 +53,11 @@ fn connection_naming_others() {
     assert!(!connection_names_others(b"keep-alive, Upgrade"));
     assert!(!connection_names_others(b"close"));
     assert!(connection_names_others(b"close, X-Foo"));
+    // Whole usual values, any case, take the short way to the same answer.
+    assert!(!connection_names_others(b"Keep-Alive"));
+    assert!(!connection_names_others(b"UPGRADE"));
+    assert!(connection_names_others(b"x-foo"));
+    assert!(connection_names_others(b"keep-alive2"));
 }
 
 #[test]
