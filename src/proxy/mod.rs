@@ -103,6 +103,7 @@ const LINGER_BYTES: usize = 4 << 20;
 pub(crate) async fn serve_client<S>(env: Rc<Env>, stream: S, peer: SocketAddr, kind: ListenerKind)
 where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
+    OwnedReadHalf<S>: crate::rt::ready::ReadReady,
 {
     let entry = env.conns.insert();
     let (r, w) = stream.into_split();

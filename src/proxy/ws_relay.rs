@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use monoio::time::Instant;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf};
 
 use super::backend::BackendConn;
 use super::env::Env;
@@ -29,6 +29,8 @@ use crate::proto::ws::scanner::{FrameScanner, ScannerConfig, Segment};
 use crate::proxy::conns::{ConnCommand, ConnHandle};
 use crate::rt::io::ReadBuf;
 use crate::rt::rate::RateLimit;
+use crate::rt::ready::ReadReady;
+use crate::rt::ready_read::{read_some, ReadPool};
 
 const RELAY_CHUNK: usize = 16 * 1024;
 /// After a close frame went one way, how long the reply may take.
@@ -166,6 +168,7 @@ struct Side<'a> {
 async fn pump<R, D, S>(
     r: &mut R,
     buf: &mut ReadBuf,
+    pool: &ReadPool,
     mut scanner: FrameScanner,
     dst: &Outbound<D>,
     src: &Outbound<S>,
@@ -174,7 +177,7 @@ async fn pump<R, D, S>(
     mut side: Side<'_>,
 ) -> End
 where
-    R: AsyncReadRent,
+    R: AsyncReadRent + ReadReady,
     D: AsyncWriteRent,
     S: AsyncWriteRent,
 {
@@ -211,7 +214,7 @@ where
                 return End::Aborted;
             }
         }
-        match buf.read_from(r, RELAY_CHUNK).await {
+        match read_some(buf, r, pool, RELAY_CHUNK).await {
             Ok(n) if n > 0 => {
                 track.count(up, n);
                 if let Some(p) = ping.filter(|p| p.interval.is_some()) {
@@ -290,6 +293,7 @@ pub(crate) async fn relay<S>(
 ) -> bool
 where
     S: AsyncReadRent + AsyncWriteRent,
+    OwnedReadHalf<S>: ReadReady,
 {
     let cfg = env.cfg();
     // A negotiated extension (permessage-deflate) may use RSV1 and compress
@@ -353,6 +357,7 @@ where
         let up = pump(
             &mut client.r,
             &mut client.buf,
+            &env.reads,
             scanner_for(true),
             &to_backend,
             &to_client,
@@ -363,6 +368,7 @@ where
         let down = pump(
             &mut br,
             &mut bbuf,
+            &env.reads,
             scanner_for(false),
             &to_client,
             &to_backend,
@@ -447,3 +453,7 @@ mod tests;
 #[cfg(test)]
 #[path = "injection_tests.rs"]
 mod injection_tests;
+
+#[cfg(test)]
+#[path = "ws_relay_ready_tests.rs"]
+mod ready_tests;

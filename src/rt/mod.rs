@@ -5,7 +5,7 @@
 //! a reload replaces (`live`), the per-connection bandwidth limit (`rate`),
 //! the access log's writer (`access_log`) and per-worker lines
 //! (`log_line`), and read readiness for relays that hold no idle buffer
-//! (`ready`).
+//! (`ready`, and the reads and buffer pool over it in `ready_read`).
 
 pub(crate) mod access_log;
 pub(crate) mod clock;
@@ -16,4 +16,5 @@ pub(crate) mod log_line;
 pub(crate) mod notify;
 pub(crate) mod rate;
 pub(crate) mod ready;
+pub(crate) mod ready_read;
 pub(crate) mod throttle;
