@@ -197,7 +197,9 @@ where
                 // The destination's connection is gone.
                 track.note(LOST, source(!up));
                 let (code, reason) = endings.write_failed;
-                src.close(code, reason).await;
+                // Boxed, as the other endings: a session pays for their
+                // state only when it ends, not all its idle life.
+                Box::pin(src.close(code, reason)).await;
                 return End::Aborted;
             }
             Err(e) => {
@@ -205,12 +207,15 @@ where
                 // What the other side sent before our close reaches the
                 // offender first; its close follows the other side's reply.
                 src.defer_close(e.close_code());
-                dst.close(1001, endings.source_error).await;
-                if !dst.at_boundary.get() {
-                    // The error came mid-frame: our close cannot go out to
-                    // `dst`, so no reply will come. Fail fast.
-                    src.flush_deferred().await;
-                }
+                Box::pin(async {
+                    dst.close(1001, endings.source_error).await;
+                    if !dst.at_boundary.get() {
+                        // The error came mid-frame: our close cannot go out
+                        // to `dst`, so no reply will come. Fail fast.
+                        src.flush_deferred().await;
+                    }
+                })
+                .await;
                 return End::Aborted;
             }
         }
@@ -226,9 +231,12 @@ where
             }
             _ => {
                 track.note(LOST, source(up));
-                dst.flush_deferred().await;
                 let (code, reason) = endings.source_gone;
-                dst.close(code, reason).await;
+                Box::pin(async {
+                    dst.flush_deferred().await;
+                    dst.close(code, reason).await;
+                })
+                .await;
                 return End::Vanished;
             }
         }
@@ -253,14 +261,21 @@ async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
             ConnCommand::Close(code) => (code, "going away"),
             ConnCommand::CloseWith(code, reason) => {
                 track.note(code, ClosedBy::Balancer);
-                to_client.close(code, &reason).await;
-                to_backend.close(1001, "balancer closing").await;
+                // Boxed: only an ending session holds the closes' state.
+                Box::pin(async {
+                    to_client.close(code, &reason).await;
+                    to_backend.close(1001, "balancer closing").await;
+                })
+                .await;
                 return End::Aborted;
             }
         };
         track.note(code, ClosedBy::Balancer);
-        to_client.close(code, reason).await;
-        to_backend.close(1001, "balancer closing").await;
+        Box::pin(async {
+            to_client.close(code, reason).await;
+            to_backend.close(1001, "balancer closing").await;
+        })
+        .await;
         return End::Aborted;
     }
 }
