@@ -30,7 +30,8 @@ use crate::rt::rate::RateLimit;
 use crate::rt::ready::ReadReady;
 use crate::rt::ready_read::{read_some, ReadPool};
 
-const TUNNEL_CHUNK: usize = 16 * 1024;
+/// The largest read (the read size adapts below it).
+const TUNNEL_CHUNK: usize = crate::rt::ready_read::POOLED_READ;
 /// After one side closes, how long the other may still finish.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 

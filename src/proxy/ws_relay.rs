@@ -32,7 +32,8 @@ use crate::rt::rate::RateLimit;
 use crate::rt::ready::ReadReady;
 use crate::rt::ready_read::{read_some, ReadPool};
 
-const RELAY_CHUNK: usize = 16 * 1024;
+/// The largest read (the read size adapts below it).
+const RELAY_CHUNK: usize = crate::rt::ready_read::POOLED_READ;
 /// After a close frame went one way, how long the reply may take.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// After an abnormal end, how long the other side may finish.

@@ -18,8 +18,9 @@ use super::io::ReadBuf;
 use super::ready::ReadReady;
 
 /// The size of the buffers a [`ReadPool`] lends (and the largest read
-/// into one, unless the bytes held need more room).
-pub(crate) const POOLED_READ: usize = 16 * 1024;
+/// into one, unless the bytes held need more room): a 16 KiB message with
+/// its header fits one read, so it goes out in one write, not two.
+pub(crate) const POOLED_READ: usize = 32 * 1024;
 /// How many free buffers a worker keeps for the next sessions that wake.
 const KEEP_FREE: usize = 64;
 
