@@ -9,11 +9,14 @@
 #
 # Extra `serve` flags for a binary go in BEFORE_FLAGS / AFTER_FLAGS (AFTER
 # defaults to `--max-connections-per-ip 0`, which older binaries lack).
+# WS_SIZES lists the WebSocket echo message sizes (default `64`; e.g.
+# `WS_SIZES="64 16384"`), each reported as ws<SIZE>; KINDS="ws" skips HTTP.
 set -euo pipefail
 BEFORE=$1 AFTER=$2 ROUNDS=${3:-4} DUR=${4:-5}
 BEFORE_FLAGS=${BEFORE_FLAGS:-}
 AFTER_FLAGS=${AFTER_FLAGS:---max-connections-per-ip 0}
 LB_PORT=${LB_PORT:-18080} ECHO_PORT=${ECHO_PORT:-19001}
+WS_SIZES=${WS_SIZES:-64} KINDS=${KINDS:-http ws}
 TCK=$(getconf CLK_TCK)
 OUT=$(mktemp)
 trap 'kill "$EPID" 2>/dev/null || true; rm -f "$OUT" /tmp/wslb-ab.$$.json' EXIT
@@ -46,8 +49,14 @@ run() { # name bin flags
         --backend "http://127.0.0.1:$ECHO_PORT" $flags >/dev/null 2>&1 &
     local pid=$!
     sleep 0.7
-    measure "$name" "$pid" http http --url "http://127.0.0.1:$LB_PORT/"
-    measure "$name" "$pid" ws64 ws --url "ws://127.0.0.1:$LB_PORT/" --size 64
+    case " $KINDS " in *" http "*)
+        measure "$name" "$pid" http http --url "http://127.0.0.1:$LB_PORT/" ;;
+    esac
+    case " $KINDS " in *" ws "*)
+        for size in $WS_SIZES; do
+            measure "$name" "$pid" "ws$size" ws --url "ws://127.0.0.1:$LB_PORT/" --size "$size"
+        done ;;
+    esac
     kill "$pid"; wait "$pid" 2>/dev/null || true
     sleep 0.5
 }
@@ -62,7 +71,10 @@ d = {}
 for line in open(sys.argv[1]):
     name, kind, _, cpu, _ = line.split()
     d.setdefault((name, kind), []).append(float(cpu.split("=")[1]))
-for kind in ("http", "ws64"):
-    b, a = st.mean(d[("before", kind)]), st.mean(d[("after", kind)])
-    print(f"{kind}: before {b:.2f} us/op, after {a:.2f} us/op, ratio {a / b:.3f}")
+for kind in dict.fromkeys(k for _, k in d):
+    bs, as_ = d[("before", kind)], d[("after", kind)]
+    b, a = st.mean(bs), st.mean(as_)
+    ratios = [x / y for x, y in zip(as_, bs)]
+    print(f"{kind}: before {b:.2f} us/op, after {a:.2f} us/op, ratio {a / b:.3f}"
+          f" (per round {min(ratios):.3f}..{max(ratios):.3f})")
 PY

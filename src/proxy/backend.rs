@@ -46,6 +46,23 @@ pub(crate) struct BackendConn {
 }
 
 impl BackendConn {
+    /// A fresh plain connection over `stream` (the flow tests' sizes).
+    #[cfg(test)]
+    pub(crate) fn plain_for_test(stream: TcpStream, addr: SocketAddr) -> Self {
+        let fd = stream.as_raw_fd();
+        let (r, w) = BackendStream::Plain(stream).into_split();
+        BackendConn {
+            r,
+            w,
+            buf: ReadBuf::with_capacity(512),
+            addr,
+            tls: false,
+            reused: false,
+            idle_since_ms: 0,
+            fd,
+        }
+    }
+
     /// False when the backend closed or reset this idle connection, or sent
     /// bytes nobody asked for: reusing it would fail a request that cannot
     /// always be replayed (a streamed body). Over TLS the same holds: a

@@ -14,10 +14,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, Split};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use monoio_rustls::{ClientTlsStream, TlsConnector};
+
+use crate::rt::ready::ReadReady;
+use crate::rt::ready_read::{recv_now, shared_stream};
 
 /// Why a backend connection could not be made.
 #[derive(Debug)]
@@ -117,6 +120,28 @@ impl AsyncWriteRent for BackendStream {
         match self {
             BackendStream::Plain(s) => Either::Plain(s.shutdown()),
             BackendStream::Tls(s) => Either::Tls(Box::pin(s.shutdown())),
+        }
+    }
+}
+
+/// A plain backend is read through readiness (no buffer held while the
+/// session is idle); a TLS one as before.
+impl ReadReady for OwnedReadHalf<BackendStream> {
+    fn has_readiness(&self) -> bool {
+        !shared_stream(self).is_tls()
+    }
+
+    async fn read_ready(&mut self) -> io::Result<()> {
+        match shared_stream(self) {
+            BackendStream::Plain(s) => s.readable(false).await,
+            BackendStream::Tls(_) => Err(io::Error::from(io::ErrorKind::Unsupported)),
+        }
+    }
+
+    fn try_read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        match shared_stream(self) {
+            BackendStream::Plain(s) => recv_now(s.as_raw_fd(), dst),
+            BackendStream::Tls(_) => Err(io::Error::from(io::ErrorKind::Unsupported)),
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::pool::{LocalPool, Picker, SharedPool};
 use crate::rt::live::{LocalCopy, Published};
 use crate::rt::log_line::LocalLog;
 use crate::rt::notify::LocalEvent;
+use crate::rt::ready_read::ReadPool;
 use crate::rt::throttle::Throttle;
 
 /// Everything a connection task needs from the worker that runs it.
@@ -62,6 +63,8 @@ pub(crate) struct Env {
     pub metrics: LocalMetrics,
     /// This worker's access log buffer.
     pub log: LocalLog,
+    /// Read buffers lent to sessions only while they have bytes to handle.
+    pub reads: ReadPool,
 }
 
 /// What every worker's environment shares with the others.
@@ -144,6 +147,7 @@ impl Env {
             backend_tls: None,
             metrics: LocalMetrics::new(block),
             log: LocalLog::new(telemetry.access_log.clone()),
+            reads: ReadPool::default(),
             cfg_copy,
         }
     }

@@ -103,6 +103,7 @@ const LINGER_BYTES: usize = 4 << 20;
 pub(crate) async fn serve_client<S>(env: Rc<Env>, stream: S, peer: SocketAddr, kind: ListenerKind)
 where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
+    OwnedReadHalf<S>: crate::rt::ready::ReadReady,
 {
     let entry = env.conns.insert();
     let (r, w) = stream.into_split();
@@ -138,16 +139,23 @@ where
     }) = upgrade
     {
         let tunnel = env.cfg().ws_mode == WsMode::Tunnel;
+        // Taken apart (and its box freed): a session keeps none of the 101.
+        let outcome::Switched {
+            extensions,
+            subprotocol,
+            channels,
+        } = *switched;
         let session = Rc::new(session::WsSession::new(
             client.handle.id,
             peer,
             backend,
             path,
-            switched.subprotocol.clone(),
+            subprotocol,
             tunnel,
         ));
         client.handle.set_session(Some(session.clone()));
-        hub_worker::opened(&env, &session, switched.channels.as_deref());
+        hub_worker::opened(&env, &session, channels.as_deref());
+        drop(channels);
         // The hooks hear of the session once the 101 is out (nothing is
         // called, or allocated, without hooks).
         let live = ws_hooks::Live::begin(&env, &session);
@@ -158,7 +166,7 @@ where
                 &env,
                 &mut client,
                 conn,
-                switched.extensions,
+                extensions,
                 &session,
                 live.as_deref(),
             );

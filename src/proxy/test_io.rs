@@ -144,6 +144,9 @@ impl AsyncReadRent for Script {
     }
 }
 
+/// A script has no readiness: it is read through pending reads.
+impl crate::rt::ready::ReadReady for Script {}
+
 /// Runs `f` on a fresh single-thread runtime with timers.
 pub fn run<F: Future>(f: F) -> F::Output {
     monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()

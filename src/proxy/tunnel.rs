@@ -15,7 +15,7 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf};
 
 use super::backend::BackendConn;
 use super::env::Env;
@@ -27,8 +27,11 @@ use crate::hub::events::ClosedBy;
 use crate::proxy::conns::{ConnCommand, ConnHandle};
 use crate::rt::io::{write_range, ReadBuf};
 use crate::rt::rate::RateLimit;
+use crate::rt::ready::ReadReady;
+use crate::rt::ready_read::{read_some, ReadPool};
 
-const TUNNEL_CHUNK: usize = 16 * 1024;
+/// The largest read (the read size adapts below it).
+const TUNNEL_CHUNK: usize = crate::rt::ready_read::POOLED_READ;
 /// After one side closes, how long the other may still finish.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -43,10 +46,12 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// write that failed or was abandoned (this future dropped) says `w` must
 /// not be used again. With `rate`, each read is paid for before its bytes
 /// are written on.
-async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
+#[allow(clippy::too_many_arguments)]
+async fn copy<R: AsyncReadRent + ReadReady, W: AsyncWriteRent>(
     r: &mut R,
     w: &mut W,
     buf: &mut ReadBuf,
+    pool: &ReadPool,
     handle: &ConnHandle,
     to_client: bool,
     track: &Track,
@@ -78,7 +83,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             done();
             handle.touch();
         }
-        match buf.read_from(r, TUNNEL_CHUNK).await {
+        match read_some(buf, r, pool, TUNNEL_CHUNK).await {
             Ok(n) if n > 0 => {
                 track.count(!to_client, n);
                 if let Some(rate) = rate {
@@ -104,13 +109,14 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
 /// Returns false when a write toward the client was abandoned part way
 /// (or failed): its writer must not be used again, not even to shut it.
 pub(crate) async fn relay<S>(
-    _env: &Env,
+    env: &Env,
     client: &mut ClientConn<S>,
     conn: BackendConn,
     session: &WsSession,
 ) -> bool
 where
     S: AsyncReadRent + AsyncWriteRent,
+    OwnedReadHalf<S>: ReadReady,
 {
     let BackendConn {
         r: mut br,
@@ -128,6 +134,7 @@ where
         &mut client.r,
         &mut bw,
         &mut client.buf,
+        &env.reads,
         &handle,
         false,
         track,
@@ -137,6 +144,7 @@ where
         &mut br,
         &mut client.w,
         &mut bbuf,
+        &env.reads,
         &handle,
         true,
         track,

@@ -116,8 +116,12 @@ where
             let wake = match watch.observe(to_client.write_state(), now) {
                 Some(since) if now >= since + ping.timeout => {
                     tracing::debug!("write toward the client got nowhere: closing");
-                    to_backend.close(1001, "client not reading").await;
-                    to_client.close(1001, "not reading").await;
+                    // Boxed: only an ending session holds the closes' state.
+                    Box::pin(async {
+                        to_backend.close(1001, "client not reading").await;
+                        to_client.close(1001, "not reading").await;
+                    })
+                    .await;
                     return End::Aborted;
                 }
                 Some(since) => due.min(since + ping.timeout),
@@ -183,8 +187,11 @@ where
             let stalled = sent.is_err() || (seen.0 && state == seen);
             if !heard || stalled {
                 tracing::debug!(heard, stalled, "client did not answer ping: closing");
-                to_backend.close(1001, "client ping timeout").await;
-                to_client.close(1001, "ping timeout").await;
+                Box::pin(async {
+                    to_backend.close(1001, "client ping timeout").await;
+                    to_client.close(1001, "ping timeout").await;
+                })
+                .await;
                 return End::Aborted;
             }
             break;

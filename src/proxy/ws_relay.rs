@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use monoio::time::Instant;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf};
 
 use super::backend::BackendConn;
 use super::env::Env;
@@ -29,8 +29,11 @@ use crate::proto::ws::scanner::{FrameScanner, ScannerConfig, Segment};
 use crate::proxy::conns::{ConnCommand, ConnHandle};
 use crate::rt::io::ReadBuf;
 use crate::rt::rate::RateLimit;
+use crate::rt::ready::ReadReady;
+use crate::rt::ready_read::{read_some, ReadPool};
 
-const RELAY_CHUNK: usize = 16 * 1024;
+/// The largest read (the read size adapts below it).
+const RELAY_CHUNK: usize = crate::rt::ready_read::POOLED_READ;
 /// After a close frame went one way, how long the reply may take.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// After an abnormal end, how long the other side may finish.
@@ -166,6 +169,7 @@ struct Side<'a> {
 async fn pump<R, D, S>(
     r: &mut R,
     buf: &mut ReadBuf,
+    pool: &ReadPool,
     mut scanner: FrameScanner,
     dst: &Outbound<D>,
     src: &Outbound<S>,
@@ -174,7 +178,7 @@ async fn pump<R, D, S>(
     mut side: Side<'_>,
 ) -> End
 where
-    R: AsyncReadRent,
+    R: AsyncReadRent + ReadReady,
     D: AsyncWriteRent,
     S: AsyncWriteRent,
 {
@@ -194,7 +198,9 @@ where
                 // The destination's connection is gone.
                 track.note(LOST, source(!up));
                 let (code, reason) = endings.write_failed;
-                src.close(code, reason).await;
+                // Boxed, as the other endings: a session pays for their
+                // state only when it ends, not all its idle life.
+                Box::pin(src.close(code, reason)).await;
                 return End::Aborted;
             }
             Err(e) => {
@@ -202,16 +208,19 @@ where
                 // What the other side sent before our close reaches the
                 // offender first; its close follows the other side's reply.
                 src.defer_close(e.close_code());
-                dst.close(1001, endings.source_error).await;
-                if !dst.at_boundary.get() {
-                    // The error came mid-frame: our close cannot go out to
-                    // `dst`, so no reply will come. Fail fast.
-                    src.flush_deferred().await;
-                }
+                Box::pin(async {
+                    dst.close(1001, endings.source_error).await;
+                    if !dst.at_boundary.get() {
+                        // The error came mid-frame: our close cannot go out
+                        // to `dst`, so no reply will come. Fail fast.
+                        src.flush_deferred().await;
+                    }
+                })
+                .await;
                 return End::Aborted;
             }
         }
-        match buf.read_from(r, RELAY_CHUNK).await {
+        match read_some(buf, r, pool, RELAY_CHUNK).await {
             Ok(n) if n > 0 => {
                 track.count(up, n);
                 if let Some(p) = ping.filter(|p| p.interval.is_some()) {
@@ -223,9 +232,12 @@ where
             }
             _ => {
                 track.note(LOST, source(up));
-                dst.flush_deferred().await;
                 let (code, reason) = endings.source_gone;
-                dst.close(code, reason).await;
+                Box::pin(async {
+                    dst.flush_deferred().await;
+                    dst.close(code, reason).await;
+                })
+                .await;
                 return End::Vanished;
             }
         }
@@ -250,14 +262,21 @@ async fn commands<CW: AsyncWriteRent, BW: AsyncWriteRent>(
             ConnCommand::Close(code) => (code, "going away"),
             ConnCommand::CloseWith(code, reason) => {
                 track.note(code, ClosedBy::Balancer);
-                to_client.close(code, &reason).await;
-                to_backend.close(1001, "balancer closing").await;
+                // Boxed: only an ending session holds the closes' state.
+                Box::pin(async {
+                    to_client.close(code, &reason).await;
+                    to_backend.close(1001, "balancer closing").await;
+                })
+                .await;
                 return End::Aborted;
             }
         };
         track.note(code, ClosedBy::Balancer);
-        to_client.close(code, reason).await;
-        to_backend.close(1001, "balancer closing").await;
+        Box::pin(async {
+            to_client.close(code, reason).await;
+            to_backend.close(1001, "balancer closing").await;
+        })
+        .await;
         return End::Aborted;
     }
 }
@@ -290,6 +309,7 @@ pub(crate) async fn relay<S>(
 ) -> bool
 where
     S: AsyncReadRent + AsyncWriteRent,
+    OwnedReadHalf<S>: ReadReady,
 {
     let cfg = env.cfg();
     // A negotiated extension (permessage-deflate) may use RSV1 and compress
@@ -353,6 +373,7 @@ where
         let up = pump(
             &mut client.r,
             &mut client.buf,
+            &env.reads,
             scanner_for(true),
             &to_backend,
             &to_client,
@@ -363,6 +384,7 @@ where
         let down = pump(
             &mut br,
             &mut bbuf,
+            &env.reads,
             scanner_for(false),
             &to_client,
             &to_backend,
@@ -447,3 +469,7 @@ mod tests;
 #[cfg(test)]
 #[path = "injection_tests.rs"]
 mod injection_tests;
+
+#[cfg(test)]
+#[path = "ws_relay_ready_tests.rs"]
+mod ready_tests;

@@ -26,6 +26,7 @@ fn a_failed_write_toward_the_backend_gets_the_client_1012() {
         let end = pump(
             &mut r,
             &mut buf,
+            &crate::rt::ready_read::ReadPool::default(),
             scanner,
             &to_backend,
             &to_client,

@@ -30,6 +30,9 @@ pub struct ReadBuf {
     hint: usize,
     /// Bytes marked consumed with [`ReadBuf::consume`], ever.
     consumed: u64,
+    /// The last read filled all the room it was offered (more is likely
+    /// waiting).
+    filled: bool,
 }
 
 impl ReadBuf {
@@ -41,6 +44,7 @@ impl ReadBuf {
             pos: 0,
             hint: first_read.max(MIN_READ),
             consumed: 0,
+            filled: false,
         }
     }
 
@@ -52,6 +56,7 @@ impl ReadBuf {
             pos,
             hint,
             consumed: 0,
+            filled: false,
         }
     }
 
@@ -117,7 +122,7 @@ impl ReadBuf {
         r: &mut R,
         max: usize,
     ) -> io::Result<usize> {
-        let want = self.hint.clamp(MIN_READ, max.max(MIN_READ));
+        let want = self.read_size(max);
         if self.is_empty() && self.buf.capacity() > want * 2 {
             // Give back what a burst grew; the next read is small again.
             self.buf = Vec::with_capacity(want);
@@ -131,13 +136,32 @@ impl ReadBuf {
         let (res, slice) = r.read(slice).await;
         self.buf = slice.into_inner();
         if let Ok(n) = res {
-            if n >= cap - len {
-                self.hint = (want * 2).min(max.max(MIN_READ));
-            } else if n < want / 4 {
-                self.hint = (want / 2).max(MIN_READ);
-            }
+            self.adapt(n, cap - len, max);
         }
         res
+    }
+
+    /// How many bytes the next read offers, at most `max`.
+    pub(crate) fn read_size(&self, max: usize) -> usize {
+        self.hint.clamp(MIN_READ, max.max(MIN_READ))
+    }
+
+    /// Adapts the next read's size to a read of `n` bytes that was
+    /// offered `offered`: doubles (up to `max`) when it filled the room,
+    /// halves when it came back under a quarter.
+    pub(crate) fn adapt(&mut self, n: usize, offered: usize, max: usize) {
+        let want = self.read_size(max);
+        self.filled = n >= offered;
+        if self.filled {
+            self.hint = (want * 2).min(max.max(MIN_READ));
+        } else if n < want / 4 {
+            self.hint = (want / 2).max(MIN_READ);
+        }
+    }
+
+    /// Whether the last read filled all the room it was offered.
+    pub(crate) fn last_read_filled(&self) -> bool {
+        self.filled
     }
 }
 

@@ -5,7 +5,8 @@
 //! a reload replaces (`live`), the per-connection bandwidth limit (`rate`),
 //! the access log's writer (`access_log`) and per-worker lines
 //! (`log_line`), and read readiness for relays that hold no idle buffer
-//! (`ready`), which the TLS stream of accepted clients has (`ready_tls`).
+//! (`ready`, and the reads and buffer pool over it in `ready_read`), which
+//! the TLS stream of accepted clients has too (`ready_tls`).
 
 pub(crate) mod access_log;
 pub(crate) mod clock;
@@ -16,5 +17,6 @@ pub(crate) mod log_line;
 pub(crate) mod notify;
 pub(crate) mod rate;
 pub(crate) mod ready;
+pub(crate) mod ready_read;
 mod ready_tls;
 pub(crate) mod throttle;

@@ -11,7 +11,6 @@ use std::io;
 /// The relays call [`ReadReady::has_readiness`] once; when it is false they
 /// never call the other two methods.
 #[allow(async_fn_in_trait)]
-#[allow(dead_code)] // until the relays and the TLS stream implement it
 pub(crate) trait ReadReady {
     /// Whether [`ReadReady::read_ready`] and [`ReadReady::try_read`] work
     /// on this stream (false: read it through `AsyncReadRent` as before).

@@ -7,6 +7,7 @@
 mod conn;
 mod http_errors;
 mod http_relay;
+mod sizes;
 mod tunnel_relay;
 mod ws_end;
 mod ws_endings;

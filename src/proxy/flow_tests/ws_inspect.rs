@@ -186,3 +186,35 @@ fn frames_sent_right_behind_the_handshake_are_relayed_after_it() {
         );
     });
 }
+
+#[test]
+fn an_idle_session_gives_its_read_buffers_back_to_the_worker() {
+    for tunnel in [false, true] {
+        run(async move {
+            let b = Backend::bind();
+            let lb = Lb::new(&[&b.url], |cfg| {
+                no_pings(cfg);
+                if tunnel {
+                    cfg.ws_mode = crate::config::WsMode::Tunnel;
+                }
+            });
+            let mut s = upgrade(&lb, &b).await;
+            assert_eq!(lb.env.reads.free_len(), 0, "nothing lent yet");
+            let big = vec![7u8; 50_000];
+            s.client.send(OpCode::Binary, &big).await;
+            assert!(s.backend.recv().await.payload == big);
+            s.backend.send(OpCode::Text, b"back").await;
+            assert_eq!(s.client.recv().await.payload, b"back");
+            // Both directions wait again holding nothing: what they were
+            // lent is free for the worker's other sessions.
+            monoio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let free = lb.env.reads.free_len();
+            assert!((1..=2).contains(&free), "tunnel {tunnel}: {free} free");
+            s.client.send(OpCode::Text, b"again").await;
+            assert_eq!(s.backend.recv().await.payload, b"again");
+            drop(s.client);
+            drop(s.backend);
+            ended(s.task).await;
+        });
+    }
+}
