@@ -90,7 +90,7 @@ fn quiet_and_sticky(c: &mut Criterion) {
         let snap = pool(n);
         // Uneven loads, so the least is not every backend.
         let held: Vec<_> = (0..n)
-            .filter(|i| i % 3 != 0)
+            .filter(|i| !i.is_multiple_of(3))
             .map(|i| snap.backends[i].stats.begin())
             .collect();
         let picker = Picker::new(Algorithm::FewestConnections, 42);

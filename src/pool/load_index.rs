@@ -22,7 +22,11 @@ pub(crate) struct LazyIndex {
 impl LazyIndex {
     /// The tree, built now if nobody has; `None` while another worker builds
     /// it or when the pool cannot be indexed.
-    pub(crate) fn get_or_build(&self, generation: u64, backends: &[Arc<Backend>]) -> Option<&LoadTree> {
+    pub(crate) fn get_or_build(
+        &self,
+        generation: u64,
+        backends: &[Arc<Backend>],
+    ) -> Option<&LoadTree> {
         if let Some(tree) = self.tree.get() {
             return tree.as_deref();
         }

@@ -147,7 +147,11 @@ impl LoadTree {
             next_expiry_ms: AtomicU64::new(u64::MAX),
             expiring: AtomicBool::new(false),
             shift: if uniform { 0 } else { shift_for(max) },
-            weights: if uniform { Box::new([]) } else { weights.into() },
+            weights: if uniform {
+                Box::new([])
+            } else {
+                weights.into()
+            },
             leaves: weights.len(),
             levels: levels.into_boxed_slice(),
         };

@@ -40,14 +40,17 @@ fn shape_has_one_line_on_top() {
 
 #[test]
 fn keys_order_load_per_weight_exactly() {
-    let weights: Vec<u32> = (1..=40).chain([999, 1000, MAX_WEIGHT - 1, MAX_WEIGHT]).collect();
+    let weights: Vec<u32> = (1..=40)
+        .chain([999, 1000, MAX_WEIGHT - 1, MAX_WEIGHT])
+        .collect();
     let tree = LoadTree::new(1, &weights).expect("tree");
     let loads: Vec<u32> = (0..=50).chain([1_000, 65_535, 1 << 19]).collect();
     for (a, &wa) in weights.iter().enumerate() {
         for (b, &wb) in weights.iter().enumerate() {
             for &la in &loads {
                 for &lb in loads.iter().step_by(7) {
-                    let want = (u64::from(la) * u64::from(wb)).cmp(&(u64::from(lb) * u64::from(wa)));
+                    let want =
+                        (u64::from(la) * u64::from(wb)).cmp(&(u64::from(lb) * u64::from(wa)));
                     let got = tree.key(a, la, true).cmp(&tree.key(b, lb, true));
                     assert_eq!(got, want, "{la}/{wa} vs {lb}/{wb}");
                 }
