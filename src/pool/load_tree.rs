@@ -60,19 +60,22 @@ impl Line {
 }
 
 /// (least key, leaves at that key) of a line of slots, packed like a slot.
+/// Branch-free: the slots' order says nothing a predictor could learn.
 #[inline]
 fn combine(values: &[u64; FANOUT]) -> u64 {
-    let mut least = u64::MAX;
-    let mut ties = 0u64;
-    for &v in values {
-        let key = v >> COUNT_BITS;
-        if key < least {
-            least = key;
-            ties = v & COUNT_MASK;
-        } else if key == least {
-            ties += v & COUNT_MASK;
-        }
-    }
+    let least = values
+        .iter()
+        .fold(u64::MAX, |least, &v| least.min(v >> COUNT_BITS));
+    let ties: u64 = values
+        .iter()
+        .map(|&v| {
+            if v >> COUNT_BITS == least {
+                v & COUNT_MASK
+            } else {
+                0
+            }
+        })
+        .sum();
     (least << COUNT_BITS) | ties.min(COUNT_MASK)
 }
 
@@ -277,12 +280,14 @@ impl LoadTree {
         }
     }
 
-    /// Walks down from the top line, at each level choosing among the
-    /// children with the least key at random, each weighted by its tie
-    /// count, so every tied leaf is equally likely. The leaf and the key
+    /// Walks down from the top line to a leaf with the least key. One draw
+    /// among the ties at the top numbers the tied leaves; each level finds
+    /// the child holding that number (children weighted by their tie
+    /// counts), so every tied leaf is equally likely. The leaf and the key
     /// it held; `None` when nothing below has a usable key.
     pub(crate) fn descend(&self, rng: &mut fastrand::Rng) -> Option<(usize, u64)> {
         let mut line = 0usize;
+        let mut draw = None;
         for level in (0..self.levels.len()).rev() {
             let values = self.levels[level].get(line)?.values();
             let least = combine(&values);
@@ -290,20 +295,27 @@ impl LoadTree {
             if key >= KEY_SATURATED || ties == 0 {
                 return None;
             }
-            let mut draw = rng.u64(..ties);
-            let mut chosen = None;
-            for (i, &v) in values.iter().enumerate() {
-                if v >> COUNT_BITS != key {
-                    continue;
-                }
-                let count = v & COUNT_MASK;
-                if draw < count {
-                    chosen = Some(i);
-                    break;
-                }
-                draw -= count;
+            // A concurrent update may have shrunk the ties: draw again.
+            let number = match draw {
+                Some(d) if d < ties => d,
+                _ => rng.u64(..ties),
+            };
+            // Branch-free: the child whose tie range holds `number`, and
+            // how many ties lie in the children before it.
+            let (mut child, mut before, mut seen) = (0usize, 0u64, 0u64);
+            for &v in &values {
+                let count = if v >> COUNT_BITS == key {
+                    v & COUNT_MASK
+                } else {
+                    0
+                };
+                seen += count;
+                let passed = seen <= number;
+                child += usize::from(passed);
+                before += if passed { count } else { 0 };
             }
-            line = line * FANOUT + chosen?;
+            draw = Some(number - before);
+            line = line * FANOUT + child;
             if level == 0 {
                 return Some((line, key));
             }
