@@ -1,7 +1,8 @@
 //! Pick algorithms (random, smooth weighted round-robin, power of two choices,
 //! fewest connections), all weighted, over one pool snapshot. A `Picker` lives
 //! on one worker: its rng and round-robin state are worker-local, picks do not
-//! allocate and read each candidate's counters with plain atomic loads.
+//! allocate and read each candidate's counters with plain atomic loads
+//! (fewest connections reads the snapshot's load index instead, `fewest`).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -86,7 +87,7 @@ impl fmt::Debug for Picker {
 }
 
 #[inline]
-fn eligible(snap: &PoolSnapshot, i: usize, now_ms: u64, exclude: &[usize]) -> bool {
+pub(super) fn eligible(snap: &PoolSnapshot, i: usize, now_ms: u64, exclude: &[usize]) -> bool {
     !exclude.contains(&i) && snap.backends[i].is_available(now_ms)
 }
 
@@ -128,7 +129,9 @@ impl Picker {
             Algorithm::Random => self.weighted_random(snap, now_ms, exclude, None),
             Algorithm::RoundRobin => self.round_robin(snap, now_ms, exclude),
             Algorithm::P2c => self.p2c(snap, now_ms, exclude),
-            Algorithm::FewestConnections => self.fewest(snap, now_ms, exclude),
+            Algorithm::FewestConnections => {
+                super::fewest::pick(snap, now_ms, exclude, &mut self.rng.borrow_mut())
+            }
         }
     }
 
@@ -249,34 +252,6 @@ impl Picker {
         let la = u64::from(ba.stats.load()) * u64::from(bb.effective_weight());
         let lb = u64::from(bb.stats.load()) * u64::from(ba.effective_weight());
         Some(if lb < la { b } else { a })
-    }
-
-    /// Lowest load per weight over every eligible backend; ties broken at
-    /// random by reservoir sampling. O(n).
-    fn fewest(&self, snap: &PoolSnapshot, now_ms: u64, exclude: &[usize]) -> Option<usize> {
-        let mut rng = self.rng.borrow_mut();
-        let mut best: Option<(usize, u64, u64)> = None;
-        let mut ties = 0u32;
-        for (i, b) in snap.backends.iter().enumerate() {
-            if !eligible(snap, i, now_ms, exclude) {
-                continue;
-            }
-            let (l, w) = (u64::from(b.stats.load()), u64::from(b.effective_weight()));
-            match best {
-                Some((_, bl, bw)) if l * bw > bl * w => {}
-                Some((_, bl, bw)) if l * bw == bl * w => {
-                    ties += 1;
-                    if rng.u32(..ties) == 0 {
-                        best = Some((i, l, w));
-                    }
-                }
-                _ => {
-                    best = Some((i, l, w));
-                    ties = 1;
-                }
-            }
-        }
-        best.map(|(i, _, _)| i)
     }
 }
 

@@ -4,7 +4,6 @@
 use super::*;
 use crate::pool::snapshot::{Backend, PoolSnapshot, Source};
 use proptest::prelude::*;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 const ALL: [Algorithm; 4] = [
@@ -15,14 +14,14 @@ const ALL: [Algorithm; 4] = [
 ];
 
 fn pool(weights: &[u32]) -> PoolSnapshot {
-    PoolSnapshot {
-        generation: 1,
-        backends: weights
+    PoolSnapshot::new(
+        1,
+        weights
             .iter()
             .enumerate()
             .map(|(i, &w)| Arc::new(Backend::new_for_test(&format!("b{i}"), w, Source::Static)))
             .collect(),
-    }
+    )
 }
 
 fn counts(p: &Picker, snap: &PoolSnapshot, n: usize, exclude: &[usize]) -> Vec<usize> {
@@ -106,7 +105,7 @@ fn round_robin_weights_exact_per_cycle_and_smooth() {
 fn round_robin_skips_unavailable() {
     for weights in [[1, 1, 1], [1, 2, 3]] {
         let snap = pool(&weights);
-        snap.backends[1].stats.draining.store(true, Relaxed);
+        snap.backends[1].stats.set_draining(true);
         let p = Picker::new(Algorithm::RoundRobin, 3);
         let c = counts(&p, &snap, 600, &[]);
         assert_eq!(c[1], 0);
@@ -118,7 +117,7 @@ fn round_robin_skips_unavailable() {
 fn p2c_and_fewest_avoid_a_busy_backend() {
     for a in [Algorithm::P2c, Algorithm::FewestConnections] {
         let snap = pool(&[1, 1, 1]);
-        snap.backends[1].stats.active.store(1000, Relaxed);
+        snap.backends[1].stats.set_active(1000);
         let c = counts(&Picker::new(a, 11), &snap, 10_000, &[]);
         assert_eq!(c[1], 0, "{a}: {c:?}");
         assert!(c[0] > 4000 && c[2] > 4000, "{a}: {c:?}");
@@ -129,7 +128,7 @@ fn p2c_and_fewest_avoid_a_busy_backend() {
 fn reported_load_counts_too() {
     for a in [Algorithm::P2c, Algorithm::FewestConnections] {
         let snap = pool(&[1, 1]);
-        snap.backends[0].stats.reported_load.store(50, Relaxed);
+        snap.backends[0].stats.set_reported_load(50);
         let c = counts(&Picker::new(a, 12), &snap, 1000, &[]);
         assert_eq!(c, vec![0, 1000], "{a}");
     }
@@ -152,8 +151,8 @@ fn fewest_ties_spread() {
 #[test]
 fn fewest_uses_load_per_weight() {
     let snap = pool(&[1, 3]);
-    snap.backends[0].stats.active.store(10, Relaxed);
-    snap.backends[1].stats.active.store(20, Relaxed); // 20/3 < 10/1
+    snap.backends[0].stats.set_active(10);
+    snap.backends[1].stats.set_active(20); // 20/3 < 10/1
     let c = counts(
         &Picker::new(Algorithm::FewestConnections, 5),
         &snap,
@@ -161,7 +160,7 @@ fn fewest_uses_load_per_weight() {
         &[],
     );
     assert_eq!(c, vec![0, 100]);
-    snap.backends[1].stats.active.store(31, Relaxed); // 31/3 > 10/1
+    snap.backends[1].stats.set_active(31); // 31/3 > 10/1
     let c = counts(
         &Picker::new(Algorithm::FewestConnections, 5),
         &snap,
@@ -183,8 +182,8 @@ fn p2c_respects_weights_when_idle() {
 #[test]
 fn p2c_prefers_lower_load_per_weight() {
     let snap = pool(&[1, 4]);
-    snap.backends[0].stats.active.store(10, Relaxed);
-    snap.backends[1].stats.active.store(30, Relaxed); // 30/4 < 10/1
+    snap.backends[0].stats.set_active(10);
+    snap.backends[1].stats.set_active(30); // 30/4 < 10/1
     let c = counts(&Picker::new(Algorithm::P2c, 9), &snap, 1000, &[]);
     assert_eq!(c, vec![0, 1000]);
 }
@@ -196,9 +195,9 @@ fn everything_down_gives_none() {
         let p = Picker::new(a, 1);
         for (i, b) in snap.backends.iter().enumerate() {
             if i % 2 == 0 {
-                b.stats.draining.store(true, Relaxed);
+                b.stats.set_draining(true);
             } else {
-                b.stats.ejected_until_ms.store(500, Relaxed);
+                b.stats.extend_ejection(500);
             }
         }
         for _ in 0..20 {
@@ -228,7 +227,7 @@ fn mostly_down_pool_uses_the_few_left() {
     for a in ALL {
         let snap = pool(&vec![1; 100]);
         for (i, b) in snap.backends.iter().enumerate() {
-            b.stats.draining.store(i != 17 && i != 83, Relaxed);
+            b.stats.set_draining(i != 17 && i != 83);
         }
         let c = counts(&Picker::new(a, 4), &snap, 2000, &[]);
         assert_eq!(c[17] + c[83], 2000, "{a}");
@@ -261,10 +260,14 @@ proptest! {
         let weights: Vec<u32> = spec.iter().map(|s| s.0).collect();
         let snap = pool(&weights);
         for (b, &(_, state, load)) in snap.backends.iter().zip(&spec) {
-            b.stats.active.store(load, Relaxed);
+            b.stats.set_active(load);
             match state {
-                0 => b.stats.draining.store(true, Relaxed),
-                1 => b.stats.ejected_until_ms.store(10, Relaxed),
+                0 => {
+                    b.stats.set_draining(true);
+                }
+                1 => {
+                    b.stats.extend_ejection(10);
+                }
                 _ => {}
             }
         }
@@ -289,8 +292,8 @@ fn a_changed_algorithm_applies_from_the_next_pick() {
     assert_eq!(p.algorithm(), Algorithm::RoundRobin);
     assert_eq!(counts(&p, &snap, 9, &[]), vec![3, 3, 3], "exact cycles");
     // Fewest connections avoids the busy one at once.
-    snap.backends[0].stats.active.store(5, Relaxed);
-    snap.backends[1].stats.active.store(5, Relaxed);
+    snap.backends[0].stats.set_active(5);
+    snap.backends[1].stats.set_active(5);
     p.set_algorithm(Algorithm::FewestConnections);
     assert_eq!(counts(&p, &snap, 4, &[]), vec![0, 0, 4]);
 }

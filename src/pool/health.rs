@@ -56,7 +56,7 @@ pub(crate) fn record_failure(stats: &BackendStats, policy: &HealthPolicy, now_ms
     // Up to 10% less, so workers that failed together do not retry together.
     let ms = base - fastrand::u64(..=base / 10);
     let until = now_ms.saturating_add(ms.max(1));
-    let before = stats.ejected_until_ms.fetch_max(until, Ordering::Relaxed);
+    let before = stats.extend_ejection(until);
     before <= now_ms
 }
 

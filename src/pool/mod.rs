@@ -5,7 +5,10 @@
 pub(crate) mod algorithm;
 pub(crate) mod cidr;
 pub(crate) mod clock;
+mod fewest;
 pub(crate) mod health;
+mod load_index;
+mod load_tree;
 pub(crate) mod probe;
 pub(crate) mod registry;
 pub(crate) mod snapshot;

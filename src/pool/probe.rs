@@ -166,14 +166,14 @@ impl ProbeStreak {
             self.passed = self.passed.saturating_add(1);
             let rise = if now == HEALTH_FAILING { check.rise } else { 1 };
             if now != HEALTH_PASSING && self.passed >= rise {
-                stats.health.store(HEALTH_PASSING, Ordering::Relaxed);
+                stats.set_health(HEALTH_PASSING);
                 return (now == HEALTH_FAILING).then_some(Transition::Rose);
             }
         } else {
             self.passed = 0;
             self.failed = self.failed.saturating_add(1);
             if now != HEALTH_FAILING && self.failed >= check.fall {
-                stats.health.store(HEALTH_FAILING, Ordering::Relaxed);
+                stats.set_health(HEALTH_FAILING);
                 return Some(Transition::Fell);
             }
         }
@@ -183,7 +183,7 @@ impl ProbeStreak {
 
 /// Forgets a backend's verdict (checks turned off by a reload).
 pub fn forget(stats: &BackendStats) {
-    stats.health.store(0, Ordering::Relaxed);
+    stats.set_health(0);
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::clock;
+use super::load_index::LazyIndex;
+use super::load_tree::LoadTree;
 use super::stats::BackendStats;
 
 /// Where a backend came from.
@@ -93,9 +95,34 @@ pub struct PoolSnapshot {
     pub generation: u64,
     /// The members, in id order.
     pub backends: Vec<Arc<Backend>>,
+    /// The fewest-connections index, built by the first pick that wants it.
+    index: LazyIndex,
+}
+
+impl Drop for PoolSnapshot {
+    fn drop(&mut self) {
+        self.index.unlink(&self.backends);
+    }
 }
 
 impl PoolSnapshot {
+    /// The pool at `generation` with these members (its index is built
+    /// later, by the first fewest-connections pick).
+    pub fn new(generation: u64, backends: Vec<Arc<Backend>>) -> Self {
+        PoolSnapshot {
+            generation,
+            backends,
+            index: LazyIndex::default(),
+        }
+    }
+
+    /// The fewest-connections index over the members, built now if this is
+    /// the first call; `None` while another worker builds it or when the
+    /// pool cannot be indexed (the pick scans instead).
+    pub(crate) fn load_tree(&self) -> Option<&LoadTree> {
+        self.index.get_or_build(self.generation, &self.backends)
+    }
+
     /// Index of the backend with this id.
     pub fn position(&self, id: &str) -> Option<usize> {
         self.backends.iter().position(|b| &*b.id == id)
@@ -148,10 +175,7 @@ impl SharedPool {
     pub(crate) fn publish(&self, backends: Vec<Arc<Backend>>) -> u64 {
         let mut cur = self.lock();
         let generation = cur.generation + 1;
-        *cur = Arc::new(PoolSnapshot {
-            generation,
-            backends,
-        });
+        *cur = Arc::new(PoolSnapshot::new(generation, backends));
         self.generation.store(generation, Ordering::Release);
         generation
     }
@@ -189,7 +213,6 @@ impl LocalPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering::Relaxed;
 
     fn b(id: &str) -> Arc<Backend> {
         Arc::new(Backend::new_for_test(id, 1, Source::Static))
@@ -221,10 +244,10 @@ mod tests {
     fn availability_follows_draining_and_ejection() {
         let x = b("x");
         assert!(x.is_available(0));
-        x.stats.ejected_until_ms.store(100, Relaxed);
+        x.stats.extend_ejection(100);
         assert!(!x.is_available(99));
         assert!(x.is_available(100));
-        x.stats.draining.store(true, Relaxed);
+        x.stats.set_draining(true);
         assert!(!x.is_available(1000));
     }
 

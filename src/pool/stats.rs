@@ -1,7 +1,12 @@
 //! Per-backend counters shared by every worker: plain atomics on their own
 //! cache line, keyed by backend id, surviving re-registration and rebuilds.
+//! Every change that moves a pick (load, drain, health, ejection) goes
+//! through a method here that also updates the fewest-connections index.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use super::load_tree::LoadTree;
 
 /// [`BackendStats::health`]: the active checks pass.
 pub const HEALTH_PASSING: u8 = 1;
@@ -11,6 +16,8 @@ use std::sync::Arc;
 
 /// Counters for one backend. One cache line, so a pick reads one line per
 /// candidate (the `active` and `reported_load` loads hit the same line).
+/// Read the fields freely; change them through the methods, which keep the
+/// fewest-connections index current.
 #[repr(align(64))]
 #[derive(Debug, Default)]
 pub struct BackendStats {
@@ -31,6 +38,18 @@ pub struct BackendStats {
     /// Active health checks' verdict: 0 unchecked, or `HEALTH_PASSING`,
     /// `HEALTH_FAILING` (only failing keeps the backend out of picks).
     pub health: AtomicU8,
+    /// The fewest-connections index these counters keep current, if one is
+    /// built; the lock also serialises the writes of our leaf.
+    link: Mutex<Option<Link>>,
+    /// `link` holds an index: updates without one skip the lock.
+    linked: AtomicBool,
+}
+
+/// Our leaf in a fewest-connections index.
+#[derive(Debug)]
+struct Link {
+    tree: Arc<LoadTree>,
+    leaf: usize,
 }
 
 impl BackendStats {
@@ -46,11 +65,122 @@ impl BackendStats {
     /// Count one request or session as started; the guard gives it back on drop.
     #[inline]
     pub fn begin(self: &Arc<Self>) -> ActiveGuard {
-        self.active.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::SeqCst);
         self.requests_total.fetch_add(1, Ordering::Relaxed);
+        self.reindex();
         ActiveGuard {
             stats: Arc::clone(self),
         }
+    }
+
+    /// Start (true) or stop draining; the state before.
+    pub fn set_draining(&self, draining: bool) -> bool {
+        let before = self.draining.swap(draining, Ordering::SeqCst);
+        if before != draining {
+            self.reindex();
+        }
+        before
+    }
+
+    /// Store the active health checks' verdict (0, `HEALTH_PASSING` or
+    /// `HEALTH_FAILING`).
+    pub fn set_health(&self, health: u8) {
+        if self.health.swap(health, Ordering::SeqCst) != health {
+            self.reindex();
+        }
+    }
+
+    /// Keep the backend out until at least `until_ms` (monotonic
+    /// `clock::now_ms`); the deadline before (an earlier one is extended,
+    /// a later one kept).
+    pub fn extend_ejection(&self, until_ms: u64) -> u64 {
+        let before = self.ejected_until_ms.fetch_max(until_ms, Ordering::SeqCst);
+        if until_ms > before {
+            self.reindex();
+        }
+        before
+    }
+
+    /// Store the load the backend reported from elsewhere.
+    pub fn set_reported_load(&self, load: u32) {
+        if self.reported_load.swap(load, Ordering::SeqCst) != load {
+            self.reindex();
+        }
+    }
+
+    /// Points our updates at `leaf` of `tree` and stores our key there
+    /// (without settling the tree: the builder does). A tree built for an
+    /// older generation than the one we feed is superseded instead, as is
+    /// one that holds these counters twice.
+    pub(crate) fn link_to(&self, tree: &Arc<LoadTree>, leaf: usize) {
+        let mut link = self.lock_link();
+        if let Some(old) = link.as_ref() {
+            if Arc::ptr_eq(&old.tree, tree) || old.tree.generation() > tree.generation() {
+                tree.supersede();
+                return;
+            }
+            old.tree.supersede();
+        }
+        *link = Some(Link {
+            tree: Arc::clone(tree),
+            leaf,
+        });
+        // Linked before the key is read: a change that missed the flag
+        // (and skipped the lock) happened before, so the key counts it.
+        self.linked.store(true, Ordering::SeqCst);
+        tree.store_leaf(leaf, self.key_in(tree, leaf));
+    }
+
+    /// Stops feeding `tree` if we still do (its snapshot is gone).
+    pub(crate) fn unlink_from(&self, tree: &LoadTree) {
+        let mut link = self.lock_link();
+        if link.as_ref().is_some_and(|l| std::ptr::eq(&*l.tree, tree)) {
+            *link = None;
+            self.linked.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Recomputes our leaf in the index we feed (after any change).
+    pub(crate) fn reindex(&self) {
+        // SeqCst with the changes before it and with `link_to`'s store: of
+        // a change and a link racing, one sees the other.
+        if !self.linked.load(Ordering::SeqCst) {
+            return;
+        }
+        let link = self.lock_link();
+        if let Some(Link { tree, leaf }) = link.as_ref() {
+            tree.set_leaf(*leaf, self.key_in(tree, *leaf));
+        }
+    }
+
+    /// Our key in `tree`: unavailable while draining, failing or ejected by
+    /// the tree's clock (an ejection is noted so it can end on time).
+    fn key_in(&self, tree: &LoadTree, leaf: usize) -> u64 {
+        let until = self.ejected_until_ms.load(Ordering::SeqCst);
+        let ejected = until > tree.clock_ms();
+        if ejected {
+            tree.note_ejection(until);
+        }
+        let available = !ejected
+            && !self.draining.load(Ordering::SeqCst)
+            && self.health.load(Ordering::SeqCst) != HEALTH_FAILING;
+        let load = self
+            .active
+            .load(Ordering::SeqCst)
+            .saturating_add(self.reported_load.load(Ordering::SeqCst));
+        tree.key(leaf, load, available)
+    }
+
+    fn lock_link(&self) -> MutexGuard<'_, Option<Link>> {
+        // Nothing panics while holding it; a poisoned link is still whole.
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Test helper: set `active` directly (as if that many were open).
+    #[cfg(test)]
+    pub(crate) fn set_active(&self, active: u32) {
+        self.active.store(active, Ordering::SeqCst);
+        self.reindex();
     }
 }
 
@@ -72,7 +202,8 @@ impl ActiveGuard {
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         // Exactly one increment per guard, so this never underflows.
-        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+        self.stats.active.fetch_sub(1, Ordering::SeqCst);
+        self.stats.reindex();
     }
 }
 
@@ -116,10 +247,10 @@ mod tests {
     #[test]
     fn load_adds_reported_and_saturates() {
         let s = BackendStats::default();
-        s.active.store(3, Relaxed);
-        s.reported_load.store(4, Relaxed);
+        s.set_active(3);
+        s.set_reported_load(4);
         assert_eq!(s.load(), 7);
-        s.reported_load.store(u32::MAX, Relaxed);
+        s.set_reported_load(u32::MAX);
         assert_eq!(s.load(), u32::MAX);
     }
 
@@ -130,10 +261,7 @@ mod tests {
         let backends: Vec<Arc<Backend>> = (0..3)
             .map(|i| Arc::new(Backend::new_for_test(&format!("b{i}"), 1, Source::Static)))
             .collect();
-        let snap = Arc::new(PoolSnapshot {
-            generation: 1,
-            backends,
-        });
+        let snap = Arc::new(PoolSnapshot::new(1, backends));
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::new();
         for t in 0..2u64 {

@@ -110,17 +110,15 @@ fn score(h: u64, w: u32) -> f64 {
 mod tests {
     use super::*;
     use crate::pool::snapshot::{Backend, Source};
-    use std::sync::atomic::Ordering::Relaxed;
     use std::sync::Arc;
 
     fn pool(ids: &[(&str, u32)]) -> PoolSnapshot {
-        PoolSnapshot {
-            generation: 1,
-            backends: ids
-                .iter()
+        PoolSnapshot::new(
+            1,
+            ids.iter()
                 .map(|&(id, w)| Arc::new(Backend::new_for_test(id, w, Source::Registered)))
                 .collect(),
-        }
+        )
     }
 
     fn owner(snap: &PoolSnapshot, key: u64) -> &str {
@@ -162,15 +160,14 @@ mod tests {
     #[test]
     fn removing_one_moves_only_its_keys_and_adding_takes_a_fair_share() {
         let full = pool(&[("a", 1), ("b", 1), ("c", 1), ("d", 1)]);
-        let less = PoolSnapshot {
-            generation: 2,
-            backends: full
-                .backends
+        let less = PoolSnapshot::new(
+            2,
+            full.backends
                 .iter()
                 .filter(|b| &*b.id != "c")
                 .cloned()
                 .collect(),
-        };
+        );
         let mut moved_to_new = 0;
         for k in 0..4000u64 {
             let key = sticky_hash(format!("client-{k}").as_bytes());
@@ -191,7 +188,7 @@ mod tests {
         let snap = pool(&[("a", 1), ("b", 1), ("c", 1)]);
         let keys: Vec<u64> = (0..300u64).map(|k| sticky_hash(&k.to_be_bytes())).collect();
         let before: Vec<String> = keys.iter().map(|&k| owner(&snap, k).to_string()).collect();
-        snap.backends[0].stats.draining.store(true, Relaxed);
+        snap.backends[0].stats.set_draining(true);
         for (k, b) in keys.iter().zip(&before) {
             let now = owner(&snap, *k);
             assert_ne!(now, "a");
@@ -199,7 +196,7 @@ mod tests {
                 assert_eq!(now, b);
             }
         }
-        snap.backends[0].stats.draining.store(false, Relaxed);
+        snap.backends[0].stats.set_draining(false);
         for (k, b) in keys.iter().zip(&before) {
             assert_eq!(owner(&snap, *k), b);
         }

@@ -172,7 +172,7 @@ impl Registry {
             Some(m) => Arc::clone(&m.backend.stats),
             None => take_stats(&mut inner, id),
         };
-        stats.draining.store(false, Relaxed);
+        stats.set_draining(false);
         let backend = Backend {
             id: Arc::from(id),
             addr,
@@ -229,9 +229,7 @@ impl Registry {
         };
         let stats = &m.backend.stats;
         let ours = stats.active.load(Relaxed);
-        stats
-            .reported_load
-            .store(load.saturating_sub(ours), Relaxed);
+        stats.set_reported_load(load.saturating_sub(ours));
         m.last_seen_ms = now;
         true
     }
@@ -248,7 +246,7 @@ impl Registry {
     pub(crate) fn switch_draining(&self, id: &str, draining: bool) -> Option<bool> {
         let inner = self.lock();
         let m = inner.members.get(id)?;
-        let before = m.backend.stats.draining.swap(draining, Relaxed);
+        let before = m.backend.stats.set_draining(draining);
         tracing::info!(id, draining, "backend drain state");
         self.publish(&inner);
         Some(before)
@@ -344,7 +342,7 @@ fn take_stats(inner: &mut Inner, id: &str) -> Arc<BackendStats> {
 /// same Arc, so `active` keeps falling back to zero while it is away.
 fn retain(inner: &mut Inner, m: Member, now: u64) {
     let stats = Arc::clone(&m.backend.stats);
-    stats.reported_load.store(0, Relaxed);
+    stats.set_reported_load(0);
     inner.retained.insert(
         Arc::clone(&m.backend.id),
         Retained {

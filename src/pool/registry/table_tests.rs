@@ -109,7 +109,7 @@ fn stats_survive_reregistration_and_return() {
     reg.register("a", binds(1), 1, None);
     let s1 = Arc::clone(&local.current().backends[0].stats);
     let guard = s1.begin();
-    s1.draining.store(true, Relaxed);
+    s1.set_draining(true);
 
     assert_eq!(
         reg.register("a", binds(2), 5, None),
