@@ -52,7 +52,7 @@ where
         let deadline = header_deadline.unwrap_or(started + cfg.idle_timeout);
         let read = client.buf.read_from(&mut client.r, HEAD_READ);
         let outcome = monoio::select! {
-            r = monoio::time::timeout_at(deadline, read) => Some(r),
+            r = client.timer.bound(deadline, read) => Some(r),
             cmd = next_command(&client.handle, first) => {
                 // Drain or close: an idle connection just goes.
                 let _ = cmd;
