@@ -55,7 +55,8 @@ where
         client_ip,
         tls: client.tls,
         trusted: crate::config::cidr_list_contains(&cfg.trusted_proxies, client_ip),
-    };
+    }
+    .prepared();
     let mut head = Vec::with_capacity(1024);
     let mut scratch = Vec::new();
     let mut resp_out = Vec::with_capacity(1024);

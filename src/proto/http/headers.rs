@@ -243,31 +243,6 @@ pub(crate) fn connection_names_others(value: &[u8]) -> bool {
     })
 }
 
-/// Append an ip address in its usual text form (IPv4 without `fmt`).
-pub(crate) fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            for (i, o) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                if o >= 100 {
-                    out.push(b'0' + o / 100);
-                }
-                if o >= 10 {
-                    out.push(b'0' + (o / 10) % 10);
-                }
-                out.push(b'0' + o % 10);
-            }
-        }
-        std::net::IpAddr::V6(_) => {
-            use std::io::Write as _;
-            // Writing into a Vec cannot fail.
-            let _ = write!(out, "{ip}");
-        }
-    }
-}
-
 /// Append `name: value\r\n`.
 pub(crate) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);

@@ -33,22 +33,6 @@ fn hop_by_hop_names() {
 }
 
 #[test]
-fn ip_text() {
-    for ip in [
-        "0.0.0.0",
-        "10.0.0.9",
-        "192.168.100.255",
-        "1.20.3.199",
-        "::1",
-        "2001:db8::7",
-    ] {
-        let mut out = Vec::new();
-        push_ip(&mut out, ip.parse().expect("ip"));
-        assert_eq!(out, ip.as_bytes());
-    }
-}
-
-#[test]
 fn connection_naming_others() {
     assert!(!connection_names_others(b"keep-alive, Upgrade"));
     assert!(!connection_names_others(b"close"));
