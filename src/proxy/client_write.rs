@@ -10,6 +10,7 @@ use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedWriteHalf};
 
 use super::ClientConn;
 use crate::proto::http::error_response;
+use crate::rt::deadline::Deadline;
 use crate::rt::io::CHUNK;
 
 /// The client's writer on the HTTP path, with its bound and its cut mark.
@@ -19,6 +20,8 @@ pub(crate) struct ClientWriter<'a, W> {
     /// complete: what is on the wire may end mid-message (a TLS writer even
     /// panics when used again), so nothing may be written or shut after it.
     cut: &'a mut bool,
+    /// The connection's client-side timer, moved to `idle` past each write.
+    timer: &'a Deadline,
     idle: Duration,
     /// Where the bytes written are counted, if anywhere.
     sent: Option<&'a std::cell::Cell<u64>>,
@@ -30,11 +33,17 @@ pub(crate) struct Cut;
 
 impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
     /// Bounds each write of `w` by `idle` of no progress; `cut` is the
-    /// connection's mark (see `ClientConn::writer_cut`).
-    pub(crate) fn new(w: &'a mut W, cut: &'a mut bool, idle: Duration) -> Self {
+    /// connection's mark (see `ClientConn::writer_cut`), on `timer`.
+    pub(crate) fn new(
+        w: &'a mut W,
+        cut: &'a mut bool,
+        timer: &'a Deadline,
+        idle: Duration,
+    ) -> Self {
         Self {
             w,
             cut,
+            timer,
             idle,
             sent: None,
         }
@@ -44,6 +53,13 @@ impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
     pub(crate) fn counting(mut self, sent: &'a std::cell::Cell<u64>) -> Self {
         self.sent = Some(sent);
         self
+    }
+
+    /// `idle` from now (a year past what the clock can hold).
+    fn deadline(&self) -> monoio::time::Instant {
+        let now = monoio::time::Instant::now();
+        now.checked_add(self.idle)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
     }
 
     fn count(&self, n: usize) {
@@ -58,8 +74,8 @@ impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
         *self.cut
     }
 
-    /// Writes `buf[start..end]` whole, one timer per chunk of at most
-    /// [`CHUNK`] bytes, and gives the buffer back (an empty one when a
+    /// Writes `buf[start..end]` whole, each chunk of at most [`CHUNK`]
+    /// bytes bounded by `idle` (the connection's timer, moved per chunk), and gives the buffer back (an empty one when a
     /// write timed out: it went with the abandoned write).
     pub(crate) async fn write_range(
         &mut self,
@@ -74,8 +90,9 @@ impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
         while at < end {
             let to = end.min(at + CHUNK);
             *self.cut = true;
+            let deadline = self.deadline();
             let write = self.w.write_all(buf.slice(at..to));
-            match monoio::time::timeout(self.idle, write).await {
+            match self.timer.bound(deadline, write).await {
                 Ok((Ok(_), slice)) => buf = slice.into_inner(),
                 Ok((Err(_), slice)) => return (Err(Cut), slice.into_inner()),
                 Err(_) => return (Err(Cut), Vec::new()),
@@ -100,7 +117,8 @@ impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
             return Err(Cut);
         }
         *self.cut = true;
-        match monoio::time::timeout(self.idle, self.w.write_all(bytes)).await {
+        let at = self.deadline();
+        match self.timer.bound(at, self.w.write_all(bytes)).await {
             Ok((Ok(_), _)) => {
                 *self.cut = false;
                 self.count(bytes.len());
@@ -114,7 +132,7 @@ impl<'a, W: AsyncWriteRent> ClientWriter<'a, W> {
 impl<S: AsyncWriteRent> ClientConn<S> {
     /// The client's writer, each write bounded by `idle` of no progress.
     pub(crate) fn writer(&mut self, idle: Duration) -> ClientWriter<'_, OwnedWriteHalf<S>> {
-        ClientWriter::new(&mut self.w, &mut self.writer_cut, idle).counting(&self.sent)
+        ClientWriter::new(&mut self.w, &mut self.writer_cut, &self.timer, idle).counting(&self.sent)
     }
 
     /// Answers `status` (an error response, bounded by `idle`); nothing
@@ -135,8 +153,8 @@ mod tests {
     #[test]
     fn a_write_that_completes_leaves_the_writer_usable() {
         run(async {
-            let (mut sink, mut cut) = (Sink::default(), false);
-            let mut w = ClientWriter::new(&mut sink, &mut cut, IDLE);
+            let (mut sink, mut cut, d) = (Sink::default(), false, Deadline::new());
+            let mut w = ClientWriter::new(&mut sink, &mut cut, &d, IDLE);
             let body = vec![7u8; 3 * CHUNK + 5];
             let (res, back) = w.write_range(body, 1, 3 * CHUNK + 5).await;
             assert_eq!(res, Ok(()));
@@ -150,8 +168,8 @@ mod tests {
     #[test]
     fn a_write_that_gets_nowhere_for_the_idle_time_cuts_the_writer() {
         run(async {
-            let (mut stuck, mut cut) = (Stuck, false);
-            let mut w = ClientWriter::new(&mut stuck, &mut cut, IDLE);
+            let (mut stuck, mut cut, d) = (Stuck, false, Deadline::new());
+            let mut w = ClientWriter::new(&mut stuck, &mut cut, &d, IDLE);
             let started = std::time::Instant::now();
             let (res, _) = w.write_vec(vec![1u8; 10]).await;
             assert_eq!(res, Err(Cut));
@@ -166,13 +184,13 @@ mod tests {
     #[test]
     fn a_failed_or_dropped_write_cuts_the_writer() {
         run(async {
-            let (mut broken, mut cut) = (Broken, false);
-            let mut w = ClientWriter::new(&mut broken, &mut cut, IDLE);
+            let (mut broken, mut cut, d) = (Broken, false, Deadline::new());
+            let mut w = ClientWriter::new(&mut broken, &mut cut, &d, IDLE);
             assert_eq!(w.write_static(b"x").await, Err(Cut));
             assert!(cut);
 
-            let (mut stuck, mut cut) = (Stuck, false);
-            let mut w = ClientWriter::new(&mut stuck, &mut cut, Duration::from_secs(60));
+            let (mut stuck, mut cut, d) = (Stuck, false, Deadline::new());
+            let mut w = ClientWriter::new(&mut stuck, &mut cut, &d, Duration::from_secs(60));
             let write = w.write_vec(vec![1u8; 10]);
             // The exchange around it ends (e.g. the request side failed)
             // while the write is under way.

@@ -131,6 +131,7 @@ where
             started: &started,
             backend_due: &backend_due,
             request: &request_state,
+            timer: opts.backend_timer,
         },
         expected_accept.as_deref(),
     );

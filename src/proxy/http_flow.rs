@@ -55,7 +55,8 @@ where
         client_ip,
         tls: client.tls,
         trusted: crate::config::cidr_list_contains(&cfg.trusted_proxies, client_ip),
-    };
+    }
+    .prepared();
     let mut head = Vec::with_capacity(1024);
     let mut scratch = Vec::new();
     let mut resp_out = Vec::with_capacity(1024);
@@ -306,6 +307,7 @@ where
             response_hook: response_hook.as_ref(),
             rate: client.rate.as_deref(),
             facts: &facts,
+            backend_timer: &client.backend_timer,
         };
         let side = RequestSide {
             r: &mut client.r,
@@ -315,9 +317,13 @@ where
             buffered_body,
             replayable,
         };
-        let mut client_w =
-            ClientWriter::new(&mut client.w, &mut client.writer_cut, cfg.idle_timeout)
-                .counting(&client.sent);
+        let mut client_w = ClientWriter::new(
+            &mut client.w,
+            &mut client.writer_cut,
+            &client.timer,
+            cfg.idle_timeout,
+        )
+        .counting(&client.sent);
         let BackendConn { r, w, buf, .. } = &mut conn;
         let result = exchange(side, &mut client_w, r, w, buf, scratch, resp_out, opts).await;
         let head_at = facts.head_at.get();

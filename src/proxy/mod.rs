@@ -92,6 +92,11 @@ pub(crate) struct ClientConn<S: AsyncWriteRent> {
     /// The status of the last answer the balancer gave itself (0: none
     /// since the request began).
     pub answered: std::cell::Cell<u16>,
+    /// The client side's one timer: head reads and writes toward the
+    /// client move it rather than each setting up a timeout of its own.
+    pub timer: crate::rt::deadline::Deadline,
+    /// The same for reads from this client's backends.
+    pub backend_timer: crate::rt::deadline::Deadline,
 }
 
 /// After an answer sent before the request body ended: how long, and how
@@ -120,6 +125,8 @@ where
         rate: crate::rt::rate::ConnRates::new(env.cfg().throttle_bps),
         sent: std::cell::Cell::new(0),
         answered: std::cell::Cell::new(0),
+        timer: crate::rt::deadline::Deadline::new(),
+        backend_timer: crate::rt::deadline::Deadline::new(),
     };
     // The request machinery is boxed so that it is freed before a
     // WebSocket session starts: a long idle session then costs only the

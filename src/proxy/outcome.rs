@@ -85,6 +85,9 @@ pub(crate) struct ExchangeOpts<'a> {
     pub rate: Option<&'a ConnRates>,
     /// What the response side notes for the access log and metrics.
     pub facts: &'a ExchangeFacts,
+    /// The timer that backend reads are bounded by (kept per client
+    /// connection and moved, not re-created per read).
+    pub backend_timer: &'a crate::rt::deadline::Deadline,
 }
 
 /// What an exchange notes about the backend's final response head: its

@@ -7,7 +7,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use super::conns::{ConnCommand, ConnHandle};
 use super::env::Env;
 use super::ClientConn;
-use crate::proto::http::{parse_request, ForwardInfo, Limits, ParsedRequest};
+use crate::proto::http::{parse_request_prepared, Limits, ParsedRequest, PreparedForward};
 
 const HEAD_READ: usize = 8 * 1024;
 
@@ -26,7 +26,7 @@ pub(super) async fn read_head<S>(
     env: &Env,
     client: &mut ClientConn<S>,
     limits: &Limits,
-    fwd: &ForwardInfo,
+    fwd: &PreparedForward,
     out: &mut Vec<u8>,
     first: bool,
 ) -> HeadWait
@@ -41,7 +41,7 @@ where
     let mut header_deadline = (got_bytes || first).then(|| started + cfg.client_header_timeout);
     loop {
         out.clear();
-        match parse_request(client.buf.data(), limits, fwd, out) {
+        match parse_request_prepared(client.buf.data(), limits, fwd, out) {
             Ok(Some(req)) => return HeadWait::Request(req),
             Ok(None) => {}
             Err(e) => {
@@ -52,7 +52,7 @@ where
         let deadline = header_deadline.unwrap_or(started + cfg.idle_timeout);
         let read = client.buf.read_from(&mut client.r, HEAD_READ);
         let outcome = monoio::select! {
-            r = monoio::time::timeout_at(deadline, read) => Some(r),
+            r = client.timer.bound(deadline, read) => Some(r),
             cmd = next_command(&client.handle, first) => {
                 // Drain or close: an idle connection just goes.
                 let _ = cmd;

@@ -14,7 +14,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use monoio::time::{Instant, Sleep};
+use monoio::time::Instant;
 
 use super::client_write::ClientWriter;
 use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts, Switched};
@@ -22,6 +22,7 @@ use super::request_body::RequestState;
 use crate::proto::http::edit::remove_fields;
 use crate::proto::http::headers::has_header;
 use crate::proto::http::{parse_response, BodyKind, BodyTracker, ParsedRequest, ParsedResponse};
+use crate::rt::deadline::Deadline;
 use crate::rt::io::{ReadBuf, CHUNK};
 
 /// Small bodies ride in the same write as their head.
@@ -39,6 +40,8 @@ pub(super) struct Progress<'a> {
     /// says `Connection: close` when the rest may not get through (see
     /// [`keep_alive_now`]; RFC 9112 section 9.6).
     pub request: &'a Cell<RequestState>,
+    /// The timer the backend's reads are bounded by.
+    pub timer: &'a Deadline,
 }
 
 /// Whether the client connection may stay open after a final head written
@@ -101,7 +104,6 @@ async fn read_backend<BR: AsyncReadRent>(
 ) -> Result<usize, ExchangeError> {
     let read_start = Instant::now();
     let mut read = pin!(buf.read_from(backend_r, CHUNK));
-    let mut sleep = pin!(None::<Sleep>);
     let res = poll_fn(|cx| {
         if let Poll::Ready(r) = read.as_mut().poll(cx) {
             return Poll::Ready(Some(r));
@@ -111,14 +113,9 @@ async fn read_backend<BR: AsyncReadRent>(
             return Poll::Pending;
         };
         let at = deadline_after(due.max(read_start), timeout);
-        match sleep.as_mut().as_pin_mut() {
-            Some(s) if s.deadline() != at => s.reset(at),
-            Some(_) => {}
-            None => sleep.set(Some(monoio::time::sleep_until(at))),
-        }
-        match sleep.as_mut().as_pin_mut().map(|s| s.poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(None),
-            _ => Poll::Pending,
+        match progress.timer.poll_until(at, cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
     })
     .await;

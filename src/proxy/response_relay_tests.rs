@@ -59,10 +59,12 @@ fn read_with(
         let mut buf = ReadBuf::with_capacity(64);
         let started = Cell::new(false);
         let due = Cell::new(initial.then_some(t0));
+        let timer = crate::rt::deadline::Deadline::new();
         let progress = Progress {
             started: &started,
             backend_due: &due,
             request: &Cell::new(RequestState::Sending),
+            timer: &timer,
         };
         let steps = async {
             for &(after, set) in steps {

@@ -10,6 +10,7 @@
 
 pub(crate) mod access_log;
 pub(crate) mod clock;
+pub(crate) mod deadline;
 pub mod io;
 pub mod listen;
 pub(crate) mod live;

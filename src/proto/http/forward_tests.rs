@@ -131,3 +131,34 @@ fn underscore_spellings_of_forwarding_fields_are_removed_from_untrusted_peers() 
     assert!(out.contains("X_Other: kept\r\n"), "{out}");
     assert!(out.contains("X-Forwarded-For: 10.0.0.9\r\n"), "{out}");
 }
+
+#[test]
+fn the_prepared_address_text_is_the_usual_one() {
+    for ip in [
+        "0.0.0.0",
+        "10.0.0.9",
+        "192.168.100.255",
+        "1.20.3.199",
+        "::1",
+        "2001:db8::7",
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        "::ffff:192.168.100.255",
+    ] {
+        let fwd = ForwardInfo {
+            client_ip: ip.parse().expect("ip"),
+            ..UNTRUSTED
+        };
+        let p = fwd.prepared();
+        assert_eq!(p.ip_text(), ip.as_bytes());
+        let mut out = Vec::new();
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let lim = Limits {
+            max_header_bytes: 8192,
+            max_headers: 64,
+        };
+        let req = parse_request_prepared(head, &lim, &p, &mut out);
+        assert!(matches!(req, Ok(Some(_))));
+        let want = format!("X-Forwarded-For: {ip}\r\n");
+        assert!(String::from_utf8_lossy(&out).contains(&want), "{ip}");
+    }
+}

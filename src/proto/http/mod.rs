@@ -15,7 +15,9 @@ pub(crate) mod response;
 pub use body::BodyTracker;
 pub use chunked::{ChunkedScanner, Progress};
 pub use reply::{error_response, write_response, CONTINUE_100};
-pub use request::{parse_request, ForwardInfo, ParsedRequest};
+pub use request::{
+    parse_request, parse_request_prepared, ForwardInfo, ParsedRequest, PreparedForward,
+};
 pub use response::{parse_response, ParsedResponse};
 
 /// Why a head or body was refused. Every variant maps to one HTTP status via

@@ -4,8 +4,7 @@
 
 use super::headers::{
     connection_names_others, framing, has_obs_fold, header_has_token, is_hop_by_hop,
-    lines_are_contiguous, named_in_connection, push_field, push_ip, range_in, value_is_clean,
-    TeCodings,
+    lines_are_contiguous, named_in_connection, push_field, range_in, value_is_clean, TeCodings,
 };
 use super::{BodyKind, HttpError, Limits, Method, MAX_HEADERS_CAP};
 use std::mem::MaybeUninit;
@@ -23,6 +22,48 @@ pub struct ForwardInfo {
     /// connection): its forwarding fields are kept and appended to. From
     /// anyone else they are removed and written afresh.
     pub trusted: bool,
+}
+
+impl ForwardInfo {
+    /// These facts with the client's address already written out as
+    /// `X-Forwarded-For` gives it: done once per connection, not per request.
+    pub fn prepared(self) -> PreparedForward {
+        use std::io::Write as _;
+        let mut text = [0u8; IP_TEXT_MAX];
+        let mut rest = &mut text[..];
+        // The longest address text (IPv6 in full) is 39 bytes: it fits.
+        let _ = write!(rest, "{}", self.client_ip);
+        let len = IP_TEXT_MAX - rest.len();
+        PreparedForward {
+            info: self,
+            text,
+            len: len as u8,
+        }
+    }
+}
+
+/// Room for an address's text ("ffff:...:ffff" is 39 bytes).
+const IP_TEXT_MAX: usize = 48;
+
+/// [`ForwardInfo`] with the client's address formatted (see
+/// [`ForwardInfo::prepared`] and [`parse_request_prepared`]).
+#[derive(Clone, Copy, Debug)]
+pub struct PreparedForward {
+    info: ForwardInfo,
+    text: [u8; IP_TEXT_MAX],
+    len: u8,
+}
+
+impl PreparedForward {
+    /// The facts it was prepared from.
+    pub fn info(&self) -> &ForwardInfo {
+        &self.info
+    }
+
+    /// The client's address as `X-Forwarded-For` carries it.
+    pub fn ip_text(&self) -> &[u8] {
+        &self.text[..usize::from(self.len)]
+    }
 }
 
 /// Fields that say who the client is or how it connected. From an untrusted
@@ -139,6 +180,18 @@ pub fn parse_request(
     fwd: &ForwardInfo,
     out: &mut Vec<u8>,
 ) -> Result<Option<ParsedRequest>, HttpError> {
+    parse_request_prepared(buf, limits, &fwd.prepared(), out)
+}
+
+/// [`parse_request`] for a connection that formatted its client's address
+/// once ([`ForwardInfo::prepared`]) for all its requests.
+pub fn parse_request_prepared(
+    buf: &[u8],
+    limits: &Limits,
+    prepared: &PreparedForward,
+    out: &mut Vec<u8>,
+) -> Result<Option<ParsedRequest>, HttpError> {
+    let fwd = prepared.info();
     let mut storage = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS_CAP];
     let max = limits.max_headers.min(MAX_HEADERS_CAP);
     let mut req = httparse::Request::new(&mut []);
@@ -311,7 +364,7 @@ pub fn parse_request(
             }
         }
     }
-    push_ip(out, fwd.client_ip);
+    out.extend_from_slice(prepared.ip_text());
     out.extend_from_slice(if xfp_kept {
         b"\r\n\r\n"
     } else if fwd.tls {

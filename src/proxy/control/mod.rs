@@ -130,6 +130,7 @@ pub(crate) async fn serve_channel<S>(
     let mut w = ClientWriter::new(
         &mut client.w,
         &mut client.writer_cut,
+        &client.timer,
         env.cfg().idle_timeout,
     );
     if w.write_vec(out).await.0.is_err() {
