@@ -145,6 +145,9 @@ where
         backend,
     }) = upgrade
     {
+        // The HTTP path's timers are done with: an idle session keeps none.
+        client.timer.release();
+        client.backend_timer.release();
         let tunnel = env.cfg().ws_mode == WsMode::Tunnel;
         // Taken apart (and its box freed): a session keeps none of the 101.
         let outcome::Switched {

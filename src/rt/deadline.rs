@@ -27,6 +27,12 @@ impl Deadline {
         Self::default()
     }
 
+    /// Frees the timer (a connection that became a WebSocket session has
+    /// no more bounded waits on it: an idle session then keeps no timer).
+    pub(crate) fn release(&self) {
+        self.sleep.borrow_mut().take();
+    }
+
     /// Ready once `at` has passed; the timer is moved to `at` first.
     pub(crate) fn poll_until(&self, at: Instant, cx: &mut Context<'_>) -> Poll<()> {
         let mut slot = self.sleep.borrow_mut();
@@ -120,6 +126,22 @@ mod tests {
                 d.bound(t + 60 * MS, monoio::time::sleep(30 * MS)).await,
                 Ok(())
             );
+        });
+    }
+
+    #[test]
+    fn a_released_timer_holds_nothing_and_bounds_the_next_wait_again() {
+        run(async {
+            let d = Deadline::new();
+            let t = Instant::now();
+            assert_eq!(d.bound(t + 60 * MS, monoio::time::sleep(MS)).await, Ok(()));
+            assert!(d.sleep.borrow().is_some());
+            d.release();
+            assert!(d.sleep.borrow().is_none(), "released: no timer kept");
+            let t = Instant::now();
+            let r = d.bound(t + 20 * MS, std::future::pending::<()>()).await;
+            assert_eq!(r, Err(Elapsed));
+            assert!(t.elapsed() >= 20 * MS && t.elapsed() < Duration::from_secs(2));
         });
     }
 }

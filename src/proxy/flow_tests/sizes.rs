@@ -41,6 +41,8 @@ fn an_idle_sessions_futures_stay_small() {
             rate: None,
             sent: std::cell::Cell::new(0),
             answered: std::cell::Cell::new(0),
+            timer: crate::rt::deadline::Deadline::new(),
+            backend_timer: crate::rt::deadline::Deadline::new(),
         };
         let backend_addr = b.url.trim_start_matches("http://").parse().expect("addr");
         let session = Rc::new(WsSession::new(
