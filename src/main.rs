@@ -8,6 +8,9 @@ use clap::Parser;
 mod cmd;
 use crate::cmd::cli::{Cli, Command};
 
+/// mimalloc unless the `system-alloc` feature asks for the system allocator
+/// (heap profilers cannot see through mimalloc).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

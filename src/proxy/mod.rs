@@ -191,12 +191,22 @@ where
         }
     }
     if writer_intact {
-        // A TLS shutdown writes close_notify: bounded like any other write.
-        let idle = env.cfg().idle_timeout;
-        let shut = monoio::time::timeout(idle, exchange::shutdown_quietly(&mut client.w)).await;
-        if shut.is_ok() && client.linger {
-            io::drain_briefly(&mut client.r, &mut client.buf, LINGER_BYTES, LINGER_TIME).await;
-        }
+        // Boxed: its timers are large and cache-aligned, and would
+        // otherwise sit in every connection's task for its whole life.
+        Box::pin(shut_client(&env, &mut client)).await;
     }
     drop(entry);
+}
+
+/// Shuts the client's writer (a TLS one writes close_notify: bounded like
+/// any other write), then lingers when the request's body was not all read.
+async fn shut_client<S>(env: &Env, client: &mut ClientConn<S>)
+where
+    S: AsyncReadRent + AsyncWriteRent,
+{
+    let idle = env.cfg().idle_timeout;
+    let shut = monoio::time::timeout(idle, exchange::shutdown_quietly(&mut client.w)).await;
+    if shut.is_ok() && client.linger {
+        io::drain_briefly(&mut client.r, &mut client.buf, LINGER_BYTES, LINGER_TIME).await;
+    }
 }

@@ -14,6 +14,8 @@ use std::time::Duration;
 use monoio::io::AsyncWriteRent;
 use monoio::time::Instant;
 
+use crate::rt::alarm;
+
 use super::outbound::{End, Outbound};
 use crate::proto::ws::frame::{FrameHeader, OpCode};
 use crate::proto::ws::scanner::control_payload;
@@ -127,8 +129,9 @@ where
                 Some(since) => due.min(since + ping.timeout),
                 None => due,
             };
-            // Boxed: a timer entry is large and cache-aligned.
-            Box::pin(monoio::time::sleep_until(wake)).await;
+            // The worker's shared timer: a runtime timer entry is large
+            // and cache-aligned, and an idle session would keep one.
+            alarm::sleep_until(wake).await;
             continue;
         }
         let n = ping.counter.get().wrapping_add(1);
@@ -155,7 +158,7 @@ where
             } else {
                 deadline
             };
-            Box::pin(monoio::time::sleep_until(wake)).await;
+            alarm::sleep_until(wake).await;
             if ping.outstanding.get() != Some(payload) {
                 break; // answered
             }

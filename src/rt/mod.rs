@@ -6,9 +6,11 @@
 //! the access log's writer (`access_log`) and per-worker lines
 //! (`log_line`), and read readiness for relays that hold no idle buffer
 //! (`ready`, and the reads and buffer pool over it in `ready_read`), which
-//! the TLS stream of accepted clients has too (`ready_tls`).
+//! the TLS stream of accepted clients has too (`ready_tls`), and
+//! worker-local alarms sharing one timer (`alarm`).
 
 pub(crate) mod access_log;
+pub(crate) mod alarm;
 pub(crate) mod clock;
 pub(crate) mod deadline;
 pub mod io;

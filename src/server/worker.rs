@@ -376,7 +376,9 @@ async fn serve_accepted(
             // while it is answered: otherwise one address opening refused
             // connections fast would keep everyone else out.
             drop(permit);
-            let answered = super::refuse::refuse_over_ip_limit(
+            // Boxed: the refusal's timers are large and cache-aligned, and
+            // would otherwise sit in every connection's task.
+            let answered = Box::pin(super::refuse::refuse_over_ip_limit(
                 &ctx.refusals,
                 &ctx.shared.per_ip_refused,
                 ctx.index,
@@ -384,7 +386,7 @@ async fn serve_accepted(
                 ip,
                 limit,
                 kind,
-            )
+            ))
             .await;
             let status = if answered { 429 } else { 0 };
             crate::proxy::access::refused_at_accept(&ctx.env, peer, status);
@@ -438,3 +440,7 @@ async fn serve_tls(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "worker_sizes_tests.rs"]
+mod sizes_tests;
