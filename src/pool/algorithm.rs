@@ -86,11 +86,6 @@ impl fmt::Debug for Picker {
     }
 }
 
-#[inline]
-pub(super) fn eligible(snap: &PoolSnapshot, i: usize, now_ms: u64, exclude: &[usize]) -> bool {
-    !exclude.contains(&i) && snap.backends[i].is_available(now_ms)
-}
-
 impl Picker {
     /// A picker for `algorithm`; `seed` starts its random sequence.
     pub fn new(algorithm: Algorithm, seed: u64) -> Self {
@@ -181,13 +176,13 @@ impl Picker {
                     let r = rng.u64(..total);
                     c.cumulative.partition_point(|&s| s <= r)
                 };
-                if Some(i) != skip && i < n && eligible(snap, i, now_ms, exclude) {
+                if Some(i) != skip && i < n && snap.eligible(i, now_ms, exclude) {
                     return Some(i);
                 }
             }
         }
         // Many backends are out: one exact pass over the eligible ones.
-        let ok = |i: usize| Some(i) != skip && eligible(snap, i, now_ms, exclude);
+        let ok = |i: usize| Some(i) != skip && snap.eligible(i, now_ms, exclude);
         let total: u64 = (0..n)
             .filter(|&i| ok(i))
             .map(|i| u64::from(snap.backends[i].effective_weight()))
@@ -216,7 +211,7 @@ impl Picker {
             let start = c.next;
             for k in 0..n {
                 let i = (start + k) % n;
-                if eligible(snap, i, now_ms, exclude) {
+                if snap.eligible(i, now_ms, exclude) {
                     c.next = (i + 1) % n;
                     return Some(i);
                 }
@@ -226,7 +221,7 @@ impl Picker {
         let mut total = 0i64;
         let mut best: Option<usize> = None;
         for i in 0..n {
-            if !eligible(snap, i, now_ms, exclude) {
+            if !snap.eligible(i, now_ms, exclude) {
                 continue;
             }
             let w = i64::from(snap.backends[i].effective_weight());

@@ -4,7 +4,6 @@
 //! cache lines; the chosen backend is checked against its live counters and
 //! the exact scan answers whenever the index cannot vouch for its choice.
 
-use super::algorithm::eligible;
 use super::load_tree::{LoadTree, KEY_UNAVAILABLE};
 use super::snapshot::PoolSnapshot;
 
@@ -72,7 +71,7 @@ pub(super) fn scan(
     let mut best: Option<(usize, u64, u64)> = None;
     let mut ties = 0u32;
     for (i, b) in snap.backends.iter().enumerate() {
-        if !eligible(snap, i, now_ms, exclude) {
+        if !snap.eligible(i, now_ms, exclude) {
             continue;
         }
         let (l, w) = (u64::from(b.stats.load()), u64::from(b.effective_weight()));

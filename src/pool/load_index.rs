@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::load_tree::LoadTree;
-use super::snapshot::Backend;
+use super::stats::BackendStats;
 
 /// The index slot of a snapshot.
 #[derive(Debug, Default)]
@@ -20,12 +20,11 @@ pub(crate) struct LazyIndex {
 }
 
 impl LazyIndex {
-    /// The tree, built now if nobody has; `None` while another worker builds
-    /// it or when the pool cannot be indexed.
+    /// The tree, built now (by `build`) if nobody has; `None` while another
+    /// worker builds it or when the pool cannot be indexed.
     pub(crate) fn get_or_build(
         &self,
-        generation: u64,
-        backends: &[Arc<Backend>],
+        build: impl FnOnce() -> Option<Arc<LoadTree>>,
     ) -> Option<&LoadTree> {
         if let Some(tree) = self.tree.get() {
             return tree.as_deref();
@@ -33,7 +32,7 @@ impl LazyIndex {
         if self.building.swap(true, Ordering::AcqRel) {
             return None;
         }
-        let _ = self.tree.set(build(generation, backends));
+        let _ = self.tree.set(build());
         self.tree.get().and_then(|t| t.as_deref())
     }
 
@@ -43,22 +42,11 @@ impl LazyIndex {
     }
 
     /// The snapshot is going: its members stop feeding the tree.
-    pub(crate) fn unlink(&self, backends: &[Arc<Backend>]) {
+    pub(crate) fn unlink<'a>(&self, members: impl Iterator<Item = &'a BackendStats>) {
         if let Some(tree) = self.built() {
-            for b in backends {
-                b.stats.unlink_from(tree);
+            for stats in members {
+                stats.unlink_from(tree);
             }
         }
     }
-}
-
-/// A tree over `backends`, each linked to its leaf and the tree settled.
-fn build(generation: u64, backends: &[Arc<Backend>]) -> Option<Arc<LoadTree>> {
-    let weights: Vec<u32> = backends.iter().map(|b| b.effective_weight()).collect();
-    let tree = Arc::new(LoadTree::new(generation, &weights)?);
-    for (leaf, b) in backends.iter().enumerate() {
-        b.stats.link_to(&tree, leaf);
-    }
-    tree.settle_all();
-    Some(tree)
 }

@@ -101,11 +101,17 @@ pub struct PoolSnapshot {
 
 impl Drop for PoolSnapshot {
     fn drop(&mut self) {
-        self.index.unlink(&self.backends);
+        self.index.unlink(self.backends.iter().map(|b| &*b.stats));
     }
 }
 
 impl PoolSnapshot {
+    /// Whether member `i` may be picked now: not in `exclude` and available.
+    #[inline]
+    pub(crate) fn eligible(&self, i: usize, now_ms: u64, exclude: &[usize]) -> bool {
+        !exclude.contains(&i) && self.backends[i].is_available(now_ms)
+    }
+
     /// The pool at `generation` with these members (its index is built
     /// later, by the first fewest-connections pick).
     pub fn new(generation: u64, backends: Vec<Arc<Backend>>) -> Self {
@@ -120,7 +126,8 @@ impl PoolSnapshot {
     /// the first call; `None` while another worker builds it or when the
     /// pool cannot be indexed (the pick scans instead).
     pub(crate) fn load_tree(&self) -> Option<&LoadTree> {
-        self.index.get_or_build(self.generation, &self.backends)
+        self.index
+            .get_or_build(|| build_index(self.generation, &self.backends))
     }
 
     /// Index of the backend with this id.
@@ -208,6 +215,17 @@ impl LocalPool {
         }
         &self.snap
     }
+}
+
+/// A tree over `backends`, each linked to its leaf and the tree settled.
+fn build_index(generation: u64, backends: &[Arc<Backend>]) -> Option<Arc<LoadTree>> {
+    let weights: Vec<u32> = backends.iter().map(|b| b.effective_weight()).collect();
+    let tree = Arc::new(LoadTree::new(generation, &weights)?);
+    for (leaf, b) in backends.iter().enumerate() {
+        b.stats.link_to(&tree, leaf);
+    }
+    tree.settle_all();
+    Some(tree)
 }
 
 #[cfg(test)]
