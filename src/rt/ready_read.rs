@@ -77,10 +77,32 @@ pub(crate) async fn read_some<R: AsyncReadRent + ReadReady>(
     }
 }
 
+/// Held bytes up to this many move out of a pooled buffer into one of
+/// their own size before the session waits (see [`release_idle`]).
+const SMALL_HOLD: usize = 4 * 1024;
+
 /// Gives `buf`'s storage back to `pool` when it holds no bytes.
 pub(crate) fn release_if_empty(buf: &mut ReadBuf, pool: &ReadPool) {
     if buf.is_empty() && buf.buf.capacity() > 0 {
         pool.give(std::mem::take(&mut buf.buf));
+        buf.pos = 0;
+    }
+}
+
+/// Before a session waits: an empty buffer goes back to `pool`, and a few
+/// held bytes (a frame's start, up to [`SMALL_HOLD`]) move out of a pooled
+/// buffer into one of their own size, which goes back to `pool`. A peer
+/// that leaves a frame unfinished then holds about what it sent, never a
+/// whole pooled buffer per session.
+pub(crate) fn release_idle(buf: &mut ReadBuf, pool: &ReadPool) {
+    if buf.is_empty() {
+        release_if_empty(buf, pool);
+        return;
+    }
+    if buf.len() <= SMALL_HOLD && buf.buf.capacity() >= POOLED_READ {
+        let mut own = Vec::with_capacity(buf.len().max(super::io::MIN_READ));
+        own.extend_from_slice(buf.data());
+        pool.give(std::mem::replace(&mut buf.buf, own));
         buf.pos = 0;
     }
 }
@@ -98,7 +120,7 @@ pub(crate) async fn read_ready<R: ReadReady>(
     let mut wait = !buf.last_read_filled();
     loop {
         if wait {
-            release_if_empty(buf, pool);
+            release_idle(buf, pool);
             r.read_ready().await?;
         }
         wait = true;

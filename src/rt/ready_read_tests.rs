@@ -142,7 +142,9 @@ fn bytes_held_stay_with_the_session_while_it_waits() {
     assert!(poll_once(read_some(&mut buf, &mut r, &pool, POOLED_READ)).is_ready());
     assert!(poll_once(read_some(&mut buf, &mut r, &pool, POOLED_READ)).is_pending());
     assert_eq!(buf.data(), [0x81, 0x85], "a partial frame is kept");
-    assert_eq!(pool.free_len(), 0);
+    // ... in a buffer of its own size: the pooled one went back.
+    assert!(buf.buf.capacity() < POOLED_READ, "{}", buf.buf.capacity());
+    assert_eq!(pool.free_len(), 1);
     // The rest arrives: appended to what is held.
     r.script.borrow_mut().push_back(Step::Bytes(vec![1, 2, 3]));
     assert!(matches!(
@@ -150,6 +152,24 @@ fn bytes_held_stay_with_the_session_while_it_waits() {
         Poll::Ready(Ok(3))
     ));
     assert_eq!(buf.data(), [0x81, 0x85, 1, 2, 3]);
+}
+
+#[test]
+fn many_bytes_held_keep_the_pooled_buffer_while_the_session_waits() {
+    let pool = ReadPool::default();
+    let mut buf = ReadBuf::with_capacity(512);
+    let held = vec![7u8; SMALL_HOLD + 1];
+    let mut r = Rounds::new([Step::Bytes(held.clone())]);
+    while buf.len() < held.len() {
+        assert!(poll_once(read_some(&mut buf, &mut r, &pool, POOLED_READ)).is_ready());
+    }
+    assert!(poll_once(read_some(&mut buf, &mut r, &pool, POOLED_READ)).is_pending());
+    assert_eq!(buf.data(), &held[..]);
+    assert!(
+        buf.buf.capacity() >= POOLED_READ,
+        "no copy of a large remainder"
+    );
+    assert_eq!(pool.free_len(), 0);
 }
 
 #[test]
