@@ -12,7 +12,7 @@ use super::*;
 use crate::rt::ready_read::tests::{split_at, Rounds, Step};
 use crate::rt::ready_read::ReadPool;
 
-fn client_scanner() -> FrameScanner {
+pub(super) fn client_scanner() -> FrameScanner {
     FrameScanner::new(ScannerConfig {
         limits: FrameLimits {
             max_payload: 1 << 20,
@@ -24,7 +24,7 @@ fn client_scanner() -> FrameScanner {
     })
 }
 
-fn session() -> WsSession {
+pub(super) fn session() -> WsSession {
     WsSession::new(
         1,
         "127.0.0.1:1".parse().expect("addr"),
@@ -35,7 +35,7 @@ fn session() -> WsSession {
     )
 }
 
-fn up_side(session: &WsSession) -> Side<'_> {
+pub(super) fn up_side(session: &WsSession) -> Side<'_> {
     Side {
         notes: Notes {
             env: None,
@@ -45,6 +45,36 @@ fn up_side(session: &WsSession) -> Side<'_> {
         inspect: None,
         rate: None,
     }
+}
+
+/// The client-to-backend pump over `r`, with a client's scanner, no pings
+/// and `session`'s notes: what every test here runs.
+async fn pump_up<R, D, S>(
+    r: &mut R,
+    buf: &mut ReadBuf,
+    pool: &ReadPool,
+    to_backend: &Outbound<D>,
+    to_client: &Outbound<S>,
+    session: &WsSession,
+) -> End
+where
+    R: AsyncReadRent + ReadReady,
+    D: AsyncWriteRent,
+    S: AsyncWriteRent,
+{
+    let side = up_side(session);
+    pump(
+        r,
+        buf,
+        pool,
+        client_scanner(),
+        to_backend,
+        to_client,
+        None,
+        &UP,
+        side,
+    )
+    .await
 }
 
 fn masked(op: OpCode, payload: &[u8]) -> Vec<u8> {
@@ -73,18 +103,7 @@ fn frames_cut_at_every_byte_across_readiness_rounds_go_through_whole() {
             let mut buf = ReadBuf::with_capacity(512);
             let to_backend = Outbound::new(Sink::default(), true);
             let to_client = Outbound::new(Sink::default(), false);
-            let end = pump(
-                &mut r,
-                &mut buf,
-                &pool,
-                client_scanner(),
-                &to_backend,
-                &to_client,
-                None,
-                &UP,
-                up_side(&session),
-            )
-            .await;
+            let end = pump_up(&mut r, &mut buf, &pool, &to_backend, &to_client, &session).await;
             (end, to_backend.w.try_lock().map(|w| w.0.clone()))
         });
         assert_eq!(end, End::Vanished, "cut {cut}");
@@ -105,17 +124,7 @@ fn a_partial_frame_is_kept_in_its_own_small_buffer_until_completed() {
     let to_backend = Outbound::new(Sink::default(), true);
     let to_client = Outbound::new(Sink::default(), false);
     {
-        let pumping = pump(
-            &mut r,
-            &mut buf,
-            &pool,
-            client_scanner(),
-            &to_backend,
-            &to_client,
-            None,
-            &UP,
-            up_side(&session),
-        );
+        let pumping = pump_up(&mut r, &mut buf, &pool, &to_backend, &to_client, &session);
         let mut pumping = pin!(pumping);
         let mut cx = Context::from_waker(Waker::noop());
         assert!(pumping.as_mut().poll(&mut cx).is_pending());
@@ -152,17 +161,7 @@ fn a_destination_that_does_not_read_stops_the_reads() {
     let session = session();
     let to_backend = Outbound::new(Stuck, true);
     let to_client = Outbound::new(Sink::default(), false);
-    let pumping = pump(
-        &mut r,
-        &mut buf,
-        &pool,
-        client_scanner(),
-        &to_backend,
-        &to_client,
-        None,
-        &UP,
-        up_side(&session),
-    );
+    let pumping = pump_up(&mut r, &mut buf, &pool, &to_backend, &to_client, &session);
     let mut pumping = pin!(pumping);
     let mut cx = Context::from_waker(Waker::noop());
     for _ in 0..3 {
@@ -187,18 +186,7 @@ fn an_end_or_a_reset_while_a_partial_frame_is_held_closes_the_other_side() {
             let mut buf = ReadBuf::with_capacity(512);
             let to_backend = Outbound::new(Sink::default(), true);
             let to_client = Outbound::new(Sink::default(), false);
-            let end = pump(
-                &mut r,
-                &mut buf,
-                &pool,
-                client_scanner(),
-                &to_backend,
-                &to_client,
-                None,
-                &UP,
-                up_side(&session),
-            )
-            .await;
+            let end = pump_up(&mut r, &mut buf, &pool, &to_backend, &to_client, &session).await;
             (end, to_backend.w.try_lock().map(|w| w.0.clone()))
         });
         assert_eq!(end, End::Vanished);

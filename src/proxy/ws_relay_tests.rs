@@ -1,6 +1,7 @@
 //! The inspect relay's unit tests over scripted I/O.
 
 use super::super::test_io::{close_code, run, Broken, Script, Sink};
+use super::ready_tests::{client_scanner, session, up_side};
 use super::*;
 
 #[test]
@@ -9,16 +10,9 @@ fn a_failed_write_toward_the_backend_gets_the_client_1012() {
     // before the backend's end of stream is read.
     let mut frame = Vec::new();
     crate::proto::ws::frame::write_frame(&mut frame, true, OpCode::Text, Some([1, 2, 3, 4]), b"hi");
+    let session = session();
     let (end, to_client) = run(async {
-        let scanner = FrameScanner::new(ScannerConfig {
-            limits: FrameLimits {
-                max_payload: 1 << 20,
-                rsv_allowed: 0,
-                expect_masked: Some(true),
-            },
-            max_message: 1 << 20,
-            validate_utf8: true,
-        });
+        let scanner = client_scanner();
         let mut r = Script(frame);
         let mut buf = ReadBuf::with_capacity(1024);
         let to_backend = Outbound::new(Broken, true);
@@ -32,22 +26,7 @@ fn a_failed_write_toward_the_backend_gets_the_client_1012() {
             &to_client,
             None,
             &UP,
-            Side {
-                notes: Notes {
-                    env: None,
-                    session: &WsSession::new(
-                        1,
-                        "127.0.0.1:1".parse().expect("addr"),
-                        std::sync::Arc::from("b"),
-                        "/".into(),
-                        None,
-                        false,
-                    ),
-                    up: true,
-                },
-                inspect: None,
-                rate: None,
-            },
+            up_side(&session),
         )
         .await;
         let sent = to_client.w.try_lock().map(|w| w.0.clone());
