@@ -226,6 +226,21 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
     emit(&summary.0, json)
 }
 
+/// The plan of a run that lasts `--duration` (10 s by default) over `-c`
+/// connections, counting `unit`s.
+fn timed_plan(c: &CommonArgs, unit: &'static str) -> Result<Plan, BenchError> {
+    if c.connections == 0 {
+        return Err(BenchError::Args("-c must be at least 1".into()));
+    }
+    Ok(Plan {
+        threads: c.threads,
+        cpu: c.cpu,
+        connections: c.connections,
+        duration: Some(Duration::from_secs_f64(c.duration.unwrap_or(10.0))),
+        unit,
+    })
+}
+
 fn run_http(a: HttpArgs) -> Result<(Summary, bool), BenchError> {
     if a.handshakes {
         return run_handshakes(a);
@@ -233,16 +248,7 @@ fn run_http(a: HttpArgs) -> Result<(Summary, bool), BenchError> {
     let c = &a.common;
     let target = check_common(c, Scheme::Http)?;
     check_rate(a.rate)?;
-    if c.connections == 0 {
-        return Err(BenchError::Args("-c must be at least 1".into()));
-    }
-    let plan = Plan {
-        threads: c.threads,
-        cpu: c.cpu,
-        connections: c.connections,
-        duration: Some(Duration::from_secs_f64(c.duration.unwrap_or(10.0))),
-        unit: "req",
-    };
+    let plan = timed_plan(c, "req")?;
     let job = Arc::new(http::HttpJob {
         target,
         rate: a.rate,
@@ -271,21 +277,12 @@ fn run_http(a: HttpArgs) -> Result<(Summary, bool), BenchError> {
 fn run_handshakes(a: HttpArgs) -> Result<(Summary, bool), BenchError> {
     let c = &a.common;
     let target = check_common(c, Scheme::Https)?;
-    if c.connections == 0 {
-        return Err(BenchError::Args("-c must be at least 1".into()));
-    }
+    let plan = timed_plan(c, "sess")?;
     let ca =
         a.ca.as_deref()
             .ok_or_else(|| BenchError::Args("--handshakes needs --ca FILE".into()))?;
     let config = tls_handshake::client_config(ca, a.resume)?;
     let server_name = tls_handshake::server_name(&target)?;
-    let plan = Plan {
-        threads: c.threads,
-        cpu: c.cpu,
-        connections: c.connections,
-        duration: Some(Duration::from_secs_f64(c.duration.unwrap_or(10.0))),
-        unit: "sess",
-    };
     let timeout = Duration::from_secs_f64(c.timeout);
     let (stats, elapsed) = run_threads(&plan, move |w| {
         let job = Rc::new(tls_handshake::HandshakeJob {
