@@ -10,9 +10,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::certs::{client_config, generate, TestCert};
+use common::certs::{client_config, der, generate, https_exchange, TestCert};
 use common::proc::{echo, serve, Proc};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 
 /// A finished HTTPS exchange: the response text and the leaf certificate
 /// the server presented.
@@ -29,41 +29,9 @@ fn https_get(
     server_name: &str,
     path: &str,
 ) -> Seen {
-    let name = ServerName::try_from(server_name.to_string()).expect("server name");
-    let conn = rustls::ClientConnection::new(config, name).expect("client connection");
-    let tcp = TcpStream::connect(addr).expect("connect");
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
-    )
-    .expect("TLS write (handshake)");
-    let mut out = Vec::new();
-    let mut tmp = [0u8; 8192];
-    loop {
-        match tls.read(&mut tmp) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&tmp[..n]),
-            // A peer that closes without close_notify still sent its answer.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => panic!("TLS read: {e}"),
-        }
-    }
-    let leaf = tls.conn.peer_certificates().expect("peer certificates")[0]
-        .clone()
-        .into_owned();
-    Seen {
-        response: String::from_utf8_lossy(&out).into_owned(),
-        leaf,
-    }
-}
-
-fn der(cert: &TestCert) -> CertificateDer<'static> {
-    rustls_pemfile::certs(&mut cert.cert_pem.as_bytes())
-        .next()
-        .expect("one cert")
-        .expect("valid PEM")
+    let (response, leaf) =
+        https_exchange(addr, config, server_name, path).unwrap_or_else(|e| panic!("{e}"));
+    Seen { response, leaf }
 }
 
 fn path(p: &std::path::Path) -> &str {

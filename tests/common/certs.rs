@@ -3,9 +3,14 @@
 //! `--tls-cert/--tls-key` and have a client trust exactly that certificate.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, ServerName};
 
 /// A generated certificate and key on disk.
 #[derive(Debug, Clone)]
@@ -78,4 +83,51 @@ pub fn client_config(trusted_pem: &str) -> Arc<rustls::ClientConfig> {
     .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
+}
+
+/// The leaf certificate of `cert`, as a server presents it.
+pub fn der(cert: &TestCert) -> CertificateDer<'static> {
+    rustls_pemfile::certs(&mut cert.cert_pem.as_bytes())
+        .next()
+        .expect("one cert")
+        .expect("valid PEM")
+}
+
+/// One `GET path` with `Connection: close` over TLS to `addr`, naming
+/// `host` (SNI for a DNS name; none for an IP): the response text read to
+/// the end and the leaf certificate the server presented; Err naming the
+/// step that failed.
+pub fn https_exchange(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    host: &str,
+    path: &str,
+) -> Result<(String, CertificateDer<'static>), String> {
+    let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes())
+        .map_err(|e| format!("TLS write: {e}"))?;
+    let mut out = Vec::new();
+    let mut tmp = [0u8; 8192];
+    loop {
+        match tls.read(&mut tmp) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&tmp[..n]),
+            // A peer that closes without close_notify still sent its answer.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(format!("TLS read: {e}")),
+        }
+    }
+    let leaf = tls
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .ok_or("no peer certificate")?
+        .clone()
+        .into_owned();
+    Ok((String::from_utf8_lossy(&out).into_owned(), leaf))
 }

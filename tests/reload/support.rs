@@ -3,7 +3,6 @@
 //! embedded in the test process, and a WebSocket session that echoes on
 //! its own thread until told to stop.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,19 +10,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 
 use crate::common::certs::TestCert;
 use crate::common::client::{HttpConn, Response};
 use crate::common::ws_client::{Event, WsConn};
 
-/// The leaf certificate of `cert`.
-pub fn der(cert: &TestCert) -> CertificateDer<'static> {
-    rustls_pemfile::certs(&mut cert.cert_pem.as_bytes())
-        .next()
-        .expect("one cert")
-        .expect("valid PEM")
-}
+pub use crate::common::certs::der;
 
 /// A client that trusts every certificate in `certs` (and resumes no
 /// session: one config per call).
@@ -49,32 +42,7 @@ pub fn https_get_named(
     host: &str,
     path: &str,
 ) -> Result<(u16, CertificateDer<'static>), String> {
-    let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
-    let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
-    let tcp = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    tls.write_all(req.as_bytes())
-        .map_err(|e| format!("TLS write: {e}"))?;
-    let mut out = Vec::new();
-    let mut tmp = [0u8; 8192];
-    loop {
-        match tls.read(&mut tmp) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&tmp[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(format!("TLS read: {e}")),
-        }
-    }
-    let leaf = tls
-        .conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .ok_or("no peer certificate")?
-        .clone()
-        .into_owned();
-    let text = String::from_utf8_lossy(&out);
+    let (text, leaf) = crate::common::certs::https_exchange(addr, config, host, path)?;
     let status = text
         .split_whitespace()
         .nth(1)
