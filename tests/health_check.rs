@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::admin::{backends, wait_for};
 use common::client::HttpConn;
-use common::proc::{echo, Proc};
+use common::proc::{echo, serve_urls, Proc};
 
 const CHECK_PATH: &str = "/status/200";
 
@@ -107,28 +107,14 @@ fn serve_conn(mut s: TcpStream, status: &AtomicU16, served: &AtomicUsize, checks
 
 /// `wslb serve` with the given backend URLs, fast checks and an admin API.
 fn balancer(urls: &[String], extra: &[&str]) -> Proc {
-    let mut args: Vec<String> = [
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--no-pin",
-        "--workers",
-        "2",
+    let mut flags = vec![
         "--admin-listen",
         "127.0.0.1:0",
         "--algorithm",
         "round-robin",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for u in urls {
-        args.push("--backend".into());
-        args.push(u.clone());
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    Proc::start(&refs)
+    ];
+    flags.extend_from_slice(extra);
+    serve_urls(urls, &flags)
 }
 
 const FAST_CHECKS: &[&str] = &[

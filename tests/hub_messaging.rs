@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::client::HttpConn;
-use common::proc::Proc;
+use common::proc::{serve_urls, Proc};
 use common::ws_client::{Event, WsConn};
 use serde_json::{json, Value};
 use wslb::proto::ws::frame::OpCode;
@@ -95,21 +95,9 @@ fn serve_one(mut s: TcpStream, heads: Arc<Mutex<Vec<String>>>) {
 }
 
 fn lb(backend: &ChannelBackend, extra: &[&str]) -> Proc {
-    let url = format!("http://{}", backend.addr);
-    let mut args = vec![
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--no-pin",
-        "--workers",
-        "2",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--backend",
-        &url,
-    ];
-    args.extend_from_slice(extra);
-    Proc::start(&args)
+    let mut flags = vec!["--admin-listen", "127.0.0.1:0"];
+    flags.extend_from_slice(extra);
+    serve_urls(&[format!("http://{}", backend.addr)], &flags)
 }
 
 /// POSTs a JSON body to the admin API; status and JSON answer.

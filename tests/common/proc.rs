@@ -157,6 +157,15 @@ pub fn echo(name: &str) -> Proc {
 /// Starts `wslb serve` on a free port with one `--backend` per echo plus
 /// `extra` flags; the admin listener is off unless `extra` sets it.
 pub fn serve(backends: &[&Proc], extra: &[&str]) -> Proc {
+    let urls: Vec<String> = backends
+        .iter()
+        .map(|b| format!("http://{}", b.http()))
+        .collect();
+    serve_urls(&urls, extra)
+}
+
+/// [`serve`] with backend URLs given as they are (any scheme or address).
+pub fn serve_urls(urls: &[String], extra: &[&str]) -> Proc {
     let mut args: Vec<String> = vec![
         "serve".into(),
         "--listen".into(),
@@ -171,9 +180,9 @@ pub fn serve(backends: &[&Proc], extra: &[&str]) -> Proc {
         args.push("--admin-listen".into());
         args.push("off".into());
     }
-    for b in backends {
+    for url in urls {
         args.push("--backend".into());
-        args.push(format!("http://{}", b.http()));
+        args.push(url.clone());
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
