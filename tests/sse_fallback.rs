@@ -447,6 +447,8 @@ fn a_hundred_cuts_with_messages_in_flight_lose_and_repeat_nothing() {
         ..Tally::default()
     };
     let mut sent = 0u64;
+    // Posted before a cut and not read before it.
+    let mut in_flight = 0u64;
     let post = |sent: &mut u64, cut: u64| {
         let r = sse::post_text(addr, &t, format!("m{sent}").as_bytes());
         assert_eq!(r.status, 204, "cut {cut}, message {sent}: {}", r.text());
@@ -468,6 +470,7 @@ fn a_hundred_cuts_with_messages_in_flight_lose_and_repeat_nothing() {
                 other => panic!("cut {cut}: {other:?} before the cut; {tally:?}"),
             }
         }
+        in_flight += sent - tally.next;
         drop(s);
         for _ in 0..3 {
             post(&mut sent, cut);
@@ -499,7 +502,7 @@ fn a_hundred_cuts_with_messages_in_flight_lose_and_repeat_nothing() {
     }
     let took = started.elapsed();
     eprintln!(
-        "resume: {CUTS} cuts, {sent} messages: {} lost, {} duplicated, {} id gaps, {} open events on resume, {took:?}",
+        "resume: {CUTS} cuts, {sent} messages ({in_flight} in flight at a cut): {} lost, {} duplicated, {} id gaps, {} open events on resume, {took:?}",
         tally.lost, tally.duplicated, tally.id_gaps, tally.opens
     );
     assert_eq!(
@@ -557,24 +560,31 @@ fn past_the_resume_timeout_the_token_is_gone_and_the_backend_session_closed() {
         404,
         "POST past the timeout",
     );
+    // The balancer goes on: fresh sessions open on every worker.
+    for _ in 0..4 {
+        let mut s = stream(addr);
+        expect_open(&mut s);
+    }
 }
 
 #[test]
-fn events_over_the_buffer_while_detached_end_the_session_with_1001() {
+fn the_buffer_bounds_what_a_detached_session_keeps_and_what_a_resume_finds() {
     let (_e, lb) = fallback(&["--fallback-buffer", "4k", "--admin-listen", "127.0.0.1:0"]);
     let (addr, admin) = (lb.http(), lb.addr("admin"));
     let mut es = events(admin);
+    let chunk = vec![b'x'; 1000];
+
+    // Past the buffer with no stream: the session closes with 1001, and a
+    // resume gets what was kept, in order and whole, then that close.
     let mut s = stream(addr);
     let o = expect_open(&mut s);
     let (t, id) = (o.token.as_str(), o.conn_id.as_str());
     admin_event(&mut es, "session_open", id);
     assert_status(&sse::post_text(addr, t, b"first"), 204, "POST");
-    let ev = s.event();
-    assert_eq!(ev.seq(), Some(1));
+    assert_eq!(s.event().seq(), Some(1));
     drop(s);
     // 12 KB of echoes for a 4 KiB buffer: once it overflows the session is
     // closed, so later posts may find it gone.
-    let chunk = vec![b'x'; 1000];
     let mut statuses = Vec::new();
     for _ in 0..12 {
         statuses.push(sse::post_text(addr, t, &chunk).status);
@@ -586,14 +596,54 @@ fn events_over_the_buffer_while_detached_end_the_session_with_1001() {
     );
     let closed = admin_event(&mut es, "session_closed", id);
     assert_eq!(closed["code"], 1001, "{closed}");
+    let mut r = resume(addr, &format!("{t}.1"))
+        .unwrap_or_else(|r| panic!("resume answered {} {}", r.status, r.text()));
+    let mut replayed = 0;
+    let code = loop {
+        let ev = r.event();
+        if ev.event.as_deref() == Some("close") {
+            assert_eq!(ev.token(), Some(t), "{ev:?}");
+            if let Err(extra) = r.ends_within(Duration::from_secs(5)) {
+                panic!("the stream went on after close: {extra:?}");
+            }
+            break ev.json()["code"].clone();
+        }
+        replayed += 1;
+        assert_eq!(ev.seq(), Some(1 + replayed), "no gap in the replay: {ev:?}");
+        assert_eq!(ev.data.as_bytes(), &chunk[..], "{:?}", ev.id);
+    };
+    assert_eq!(code, 1001);
+    assert!(
+        replayed <= accepted as u64,
+        "{replayed} replayed, {accepted} posted"
+    );
+    eprintln!("buffer: {accepted} of 12 posts taken, {replayed} replayed, then close 1001");
     assert!(until_listed(admin, Duration::from_secs(5), |l| !l
         .iter()
         .any(|x| x == id))
     .is_some());
-    // The events after 1 are no longer held: the resume is told so.
+
+    // A resume from events the buffer no longer holds (sent ones are let
+    // go past 4 KiB): told with a close 1001, and the session ends.
+    let mut s = stream(addr);
+    let o = expect_open(&mut s);
+    let (t, id) = (o.token.as_str(), o.conn_id.as_str());
+    admin_event(&mut es, "session_open", id);
+    for n in 1..=10 {
+        assert_status(&sse::post_text(addr, t, &chunk), 204, "POST");
+        assert_eq!(s.event().seq(), Some(n));
+    }
+    drop(s);
     let mut r = resume(addr, &format!("{t}.1"))
         .unwrap_or_else(|r| panic!("resume answered {} {}", r.status, r.text()));
     assert_eq!(expect_close(&mut r, t).0, 1001);
+    let closed = admin_event(&mut es, "session_closed", id);
+    assert_eq!(closed["code"], 1001, "{closed}");
+    assert!(until_listed(admin, Duration::from_secs(5), |l| !l
+        .iter()
+        .any(|x| x == id))
+    .is_some());
+    assert_status(&sse::post_text(addr, t, b"x"), 404, "POST after the gap");
 }
 
 #[test]
