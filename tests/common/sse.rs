@@ -158,6 +158,15 @@ impl SseStream {
         }
     }
 
+    /// The next event if one comes within 200 ms (for "nothing more").
+    pub fn event_or_none(&mut self) -> Option<SseEvent> {
+        match self.next(Duration::from_millis(200)) {
+            Next::Event(e) => Some(e),
+            Next::Timeout => None,
+            Next::Eof => panic!("the stream ended"),
+        }
+    }
+
     /// Whether the stream ends (EOF, any events before it dropped) within
     /// `within`; the events dropped are returned for messages.
     pub fn ends_within(&mut self, within: Duration) -> Result<(), Vec<SseEvent>> {
