@@ -7,6 +7,8 @@
 //! resume timeout or the buffer runs out; the token stays out of the log.
 
 mod common;
+#[path = "sse_fallback/flow.rs"]
+mod flow;
 #[path = "sse_fallback/hub.rs"]
 mod hub;
 #[path = "sse_fallback/resume.rs"]

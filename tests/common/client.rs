@@ -35,7 +35,12 @@ pub struct HttpConn {
 
 impl HttpConn {
     pub fn connect(addr: SocketAddr) -> HttpConn {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Self::on(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A connection over a socket already connected (e.g. one with a small
+    /// receive buffer).
+    pub fn on(stream: TcpStream) -> HttpConn {
         stream.set_read_timeout(Some(Duration::from_secs(20))).ok();
         stream.set_nodelay(true).ok();
         HttpConn {

@@ -84,7 +84,22 @@ pub fn open(
     last_event_id: Option<&str>,
     extra: &[(&str, &str)],
 ) -> Result<SseStream, Response> {
-    let mut conn = HttpConn::connect(addr);
+    open_on(
+        TcpStream::connect(addr).expect("connect"),
+        path,
+        last_event_id,
+        extra,
+    )
+}
+
+/// [`open`] over a socket already connected.
+pub fn open_on(
+    socket: TcpStream,
+    path: &str,
+    last_event_id: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Result<SseStream, Response> {
+    let mut conn = HttpConn::on(socket);
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n");
     if let Some(id) = last_event_id {
         req.push_str(&format!("Last-Event-ID: {id}\r\n"));
@@ -285,6 +300,19 @@ pub fn post_text(addr: SocketAddr, token: &str, text: &[u8]) -> Response {
         Some("text/plain; charset=utf-8"),
         text,
     )
+}
+
+/// `POST /_lb/sse/<token>` with a text body on a kept-alive connection.
+pub fn post_text_on(c: &mut HttpConn, token: &str, text: &[u8]) -> Response {
+    let head = format!(
+        "POST /_lb/sse/{token} HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        text.len()
+    );
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(text);
+    c.send(&raw);
+    c.read_response(false)
+        .expect("an answer on the kept-alive connection")
 }
 
 /// `POST /_lb/sse/<token>` with a binary body (`application/octet-stream`).

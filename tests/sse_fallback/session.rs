@@ -115,16 +115,7 @@ fn text_multiline_and_binary_messages_echo_as_events_with_increasing_ids() {
     let mut c = HttpConn::connect(addr);
     for i in 0..3 {
         let body = format!("kept {i}");
-        c.send(
-            format!(
-                "POST /_lb/sse/{t} HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
-        );
-        let r = c
-            .read_response(false)
-            .expect("an answer on the kept connection");
+        let r = sse::post_text_on(&mut c, t, body.as_bytes());
         assert_status(&r, 204, "POST on a kept connection");
         assert_eq!(s.event().data, body);
     }
