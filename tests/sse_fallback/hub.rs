@@ -116,5 +116,8 @@ fn the_access_log_never_holds_a_whole_token() {
     std::thread::sleep(Duration::from_millis(300));
     let text = std::fs::read_to_string(&path).unwrap_or(text);
     assert!(!text.contains(t), "the token {t} is in the log:\n{text}");
+    // What it shows is the first 8 digits.
+    let short = format!("/_lb/sse/{}", &t[..8]);
+    assert!(text.contains(&short), "no {short} in the log:\n{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }

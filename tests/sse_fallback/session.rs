@@ -282,6 +282,10 @@ fn bad_input_gets_404_413_400_and_delete_closes_with_1000() {
         400,
         "POST bad UTF-8",
     );
+    let mut c = HttpConn::connect(addr);
+    c.send(format!("POST /_lb/sse/{t} HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n").as_bytes());
+    let r = c.read_response(false).expect("an answer to a chunked post");
+    assert_status(&r, 411, "POST chunked");
     // The session goes on after refused posts; 1024 bytes is not over.
     assert_status(
         &sse::post_text(addr, t, &big[..1024]),
@@ -304,4 +308,20 @@ fn bad_input_gets_404_413_400_and_delete_closes_with_1000() {
     assert_eq!(expect_close(&mut s, t).0, 1000);
     assert_status(&sse::post_text(addr, t, b"late"), 404, "POST after close");
     assert_status(&sse::delete(addr, t), 404, "DELETE after close");
+}
+
+#[test]
+fn an_origin_refused_for_websockets_is_refused_for_the_fallback() {
+    let e = echo("e1");
+    let allowed = "https://app.example.com";
+    let lb = serve(&[&e], &["--fallback", "sse", "--allowed-origins", allowed]);
+    for origin in ["https://evil.example", "http://app.example.com"] {
+        match sse::open(lb.http(), "/chat", None, &[("Origin", origin)]) {
+            Ok(s) => panic!("{origin}: an event stream: {:?}", s.head),
+            Err(r) => assert_status(&r, 403, origin),
+        }
+    }
+    let mut s = sse::open(lb.http(), "/chat", None, &[("Origin", allowed)])
+        .unwrap_or_else(|r| panic!("{allowed} refused: {} {}", r.status, r.text()));
+    expect_open(&mut s);
 }
