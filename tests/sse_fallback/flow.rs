@@ -1,15 +1,16 @@
 //! Flow: a stream that reads slowly holds the backend back and loses
 //! nothing; posts from several connections at once all arrive under
-//! consecutive ids, each poster's in the order it sent them.
+//! consecutive ids, each poster's in the order it sent them; an idle stream
+//! gets its keep-alive comment.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::common::client::{rss_kib, HttpConn};
 use super::common::proc::serve_urls;
 use super::common::sockets::small_buffer_socket;
-use super::common::sse::{self, expect_open};
+use super::common::sse::{self, expect_open, Next};
 use super::support::{assert_status, fallback, scripted_backend, stream};
 
 #[test]
@@ -115,4 +116,24 @@ fn posts_from_several_connections_at_once_all_arrive_in_each_posters_order() {
     }
     assert_eq!(next, [EACH; POSTERS]);
     assert_eq!(s.event_or_none(), None, "nothing more");
+}
+
+#[test]
+fn an_idle_stream_gets_a_keep_alive_comment_after_15_s() {
+    let (_e, lb) = fallback(&[]);
+    let mut s = stream(lb.http());
+    expect_open(&mut s);
+    let opened = Instant::now();
+    while s.comments == 0 && opened.elapsed() < Duration::from_secs(18) {
+        match s.next(Duration::from_millis(250)) {
+            Next::Timeout => {}
+            other => panic!("{other:?} on an idle stream"),
+        }
+    }
+    let after = opened.elapsed();
+    assert_eq!(s.comments, 1, "no keep-alive within {after:?}");
+    assert!(
+        after >= Duration::from_secs(14),
+        "a keep-alive after {after:?}"
+    );
 }
