@@ -165,6 +165,11 @@ impl SseStream {
         }
     }
 
+    /// Whether part of an event was read and not yet dispatched.
+    pub fn holds_partial(&self) -> bool {
+        !self.buf.is_empty() || self.pending != SseEvent::default()
+    }
+
     /// The next event (panics on EOF or after [`EVENT_WAIT`]).
     pub fn event(&mut self) -> SseEvent {
         match self.next(EVENT_WAIT) {

@@ -50,6 +50,18 @@ struct Tally {
     duplicated: u64,
     id_gaps: u64,
     opens: u64,
+    /// Messages whose text came back different.
+    corrupt: u64,
+}
+
+/// Test message `n`: `m<n>`, every fifth one padded to 64 KiB (so that a
+/// cut often falls inside an event).
+fn message(n: u64) -> String {
+    if n % 5 == 2 {
+        format!("m{n} {}", "x".repeat(64 * 1024))
+    } else {
+        format!("m{n}")
+    }
 }
 
 impl Tally {
@@ -70,9 +82,14 @@ impl Tally {
         self.last_id = ev.id.clone().unwrap_or_default();
         let n: u64 = ev
             .data
-            .strip_prefix('m')
+            .split(' ')
+            .next()
+            .and_then(|m| m.strip_prefix('m'))
             .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("not a test message: {ev:?}"));
+            .unwrap_or_else(|| panic!("not a test message: {:?}", ev.id));
+        if ev.data != message(n) {
+            self.corrupt += 1;
+        }
         if n < self.next {
             self.duplicated += 1;
         } else {
@@ -98,8 +115,10 @@ fn a_hundred_cuts_with_messages_in_flight_lose_and_repeat_nothing() {
     let mut sent = 0u64;
     // Posted before a cut and not read before it.
     let mut in_flight = 0u64;
+    // Cuts that fell inside an event the reader had begun.
+    let mut partial_cuts = 0u64;
     let post = |sent: &mut u64, cut: u64| {
-        let r = sse::post_text(addr, &t, format!("m{sent}").as_bytes());
+        let r = sse::post_text(addr, &t, message(*sent).as_bytes());
         assert_eq!(r.status, 204, "cut {cut}, message {sent}: {}", r.text());
         *sent += 1;
     };
@@ -120,6 +139,7 @@ fn a_hundred_cuts_with_messages_in_flight_lose_and_repeat_nothing() {
             }
         }
         in_flight += sent - tally.next;
+        partial_cuts += u64::from(s.holds_partial());
         drop(s);
         for _ in 0..3 {
             post(&mut sent, cut);
@@ -151,13 +171,19 @@ fn a_hundred_cuts_with_messages_in_flight_lose_and_repeat_nothing() {
     }
     let took = started.elapsed();
     eprintln!(
-        "resume: {CUTS} cuts, {sent} messages ({in_flight} in flight at a cut): {} lost, {} duplicated, {} id gaps, {} open events on resume, {took:?}",
-        tally.lost, tally.duplicated, tally.id_gaps, tally.opens
+        "resume: {CUTS} cuts, {sent} messages ({in_flight} in flight at a cut, {partial_cuts} cuts inside an event): {} lost, {} duplicated, {} id gaps, {} open events on resume, {} corrupt, {took:?}",
+        tally.lost, tally.duplicated, tally.id_gaps, tally.opens, tally.corrupt
     );
     assert_eq!(
-        (tally.lost, tally.duplicated, tally.id_gaps, tally.opens),
-        (0, 0, 0, 0),
-        "lost, duplicated, id gaps, opens: {tally:?}"
+        (
+            tally.lost,
+            tally.duplicated,
+            tally.id_gaps,
+            tally.opens,
+            tally.corrupt
+        ),
+        (0, 0, 0, 0, 0),
+        "lost, duplicated, id gaps, opens, corrupt: {tally:?}"
     );
     assert_eq!(tally.next, sent);
     assert!(took < Duration::from_secs(45), "{CUTS} cuts took {took:?}");
