@@ -1,0 +1,208 @@
+//! The browser side of the SSE fallback in headless Chromium: a page of the
+//! balancer's origin loads `/_lb/client.js` and runs the same echo exchange
+//! through `WslbSocket` three times: with WebSocket available (transport
+//! `websocket`), with `window.WebSocket` removed (transport `sse`: event
+//! stream in, POSTs out, DELETE to close), and with a WebSocket that never
+//! opens (the open timeout falls back to `sse`). Echoes must equal what was
+//! sent, multi-line text and binary included, and the close must be clean.
+//! The page's JavaScript is tests/sse_browser/exchange.js.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use common::cdp::Browser;
+use common::client::get;
+use common::proc::{echo, serve};
+
+/// The page helper defining `window.__exchange`.
+const EXCHANGE_JS: &str = include_str!("sse_browser/exchange.js");
+
+/// Loads `/_lb/client.js` into the page with a script tag (same origin).
+const LOAD_CLIENT: &str = "new Promise((resolve, reject) => { \
+    const s = document.createElement('script'); \
+    s.src = '/_lb/client.js'; \
+    s.onload = () => resolve(typeof window.WslbSocket); \
+    s.onerror = () => reject(new Error('/_lb/client.js did not load')); \
+    (document.head || document.documentElement).appendChild(s); })";
+
+/// A WebSocket stand-in that never opens nor fails (the open timeout must
+/// end the attempt).
+const STALLED_WEBSOCKET: &str = "window.WebSocket = class { \
+    constructor(url) { this.url = url; this.readyState = 0; window.__stalled = (window.__stalled || 0) + 1; } \
+    close() { this.readyState = 3; window.__stalledClosed = true; } \
+    send() { throw new Error('stalled socket used'); } }; true";
+
+/// The messages of one exchange: text ones (an empty, a multi-line and a
+/// non-ASCII one among them) and binary ones in each form `send` takes
+/// (an empty one too).
+fn messages() -> Vec<Value> {
+    let all_bytes: Vec<u8> = (0..=255u8).collect();
+    vec![
+        json!({"t": "text", "v": "hello"}),
+        json!({"t": "text", "v": ""}),
+        json!({"t": "text", "v": "a\nb\nc"}),
+        json!({"t": "text", "v": "héllo ✓ \u{1F600} data: id: event:"}),
+        json!({"t": "bin", "v": all_bytes, "as": "view"}),
+        json!({"t": "bin", "v": [0, 1, 2, 3, 0xff], "as": "buffer"}),
+        json!({"t": "bin", "v": [b'x', b'y', b'z'], "as": "blob"}),
+        json!({"t": "bin", "v": Vec::<u8>::new(), "as": "buffer"}),
+    ]
+}
+
+/// The echoes expected for `sent`, binary ones received as `kind`.
+fn expected_echoes(sent: &[Value], kind: &str) -> Vec<Value> {
+    sent.iter()
+        .map(|m| {
+            if m["t"] == "text" {
+                json!({"t": "text", "v": m["v"]})
+            } else {
+                json!({"t": "bin", "v": m["v"], "kind": kind})
+            }
+        })
+        .collect()
+}
+
+/// Bytes the messages make on the wire (UTF-8 text, raw binary).
+fn payload_bytes(sent: &[Value]) -> u64 {
+    sent.iter()
+        .map(|m| match &m["v"] {
+            Value::String(s) => s.len() as u64,
+            Value::Array(a) => a.len() as u64,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Opens a fresh page of the balancer's origin (the echo backend answers
+/// `GET /`), runs `setup` in it, loads the client and runs one exchange on
+/// `ws://LB/echo`; returns what the page reported.
+fn run(page: &mut Browser, lb: std::net::SocketAddr, setup: &str, opts: Value) -> Value {
+    page.navigate(&format!("http://{lb}/"));
+    assert_eq!(page.eval(LOAD_CLIENT), "function", "WslbSocket defined");
+    page.eval(EXCHANGE_JS);
+    if !setup.is_empty() {
+        page.eval(setup);
+    }
+    let call = format!(
+        "window.__exchange({}, {}, {})",
+        Value::from(format!("ws://{lb}/echo")),
+        Value::from(messages()),
+        opts
+    );
+    assert_eq!(page.eval(&call), true);
+    page.wait_for(
+        "window.__done === true",
+        Duration::from_secs(40),
+        "the exchange to finish",
+    );
+    let result = page.eval("window.__result");
+    assert!(
+        result.get("failure").is_none(),
+        "the exchange failed: {}\nlog: {}\npage errors: {:?}",
+        result["failure"],
+        result["log"],
+        page.errors()
+    );
+    result
+}
+
+/// What every exchange must show, whichever transport.
+fn check_common(result: &Value, lb: std::net::SocketAddr, kind: &str, close_code: u16) {
+    let sent = messages();
+    assert_eq!(result["constants"], json!([0, 1, 2, 3, 0, 1, 2, 3]));
+    assert_eq!(result["initialState"], 0, "{result}");
+    assert_eq!(result["url"], format!("ws://{lb}/echo"));
+    assert_eq!(result["openState"], 1, "{result}");
+    assert_eq!(
+        result["listenerOpens"], 1,
+        "one open event for listeners: {result}"
+    );
+    assert_eq!(result["binaryType"], kind);
+    assert_eq!(
+        result["echoes"],
+        Value::from(expected_echoes(&sent, kind)),
+        "echoes equal what was sent (log: {})",
+        result["log"]
+    );
+    assert_eq!(result["closingState"], 2, "{result}");
+    assert_eq!(result["finalState"], 3, "{result}");
+    assert_eq!(result["close"]["code"], close_code, "{result}");
+    assert_eq!(result["close"]["wasClean"], true, "{result}");
+    assert_eq!(result["errors"], 0, "no error events: {result}");
+}
+
+/// What an exchange over the fallback must show besides.
+fn check_sse(result: &Value) {
+    assert_eq!(result["transport"], "sse", "{result}");
+    // Every byte sent waits in the POST queue until its 204.
+    assert_eq!(
+        result["bufferedAfterSend"],
+        payload_bytes(&messages()),
+        "{result}"
+    );
+    let id = result["connectionId"].as_str().unwrap_or("");
+    assert!(!id.is_empty(), "the open event names the session: {result}");
+}
+
+#[test]
+fn websocket_then_sse_fallback_in_chromium() {
+    let backend = echo("e1");
+    let balancer = serve(
+        &[&backend],
+        &["--fallback", "sse", "--fallback-retry", "1s"],
+    );
+    let lb = balancer.http();
+
+    let script = get(lb, "/_lb/client.js");
+    assert_eq!(script.status, 200, "{}", script.text());
+    let ctype = script.header("content-type").unwrap_or("");
+    assert!(
+        ctype.starts_with("application/javascript"),
+        "client.js content type: {ctype}"
+    );
+    assert!(script.text().contains("WslbSocket"));
+
+    let mut page = Browser::launch(800, 600);
+
+    // (a) WebSocket available: a plain WebSocket session underneath.
+    let a = run(
+        &mut page,
+        lb,
+        "",
+        json!({"binaryType": "arraybuffer", "closeCode": 1000}),
+    );
+    assert_eq!(a["transport"], "websocket", "{a}");
+    check_common(&a, lb, "arraybuffer", 1000);
+
+    // (b) No WebSocket in the page: the event stream and POSTs; close()
+    // is a DELETE and the stream's close event reports 1000.
+    let b = run(
+        &mut page,
+        lb,
+        "window.WebSocket = undefined; true",
+        json!({}),
+    );
+    check_sse(&b);
+    check_common(&b, lb, "blob", 1000);
+
+    // (c) A WebSocket that never opens: after the 300 ms timeout the
+    // attempt is dropped and the fallback carries the session.
+    let c = run(
+        &mut page,
+        lb,
+        STALLED_WEBSOCKET,
+        json!({"binaryType": "arraybuffer", "socket": {"timeout": 300}}),
+    );
+    check_sse(&c);
+    check_common(&c, lb, "arraybuffer", 1000);
+    assert_eq!(
+        page.eval("[window.__stalled, window.__stalledClosed]"),
+        json!([1, true])
+    );
+
+    let errors = page.errors();
+    assert!(errors.is_empty(), "the page logged errors: {errors:?}");
+}
