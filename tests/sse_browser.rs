@@ -5,10 +5,17 @@
 //! stream in, POSTs out, DELETE to close), and with a WebSocket that never
 //! opens (the open timeout falls back to `sse`). Echoes must equal what was
 //! sent, multi-line text and binary included, and the close must be clean.
+//! A fourth run drops the event stream mid-session (a relay in front of
+//! the balancer cuts every connection): EventSource resumes it with
+//! Last-Event-ID and every echo arrives once, in order, those of messages
+//! sent while the stream was down included.
 //! The page's JavaScript is tests/sse_browser/exchange.js.
 
 mod common;
+#[path = "sse_browser/relay.rs"]
+mod relay;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -16,6 +23,7 @@ use serde_json::{json, Value};
 use common::cdp::Browser;
 use common::client::get;
 use common::proc::{echo, serve};
+use relay::Relay;
 
 /// The page helper defining `window.__exchange`.
 const EXCHANGE_JS: &str = include_str!("sse_browser/exchange.js");
@@ -76,16 +84,22 @@ fn payload_bytes(sent: &[Value]) -> u64 {
         .sum()
 }
 
-/// Opens a fresh page of the balancer's origin (the echo backend answers
-/// `GET /`), runs `setup` in it, loads the client and runs one exchange on
-/// `ws://LB/echo`; returns what the page reported.
-fn run(page: &mut Browser, lb: std::net::SocketAddr, setup: &str, opts: Value) -> Value {
-    page.navigate(&format!("http://{lb}/"));
+/// Opens a fresh page of `origin` (the echo backend answers `GET /`
+/// through the balancer), loads the client and the page helpers, and runs
+/// `setup` there.
+fn prepare(page: &mut Browser, origin: SocketAddr, setup: &str) {
+    page.navigate(&format!("http://{origin}/"));
     assert_eq!(page.eval(LOAD_CLIENT), "function", "WslbSocket defined");
     page.eval(EXCHANGE_JS);
     if !setup.is_empty() {
         page.eval(setup);
     }
+}
+
+/// [`prepare`]s a page of the balancer's origin and runs one whole
+/// exchange on `ws://LB/echo`; returns what the page reported.
+fn run(page: &mut Browser, lb: SocketAddr, setup: &str, opts: Value) -> Value {
+    prepare(page, lb, setup);
     let call = format!(
         "window.__exchange({}, {}, {})",
         Value::from(format!("ws://{lb}/echo")),
@@ -110,7 +124,7 @@ fn run(page: &mut Browser, lb: std::net::SocketAddr, setup: &str, opts: Value) -
 }
 
 /// What every exchange must show, whichever transport.
-fn check_common(result: &Value, lb: std::net::SocketAddr, kind: &str, close_code: u16) {
+fn check_common(result: &Value, lb: SocketAddr, kind: &str, close_code: u16) {
     let sent = messages();
     assert_eq!(result["constants"], json!([0, 1, 2, 3, 0, 1, 2, 3]));
     assert_eq!(result["initialState"], 0, "{result}");
@@ -205,4 +219,83 @@ fn websocket_then_sse_fallback_in_chromium() {
 
     let errors = page.errors();
     assert!(errors.is_empty(), "the page logged errors: {errors:?}");
+}
+
+/// The value of `line` if it is a header line named `name`.
+fn header_value(line: &str, name: &str) -> Option<String> {
+    let (n, v) = line.split_once(':')?;
+    n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+}
+
+#[test]
+fn sse_stream_resumes_after_a_drop() {
+    let backend = echo("e1");
+    let balancer = serve(
+        &[&backend],
+        &["--fallback", "sse", "--fallback-retry", "1s"],
+    );
+    let relay = Relay::start(balancer.http());
+    let origin = relay.addr;
+    let mut page = Browser::launch(800, 600);
+    prepare(&mut page, origin, "window.WebSocket = undefined; true");
+    let url = Value::from(format!("ws://{origin}/echo"));
+    let opened = page.eval(&format!(
+        "__session.open({url}, {{binaryType: 'arraybuffer'}})"
+    ));
+    assert_eq!(opened["transport"], "sse", "{opened}");
+    assert_eq!(opened["readyState"], 1, "{opened}");
+
+    let all = messages();
+    let (before, after) = all.split_at(3);
+    page.eval(&format!("__session.send({})", Value::from(before)));
+    let echoes = page.eval("__session.echoes(3)");
+    assert_eq!(echoes, Value::from(expected_echoes(before, "arraybuffer")));
+
+    // The stream (and every other connection) drops; the rest is sent
+    // while EventSource waits its retry time to come back.
+    relay.cut();
+    page.eval(&format!("__session.send({})", Value::from(after)));
+    let echoes = page.eval(&format!("__session.echoes({})", all.len()));
+    let state = page.eval("__session.state()");
+    assert_eq!(
+        echoes,
+        Value::from(expected_echoes(&all, "arraybuffer")),
+        "each echo once, in order, across the drop (state: {state})"
+    );
+    assert_eq!(state["readyState"], 1, "{state}");
+    assert_eq!(state["errors"], 0, "{state}");
+
+    // The browser came back with the id of the last event it had: the
+    // third message of the session whose URL the POSTs went to.
+    let lines: Vec<String> = relay
+        .sent()
+        .iter()
+        .flat_map(|c| c.split("\r\n").map(String::from).collect::<Vec<_>>())
+        .collect();
+    let token = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("POST /_lb/sse/"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a POST to the session URL")
+        .to_string();
+    let resumes: Vec<String> = lines
+        .iter()
+        .filter_map(|l| header_value(l, "last-event-id"))
+        .collect();
+    assert_eq!(resumes, vec![format!("{token}.3")]);
+
+    let closed = page.eval("__session.close()");
+    assert_eq!(closed["close"]["code"], 1000, "{closed}");
+    assert_eq!(closed["close"]["wasClean"], true, "{closed}");
+    assert_eq!(closed["errors"], 0, "{closed}");
+    let errors = page.errors();
+    let unexpected: Vec<&String> = errors
+        .iter()
+        // The browser's own note of the dropped stream.
+        .filter(|e| !e.contains("ERR_"))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "the page logged errors: {unexpected:?}"
+    );
 }
