@@ -14,7 +14,10 @@
  * backend sends, and one POST per message for what the page sends, to the
  * session URL named by the stream's `open` event. Either way the page sees
  * the WebSocket interface: readyState, send, close, bufferedAmount,
- * binaryType and the open/message/error/close events.
+ * binaryType and the open/message/error/close events. Two more properties:
+ * `transport` ('websocket' or 'sse': the one in use, or being tried while
+ * CONNECTING) and `connectionId` (in sse mode, the session's id in the
+ * balancer's /api/connections; null otherwise). Options: see DEFAULTS.
  *
  * Differences in fallback mode, by the nature of the transport:
  * - `protocol` is '' (the stream cannot negotiate a subprotocol);
