@@ -1,14 +1,20 @@
 //! The browser side of the SSE fallback in headless Chromium: a page of the
-//! balancer's origin loads `/_lb/client.js` and runs the same echo exchange
-//! through `WslbSocket` three times: with WebSocket available (transport
-//! `websocket`), with `window.WebSocket` removed (transport `sse`: event
-//! stream in, POSTs out, DELETE to close), and with a WebSocket that never
-//! opens (the open timeout falls back to `sse`). Echoes must equal what was
-//! sent, multi-line text and binary included, and the close must be clean.
-//! A fourth run drops the event stream mid-session (a relay in front of
-//! the balancer cuts every connection): EventSource resumes it with
-//! Last-Event-ID and every echo arrives once, in order, those of messages
-//! sent while the stream was down included.
+//! balancer's origin loads `/_lb/client.js` and drives `WslbSocket`.
+//!
+//! - The same echo exchange three times: with WebSocket available
+//!   (transport `websocket`), with `window.WebSocket` removed (transport
+//!   `sse`: event stream in, POSTs out, DELETE to close), and with a
+//!   WebSocket that never opens (the open timeout falls back to `sse`).
+//!   Echoes must equal what was sent, multi-line text and binary included,
+//!   and the close must be clean.
+//! - The event stream drops mid-session (a relay in front of the balancer
+//!   cuts every connection): EventSource resumes it with Last-Event-ID and
+//!   every echo arrives once, in order, those of messages sent while the
+//!   stream was down included.
+//! - The admin API reaches a fallback session by its connection id: a
+//!   message sent to it arrives, and a close with a code ends it with that
+//!   code.
+//!
 //! The page's JavaScript is tests/sse_browser/exchange.js.
 
 mod common;
@@ -21,7 +27,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use common::cdp::Browser;
-use common::client::get;
+use common::client::{get, HttpConn};
 use common::proc::{echo, serve};
 use relay::Relay;
 
@@ -298,4 +304,66 @@ fn sse_stream_resumes_after_a_drop() {
         unexpected.is_empty(),
         "the page logged errors: {unexpected:?}"
     );
+}
+
+/// `POST path` with a JSON body on the admin listener; status and answer.
+fn admin_post(admin: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
+    let body = body.to_string();
+    let mut c = HttpConn::connect(admin);
+    c.send(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let r = c.read_response(false).expect("admin answer");
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn admin_api_reaches_a_fallback_session() {
+    let backend = echo("e1");
+    let balancer = serve(
+        &[&backend],
+        &["--fallback", "sse", "--admin-listen", "127.0.0.1:0"],
+    );
+    let (lb, admin) = (balancer.http(), balancer.addr("admin"));
+    let mut page = Browser::launch(800, 600);
+    prepare(&mut page, lb, "window.WebSocket = undefined; true");
+    let opened = page.eval(&format!(
+        "__session.open({}, {{}})",
+        Value::from(format!("ws://{lb}/echo"))
+    ));
+    assert_eq!(opened["transport"], "sse", "{opened}");
+    let id = opened["connectionId"].as_str().expect("connectionId");
+
+    let (status, answer) = admin_post(
+        admin,
+        "/api/send",
+        &json!({"id": id, "text": "from the hub"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let got = page.eval("__session.echoes(1)");
+    assert_eq!(got, json!([{"t": "text", "v": "from the hub"}]));
+
+    let (status, answer) = admin_post(
+        admin,
+        "/api/close",
+        &json!({"id": id, "code": 4001, "reason": "bye"}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let closed = page.eval("__session.closed()");
+    assert_eq!(
+        closed["close"],
+        json!({"code": 4001, "reason": "bye", "wasClean": true})
+    );
+    assert_eq!(closed["readyState"], 3, "{closed}");
+    assert_eq!(closed["errors"], 0, "{closed}");
+    let errors = page.errors();
+    assert!(errors.is_empty(), "the page logged errors: {errors:?}");
 }

@@ -112,7 +112,7 @@
     open: async (url, opts) => {
       ws = open(url, opts, rec);
       await wait('open', 10000, () => rec.opened || rec.closed);
-      return { transport: ws.transport, readyState: ws.readyState, closed: rec.closed };
+      return { transport: ws.transport, readyState: ws.readyState, connectionId: ws.connectionId, closed: rec.closed };
     },
     send: (messages) => {
       for (const m of messages) ws.send(m.t === 'text' ? m.v : binary(m));
@@ -125,6 +125,11 @@
       return normalize(rec.got);
     },
     state: () => ({ readyState: ws.readyState, errors: rec.errors, closed: rec.closed, log: rec.log }),
+    // Resolves to the close event's details once the session closed.
+    closed: async () => {
+      await wait('the close', 10000, () => rec.closed);
+      return { close: rec.closed, errors: rec.errors, readyState: ws.readyState };
+    },
     close: async () => {
       ws.close();
       await wait('the close', 10000, () => rec.closed);
