@@ -142,7 +142,7 @@ where
     match next {
         None => {}
         Some(http_flow::Handoff::Session(upgrade)) => {
-            writer_intact = relay_session(&env, &mut client, upgrade).await;
+            writer_intact = Box::pin(relay_session(&env, &mut client, upgrade)).await;
         }
         Some(http_flow::Handoff::Fallback(upgrade, opening)) => {
             client.timer.release();
@@ -163,14 +163,19 @@ where
     drop(entry);
 }
 
-/// Relays an upgraded WebSocket session until it ends (the client is a
-/// real one, or a fallback session's pipe); returns whether the client's
-/// writer is still intact.
-pub(crate) async fn relay_session<S>(
-    env: &Env,
-    client: &mut ClientConn<S>,
+/// Sets up an upgraded WebSocket session (the hub and the hooks hear of
+/// it) and returns its relay, which runs until the session ends and then
+/// takes it down; its output is whether the client's writer is still
+/// intact. The client is a real one, or a fallback session's pipe.
+///
+/// The caller boxes what this returns: the session's whole state (relay,
+/// session, hooks, backend guard) is then one allocation, and an ordinary
+/// connection's task stays small.
+pub(crate) fn relay_session<'a, S>(
+    env: &'a Env,
+    client: &'a mut ClientConn<S>,
     upgrade: http_flow::Upgrade,
-) -> bool
+) -> impl std::future::Future<Output = bool> + 'a
 where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
     OwnedReadHalf<S>: crate::rt::ready::ReadReady,
@@ -206,20 +211,21 @@ where
     // The hooks hear of the session once the 101 is out (nothing is
     // called, or allocated, without hooks).
     let live = ws_hooks::Live::begin(env, &session);
-    let writer_intact = if tunnel {
-        Box::pin(tunnel::relay(env, client, conn, &session)).await
-    } else {
-        let relay = ws_relay::relay(env, client, conn, extensions, &session, live.as_deref());
-        Box::pin(relay).await
-    };
-    drop(guard);
-    session.close_outbox();
-    client.handle.set_session(None);
-    hub_worker::closed(env, &session);
-    if let Some(live) = live {
-        live.end(&session.track);
+    async move {
+        let writer_intact = if tunnel {
+            tunnel::relay(env, client, conn, &session).await
+        } else {
+            ws_relay::relay(env, client, conn, extensions, &session, live.as_deref()).await
+        };
+        drop(guard);
+        session.close_outbox();
+        client.handle.set_session(None);
+        hub_worker::closed(env, &session);
+        if let Some(live) = live {
+            live.end(&session.track);
+        }
+        writer_intact
     }
-    writer_intact
 }
 
 /// Shuts the client's writer (a TLS one writes close_notify: bounded like

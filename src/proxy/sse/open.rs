@@ -160,7 +160,7 @@ async fn run_relay(
         timer: crate::rt::deadline::Deadline::new(),
         backend_timer: crate::rt::deadline::Deadline::new(),
     };
-    if crate::proxy::relay_session(&env, &mut client, upgrade).await {
+    if Box::pin(crate::proxy::relay_session(&env, &mut client, upgrade)).await {
         crate::proxy::shut_client(&env, &mut client).await;
     }
     drop(entry);
