@@ -11,6 +11,11 @@
 //!   cuts every connection): EventSource resumes it with Last-Event-ID and
 //!   every echo arrives once, in order, those of messages sent while the
 //!   stream was down included.
+//! - The stream drops and stays away past `--fallback-resume-timeout`: the
+//!   balancer ends the session (and keeps serving), and the page's next
+//!   send (a POST answered 404) or EventSource's next try ends the socket:
+//!   close 1006 with an error event (the resume refused), or the session's
+//!   own close event (1001) when the resume still finds it.
 //! - The admin API reaches a fallback session by its connection id: a
 //!   message sent to it arrives, and a close with a code ends it with that
 //!   code.
@@ -304,6 +309,66 @@ fn sse_stream_resumes_after_a_drop() {
         unexpected.is_empty(),
         "the page logged errors: {unexpected:?}"
     );
+}
+
+#[test]
+fn a_session_lost_past_the_resume_timeout_ends_the_socket() {
+    let backend = echo("e1");
+    // One worker: a worker lost on the way takes the process with it.
+    let mut balancer = serve(
+        &[&backend],
+        &[
+            "--workers",
+            "1",
+            "--fallback",
+            "sse",
+            "--fallback-retry",
+            "3s",
+            "--fallback-resume-timeout",
+            "1s",
+        ],
+    );
+    let relay = Relay::start(balancer.http());
+    let origin = relay.addr;
+    let mut page = Browser::launch(800, 600);
+    prepare(&mut page, origin, "window.WebSocket = undefined; true");
+    let url = Value::from(format!("ws://{origin}/echo"));
+    let opened = page.eval(&format!("__session.open({url}, {{}})"));
+    assert_eq!(opened["transport"], "sse", "{opened}");
+    page.eval("__session.send([{t: 'text', v: 'one'}])");
+    assert_eq!(
+        page.eval("__session.echoes(1)"),
+        json!([{"t": "text", "v": "one"}])
+    );
+
+    relay.cut();
+    // Past the resume timeout, before EventSource tries again.
+    std::thread::sleep(Duration::from_millis(1800));
+    let state = page.eval("__session.state()");
+    assert_eq!(
+        state["readyState"], 1,
+        "still open as far as it knows: {state}"
+    );
+    page.eval("__session.send([{t: 'text', v: 'lost'}])");
+    let closed = page.eval("__session.closed()");
+    assert_eq!(closed["readyState"], 3, "{closed}");
+    let how = (
+        closed["close"]["code"].as_u64(),
+        closed["close"]["wasClean"].as_bool(),
+        closed["errors"].as_u64(),
+    );
+    assert!(
+        how == (Some(1006), Some(false), Some(1)) || how == (Some(1001), Some(true), Some(0)),
+        "lost (1006 and an error) or closed by the balancer (1001): {closed}"
+    );
+
+    // The balancer lived through it and still serves.
+    assert_eq!(
+        balancer.wait_exit(Duration::from_millis(100)),
+        None,
+        "the balancer exited when the session expired"
+    );
+    assert_eq!(get(balancer.http(), "/").status, 200);
 }
 
 /// `POST path` with a JSON body on the admin listener; status and answer.
