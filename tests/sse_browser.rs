@@ -16,6 +16,8 @@
 //!   send (a POST answered 404) or EventSource's next try ends the socket:
 //!   close 1006 with an error event (the resume refused), or the session's
 //!   own close event (1001) when the resume still finds it.
+//! - A send over `--max-message-size` (a POST answered 413) ends the
+//!   socket with 1009 and an error, and the client closes the session.
 //! - The admin API reaches a fallback session by its connection id: a
 //!   message sent to it arrives, and a close with a code ends it with that
 //!   code.
@@ -23,6 +25,8 @@
 //! The page's JavaScript is tests/sse_browser/exchange.js.
 
 mod common;
+#[path = "sse_browser/page.rs"]
+mod page;
 #[path = "sse_browser/relay.rs"]
 mod relay;
 
@@ -32,80 +36,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use common::cdp::Browser;
-use common::client::{get, HttpConn};
+use common::client::get;
 use common::proc::{echo, serve};
+use page::{
+    admin_post, expected_echoes, header_value, listed, messages, payload_bytes, prepare,
+    STALLED_WEBSOCKET,
+};
 use relay::Relay;
-
-/// The page helper defining `window.__exchange`.
-const EXCHANGE_JS: &str = include_str!("sse_browser/exchange.js");
-
-/// Loads `/_lb/client.js` into the page with a script tag (same origin).
-const LOAD_CLIENT: &str = "new Promise((resolve, reject) => { \
-    const s = document.createElement('script'); \
-    s.src = '/_lb/client.js'; \
-    s.onload = () => resolve(typeof window.WslbSocket); \
-    s.onerror = () => reject(new Error('/_lb/client.js did not load')); \
-    (document.head || document.documentElement).appendChild(s); })";
-
-/// A WebSocket stand-in that never opens nor fails (the open timeout must
-/// end the attempt).
-const STALLED_WEBSOCKET: &str = "window.WebSocket = class { \
-    constructor(url) { this.url = url; this.readyState = 0; window.__stalled = (window.__stalled || 0) + 1; } \
-    close() { this.readyState = 3; window.__stalledClosed = true; } \
-    send() { throw new Error('stalled socket used'); } }; true";
-
-/// The messages of one exchange: text ones (an empty, a multi-line and a
-/// non-ASCII one among them) and binary ones in each form `send` takes
-/// (an empty one too).
-fn messages() -> Vec<Value> {
-    let all_bytes: Vec<u8> = (0..=255u8).collect();
-    vec![
-        json!({"t": "text", "v": "hello"}),
-        json!({"t": "text", "v": ""}),
-        json!({"t": "text", "v": "a\nb\nc"}),
-        json!({"t": "text", "v": "héllo ✓ \u{1F600} data: id: event:"}),
-        json!({"t": "bin", "v": all_bytes, "as": "view"}),
-        json!({"t": "bin", "v": [0, 1, 2, 3, 0xff], "as": "buffer"}),
-        json!({"t": "bin", "v": [b'x', b'y', b'z'], "as": "blob"}),
-        json!({"t": "bin", "v": Vec::<u8>::new(), "as": "buffer"}),
-    ]
-}
-
-/// The echoes expected for `sent`, binary ones received as `kind`.
-fn expected_echoes(sent: &[Value], kind: &str) -> Vec<Value> {
-    sent.iter()
-        .map(|m| {
-            if m["t"] == "text" {
-                json!({"t": "text", "v": m["v"]})
-            } else {
-                json!({"t": "bin", "v": m["v"], "kind": kind})
-            }
-        })
-        .collect()
-}
-
-/// Bytes the messages make on the wire (UTF-8 text, raw binary).
-fn payload_bytes(sent: &[Value]) -> u64 {
-    sent.iter()
-        .map(|m| match &m["v"] {
-            Value::String(s) => s.len() as u64,
-            Value::Array(a) => a.len() as u64,
-            _ => 0,
-        })
-        .sum()
-}
-
-/// Opens a fresh page of `origin` (the echo backend answers `GET /`
-/// through the balancer), loads the client and the page helpers, and runs
-/// `setup` there.
-fn prepare(page: &mut Browser, origin: SocketAddr, setup: &str) {
-    page.navigate(&format!("http://{origin}/"));
-    assert_eq!(page.eval(LOAD_CLIENT), "function", "WslbSocket defined");
-    page.eval(EXCHANGE_JS);
-    if !setup.is_empty() {
-        page.eval(setup);
-    }
-}
 
 /// [`prepare`]s a page of the balancer's origin and runs one whole
 /// exchange on `ws://LB/echo`; returns what the page reported.
@@ -230,12 +167,6 @@ fn websocket_then_sse_fallback_in_chromium() {
 
     let errors = page.errors();
     assert!(errors.is_empty(), "the page logged errors: {errors:?}");
-}
-
-/// The value of `line` if it is a header line named `name`.
-fn header_value(line: &str, name: &str) -> Option<String> {
-    let (n, v) = line.split_once(':')?;
-    n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
 }
 
 #[test]
@@ -371,25 +302,6 @@ fn a_session_lost_past_the_resume_timeout_ends_the_socket() {
     assert_eq!(get(balancer.http(), "/").status, 200);
 }
 
-/// `POST path` with a JSON body on the admin listener; status and answer.
-fn admin_post(admin: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
-    let body = body.to_string();
-    let mut c = HttpConn::connect(admin);
-    c.send(
-        format!(
-            "POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    let r = c.read_response(false).expect("admin answer");
-    (
-        r.status,
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    )
-}
-
 #[test]
 fn admin_api_reaches_a_fallback_session() {
     let backend = echo("e1");
@@ -431,4 +343,44 @@ fn admin_api_reaches_a_fallback_session() {
     assert_eq!(closed["errors"], 0, "{closed}");
     let errors = page.errors();
     assert!(errors.is_empty(), "the page logged errors: {errors:?}");
+}
+
+#[test]
+fn an_oversized_send_closes_1009() {
+    let backend = echo("e1");
+    let balancer = serve(
+        &[&backend],
+        &[
+            "--fallback",
+            "sse",
+            "--max-message-size",
+            "1k",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let (lb, admin) = (balancer.http(), balancer.addr("admin"));
+    let mut page = Browser::launch(800, 600);
+    prepare(&mut page, lb, "window.WebSocket = undefined; true");
+    let opened = page.eval(&format!(
+        "__session.open({}, {{}})",
+        Value::from(format!("ws://{lb}/echo"))
+    ));
+    assert_eq!(opened["transport"], "sse", "{opened}");
+    let id = opened["connectionId"]
+        .as_str()
+        .expect("connectionId")
+        .to_string();
+    assert_eq!(listed(admin), vec![id.clone()]);
+
+    page.eval("__session.send([{t: 'text', v: 'x'.repeat(2000)}])");
+    let closed = page.eval("__session.closed()");
+    assert_eq!(
+        closed["close"],
+        json!({"code": 1009, "reason": "", "wasClean": false})
+    );
+    assert_eq!(closed["errors"], 1, "{closed}");
+    // The client's DELETE ended the backend session.
+    let gone = common::sockets::within(Duration::from_secs(5), || listed(admin).is_empty());
+    assert!(gone.is_some(), "still listed: {:?}", listed(admin));
 }
