@@ -14,6 +14,7 @@ pub(crate) mod env;
 pub(crate) mod exchange;
 #[cfg(test)]
 mod flow_tests;
+pub(crate) mod handoff;
 mod hook_calls;
 pub(crate) mod http_flow;
 pub(crate) mod hub_worker;
@@ -141,15 +142,15 @@ where
     let mut writer_intact = !client.writer_cut;
     match next {
         None => {}
-        Some(http_flow::Handoff::Session(upgrade)) => {
+        Some(handoff::Handoff::Session(upgrade)) => {
             writer_intact = Box::pin(relay_session(&env, &mut client, upgrade)).await;
         }
-        Some(http_flow::Handoff::Fallback(upgrade, opening)) => {
+        Some(handoff::Handoff::Fallback(upgrade, opening)) => {
             client.timer.release();
             client.backend_timer.release();
             writer_intact = Box::pin(sse::begin(&env, &mut client, upgrade, *opening)).await;
         }
-        Some(http_flow::Handoff::Resume(resume)) => {
+        Some(handoff::Handoff::Resume(resume)) => {
             client.timer.release();
             client.backend_timer.release();
             writer_intact = Box::pin(sse::resume(&env, &mut client, resume)).await;
@@ -174,13 +175,13 @@ where
 pub(crate) fn relay_session<'a, S>(
     env: &'a Env,
     client: &'a mut ClientConn<S>,
-    upgrade: http_flow::Upgrade,
+    upgrade: handoff::Upgrade,
 ) -> impl std::future::Future<Output = bool> + 'a
 where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
     OwnedReadHalf<S>: crate::rt::ready::ReadReady,
 {
-    let http_flow::Upgrade {
+    let handoff::Upgrade {
         conn,
         switched,
         guard,

@@ -17,7 +17,7 @@ use crate::proto::sse::{write_open, write_retry, STREAM_HEAD};
 use crate::proto::ws::handshake::accept_key;
 use crate::proxy::conns::{ConnEntry, ConnKind};
 use crate::proxy::env::Env;
-use crate::proxy::http_flow::Upgrade;
+use crate::proxy::handoff::Upgrade;
 use crate::proxy::ClientConn;
 use crate::rt::io::ReadBuf;
 
