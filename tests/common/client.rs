@@ -35,7 +35,12 @@ pub struct HttpConn {
 
 impl HttpConn {
     pub fn connect(addr: SocketAddr) -> HttpConn {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Self::on(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A connection over a socket already connected (e.g. one with a small
+    /// receive buffer).
+    pub fn on(stream: TcpStream) -> HttpConn {
         stream.set_read_timeout(Some(Duration::from_secs(20))).ok();
         stream.set_nodelay(true).ok();
         HttpConn {
@@ -68,59 +73,41 @@ impl HttpConn {
     /// Reads one response (`head_request`: no body expected). None on EOF
     /// before a whole head.
     pub fn read_response(&mut self, head_request: bool) -> Option<Response> {
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut resp = httparse::Response::new(&mut headers);
-            if let Ok(httparse::Status::Complete(n)) = resp.parse(&self.buf) {
-                let status = resp.code.unwrap_or(0);
-                let hs: Vec<(String, String)> = resp
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_string(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                self.buf.drain(..n);
-                let get = |name: &str| {
-                    hs.iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                        .map(|(_, v)| v.clone())
-                };
-                let body = if head_request
-                    || status == 204
-                    || status == 304
-                    || (100..200).contains(&status)
-                {
-                    Vec::new()
-                } else if get("transfer-encoding")
-                    .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-                {
-                    self.read_chunked()?
-                } else if let Some(cl) = get("content-length") {
-                    let n: usize = cl.trim().parse().ok()?;
-                    while self.buf.len() < n {
-                        if !self.fill() {
-                            return None;
-                        }
-                    }
-                    self.buf.drain(..n).collect()
-                } else {
-                    while self.fill() {}
-                    std::mem::take(&mut self.buf)
-                };
-                return Some(Response {
-                    status,
-                    headers: hs,
-                    body,
-                });
+        let mut resp = self.read_head()?;
+        resp.body = self.read_body(&resp, head_request)?;
+        Some(resp)
+    }
+
+    /// Reads the body that follows `head` (as read by
+    /// [`HttpConn::read_head`]), framed as its headers say. None on EOF
+    /// before a framed body's end.
+    pub fn read_body(&mut self, head: &Response, head_request: bool) -> Option<Vec<u8>> {
+        let status = head.status;
+        if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
+            Some(Vec::new())
+        } else if head
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
+            self.read_chunked()
+        } else if let Some(cl) = head.header("content-length") {
+            let n: usize = cl.trim().parse().ok()?;
+            while self.buf.len() < n {
+                if !self.fill() {
+                    return None;
+                }
             }
-            if !self.fill() {
-                return None;
-            }
+            Some(self.buf.drain(..n).collect())
+        } else {
+            while self.fill() {}
+            Some(std::mem::take(&mut self.buf))
         }
+    }
+
+    /// The socket and the bytes read past the last response taken so far
+    /// (for a stream that goes on after a head, e.g. Server-Sent Events).
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf)
     }
 
     fn read_chunked(&mut self) -> Option<Vec<u8>> {

@@ -8,5 +8,6 @@ pub mod client;
 pub mod hooks;
 pub mod proc;
 pub mod sockets;
+pub mod sse;
 pub mod ws_client;
 pub mod ws_session;
