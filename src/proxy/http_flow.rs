@@ -112,7 +112,7 @@ where
         }
         let upgrade = req.upgrade_websocket || fallback.is_some();
         if upgrade {
-            let checked = check_origin(env, client, &req)
+            let checked = check_origin(env, client, &req, fallback.is_some())
                 .map_err(|s| (s, Refusal::Origin))
                 .and_then(|()| {
                     if fallback.is_some() {

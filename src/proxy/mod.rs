@@ -102,6 +102,40 @@ pub(crate) struct ClientConn<S: AsyncWriteRent> {
     pub backend_timer: crate::rt::deadline::Deadline,
 }
 
+impl<S: AsyncWriteRent + Split> ClientConn<S> {
+    /// A client connection as it starts: split, with an empty read buffer
+    /// of `first_read` bytes, no timer yet, nothing sent.
+    pub(crate) fn new(
+        stream: S,
+        peer: SocketAddr,
+        kind: ListenerKind,
+        handle: Rc<ConnHandle>,
+        first_read: usize,
+        rate: Option<Box<crate::rt::rate::ConnRates>>,
+    ) -> Self
+    where
+        S: AsyncReadRent,
+    {
+        let (r, w) = stream.into_split();
+        ClientConn {
+            r,
+            w,
+            buf: ReadBuf::with_capacity(first_read),
+            peer,
+            tls: kind == ListenerKind::Tls,
+            control: kind == ListenerKind::Control,
+            handle,
+            linger: false,
+            writer_cut: false,
+            rate,
+            sent: std::cell::Cell::new(0),
+            answered: std::cell::Cell::new(0),
+            timer: crate::rt::deadline::Deadline::new(),
+            backend_timer: crate::rt::deadline::Deadline::new(),
+        }
+    }
+}
+
 /// After an answer sent before the request body ended: how long, and how
 /// many bytes, the rest of the body is read and dropped before closing.
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
@@ -114,23 +148,9 @@ where
     OwnedReadHalf<S>: crate::rt::ready::ReadReady,
 {
     let entry = env.conns.insert();
-    let (r, w) = stream.into_split();
-    let mut client = ClientConn {
-        r,
-        w,
-        buf: ReadBuf::with_capacity(2 * 1024),
-        peer,
-        tls: kind == ListenerKind::Tls,
-        control: kind == ListenerKind::Control,
-        handle: entry.handle.clone(),
-        linger: false,
-        writer_cut: false,
-        rate: crate::rt::rate::ConnRates::new(env.cfg().throttle_bps),
-        sent: std::cell::Cell::new(0),
-        answered: std::cell::Cell::new(0),
-        timer: crate::rt::deadline::Deadline::new(),
-        backend_timer: crate::rt::deadline::Deadline::new(),
-    };
+    let rate = crate::rt::rate::ConnRates::new(env.cfg().throttle_bps);
+    let handle = entry.handle.clone();
+    let mut client = ClientConn::new(stream, peer, kind, handle, 2 * 1024, rate);
     // The request machinery is boxed so that it is freed before a
     // WebSocket session starts: a long idle session then costs only the
     // relay's own state and two small read buffers.

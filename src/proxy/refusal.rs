@@ -81,10 +81,15 @@ pub(crate) fn backend_failure(status: u16) -> Refusal {
 }
 
 /// The allowed-origins policy, applied before any backend is chosen.
+///
+/// A fallback stream (`fallback`) without `Origin` passes: browsers send
+/// none on a same-origin `GET`, so only a cross-origin page names one, and
+/// that one is checked. (A WebSocket handshake always carries it.)
 pub(crate) fn check_origin<S: AsyncWriteRent>(
     env: &Env,
     client: &ClientConn<S>,
     req: &ParsedRequest,
+    fallback: bool,
 ) -> Result<(), u16> {
     let cfg = env.cfg();
     let policy = &cfg.allowed_origins;
@@ -92,7 +97,10 @@ pub(crate) fn check_origin<S: AsyncWriteRent>(
         return Ok(());
     }
     let data = client.buf.data();
-    let allowed = req.origin.clone().is_some_and(|r| policy.allows(&data[r]));
+    let allowed = match req.origin.clone() {
+        Some(r) => policy.allows(&data[r]),
+        None => fallback,
+    };
     if allowed {
         Ok(())
     } else {

@@ -181,38 +181,32 @@ pub(crate) fn shared_stream<T>(half: &OwnedReadHalf<T>) -> &T {
     unsafe { &*half.0.get() }
 }
 
-impl ReadReady for OwnedReadHalf<TcpStream> {
-    fn has_readiness(&self) -> bool {
-        true
-    }
+/// Readiness for a socket type with monoio's `readable`: a PollAdd wait,
+/// then a `recv` that does not wait.
+macro_rules! socket_read_ready {
+    ($socket:ty) => {
+        impl ReadReady for OwnedReadHalf<$socket> {
+            fn has_readiness(&self) -> bool {
+                true
+            }
 
-    /// Not relaxed: the legacy (epoll) driver would otherwise trust its
-    /// cached readiness, which a recv outside it never clears, and spin;
-    /// io_uring ignores the flag (a PollAdd either way).
-    async fn read_ready(&mut self) -> io::Result<()> {
-        shared_stream(self).readable(false).await
-    }
+            /// Not relaxed: the legacy (epoll) driver would otherwise trust
+            /// its cached readiness, which a recv outside it never clears,
+            /// and spin; io_uring ignores the flag (a PollAdd either way).
+            async fn read_ready(&mut self) -> io::Result<()> {
+                shared_stream(self).readable(false).await
+            }
 
-    fn try_read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
-        recv_now(shared_stream(self).as_raw_fd(), dst)
-    }
+            fn try_read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+                recv_now(shared_stream(self).as_raw_fd(), dst)
+            }
+        }
+    };
 }
 
-/// The pipe a fallback session's relay reads its client side from.
-impl ReadReady for OwnedReadHalf<UnixStream> {
-    fn has_readiness(&self) -> bool {
-        true
-    }
-
-    /// Not relaxed, as for TCP.
-    async fn read_ready(&mut self) -> io::Result<()> {
-        shared_stream(self).readable(false).await
-    }
-
-    fn try_read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
-        recv_now(shared_stream(self).as_raw_fd(), dst)
-    }
-}
+socket_read_ready!(TcpStream);
+// The pipe a fallback session's relay reads its client side from.
+socket_read_ready!(UnixStream);
 
 #[cfg(test)]
 #[path = "ready_read_tests.rs"]

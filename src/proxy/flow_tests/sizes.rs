@@ -4,14 +4,12 @@
 
 use std::rc::Rc;
 
-use monoio::io::Splitable;
 use monoio::net::TcpStream;
 
 use super::{no_pings, run, Backend, Lb};
 use crate::proxy::backend::BackendConn;
 use crate::proxy::session::WsSession;
 use crate::proxy::{serve_client, tunnel, ws_relay, ClientConn, ListenerKind};
-use crate::rt::io::ReadBuf;
 
 #[test]
 fn an_idle_sessions_futures_stay_small() {
@@ -26,24 +24,9 @@ fn an_idle_sessions_futures_stay_small() {
         drop(task);
         let _c2 = TcpStream::connect(addr).await.expect("connect");
         let (server, peer) = lb.front.accept().await.expect("accept");
-        let (r, w) = server.into_split();
         let entry = lb.env.conns.insert();
-        let mut client = ClientConn {
-            r,
-            w,
-            buf: ReadBuf::with_capacity(512),
-            peer,
-            tls: false,
-            control: false,
-            handle: entry.handle.clone(),
-            linger: false,
-            writer_cut: false,
-            rate: None,
-            sent: std::cell::Cell::new(0),
-            answered: std::cell::Cell::new(0),
-            timer: crate::rt::deadline::Deadline::new(),
-            backend_timer: crate::rt::deadline::Deadline::new(),
-        };
+        let handle = entry.handle.clone();
+        let mut client = ClientConn::new(server, peer, ListenerKind::Plain, handle, 512, None);
         let backend_addr = b.url.trim_start_matches("http://").parse().expect("addr");
         let session = Rc::new(WsSession::new(
             1,

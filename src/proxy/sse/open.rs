@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf};
 use monoio::net::UnixStream;
 
 use super::stream;
@@ -18,8 +18,7 @@ use crate::proto::ws::handshake::accept_key;
 use crate::proxy::conns::{ConnEntry, ConnKind};
 use crate::proxy::env::Env;
 use crate::proxy::handoff::Upgrade;
-use crate::proxy::ClientConn;
-use crate::rt::io::ReadBuf;
+use crate::proxy::{ClientConn, ListenerKind};
 
 /// A fallback session on its way: its own connection entry (its id is the
 /// one the backend and the message hub know) and the upgrade's key.
@@ -143,23 +142,14 @@ async fn run_relay(
     upgrade: Upgrade,
     entry: ConnEntry,
 ) {
-    let (r, w) = near.into_split();
-    let mut client = ClientConn {
-        r,
-        w,
-        buf: ReadBuf::with_capacity(2 * 1024),
-        peer,
-        tls,
-        control: false,
-        handle: entry.handle.clone(),
-        linger: false,
-        writer_cut: false,
-        rate: None,
-        sent: std::cell::Cell::new(0),
-        answered: std::cell::Cell::new(0),
-        timer: crate::rt::deadline::Deadline::new(),
-        backend_timer: crate::rt::deadline::Deadline::new(),
+    // The stream's TLS, for what the session reports of its client.
+    let kind = if tls {
+        ListenerKind::Tls
+    } else {
+        ListenerKind::Plain
     };
+    let handle = entry.handle.clone();
+    let mut client = ClientConn::new(near, peer, kind, handle, 2 * 1024, None);
     if Box::pin(crate::proxy::relay_session(&env, &mut client, upgrade)).await {
         crate::proxy::shut_client(&env, &mut client).await;
     }
