@@ -38,6 +38,27 @@ impl std::str::FromStr for WsMode {
     }
 }
 
+/// How clients that cannot open a WebSocket are served (`--fallback`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// Not at all: such a request is proxied as plain HTTP.
+    Off,
+    /// Over Server-Sent Events: the balancer holds the WebSocket session
+    /// to the backend on the client's behalf.
+    Sse,
+}
+
+impl std::str::FromStr for Fallback {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" | "none" => Ok(Fallback::Off),
+            "sse" => Ok(Fallback::Sse),
+            other => Err(format!("unknown fallback {other:?} (expected sse or off)")),
+        }
+    }
+}
+
 /// Which sessions a backend's own messaging requests (over its control
 /// channel) may reach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +195,14 @@ pub struct ServeConfig {
     pub access_log: AccessLogTarget,
     /// The access log's line format.
     pub access_log_format: AccessLogFormat,
+    /// `--fallback`: serve clients without WebSocket over Server-Sent Events.
+    pub fallback: Fallback,
+    /// `retry:` the event stream tells its client to wait before reconnecting.
+    pub fallback_retry: Duration,
+    /// How long a fallback session waits for its dropped stream to come back.
+    pub fallback_resume_timeout: Duration,
+    /// Bytes of events a fallback session keeps for a resume.
+    pub fallback_buffer: u64,
 }
 
 impl Default for ServeConfig {
@@ -230,6 +259,10 @@ impl Default for ServeConfig {
             throttle_bps: 0,
             access_log: AccessLogTarget::Stderr,
             access_log_format: AccessLogFormat::Text,
+            fallback: Fallback::Off,
+            fallback_retry: Duration::from_secs(2),
+            fallback_resume_timeout: Duration::from_secs(30),
+            fallback_buffer: 1 << 20,
         }
     }
 }
@@ -262,6 +295,12 @@ impl ServeConfig {
         }
         if self.ws_send_queue == 0 || self.ws_send_queue >= 1 << 32 {
             return Err("--ws-send-queue must be between 1 byte and 4 GiB".into());
+        }
+        if self.fallback_buffer < 1024 || self.fallback_buffer >= 1 << 32 {
+            return Err("--fallback-buffer must be between 1k and 4 GiB".into());
+        }
+        if self.fallback_retry > Duration::from_secs(3600) {
+            return Err("--fallback-retry must be at most 1h".into());
         }
         if let Some(check) = &self.health_check {
             check.validate()?;

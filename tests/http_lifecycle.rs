@@ -246,6 +246,10 @@ fn help_lists_every_serve_flag_with_its_default() {
         ("--throttle-bps", Some("0")),
         ("--access-log", Some("stderr")),
         ("--access-log-format", Some("text")),
+        ("--fallback", Some("off")),
+        ("--fallback-retry", Some("2s")),
+        ("--fallback-resume-timeout", Some("30s")),
+        ("--fallback-buffer", Some("1m")),
         ("--log-file", None),
     ];
     // Each flag's entry runs from its name to the next entry.

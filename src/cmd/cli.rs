@@ -10,8 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use wslb::agent::BalancerUrl;
 use wslb::config::{
     parse_backend_arg, parse_duration, parse_size, parse_sni_arg, AccessLogFormat, AccessLogTarget,
-    Algorithm, BackendPublish, CertPair, Cidr, HealthCheck, OriginPolicy, ServeConfig, StickyMode,
-    TlsSettings, WsMode,
+    Algorithm, BackendPublish, CertPair, Cidr, Fallback, HealthCheck, OriginPolicy, ServeConfig,
+    StickyMode, TlsSettings, WsMode,
 };
 
 /// wslb: a thread-per-core WebSocket and HTTP/1.1 load balancer.
@@ -269,6 +269,22 @@ pub struct ServeArgs {
     /// Access log line format: text (key=value) or json (one object a line).
     #[arg(long, default_value = "text", value_name = "text|json")]
     pub access_log_format: AccessLogFormat,
+    /// Serve clients that cannot open a WebSocket (a GET with `Accept:
+    /// text/event-stream`) over Server-Sent Events: sse, or off.
+    #[arg(long, default_value = "off", value_name = "sse|off")]
+    pub fallback: Fallback,
+    /// Time a fallback event stream tells its client to wait before it
+    /// reconnects (the `retry:` field).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub fallback_retry: Duration,
+    /// Time a fallback session waits for its dropped event stream to come
+    /// back (with Last-Event-ID) before closing its backend session (1001).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub fallback_resume_timeout: Duration,
+    /// Bytes of events a fallback session keeps for a resume; past it, a
+    /// session whose stream is gone is closed (1001).
+    #[arg(long, default_value = "1m", value_parser = parse_size)]
+    pub fallback_buffer: u64,
 }
 
 impl ServeArgs {
@@ -365,6 +381,10 @@ impl ServeArgs {
             throttle_bps: self.throttle_bps,
             access_log: self.access_log,
             access_log_format: self.access_log_format,
+            fallback: self.fallback,
+            fallback_retry: self.fallback_retry,
+            fallback_resume_timeout: self.fallback_resume_timeout,
+            fallback_buffer: self.fallback_buffer,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -78,6 +78,9 @@ pub struct Router {
     pub ids: ConnIds,
     /// Totals since start, over every operation (for `/metrics`).
     pub totals: Totals,
+    /// Fallback sessions by token, for whichever worker a stream or a post
+    /// lands on.
+    pub(crate) sse: super::sse::SseTable,
 }
 
 /// Messaging totals since the balancer started (workers add one operation's
@@ -111,6 +114,7 @@ impl Router {
             inboxes: (0..workers).map(|_| Inbox::default()).collect(),
             ids,
             totals: Totals::default(),
+            sse: super::sse::SseTable::default(),
         }
     }
 

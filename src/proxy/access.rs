@@ -46,7 +46,15 @@ impl RequestLine {
         self.bytes.extend_from_slice(&head[..method_len]);
         self.method_len = method_len;
         if let Some(t) = head.get(target) {
-            self.bytes.extend_from_slice(t);
+            // A fallback session's token lets its holder post into the
+            // session: the log keeps only its start.
+            const SSE: &[u8] = b"/_lb/sse/";
+            if t.starts_with(SSE) && t.len() > SSE.len() + 8 {
+                self.bytes.extend_from_slice(&t[..SSE.len() + 8]);
+                self.bytes.extend_from_slice(b"...");
+            } else {
+                self.bytes.extend_from_slice(t);
+            }
         }
     }
 

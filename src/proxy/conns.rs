@@ -106,14 +106,18 @@ impl ConnHandle {
 
     /// Waits for the next command (one waiter: the connection task).
     pub(crate) async fn next(&self) -> ConnCommand {
-        poll_fn(|cx| match self.commands.borrow_mut().pop_front() {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// The next command, or Pending with the task's waker kept.
+    pub(crate) fn poll_next(&self, cx: &mut std::task::Context<'_>) -> Poll<ConnCommand> {
+        match self.commands.borrow_mut().pop_front() {
             Some(c) => Poll::Ready(c),
             None => {
                 self.waker.set(Some(cx.waker().clone()));
                 Poll::Pending
             }
-        })
-        .await
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The balancer's own endpoints on the serving listeners: `/_lb/register`
 //! (the backend control channel) and `/_lb/pick` (binding hand-out: the
-//! chosen backend's address instead of a proxied connection).
+//! chosen backend's address instead of a proxied connection), and with
+//! `--fallback sse` the fallback's `/_lb/sse/{token}` and `/_lb/client.js`.
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
@@ -8,6 +9,7 @@ use super::backend::{pick, sticky_key, Tried};
 use super::env::Env;
 use super::hook_calls::with_request;
 use super::ClientConn;
+use crate::config::Fallback;
 use crate::hooks::{Binding, Hooks};
 use crate::pool::registry::binding::is_visible_ascii;
 use crate::proto::http::{error_response, reply, BodyKind, Method, ParsedRequest};
@@ -122,6 +124,16 @@ where
             client.buf.consume(req.head_len);
             let ok = client.writer(idle).write_vec(out).await.0.is_ok();
             ok && keep && written
+        }
+        _ if !client.control && env.cfg().fallback == Fallback::Sse => {
+            let path = path.to_vec();
+            match super::sse::serve_endpoint(env, client, req, &path).await {
+                Some(keep) => keep,
+                None => {
+                    client.answer(404, idle).await;
+                    false
+                }
+            }
         }
         _ => {
             client.answer(404, idle).await;

@@ -67,7 +67,9 @@ where
         replayable,
     } = side;
     // The accept key a 101 must carry (computed only for upgrades).
-    let expected_accept = if req.upgrade_websocket {
+    let expected_accept = if let Some(accept) = opts.fallback_accept {
+        Some(accept.to_string())
+    } else if req.upgrade_websocket {
         req.ws_key
             .clone()
             .and_then(|r| client_buf.data().get(r))

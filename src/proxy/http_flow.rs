@@ -1,7 +1,8 @@
 //! The client connection's keep-alive loop: read a request head (see
 //! request_head.rs for its timeouts), answer what the balancer answers itself,
 //! pick a backend and run the exchange, retrying where that is safe, and
-//! hand WebSocket upgrades to the relay.
+//! hand WebSocket upgrades to the relay (and event streams asked for
+//! instead of a WebSocket, with `--fallback sse`, to the fallback).
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
@@ -16,7 +17,9 @@ use super::outcome::{ExchangeFacts, Switched};
 use super::refusal::{backend_failure, check_origin, refused, refused_by_hook, upgrade_refusal};
 use super::request_body::BodyDeadline;
 use super::request_head::{read_head, HeadWait};
+use super::sse::{self, Opening, Resume};
 use super::ClientConn;
+use crate::config::Fallback;
 use crate::pool::health::{record_failure, record_success, HealthPolicy};
 use crate::pool::stats::ActiveGuard;
 use crate::proto::http::edit;
@@ -37,10 +40,22 @@ pub(crate) struct Upgrade {
     pub backend: std::sync::Arc<str>,
 }
 
+/// What the connection turns into after its HTTP requests.
+pub(crate) enum Handoff {
+    /// A WebSocket session to relay.
+    Session(Upgrade),
+    /// A fallback session the backend accepted: this connection becomes
+    /// its event stream.
+    Fallback(Upgrade, Box<Opening>),
+    /// A fallback session's stream coming back (`Last-Event-ID`).
+    Resume(Resume),
+}
+
 /// Serves requests on one client connection until it closes, or until a
-/// WebSocket upgrade succeeds (returned, so the caller can free this
-/// request machinery before relaying a session that may last hours).
-pub(crate) async fn run<S>(env: &Env, client: &mut ClientConn<S>) -> Option<Upgrade>
+/// WebSocket upgrade succeeds or an event stream starts (returned, so the
+/// caller can free this request machinery before a session that may last
+/// hours).
+pub(crate) async fn run<S>(env: &Env, client: &mut ClientConn<S>) -> Option<Handoff>
 where
     S: AsyncReadRent + AsyncWriteRent + 'static,
 {
@@ -98,10 +113,46 @@ where
             }
             return None;
         }
-        if req.upgrade_websocket {
+        // A client that cannot open a WebSocket asks for an event stream.
+        let mut fallback = None;
+        if cfg.fallback == Fallback::Sse && !req.upgrade_websocket {
+            match sse::classify(client.buf.data(), &req) {
+                sse::Ask::No => {}
+                sse::Ask::Resume(token, last) => {
+                    let found = sse::find(env, &token, last);
+                    rec.status = if found.is_ok() { 200 } else { 404 };
+                    let resume = match found {
+                        Ok(r) => r,
+                        Err(status) => {
+                            client.answer(status, cfg.idle_timeout).await;
+                            request_done(env, client, rec, &line, req.head_len);
+                            return None;
+                        }
+                    };
+                    client.buf.consume(req.head_len);
+                    client.answered.set(200);
+                    request_done(env, client, rec, &line, req.head_len);
+                    return Some(Handoff::Resume(resume));
+                }
+                sse::Ask::Open => match sse::Opening::new(env) {
+                    Some(o) => fallback = Some(Box::new(o)),
+                    None => {
+                        client.answer(503, cfg.idle_timeout).await;
+                        rec.status = 503;
+                        request_done(env, client, rec, &line, req.head_len);
+                        return None;
+                    }
+                },
+            }
+        }
+        let upgrade = req.upgrade_websocket || fallback.is_some();
+        if upgrade {
             let checked = check_origin(env, client, &req)
                 .map_err(|s| (s, Refusal::Origin))
                 .and_then(|()| {
+                    if fallback.is_some() {
+                        return Ok(());
+                    }
                     check_upgrade_request(client.buf.data(), &req)
                         .map_err(|s| (s, upgrade_refusal(s)))
                 });
@@ -117,7 +168,7 @@ where
         let mut pin = None;
         if let Some(hooks) = &env.hooks {
             let raw = &client.buf.data()[..req.head_len];
-            let (peer, tls, upgrade) = (client.peer, client.tls, req.upgrade_websocket);
+            let (peer, tls) = (client.peer, client.tls);
             match before_forward(&**hooks, raw, peer, tls, upgrade, &mut head) {
                 Handshake::Go { pin: p } => pin = p,
                 Handshake::Refuse {
@@ -133,15 +184,53 @@ where
                 }
             }
         }
-        if req.upgrade_websocket {
+        if upgrade {
             // The backend learns the session's id; a client cannot name one.
             let name = &cfg.conn_id_header;
             edit::remove_fields(&mut head, std::slice::from_ref(name));
-            let id = env.router.ids.format(client.handle.id);
+            let local = fallback
+                .as_ref()
+                .map_or(client.handle.id, |f| f.entry.handle.id);
+            let id = env.router.ids.format(local);
             edit::append_fields(&mut head, [(name.as_str(), id.as_str())]);
         }
         let bufs = (&mut scratch, &mut resp_out);
-        let end = proxy_request(env, client, &req, &head, pin.as_deref(), bufs, &mut rec).await;
+        let end = match &fallback {
+            None => {
+                proxy_request(
+                    env,
+                    client,
+                    &req,
+                    &head,
+                    pin.as_deref(),
+                    bufs,
+                    &mut rec,
+                    None,
+                )
+                .await
+            }
+            Some(f) => {
+                // The backend is asked for a WebSocket upgrade of the
+                // balancer's own making.
+                f.edit_head(&mut head);
+                let req = ParsedRequest {
+                    upgrade_websocket: true,
+                    ..req.clone()
+                };
+                let accept = Some(f.accept.as_str());
+                proxy_request(
+                    env,
+                    client,
+                    &req,
+                    &head,
+                    pin.as_deref(),
+                    bufs,
+                    &mut rec,
+                    accept,
+                )
+                .await
+            }
+        };
         if rec.status == 0 {
             rec.status = client.answered.get();
         }
@@ -149,7 +238,12 @@ where
         match end {
             RequestEnd::KeepAlive => {}
             RequestEnd::Close => return None,
-            RequestEnd::Upgraded(upgrade) => return Some(upgrade),
+            RequestEnd::Upgraded(upgrade) => {
+                return Some(match fallback {
+                    Some(f) => Handoff::Fallback(upgrade, f),
+                    None => Handoff::Session(upgrade),
+                })
+            }
         }
         if client.writer_cut || env.draining.is_fired() || client.handle.try_next().is_some() {
             return None;
@@ -178,6 +272,7 @@ impl From<bool> for RequestEnd {
 /// Proxies one request, noting what the access log and metrics need in
 /// `rec` (the status when a backend answered; the balancer's own answers
 /// are left in `client.answered`).
+#[allow(clippy::too_many_arguments)]
 async fn proxy_request<S>(
     env: &Env,
     client: &mut ClientConn<S>,
@@ -186,6 +281,7 @@ async fn proxy_request<S>(
     pin: Option<&str>,
     (scratch, resp_out): (&mut Vec<u8>, &mut Vec<u8>),
     rec: &mut RequestRecord,
+    fallback_accept: Option<&str>,
 ) -> RequestEnd
 where
     S: AsyncReadRent + AsyncWriteRent + 'static,
@@ -308,6 +404,7 @@ where
             rate: client.rate.as_deref(),
             facts: &facts,
             backend_timer: &client.backend_timer,
+            fallback_accept,
         };
         let side = RequestSide {
             r: &mut client.r,
@@ -349,7 +446,11 @@ where
             Ok(ExchangeEnd::Upgraded(switched)) => {
                 record_success(&backend.stats);
                 client.buf.consume(req.head_len);
-                client.handle.set_kind(ConnKind::WebSocket);
+                if fallback_accept.is_none() {
+                    client.handle.set_kind(ConnKind::WebSocket);
+                } else {
+                    rec.status = 200;
+                }
                 return RequestEnd::Upgraded(Upgrade {
                     conn,
                     switched,

@@ -1,5 +1,6 @@
 //! Per-connection flow: read a request, classify it (plain HTTP, WebSocket
-//! upgrade, the balancer's own `/_lb/` endpoints), pick a backend, relay.
+//! upgrade, the balancer's own `/_lb/` endpoints, the WebSocket fallback
+//! over Server-Sent Events), pick a backend, relay.
 
 pub(crate) mod access;
 pub(crate) mod backend;
@@ -25,6 +26,7 @@ pub(crate) mod request_body;
 mod request_head;
 mod response_relay;
 pub(crate) mod session;
+pub(crate) mod sse;
 #[cfg(test)]
 mod test_io;
 mod track;
@@ -131,63 +133,26 @@ where
     // The request machinery is boxed so that it is freed before a
     // WebSocket session starts: a long idle session then costs only the
     // relay's own state and two small read buffers.
-    let upgrade = Box::pin(http_flow::run(&env, &mut client)).await;
+    let next = Box::pin(http_flow::run(&env, &mut client)).await;
     // False when a write toward the client was cut short (on the HTTP path,
     // or abandoned part way by a relay: a client that stopped reading): such
     // a writer must not be used again (a TLS one panics), and the socket is
     // just closed.
     let mut writer_intact = !client.writer_cut;
-    if let Some(http_flow::Upgrade {
-        conn,
-        switched,
-        guard,
-        path,
-        backend,
-    }) = upgrade
-    {
-        // The HTTP path's timers are done with: an idle session keeps none.
-        client.timer.release();
-        client.backend_timer.release();
-        let tunnel = env.cfg().ws_mode == WsMode::Tunnel;
-        // Taken apart (and its box freed): a session keeps none of the 101.
-        let outcome::Switched {
-            extensions,
-            subprotocol,
-            channels,
-        } = *switched;
-        let session = Rc::new(session::WsSession::new(
-            client.handle.id,
-            peer,
-            backend,
-            path,
-            subprotocol,
-            tunnel,
-        ));
-        client.handle.set_session(Some(session.clone()));
-        hub_worker::opened(&env, &session, channels.as_deref());
-        drop(channels);
-        // The hooks hear of the session once the 101 is out (nothing is
-        // called, or allocated, without hooks).
-        let live = ws_hooks::Live::begin(&env, &session);
-        writer_intact = if tunnel {
-            Box::pin(tunnel::relay(&env, &mut client, conn, &session)).await
-        } else {
-            let relay = ws_relay::relay(
-                &env,
-                &mut client,
-                conn,
-                extensions,
-                &session,
-                live.as_deref(),
-            );
-            Box::pin(relay).await
-        };
-        drop(guard);
-        session.close_outbox();
-        client.handle.set_session(None);
-        hub_worker::closed(&env, &session);
-        if let Some(live) = live {
-            live.end(&session.track);
+    match next {
+        None => {}
+        Some(http_flow::Handoff::Session(upgrade)) => {
+            writer_intact = relay_session(&env, &mut client, upgrade).await;
+        }
+        Some(http_flow::Handoff::Fallback(upgrade, opening)) => {
+            client.timer.release();
+            client.backend_timer.release();
+            writer_intact = Box::pin(sse::begin(&env, &mut client, upgrade, *opening)).await;
+        }
+        Some(http_flow::Handoff::Resume(resume)) => {
+            client.timer.release();
+            client.backend_timer.release();
+            writer_intact = Box::pin(sse::resume(&env, &mut client, resume)).await;
         }
     }
     if writer_intact {
@@ -198,9 +163,68 @@ where
     drop(entry);
 }
 
+/// Relays an upgraded WebSocket session until it ends (the client is a
+/// real one, or a fallback session's pipe); returns whether the client's
+/// writer is still intact.
+pub(crate) async fn relay_session<S>(
+    env: &Env,
+    client: &mut ClientConn<S>,
+    upgrade: http_flow::Upgrade,
+) -> bool
+where
+    S: AsyncReadRent + AsyncWriteRent + Split + 'static,
+    OwnedReadHalf<S>: crate::rt::ready::ReadReady,
+{
+    let http_flow::Upgrade {
+        conn,
+        switched,
+        guard,
+        path,
+        backend,
+    } = upgrade;
+    // The HTTP path's timers are done with: an idle session keeps none.
+    client.timer.release();
+    client.backend_timer.release();
+    let tunnel = env.cfg().ws_mode == WsMode::Tunnel;
+    // Taken apart (and its box freed): a session keeps none of the 101.
+    let outcome::Switched {
+        extensions,
+        subprotocol,
+        channels,
+    } = *switched;
+    let session = Rc::new(session::WsSession::new(
+        client.handle.id,
+        client.peer,
+        backend,
+        path,
+        subprotocol,
+        tunnel,
+    ));
+    client.handle.set_session(Some(session.clone()));
+    hub_worker::opened(env, &session, channels.as_deref());
+    drop(channels);
+    // The hooks hear of the session once the 101 is out (nothing is
+    // called, or allocated, without hooks).
+    let live = ws_hooks::Live::begin(env, &session);
+    let writer_intact = if tunnel {
+        Box::pin(tunnel::relay(env, client, conn, &session)).await
+    } else {
+        let relay = ws_relay::relay(env, client, conn, extensions, &session, live.as_deref());
+        Box::pin(relay).await
+    };
+    drop(guard);
+    session.close_outbox();
+    client.handle.set_session(None);
+    hub_worker::closed(env, &session);
+    if let Some(live) = live {
+        live.end(&session.track);
+    }
+    writer_intact
+}
+
 /// Shuts the client's writer (a TLS one writes close_notify: bounded like
 /// any other write), then lingers when the request's body was not all read.
-async fn shut_client<S>(env: &Env, client: &mut ClientConn<S>)
+pub(crate) async fn shut_client<S>(env: &Env, client: &mut ClientConn<S>)
 where
     S: AsyncReadRent + AsyncWriteRent,
 {

@@ -20,7 +20,7 @@ use super::client_write::ClientWriter;
 use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts, Switched};
 use super::request_body::RequestState;
 use crate::proto::http::edit::remove_fields;
-use crate::proto::http::headers::has_header;
+use crate::proto::http::headers::{has_header, header_values};
 use crate::proto::http::{parse_response, BodyKind, BodyTracker, ParsedRequest, ParsedResponse};
 use crate::rt::deadline::Deadline;
 use crate::rt::io::{ReadBuf, CHUNK};
@@ -243,8 +243,12 @@ where
             continue;
         }
         if let Some(switch) = switch {
-            started.set(true);
-            send_client(client_w, resp_out).await?;
+            // A fallback session's 101 is the balancer's own: the client
+            // gets an event stream instead.
+            if opts.fallback_accept.is_none() {
+                started.set(true);
+                send_client(client_w, resp_out).await?;
+            }
             return Ok(ExchangeEnd::Upgraded(Box::new(switch)));
         }
         if let Some(hook) = opts.response_hook {
@@ -342,17 +346,6 @@ fn check_switch(
         (Some(v), None) if v == expected.as_bytes() => Ok(()),
         _ => Err("backend's Sec-WebSocket-Accept does not match the client's key"),
     }
-}
-
-/// Values (trimmed) of every header `name` (lower-case ASCII) in a raw head.
-fn header_values<'a>(head: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
-    head.split(|&b| b == b'\n').filter_map(move |line| {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        (line.len() > name.len()
-            && line[..name.len()].eq_ignore_ascii_case(name)
-            && line[name.len()] == b':')
-            .then(|| line[name.len() + 1..].trim_ascii())
-    })
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
 use monoio::io::{AsyncReadRent, OwnedReadHalf};
-use monoio::net::TcpStream;
+use monoio::net::{TcpStream, UnixStream};
 
 use super::io::ReadBuf;
 use super::ready::ReadReady;
@@ -189,6 +189,22 @@ impl ReadReady for OwnedReadHalf<TcpStream> {
     /// Not relaxed: the legacy (epoll) driver would otherwise trust its
     /// cached readiness, which a recv outside it never clears, and spin;
     /// io_uring ignores the flag (a PollAdd either way).
+    async fn read_ready(&mut self) -> io::Result<()> {
+        shared_stream(self).readable(false).await
+    }
+
+    fn try_read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        recv_now(shared_stream(self).as_raw_fd(), dst)
+    }
+}
+
+/// The pipe a fallback session's relay reads its client side from.
+impl ReadReady for OwnedReadHalf<UnixStream> {
+    fn has_readiness(&self) -> bool {
+        true
+    }
+
+    /// Not relaxed, as for TCP.
     async fn read_ready(&mut self) -> io::Result<()> {
         shared_stream(self).readable(false).await
     }

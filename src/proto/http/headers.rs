@@ -272,6 +272,20 @@ pub(crate) fn has_header(head: &[u8], name: &[u8]) -> bool {
     })
 }
 
+/// Values (trimmed) of every header `name` (lower-case ASCII) in a raw head.
+pub(crate) fn header_values<'a>(
+    head: &'a [u8],
+    name: &'a [u8],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    head.split(|&b| b == b'\n').filter_map(move |line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        (line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()] == b':')
+            .then(|| line[name.len() + 1..].trim_ascii())
+    })
+}
+
 #[cfg(test)]
 #[path = "headers_tests.rs"]
 mod tests;

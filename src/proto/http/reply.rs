@@ -38,6 +38,7 @@ pub fn error_response(status: u16) -> &'static [u8] {
         403 => canned!("403", "Forbidden", "14"),
         404 => canned!("404", "Not Found", "14"),
         408 => canned!("408", "Request Timeout", "20"),
+        411 => canned!("411", "Length Required", "20"),
         413 => canned!("413", "Content Too Large", "22"),
         429 => canned!("429", "Too Many Requests", "22"),
         426 => concat!(

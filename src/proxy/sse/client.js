@@ -1,0 +1,1 @@
+// The client library comes with the browser side of the fallback.
