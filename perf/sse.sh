@@ -16,7 +16,7 @@
 #
 # Env: WSLB_BIN (default target/release/wslb); SSE_ECHO_PORT and
 # SSE_PROXY_PORT (default: free ports the kernel picks); PROXY_CORE (0) and
-# LOAD_CORE (1).
+# LOAD_CORE (1); SSE_OUT=DIR keeps every run's bench JSON and stderr there.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
         -c|--connections) CONNS="$2"; shift ;;
         --size) SIZE="$2"; shift ;;
         --duration) DUR="$2"; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "sse.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -48,6 +48,7 @@ cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     sleep 0.3
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    if [ -n "${SSE_OUT:-}" ]; then mkdir -p "$SSE_OUT" && cp "$WORK"/* "$SSE_OUT"/ 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -110,10 +111,10 @@ j = json.load(open(f))
 ops = j["ops"]
 cpu = (int(a) - int(b)) / int(tck) * 1e6 / ops if ops else float("nan")
 l = j["latency_us"]
-print(kind, rnd, j["ops_per_sec"], l["p50"], l["p99"], round(cpu, 2), j["errors_total"],
+print(kind, rnd, j["ops_per_sec"], l["p50"], l["p99"], l["max"], round(cpu, 2), j["errors_total"],
       json.dumps(j["errors"], separators=(",", ":")))
 PY
-    tail -1 "$RESULTS" | awk '{printf "[sse] %s round %s: %s msg/s, p50 %s us, p99 %s us, %s us CPU/msg, errors %s\n", $1, $2, $3, $4, $5, $6, $7}' >&2
+    tail -1 "$RESULTS" | awk '{printf "[sse] %s round %s: %s msg/s, p50 %s us, p99 %s us, max %s us, %s us CPU/msg, errors %s\n", $1, $2, $3, $4, $5, $6, $7, $8}' >&2
     grep '^bench sse:' "$WORK/$kind.$round.err" | head -5 >&2 || true
     kill -0 "$SPID" 2>/dev/null || { log "the proxy died during bench $kind"; return 1; }
 }
@@ -134,8 +135,8 @@ import json, statistics as st, sys
 path, conns, size, dur = sys.argv[1:]
 rows = {}
 for line in open(path):
-    kind, rnd, ops, p50, p99, cpu, errs, emap = line.split(maxsplit=7)
-    rows[(kind, int(rnd))] = dict(ops=float(ops), p50=float(p50), p99=float(p99),
+    kind, rnd, ops, p50, p99, mx, cpu, errs, emap = line.split(maxsplit=8)
+    rows[(kind, int(rnd))] = dict(ops=float(ops), p50=float(p50), p99=float(p99), max=float(mx),
                                   cpu=float(cpu), errs=int(errs), emap=json.loads(emap))
 rounds = sorted({r for _, r in rows})
 def med(kind, key):
@@ -152,11 +153,11 @@ for name, key, fmt in [("messages/s", "ops", "{:,.0f}"), ("p50 latency µs", "p5
 errs = {k: sum(rows[(k, r)]["errs"] for r in rounds) for k in ("ws", "sse")}
 print(f"| errors (all rounds) | {errs['ws']} | {errs['sse']} | |")
 print("\nPer round:\n")
-print("| round | kind | messages/s | p50 µs | p99 µs | CPU µs/msg | errors |")
-print("|---:|---|---:|---:|---:|---:|---|")
+print("| round | kind | messages/s | p50 µs | p99 µs | max µs | CPU µs/msg | errors |")
+print("|---:|---|---:|---:|---:|---:|---:|---|")
 for r in rounds:
     for k in ("ws", "sse"):
         x = rows[(k, r)]
         e = ", ".join(f"{n} {v}" for n, v in x["emap"].items()) or "0"
-        print(f"| {r} | {k} | {x['ops']:,.0f} | {x['p50']:.0f} | {x['p99']:.0f} | {x['cpu']:.2f} | {e} |")
+        print(f"| {r} | {k} | {x['ops']:,.0f} | {x['p50']:.0f} | {x['p99']:.0f} | {x['max']:.0f} | {x['cpu']:.2f} | {e} |")
 PY

@@ -100,7 +100,9 @@ mod tests {
             Ask::Open
         );
         assert_eq!(
-            ask("GET /ws HTTP/1.1\r\nHost: a\r\nAccept: text/html, Text/Event-Stream;q=0.9\r\n\r\n"),
+            ask(
+                "GET /ws HTTP/1.1\r\nHost: a\r\nAccept: text/html, Text/Event-Stream;q=0.9\r\n\r\n"
+            ),
             Ask::Open
         );
         let resume = format!(
