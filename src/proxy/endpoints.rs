@@ -125,7 +125,11 @@ where
             let ok = client.writer(idle).write_vec(out).await.0.is_ok();
             ok && keep && written
         }
-        _ if !client.control && env.cfg().fallback == Fallback::Sse => {
+        // Posts reach sessions still open after a reload turned the
+        // fallback off; the client library only while it is on.
+        _ if !client.control
+            && (path.starts_with(b"/_lb/sse/") || env.cfg().fallback == Fallback::Sse) =>
+        {
             let path = path.to_vec();
             match super::sse::serve_endpoint(env, client, req, &path).await {
                 Some(keep) => keep,

@@ -11,45 +11,21 @@ use super::backend::{connect, pick, pick_pinned, sticky_key, BackendConn, Connec
 use super::client_write::ClientWriter;
 use super::env::Env;
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
+use super::handoff::{Handoff, Upgrade};
 use super::hook_calls::{before_forward, Handshake, ResponseHook};
 use super::metrics::Refusal;
-use super::outcome::{ExchangeFacts, Switched};
+use super::outcome::ExchangeFacts;
 use super::refusal::{backend_failure, check_origin, refused, refused_by_hook, upgrade_refusal};
 use super::request_body::BodyDeadline;
 use super::request_head::{read_head, HeadWait};
-use super::sse::{self, Opening, Resume};
+use super::sse;
 use super::ClientConn;
 use crate::config::Fallback;
 use crate::pool::health::{record_failure, record_success, HealthPolicy};
-use crate::pool::stats::ActiveGuard;
 use crate::proto::http::edit;
 use crate::proto::http::{ForwardInfo, Limits, ParsedRequest};
 use crate::proto::ws::handshake::check_upgrade_request;
 use crate::proxy::conns::ConnKind;
-
-/// A WebSocket upgrade the backend accepted: what the relay needs.
-pub(crate) struct Upgrade {
-    pub conn: BackendConn,
-    /// What the backend's 101 said (extensions, subprotocol, channels).
-    pub switched: Box<Switched>,
-    /// Holds the backend's active count for the whole session.
-    pub guard: ActiveGuard,
-    /// The upgrade's request path (without the query).
-    pub path: Box<str>,
-    /// The backend's id.
-    pub backend: std::sync::Arc<str>,
-}
-
-/// What the connection turns into after its HTTP requests.
-pub(crate) enum Handoff {
-    /// A WebSocket session to relay.
-    Session(Upgrade),
-    /// A fallback session the backend accepted: this connection becomes
-    /// its event stream.
-    Fallback(Upgrade, Box<Opening>),
-    /// A fallback session's stream coming back (`Last-Event-ID`).
-    Resume(Resume),
-}
 
 /// Serves requests on one client connection until it closes, or until a
 /// WebSocket upgrade succeeds or an event stream starts (returned, so the
@@ -116,33 +92,22 @@ where
         // A client that cannot open a WebSocket asks for an event stream.
         let mut fallback = None;
         if cfg.fallback == Fallback::Sse && !req.upgrade_websocket {
-            match sse::classify(client.buf.data(), &req) {
-                sse::Ask::No => {}
-                sse::Ask::Resume(token, last) => {
-                    let found = sse::find(env, &token, last);
-                    rec.status = if found.is_ok() { 200 } else { 404 };
-                    let resume = match found {
-                        Ok(r) => r,
-                        Err(status) => {
-                            client.answer(status, cfg.idle_timeout).await;
-                            request_done(env, client, rec, &line, req.head_len);
-                            return None;
-                        }
-                    };
+            match sse::prepare(env, client.buf.data(), &req) {
+                Ok(sse::Prepared::No) => {}
+                Ok(sse::Prepared::Open(o)) => fallback = Some(o),
+                Ok(sse::Prepared::Resume(resume)) => {
                     client.buf.consume(req.head_len);
                     client.answered.set(200);
+                    rec.status = 200;
                     request_done(env, client, rec, &line, req.head_len);
                     return Some(Handoff::Resume(resume));
                 }
-                sse::Ask::Open => match sse::Opening::new(env) {
-                    Some(o) => fallback = Some(Box::new(o)),
-                    None => {
-                        client.answer(503, cfg.idle_timeout).await;
-                        rec.status = 503;
-                        request_done(env, client, rec, &line, req.head_len);
-                        return None;
-                    }
-                },
+                Err(status) => {
+                    client.answer(status, cfg.idle_timeout).await;
+                    rec.status = status;
+                    request_done(env, client, rec, &line, req.head_len);
+                    return None;
+                }
             }
         }
         let upgrade = req.upgrade_websocket || fallback.is_some();
@@ -195,42 +160,22 @@ where
             edit::append_fields(&mut head, [(name.as_str(), id.as_str())]);
         }
         let bufs = (&mut scratch, &mut resp_out);
-        let end = match &fallback {
-            None => {
-                proxy_request(
-                    env,
-                    client,
-                    &req,
-                    &head,
-                    pin.as_deref(),
-                    bufs,
-                    &mut rec,
-                    None,
-                )
-                .await
-            }
+        // A fallback asks the backend for a WebSocket upgrade of the
+        // balancer's own making.
+        let upgraded_req;
+        let (fwd_req, accept) = match &fallback {
+            None => (&req, None),
             Some(f) => {
-                // The backend is asked for a WebSocket upgrade of the
-                // balancer's own making.
                 f.edit_head(&mut head);
-                let req = ParsedRequest {
+                upgraded_req = ParsedRequest {
                     upgrade_websocket: true,
                     ..req.clone()
                 };
-                let accept = Some(f.accept.as_str());
-                proxy_request(
-                    env,
-                    client,
-                    &req,
-                    &head,
-                    pin.as_deref(),
-                    bufs,
-                    &mut rec,
-                    accept,
-                )
-                .await
+                (&upgraded_req, Some(f.accept.as_str()))
             }
         };
+        let pin = pin.as_deref();
+        let end = proxy_request(env, client, fwd_req, &head, pin, bufs, &mut rec, accept).await;
         if rec.status == 0 {
             rec.status = client.answered.get();
         }

@@ -14,6 +14,7 @@ pub(crate) mod env;
 pub(crate) mod exchange;
 #[cfg(test)]
 mod flow_tests;
+pub(crate) mod handoff;
 mod hook_calls;
 pub(crate) mod http_flow;
 pub(crate) mod hub_worker;
@@ -141,15 +142,15 @@ where
     let mut writer_intact = !client.writer_cut;
     match next {
         None => {}
-        Some(http_flow::Handoff::Session(upgrade)) => {
-            writer_intact = relay_session(&env, &mut client, upgrade).await;
+        Some(handoff::Handoff::Session(upgrade)) => {
+            writer_intact = Box::pin(relay_session(&env, &mut client, upgrade)).await;
         }
-        Some(http_flow::Handoff::Fallback(upgrade, opening)) => {
+        Some(handoff::Handoff::Fallback(upgrade, opening)) => {
             client.timer.release();
             client.backend_timer.release();
             writer_intact = Box::pin(sse::begin(&env, &mut client, upgrade, *opening)).await;
         }
-        Some(http_flow::Handoff::Resume(resume)) => {
+        Some(handoff::Handoff::Resume(resume)) => {
             client.timer.release();
             client.backend_timer.release();
             writer_intact = Box::pin(sse::resume(&env, &mut client, resume)).await;
@@ -163,19 +164,24 @@ where
     drop(entry);
 }
 
-/// Relays an upgraded WebSocket session until it ends (the client is a
-/// real one, or a fallback session's pipe); returns whether the client's
-/// writer is still intact.
-pub(crate) async fn relay_session<S>(
-    env: &Env,
-    client: &mut ClientConn<S>,
-    upgrade: http_flow::Upgrade,
-) -> bool
+/// Sets up an upgraded WebSocket session (the hub and the hooks hear of
+/// it) and returns its relay, which runs until the session ends and then
+/// takes it down; its output is whether the client's writer is still
+/// intact. The client is a real one, or a fallback session's pipe.
+///
+/// The caller boxes what this returns: the session's whole state (relay,
+/// session, hooks, backend guard) is then one allocation, and an ordinary
+/// connection's task stays small.
+pub(crate) fn relay_session<'a, S>(
+    env: &'a Env,
+    client: &'a mut ClientConn<S>,
+    upgrade: handoff::Upgrade,
+) -> impl std::future::Future<Output = bool> + 'a
 where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
     OwnedReadHalf<S>: crate::rt::ready::ReadReady,
 {
-    let http_flow::Upgrade {
+    let handoff::Upgrade {
         conn,
         switched,
         guard,
@@ -206,20 +212,21 @@ where
     // The hooks hear of the session once the 101 is out (nothing is
     // called, or allocated, without hooks).
     let live = ws_hooks::Live::begin(env, &session);
-    let writer_intact = if tunnel {
-        Box::pin(tunnel::relay(env, client, conn, &session)).await
-    } else {
-        let relay = ws_relay::relay(env, client, conn, extensions, &session, live.as_deref());
-        Box::pin(relay).await
-    };
-    drop(guard);
-    session.close_outbox();
-    client.handle.set_session(None);
-    hub_worker::closed(env, &session);
-    if let Some(live) = live {
-        live.end(&session.track);
+    async move {
+        let writer_intact = if tunnel {
+            tunnel::relay(env, client, conn, &session).await
+        } else {
+            ws_relay::relay(env, client, conn, extensions, &session, live.as_deref()).await
+        };
+        drop(guard);
+        session.close_outbox();
+        client.handle.set_session(None);
+        hub_worker::closed(env, &session);
+        if let Some(live) = live {
+            live.end(&session.track);
+        }
+        writer_intact
     }
-    writer_intact
 }
 
 /// Shuts the client's writer (a TLS one writes close_notify: bounded like

@@ -51,13 +51,20 @@ pub(crate) async fn run(env: Rc<Env>, far: UnixStream, shared: Arc<SseShared>) {
         let mut reader = pin!(side.read_backend(r, max));
         let mut writer = pin!(side.write_posts());
         let mut clock = pin!(side.watch_stream(resume_timeout));
+        // The clock ends once it closed the session, while the reader still
+        // waits for the close to come back: a finished part is not polled
+        // again.
+        let (mut writer_done, mut clock_done) = (false, false);
         poll_fn(|cx| {
             if reader.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());
             }
-            // Neither ends on its own before the reader does.
-            let _ = writer.as_mut().poll(cx);
-            let _ = clock.as_mut().poll(cx);
+            if !writer_done {
+                writer_done = writer.as_mut().poll(cx).is_ready();
+            }
+            if !clock_done {
+                clock_done = clock.as_mut().poll(cx).is_ready();
+            }
             Poll::Pending
         })
         .await;

@@ -70,6 +70,33 @@ pub(crate) fn classify(data: &[u8], req: &ParsedRequest) -> Ask {
     }
 }
 
+/// What the fallback makes of a request.
+pub(crate) enum Prepared {
+    /// Not an event stream request: an ordinary one.
+    No,
+    /// A new session, to be opened by the upgrade.
+    Open(Box<Opening>),
+    /// A stream coming back to its session.
+    Resume(Resume),
+}
+
+/// Classifies a request for the fallback and finds or starts what it asks
+/// for; `Err` is the status to answer (404: no such session; 503: the
+/// balancer holds as many fallback sessions as it may).
+pub(crate) fn prepare(
+    env: &crate::proxy::env::Env,
+    data: &[u8],
+    req: &ParsedRequest,
+) -> Result<Prepared, u16> {
+    match classify(data, req) {
+        Ask::No => Ok(Prepared::No),
+        Ask::Resume(token, last) => find(env, &token, last).map(Prepared::Resume),
+        Ask::Open => Opening::new(env)
+            .map(|o| Prepared::Open(Box::new(o)))
+            .ok_or(503),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

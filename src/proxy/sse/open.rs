@@ -17,7 +17,7 @@ use crate::proto::sse::{write_open, write_retry, STREAM_HEAD};
 use crate::proto::ws::handshake::accept_key;
 use crate::proxy::conns::{ConnEntry, ConnKind};
 use crate::proxy::env::Env;
-use crate::proxy::http_flow::Upgrade;
+use crate::proxy::handoff::Upgrade;
 use crate::proxy::ClientConn;
 use crate::rt::io::ReadBuf;
 
@@ -160,7 +160,7 @@ async fn run_relay(
         timer: crate::rt::deadline::Deadline::new(),
         backend_timer: crate::rt::deadline::Deadline::new(),
     };
-    if crate::proxy::relay_session(&env, &mut client, upgrade).await {
+    if Box::pin(crate::proxy::relay_session(&env, &mut client, upgrade)).await {
         crate::proxy::shut_client(&env, &mut client).await;
     }
     drop(entry);
