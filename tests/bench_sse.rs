@@ -89,12 +89,9 @@ fn without_the_fallback_the_stream_is_refused() {
 
 /// A session whose stream goes away without a DELETE (a bench killed
 /// hard, a closed browser tab) is closed with 1001 after
-/// --fallback-resume-timeout; the balancer must live on. Ignored until the
-/// core stops polling the adapter's finished stream watch (it panics with
-/// "`async fn` resumed after completion" at src/proxy/sse/adapter.rs, and
-/// the release build aborts).
+/// --fallback-resume-timeout; the balancer must live on (the adapter once
+/// polled its finished stream watch: a worker panic, an abort in release).
 #[test]
-#[ignore = "core bug: the fallback adapter polls watch_stream after it returned"]
 fn an_abandoned_session_does_not_take_the_balancer_down() {
     use std::io::{Read, Write};
     let e = echo("e1");
