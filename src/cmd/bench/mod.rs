@@ -1,7 +1,7 @@
 //! `wslb bench`: a thread-per-core load generator for HTTP/1.1 keep-alive
 //! requests, TLS handshakes (`http --handshakes`) and WebSocket echo,
 //! session-setup, idle-hold and fan-out (`--subscribe`) workloads, used by `perf/run.sh` to compare wslb with
-//! HAProxy, nginx and Pushpin.
+//! HAProxy, nginx and Pushpin; and echo through the SSE fallback (`sse`).
 //!
 //! The CLI wires `BenchArgs` as the `bench` subcommand and calls [`run`].
 
@@ -16,6 +16,12 @@ mod procstat;
 mod publisher;
 mod response;
 mod runner;
+mod sse;
+mod sse_http;
+mod sse_parse;
+mod sse_session;
+#[cfg(test)]
+mod sse_tests;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -38,6 +44,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub use fanout::FanoutArgs;
+pub use sse::SseArgs;
 pub use stats::Summary;
 pub use url::{Scheme, Target};
 
@@ -93,6 +100,10 @@ pub enum BenchMode {
     /// HTTP/1.1 keep-alive GET requests, closed-loop or at a fixed rate (--rate),
     /// or TLS handshakes (--handshakes, https:// URL).
     Http(HttpArgs),
+    /// Echo round trips through the balancer's SSE fallback: an event stream
+    /// per connection, messages POSTed to /_lb/sse/<token> (--timeout also
+    /// bounds each echo).
+    Sse(SseArgs),
 }
 
 /// Flags every mode shares.
@@ -221,6 +232,7 @@ pub fn run(args: BenchArgs) -> Result<(), BenchError> {
             return Ok(());
         }
         BenchMode::Ws(a) => ws::run(a)?,
+        BenchMode::Sse(a) => sse::run(a)?,
     };
     let json = summary.1;
     emit(&summary.0, json)

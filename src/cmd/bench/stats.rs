@@ -196,7 +196,7 @@ impl Stats {
 /// What was run, for the report.
 #[derive(Debug, Clone)]
 pub struct RunInfo {
-    /// `http`, `http-rate`, `ws-echo`, `ws-connect-rate`, `ws-hold`.
+    /// `http`, `http-rate`, `ws-echo`, `ws-connect-rate`, `ws-hold`, `sse-echo`.
     pub mode: &'static str,
     /// Target URL as given.
     pub url: String,
@@ -272,7 +272,7 @@ impl Summary {
     fn unit(&self) -> &'static str {
         match self.mode {
             "http" | "http-rate" => "requests",
-            "ws-echo" => "messages",
+            "ws-echo" | "sse-echo" => "messages",
             "ws-connect-rate" | "tls-handshakes" | "tls-resumed" => "sessions",
             _ => "operations",
         }
