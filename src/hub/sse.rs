@@ -104,6 +104,8 @@ pub enum AttachError {
     /// The events after the client's last one are no longer kept (or its
     /// id is one the session never sent).
     Gap,
+    /// The client already got the session's last event (its close).
+    Over,
 }
 
 /// One step of an attached stream.
@@ -250,6 +252,9 @@ impl SseShared {
         let mut st = self.lock();
         let newest = st.next_id - 1;
         let oldest_kept = st.events.front().map_or(st.next_id, |(id, _)| *id);
+        if st.closed && last == newest {
+            return Err(AttachError::Over);
+        }
         if last > newest || last + 1 < oldest_kept {
             return Err(AttachError::Gap);
         }

@@ -64,6 +64,11 @@ fn a_stream_gets_events_in_order_then_the_close_ends_it() {
     s.wrote(1, 3);
     assert!(s.delivered_all());
     assert_eq!(read(&s, 1, 3).1, StreamStep::Finished);
+    // A resume after the close reached the client has nothing to get; one
+    // from before it gets the close again.
+    assert_eq!(s.attach(3), Err(AttachError::Over));
+    let g = s.attach(2).unwrap();
+    assert_eq!(read(&s, g, 2).0, "3:close;");
 }
 
 #[test]

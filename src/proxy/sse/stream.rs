@@ -42,6 +42,10 @@ pub(crate) struct Resume {
 pub(crate) fn find(env: &Env, token: &SseToken, last: u64) -> Result<Resume, u16> {
     let shared = env.router.sse.get(token).ok_or(404u16)?;
     let attached = shared.attach(last);
+    if attached == Err(AttachError::Over) {
+        // Everything, the close included, went to the client already.
+        return Err(404);
+    }
     Ok(Resume {
         shared,
         attached,
@@ -69,7 +73,7 @@ where
     } = resume;
     match attached {
         Ok(generation) => serve(env, client, shared, generation, last, first).await,
-        Err(AttachError::Gap) => {
+        Err(AttachError::Gap | AttachError::Over) => {
             tracing::debug!(token = %shared.token.short(), last, "fallback resume past the buffer");
             let reason = "missed events are no longer held";
             write_close(&mut first, &shared.token.to_string(), last, 1001, reason);
