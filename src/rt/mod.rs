@@ -7,7 +7,8 @@
 //! (`log_line`), and read readiness for relays that hold no idle buffer
 //! (`ready`, and the reads and buffer pool over it in `ready_read`), which
 //! the TLS stream of accepted clients has too (`ready_tls`), and
-//! worker-local alarms sharing one timer (`alarm`).
+//! worker-local alarms sharing one timer (`alarm`), and an in-memory pipe
+//! pair a fallback session's relay takes for its client (`mem_pipe`).
 
 pub(crate) mod access_log;
 pub(crate) mod alarm;
@@ -17,6 +18,7 @@ pub mod io;
 pub mod listen;
 pub(crate) mod live;
 pub(crate) mod log_line;
+pub(crate) mod mem_pipe;
 pub(crate) mod notify;
 pub(crate) mod rate;
 pub(crate) mod ready;

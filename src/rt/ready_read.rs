@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
 use monoio::io::{AsyncReadRent, OwnedReadHalf};
-use monoio::net::{TcpStream, UnixStream};
+use monoio::net::TcpStream;
 
 use super::io::ReadBuf;
 use super::ready::ReadReady;
@@ -181,32 +181,22 @@ pub(crate) fn shared_stream<T>(half: &OwnedReadHalf<T>) -> &T {
     unsafe { &*half.0.get() }
 }
 
-/// Readiness for a socket type with monoio's `readable`: a PollAdd wait,
-/// then a `recv` that does not wait.
-macro_rules! socket_read_ready {
-    ($socket:ty) => {
-        impl ReadReady for OwnedReadHalf<$socket> {
-            fn has_readiness(&self) -> bool {
-                true
-            }
+impl ReadReady for OwnedReadHalf<TcpStream> {
+    fn has_readiness(&self) -> bool {
+        true
+    }
 
-            /// Not relaxed: the legacy (epoll) driver would otherwise trust
-            /// its cached readiness, which a recv outside it never clears,
-            /// and spin; io_uring ignores the flag (a PollAdd either way).
-            async fn read_ready(&mut self) -> io::Result<()> {
-                shared_stream(self).readable(false).await
-            }
+    /// Not relaxed: the legacy (epoll) driver would otherwise trust its
+    /// cached readiness, which a recv outside it never clears, and spin;
+    /// io_uring ignores the flag (a PollAdd either way).
+    async fn read_ready(&mut self) -> io::Result<()> {
+        shared_stream(self).readable(false).await
+    }
 
-            fn try_read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
-                recv_now(shared_stream(self).as_raw_fd(), dst)
-            }
-        }
-    };
+    fn try_read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        recv_now(shared_stream(self).as_raw_fd(), dst)
+    }
 }
-
-socket_read_ready!(TcpStream);
-// The pipe a fallback session's relay reads its client side from.
-socket_read_ready!(UnixStream);
 
 #[cfg(test)]
 #[path = "ready_read_tests.rs"]

@@ -1,5 +1,5 @@
-//! A fallback session's adapter: on the far end of the socket pair whose
-//! near end the relay takes for its client, it plays the WebSocket client.
+//! A fallback session's adapter: on the far end of the in-memory pipe
+//! whose near end the relay takes for its client, it plays the WebSocket client.
 //! Messages from the backend (and those the message hub injects) become
 //! events in the session's shared state; posted messages become masked
 //! frames; pings get pongs; a close becomes the `close` event. It also
@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use crate::rt::mem_pipe::MemPipe;
 use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
-use monoio::net::UnixStream;
 use monoio::time::Instant;
 
 use crate::hub::sse::{Outgoing, Pushed, SseShared};
@@ -30,11 +30,11 @@ use crate::proxy::env::Env;
 use crate::rt::io::{write_vec, LocalLock, ReadBuf};
 
 /// The pipe's write side, shared by whoever writes a frame.
-type PipeWriter = LocalLock<OwnedWriteHalf<UnixStream>>;
+type PipeWriter = LocalLock<OwnedWriteHalf<MemPipe>>;
 
 /// Runs the adapter until the session is over and its last events were
 /// delivered or given up on; then the session leaves the table.
-pub(crate) async fn run(env: Rc<Env>, far: UnixStream, shared: Arc<SseShared>) {
+pub(crate) async fn run(env: Rc<Env>, far: MemPipe, shared: Arc<SseShared>) {
     let cfg = env.cfg();
     let (r, w) = far.into_split();
     let w = LocalLock::new(w);
@@ -106,7 +106,7 @@ impl Side<'_> {
 
     /// Reads the relay's frames until the pipe ends; every message becomes
     /// an event, the close the last one.
-    async fn read_backend(&self, mut r: OwnedReadHalf<UnixStream>, max: u64) {
+    async fn read_backend(&self, mut r: OwnedReadHalf<MemPipe>, max: u64) {
         let mut reader = MessageReader::new(ScannerConfig {
             limits: FrameLimits::client(max),
             max_message: max,

@@ -4,8 +4,8 @@
 //! balancer opens the WebSocket session to the backend on its behalf.
 //!
 //! The session is an ordinary one: the usual relay runs it, with one end
-//! of a socket pair standing in for the client, so picks, limits, pings,
-//! the message hub and the hooks all apply. On the pair's other end an
+//! of an in-memory pipe standing in for the client, so picks, limits, pings,
+//! the message hub and the hooks all apply. On the pipe's other end an
 //! adapter (adapter.rs) turns the backend's messages into events and the
 //! client's posts into frames. The client's event stream (stream.rs) and
 //! its posts (post.rs) may reach any worker; they meet the session through

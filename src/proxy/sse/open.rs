@@ -1,14 +1,13 @@
 //! Opening a fallback session: the WebSocket upgrade the balancer asks the
 //! backend for on behalf of a client that wants an event stream, and, once
-//! the backend said 101, the session's tasks (the relay over a socket
-//! pair, the adapter on its other end) and the stream's first event.
+//! the backend said 101, the session's tasks (the relay over an in-memory
+//! pipe, the adapter on its other end) and the stream's first event.
 
 use std::rc::Rc;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf};
-use monoio::net::UnixStream;
 
 use super::stream;
 use crate::hub::sse::{SseShared, SseToken};
@@ -19,6 +18,7 @@ use crate::proxy::conns::{ConnEntry, ConnKind};
 use crate::proxy::env::Env;
 use crate::proxy::handoff::Upgrade;
 use crate::proxy::{ClientConn, ListenerKind};
+use crate::rt::mem_pipe::{mem_pipe, MemPipe};
 
 /// A fallback session on its way: its own connection entry (its id is the
 /// one the backend and the message hub know) and the upgrade's key.
@@ -98,8 +98,8 @@ where
     OwnedReadHalf<S>: crate::rt::ready::ReadReady,
 {
     let cfg = env.cfg();
-    let started = SseToken::random().and_then(|t| Ok((t, UnixStream::pair()?)));
-    let (token, (near, far)) = match started {
+    let (near, far) = mem_pipe();
+    let token = match SseToken::random() {
         Ok(v) => v,
         Err(e) => {
             if let Some(held) = env.exhaustion_log.allow() {
@@ -136,7 +136,7 @@ where
 /// client (the client's address and TLS flag are the stream's).
 async fn run_relay(
     env: Rc<Env>,
-    near: UnixStream,
+    near: MemPipe,
     peer: std::net::SocketAddr,
     tls: bool,
     upgrade: Upgrade,
