@@ -8,6 +8,41 @@ use super::client::{HttpConn, Response};
 use super::ws_client::{Refused, WsConn};
 use wslb::proto::ws::frame::OpCode;
 
+/// `POST path` with a JSON body on the admin listener: the status and the
+/// JSON answer (null when it is not JSON).
+pub fn post_json(
+    admin: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let body = body.to_string();
+    let mut c = HttpConn::connect(admin);
+    c.send(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let r = c.read_response(false).expect("admin answer");
+    let value = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
+    (r.status, value)
+}
+
+/// The session ids `GET /api/connections` lists.
+pub fn connection_ids(admin: SocketAddr) -> Vec<String> {
+    let r = super::client::get(admin, "/api/connections");
+    assert_eq!(r.status, 200, "/api/connections: {}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("connections JSON");
+    v["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["id"].as_str().map(String::from))
+        .collect()
+}
+
 /// `GET /api/backends` as JSON values.
 pub fn backends(admin: SocketAddr) -> Vec<serde_json::Value> {
     let r = super::client::get(admin, "/api/backends");

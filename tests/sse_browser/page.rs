@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use serde_json::{json, Value};
 
 use crate::common::cdp::Browser;
-use crate::common::client::{get, HttpConn};
 
 /// The page helper defining `window.__exchange`.
 pub const EXCHANGE_JS: &str = include_str!("exchange.js");
@@ -86,34 +85,4 @@ pub fn header_value(line: &str, name: &str) -> Option<String> {
     n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
 }
 
-/// `POST path` with a JSON body on the admin listener; status and answer.
-pub fn admin_post(admin: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
-    let body = body.to_string();
-    let mut c = HttpConn::connect(admin);
-    c.send(
-        format!(
-            "POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    let r = c.read_response(false).expect("admin answer");
-    (
-        r.status,
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    )
-}
-
-/// The ids in `/api/connections`.
-pub fn listed(admin: SocketAddr) -> Vec<String> {
-    let r = get(admin, "/api/connections");
-    assert_eq!(r.status, 200, "{}", r.text());
-    let v: Value = serde_json::from_slice(&r.body).expect("connections JSON");
-    v["sessions"]
-        .as_array()
-        .expect("sessions")
-        .iter()
-        .filter_map(|s| s["id"].as_str().map(String::from))
-        .collect()
-}
+pub use crate::common::admin::{connection_ids as listed, post_json as admin_post};

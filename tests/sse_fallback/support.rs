@@ -59,36 +59,7 @@ pub fn expect_close(s: &mut SseStream, token: &str) -> (u64, String) {
     (code, reason)
 }
 
-/// A JSON request to the admin API: status and JSON answer.
-pub fn admin_post(admin: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
-    let body = body.to_string();
-    let r = sse::request(
-        admin,
-        "POST",
-        path,
-        Some("application/json"),
-        body.as_bytes(),
-    );
-    (
-        r.status,
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    )
-}
-
-/// The ids `GET /api/connections` lists.
-pub fn listed(admin: SocketAddr) -> Vec<String> {
-    let r = super::common::client::get(admin, "/api/connections");
-    assert_status(&r, 200, "/api/connections");
-    let v: Value = serde_json::from_slice(&r.body).expect("connections JSON");
-    v["sessions"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s["id"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use super::common::admin::{connection_ids as listed, post_json as admin_post};
 
 /// Polls until `cond` holds on the listed ids (the time it took) or
 /// `within` passes (None).
