@@ -163,7 +163,7 @@ where
     match next {
         None => {}
         Some(handoff::Handoff::Session(upgrade)) => {
-            writer_intact = Box::pin(relay_session(&env, &mut client, upgrade)).await;
+            writer_intact = relay_session(&env, &mut client, upgrade).await;
         }
         Some(handoff::Handoff::Fallback(upgrade, opening)) => {
             client.timer.release();
@@ -185,18 +185,18 @@ where
 }
 
 /// Sets up an upgraded WebSocket session (the hub and the hooks hear of
-/// it) and returns its relay, which runs until the session ends and then
-/// takes it down; its output is whether the client's writer is still
+/// it) and returns its relay, boxed, which runs until the session ends and
+/// then takes it down; its output is whether the client's writer is still
 /// intact. The client is a real one, or a fallback session's pipe.
 ///
-/// The caller boxes what this returns: the session's whole state (relay,
-/// session, hooks, backend guard) is then one allocation, and an ordinary
-/// connection's task stays small.
+/// The session's whole state (relay, session, hooks, backend guard) is one
+/// allocation, sized for its mode (a tunnel's relay is much smaller than an
+/// inspecting one), and an ordinary connection's task stays small.
 pub(crate) fn relay_session<'a, S>(
     env: &'a Env,
     client: &'a mut ClientConn<S>,
     upgrade: handoff::Upgrade,
-) -> impl std::future::Future<Output = bool> + 'a
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + 'a>>
 where
     S: AsyncReadRent + AsyncWriteRent + Split + 'static,
     OwnedReadHalf<S>: crate::rt::ready::ReadReady,
@@ -232,20 +232,37 @@ where
     // The hooks hear of the session once the 101 is out (nothing is
     // called, or allocated, without hooks).
     let live = ws_hooks::Live::begin(env, &session);
-    async move {
-        let writer_intact = if tunnel {
-            tunnel::relay(env, client, conn, &session).await
-        } else {
-            ws_relay::relay(env, client, conn, extensions, &session, live.as_deref()).await
-        };
-        drop(guard);
-        session.close_outbox();
-        client.handle.set_session(None);
-        hub_worker::closed(env, &session);
-        if let Some(live) = live {
-            live.end(&session.track);
-        }
-        writer_intact
+    if tunnel {
+        Box::pin(async move {
+            let intact = tunnel::relay(env, client, conn, &session).await;
+            end_session(env, client, session, guard, live);
+            intact
+        })
+    } else {
+        Box::pin(async move {
+            let hooks = live.as_deref();
+            let intact = ws_relay::relay(env, client, conn, extensions, &session, hooks).await;
+            end_session(env, client, session, guard, live);
+            intact
+        })
+    }
+}
+
+/// A session's relay has ended: the backend's count drops, the hub and
+/// the hooks hear of it.
+fn end_session<S: AsyncWriteRent>(
+    env: &Env,
+    client: &ClientConn<S>,
+    session: Rc<session::WsSession>,
+    guard: crate::pool::stats::ActiveGuard,
+    live: Option<Box<ws_hooks::Live>>,
+) {
+    drop(guard);
+    session.close_outbox();
+    client.handle.set_session(None);
+    hub_worker::closed(env, &session);
+    if let Some(live) = live {
+        live.end(&session.track);
     }
 }
 

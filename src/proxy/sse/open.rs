@@ -150,7 +150,7 @@ async fn run_relay(
     };
     let handle = entry.handle.clone();
     let mut client = ClientConn::new(near, peer, kind, handle, 2 * 1024, None);
-    if Box::pin(crate::proxy::relay_session(&env, &mut client, upgrade)).await {
+    if crate::proxy::relay_session(&env, &mut client, upgrade).await {
         crate::proxy::shut_client(&env, &mut client).await;
     }
     drop(entry);
