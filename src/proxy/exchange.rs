@@ -15,6 +15,7 @@ use super::client_write::ClientWriter;
 pub(crate) use super::outcome::{ExchangeEnd, ExchangeError, ExchangeOpts};
 use super::request_body::{pump_request, BodyPump, RequestState, RequestStop};
 use super::response_relay::{pump_response, Progress};
+use crate::proto::http::headers::header_values;
 use crate::proto::http::{BodyKind, BodyTracker, Method, ParsedRequest};
 use crate::proto::ws::handshake::accept_key;
 use crate::rt::io::{write_vec, ReadBuf};
@@ -67,8 +68,10 @@ where
         replayable,
     } = side;
     // The accept key a 101 must carry (computed only for upgrades).
-    let expected_accept = if let Some(accept) = opts.fallback_accept {
-        Some(accept.to_string())
+    let expected_accept = if opts.fallback {
+        header_values(head, b"sec-websocket-key")
+            .next()
+            .map(accept_key)
     } else if req.upgrade_websocket {
         req.ws_key
             .clone()

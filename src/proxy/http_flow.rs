@@ -63,7 +63,7 @@ where
         head.clear();
         let wait = read_head(env, client, &limits, &fwd, &mut head, first).await;
         first = false;
-        let req = match wait {
+        let mut req = match wait {
             HeadWait::Request(req) => req,
             HeadWait::Close => return None,
             HeadWait::Refuse(status) => {
@@ -92,9 +92,13 @@ where
         // A client that cannot open a WebSocket asks for an event stream.
         let mut fallback = None;
         if cfg.fallback == Fallback::Sse && !req.upgrade_websocket {
-            match sse::prepare(env, client.buf.data(), &req) {
-                Ok(sse::Prepared::No) => {}
-                Ok(sse::Prepared::Open(o)) => fallback = Some(o),
+            // (Nothing of the answer is held across the refusal's write.)
+            let refusal = match sse::prepare(env, client.buf.data(), &req) {
+                Ok(sse::Prepared::No) => None,
+                Ok(sse::Prepared::Open(o)) => {
+                    fallback = Some(o);
+                    None
+                }
                 Ok(sse::Prepared::Resume(resume)) => {
                     client.buf.consume(req.head_len);
                     client.answered.set(200);
@@ -102,12 +106,13 @@ where
                     request_done(env, client, rec, &line, req.head_len);
                     return Some(Handoff::Resume(resume));
                 }
-                Err(status) => {
-                    client.answer(status, cfg.idle_timeout).await;
-                    rec.status = status;
-                    request_done(env, client, rec, &line, req.head_len);
-                    return None;
-                }
+                Err(status) => Some(status),
+            };
+            if let Some(status) = refusal {
+                client.answer(status, cfg.idle_timeout).await;
+                rec.status = status;
+                request_done(env, client, rec, &line, req.head_len);
+                return None;
             }
         }
         let upgrade = req.upgrade_websocket || fallback.is_some();
@@ -162,20 +167,12 @@ where
         let bufs = (&mut scratch, &mut resp_out);
         // A fallback asks the backend for a WebSocket upgrade of the
         // balancer's own making.
-        let upgraded_req;
-        let (fwd_req, accept) = match &fallback {
-            None => (&req, None),
-            Some(f) => {
-                f.edit_head(&mut head);
-                upgraded_req = ParsedRequest {
-                    upgrade_websocket: true,
-                    ..req.clone()
-                };
-                (&upgraded_req, Some(f.accept.as_str()))
-            }
-        };
-        let pin = pin.as_deref();
-        let end = proxy_request(env, client, fwd_req, &head, pin, bufs, &mut rec, accept).await;
+        if let Some(f) = &fallback {
+            f.edit_head(&mut head);
+            req.upgrade_websocket = true;
+        }
+        let (pin, fb) = (pin.as_deref(), fallback.is_some());
+        let end = proxy_request(env, client, &req, &head, pin, bufs, &mut rec, fb).await;
         if rec.status == 0 {
             rec.status = client.answered.get();
         }
@@ -226,7 +223,7 @@ async fn proxy_request<S>(
     pin: Option<&str>,
     (scratch, resp_out): (&mut Vec<u8>, &mut Vec<u8>),
     rec: &mut RequestRecord,
-    fallback_accept: Option<&str>,
+    fallback: bool,
 ) -> RequestEnd
 where
     S: AsyncReadRent + AsyncWriteRent + 'static,
@@ -349,7 +346,7 @@ where
             rate: client.rate.as_deref(),
             facts: &facts,
             backend_timer: &client.backend_timer,
-            fallback_accept,
+            fallback,
         };
         let side = RequestSide {
             r: &mut client.r,
@@ -391,7 +388,7 @@ where
             Ok(ExchangeEnd::Upgraded(switched)) => {
                 record_success(&backend.stats);
                 client.buf.consume(req.head_len);
-                if fallback_accept.is_none() {
+                if !fallback {
                     client.handle.set_kind(ConnKind::WebSocket);
                 } else {
                     rec.status = 200;

@@ -88,10 +88,10 @@ pub(crate) struct ExchangeOpts<'a> {
     /// The timer that backend reads are bounded by (kept per client
     /// connection and moved, not re-created per read).
     pub backend_timer: &'a crate::rt::deadline::Deadline,
-    /// A fallback session's upgrade (the balancer's own, for a client
-    /// that asked for an event stream): the accept key its 101 must carry.
-    /// That 101 is kept from the client; any other answer is relayed.
-    pub fallback_accept: Option<&'a str>,
+    /// A fallback session's upgrade (the balancer's own, for a client that
+    /// asked for an event stream; the key is the one in the head sent): its
+    /// 101 is kept from the client; any other answer is relayed.
+    pub fallback: bool,
 }
 
 /// What an exchange notes about the backend's final response head: its

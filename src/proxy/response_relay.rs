@@ -245,7 +245,7 @@ where
         if let Some(switch) = switch {
             // A fallback session's 101 is the balancer's own: the client
             // gets an event stream instead.
-            if opts.fallback_accept.is_none() {
+            if !opts.fallback {
                 started.set(true);
                 send_client(client_w, resp_out).await?;
             }

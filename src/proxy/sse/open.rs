@@ -13,7 +13,6 @@ use super::stream;
 use crate::hub::sse::{SseShared, SseToken};
 use crate::proto::http::headers::push_field;
 use crate::proto::sse::{write_open, write_retry, STREAM_HEAD};
-use crate::proto::ws::handshake::accept_key;
 use crate::proxy::conns::{ConnEntry, ConnKind};
 use crate::proxy::env::Env;
 use crate::proxy::handoff::Upgrade;
@@ -24,8 +23,6 @@ use crate::rt::mem_pipe::{mem_pipe, MemPipe};
 /// one the backend and the message hub know) and the upgrade's key.
 pub(crate) struct Opening {
     pub entry: ConnEntry,
-    /// The `Sec-WebSocket-Accept` the backend's 101 must carry.
-    pub accept: String,
     key: String,
 }
 
@@ -52,7 +49,6 @@ impl Opening {
         let key = base64::engine::general_purpose::STANDARD.encode(raw);
         Some(Opening {
             entry: env.conns.insert(),
-            accept: accept_key(key.as_bytes()),
             key,
         })
     }
@@ -164,7 +160,6 @@ mod tests {
     fn the_forwarded_get_becomes_an_upgrade_with_our_key() {
         let o = Opening {
             entry: Rc::new(crate::proxy::conns::ConnTable::new(0)).insert(),
-            accept: String::new(),
             key: "a2V5".into(),
         };
         let mut head = b"GET /ws?x=1 HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\nLast-Event-ID: x.1\r\nSec-WebSocket-Key: theirs\r\nCookie: c=1\r\n\r\n".to_vec();
