@@ -163,7 +163,9 @@ where
     match next {
         None => {}
         Some(handoff::Handoff::Session(upgrade)) => {
-            writer_intact = relay_session(&env, &mut client, upgrade).await;
+            let (open, conn) = open_session(&env, &mut client, upgrade);
+            writer_intact = relay(&env, &mut client, conn, &open).await;
+            end_session(&env, &client, open);
         }
         Some(handoff::Handoff::Fallback(upgrade, opening)) => {
             client.timer.release();
@@ -184,23 +186,22 @@ where
     drop(entry);
 }
 
+/// A WebSocket session set up for its relay (see [`open_session`]).
+pub(crate) struct OpenSession {
+    session: Rc<session::WsSession>,
+    live: Option<Box<ws_hooks::Live>>,
+    guard: crate::pool::stats::ActiveGuard,
+    extensions: bool,
+}
+
 /// Sets up an upgraded WebSocket session (the hub and the hooks hear of
-/// it) and returns its relay, boxed, which runs until the session ends and
-/// then takes it down; its output is whether the client's writer is still
-/// intact. The client is a real one, or a fallback session's pipe.
-///
-/// The session's whole state (relay, session, hooks, backend guard) is one
-/// allocation, sized for its mode (a tunnel's relay is much smaller than an
-/// inspecting one), and an ordinary connection's task stays small.
-pub(crate) fn relay_session<'a, S>(
-    env: &'a Env,
-    client: &'a mut ClientConn<S>,
+/// it); returns it and the backend connection for [`relay`]. The client is
+/// a real one, or a fallback session's pipe.
+pub(crate) fn open_session<S: AsyncWriteRent>(
+    env: &Env,
+    client: &mut ClientConn<S>,
     upgrade: handoff::Upgrade,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + 'a>>
-where
-    S: AsyncReadRent + AsyncWriteRent + Split + 'static,
-    OwnedReadHalf<S>: crate::rt::ready::ReadReady,
-{
+) -> (OpenSession, backend::BackendConn) {
     let handoff::Upgrade {
         conn,
         switched,
@@ -232,31 +233,54 @@ where
     // The hooks hear of the session once the 101 is out (nothing is
     // called, or allocated, without hooks).
     let live = ws_hooks::Live::begin(env, &session);
-    if tunnel {
-        Box::pin(async move {
-            let intact = tunnel::relay(env, client, conn, &session).await;
-            end_session(env, client, session, guard, live);
-            intact
-        })
+    let open = OpenSession {
+        session,
+        live,
+        guard,
+        extensions,
+    };
+    (open, conn)
+}
+
+/// The relay of an open session, boxed (the caller awaits it: its output is
+/// whether the client's writer is still intact). The box holds the relay
+/// alone, sized for its mode; the session's own state stays with the
+/// caller, so an idle session costs its relay and a few words more.
+pub(crate) fn relay<'a, S>(
+    env: &'a Env,
+    client: &'a mut ClientConn<S>,
+    conn: backend::BackendConn,
+    open: &'a OpenSession,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + 'a>>
+where
+    S: AsyncReadRent + AsyncWriteRent,
+    OwnedReadHalf<S>: crate::rt::ready::ReadReady,
+{
+    let session = &*open.session;
+    if session.tunnel {
+        Box::pin(tunnel::relay(env, client, conn, session))
     } else {
-        Box::pin(async move {
-            let hooks = live.as_deref();
-            let intact = ws_relay::relay(env, client, conn, extensions, &session, hooks).await;
-            end_session(env, client, session, guard, live);
-            intact
-        })
+        let hooks = open.live.as_deref();
+        Box::pin(ws_relay::relay(
+            env,
+            client,
+            conn,
+            open.extensions,
+            session,
+            hooks,
+        ))
     }
 }
 
 /// A session's relay has ended: the backend's count drops, the hub and
 /// the hooks hear of it.
-fn end_session<S: AsyncWriteRent>(
-    env: &Env,
-    client: &ClientConn<S>,
-    session: Rc<session::WsSession>,
-    guard: crate::pool::stats::ActiveGuard,
-    live: Option<Box<ws_hooks::Live>>,
-) {
+pub(crate) fn end_session<S: AsyncWriteRent>(env: &Env, client: &ClientConn<S>, open: OpenSession) {
+    let OpenSession {
+        session,
+        live,
+        guard,
+        ..
+    } = open;
     drop(guard);
     session.close_outbox();
     client.handle.set_session(None);

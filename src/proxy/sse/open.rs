@@ -146,7 +146,10 @@ async fn run_relay(
     };
     let handle = entry.handle.clone();
     let mut client = ClientConn::new(near, peer, kind, handle, 2 * 1024, None);
-    if crate::proxy::relay_session(&env, &mut client, upgrade).await {
+    let (open, conn) = crate::proxy::open_session(&env, &mut client, upgrade);
+    let intact = crate::proxy::relay(&env, &mut client, conn, &open).await;
+    crate::proxy::end_session(&env, &client, open);
+    if intact {
         crate::proxy::shut_client(&env, &mut client).await;
     }
     drop(entry);
