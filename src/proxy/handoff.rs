@@ -1,7 +1,6 @@
-//! What a client connection turns into once its HTTP requests are done: a
-//! WebSocket session to relay, or (with the fallback) an event stream.
+//! A WebSocket upgrade the backend accepted: what the relay (or the
+//! fallback's session) takes over from the HTTP path.
 
-use super::sse::{Opening, Resume};
 use crate::pool::stats::ActiveGuard;
 use crate::proxy::backend::BackendConn;
 use crate::proxy::outcome::Switched;
@@ -17,15 +16,4 @@ pub(crate) struct Upgrade {
     pub path: Box<str>,
     /// The backend's id.
     pub backend: std::sync::Arc<str>,
-}
-
-/// What the connection turns into after its HTTP requests.
-pub(crate) enum Handoff {
-    /// A WebSocket session to relay.
-    Session(Upgrade),
-    /// A fallback session the backend accepted: this connection becomes
-    /// its event stream.
-    Fallback(Upgrade, Box<Opening>),
-    /// A fallback session's stream coming back (`Last-Event-ID`).
-    Resume(Resume),
 }

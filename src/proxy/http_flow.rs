@@ -11,7 +11,7 @@ use super::backend::{connect, pick, pick_pinned, sticky_key, BackendConn, Connec
 use super::client_write::ClientWriter;
 use super::env::Env;
 use super::exchange::{exchange, ExchangeEnd, ExchangeError, ExchangeOpts, RequestSide};
-use super::handoff::{Handoff, Upgrade};
+use super::handoff::Upgrade;
 use super::hook_calls::{before_forward, Handshake, ResponseHook};
 use super::metrics::Refusal;
 use super::outcome::ExchangeFacts;
@@ -26,6 +26,16 @@ use crate::proto::http::edit;
 use crate::proto::http::{ForwardInfo, Limits, ParsedRequest};
 use crate::proto::ws::handshake::check_upgrade_request;
 use crate::proxy::conns::ConnKind;
+
+/// What the connection turns into after its HTTP requests.
+pub(crate) enum Handoff {
+    /// A WebSocket session to relay.
+    Session(Upgrade),
+    /// A fallback session the backend accepted: this connection is its stream.
+    Fallback(Upgrade, Box<sse::Opening>),
+    /// A fallback session's stream coming back (`Last-Event-ID`).
+    Resume(sse::Resume),
+}
 
 /// Serves requests on one client connection until it closes, or until a
 /// WebSocket upgrade succeeds or an event stream starts (returned, so the

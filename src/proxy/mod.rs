@@ -162,17 +162,17 @@ where
     let mut writer_intact = !client.writer_cut;
     match next {
         None => {}
-        Some(handoff::Handoff::Session(upgrade)) => {
+        Some(http_flow::Handoff::Session(upgrade)) => {
             let (open, conn) = open_session(&env, &mut client, upgrade);
             writer_intact = relay(&env, &mut client, conn, &open).await;
             end_session(&env, &client, open);
         }
-        Some(handoff::Handoff::Fallback(upgrade, opening)) => {
+        Some(http_flow::Handoff::Fallback(upgrade, opening)) => {
             client.timer.release();
             client.backend_timer.release();
             writer_intact = Box::pin(sse::begin(&env, &mut client, upgrade, *opening)).await;
         }
-        Some(handoff::Handoff::Resume(resume)) => {
+        Some(http_flow::Handoff::Resume(resume)) => {
             client.timer.release();
             client.backend_timer.release();
             writer_intact = Box::pin(sse::resume(&env, &mut client, resume)).await;

@@ -16,14 +16,11 @@ use std::time::{Duration, Instant};
 
 use super::procstat::Watch;
 use super::runner::{run_threads_with, Pacer, Plan, Shared, Worker};
-use super::sse_session::Session;
+use super::sse_session::{Session, SseJob};
 use super::stats::{RunInfo, Summary};
-use super::url::{Scheme, Target};
+use super::url::Scheme;
 use super::ws_window::{self, Ramp};
 use super::{check_common, check_rate, BenchError, CommonArgs};
-
-/// Echo mismatches, stalls and refusals described on stderr, at most.
-const MAX_REPORTS: u32 = 20;
 
 /// `wslb bench sse`.
 #[derive(clap::Args, Debug, Clone)]
@@ -48,29 +45,6 @@ pub struct SseArgs {
     /// Processes whose CPU is measured over the window (repeat or comma-separate).
     #[arg(long = "watch-pid", value_name = "PID", value_delimiter = ',')]
     pub watch_pids: Vec<u32>,
-}
-
-/// Settings every session task shares.
-#[derive(Debug, Clone)]
-pub struct SseJob {
-    pub target: Target,
-    pub size: usize,
-    rate: Option<f64>,
-    connections: usize,
-    /// Bound on connecting, on each exchange and on each echo.
-    pub timeout: Duration,
-    ramp: Option<Ramp>,
-    /// Problems described on stderr so far (all threads).
-    reports: Arc<AtomicU32>,
-}
-
-impl SseJob {
-    /// Describe a problem on stderr (the first few only).
-    pub fn report(&self, what: std::fmt::Arguments<'_>) {
-        if self.reports.fetch_add(1, Ordering::Relaxed) < MAX_REPORTS {
-            eprintln!("bench sse: {what}");
-        }
-    }
 }
 
 /// Run the SSE echo bench and summarize it.

@@ -7,15 +7,45 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
 use super::conn::Conn;
 use super::runner::Worker;
-use super::sse::SseJob;
 use super::sse_http::{
     delete_request, fill_by, next_event, parse_open, read_reply, send_by, stream_head,
     stream_request, write_post, Opened, StreamHead,
 };
 use super::sse_parse::{Event, SseParser};
 use super::stats::ErrorKind;
+use super::url::Target;
+use super::ws_window::Ramp;
+
+/// Echo mismatches, stalls and refusals described on stderr, at most.
+const MAX_REPORTS: u32 = 20;
+
+/// Settings every session task shares.
+#[derive(Debug, Clone)]
+pub struct SseJob {
+    pub target: Target,
+    pub size: usize,
+    pub(super) rate: Option<f64>,
+    pub(super) connections: usize,
+    /// Bound on connecting, on each exchange and on each echo.
+    pub timeout: Duration,
+    pub(super) ramp: Option<Ramp>,
+    /// Problems described on stderr so far (all threads).
+    pub(super) reports: Arc<AtomicU32>,
+}
+
+impl SseJob {
+    /// Describe a problem on stderr (the first few only).
+    pub fn report(&self, what: std::fmt::Arguments<'_>) {
+        if self.reports.fetch_add(1, Ordering::Relaxed) < MAX_REPORTS {
+            eprintln!("bench sse: {what}");
+        }
+    }
+}
 
 /// First read buffer of the event stream (it grows for big messages).
 const STREAM_RBUF: usize = 16 * 1024;
