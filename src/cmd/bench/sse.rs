@@ -117,13 +117,7 @@ pub fn run(a: SseArgs) -> Result<(Summary, bool), BenchError> {
         rate: a.rate,
         message_size: Some(a.size),
     };
-    let Some(window) = window else {
-        return Ok((stats.summary(info, elapsed), c.json));
-    };
-    let report = window.join().map_err(|_| BenchError::Panicked)?;
-    let mut summary = stats.summary(info, Duration::from_secs_f64(report.secs));
-    summary.proxy_cpu_us_per_op = watch.us_per_op(report.cpu.0, report.cpu.1, summary.ops);
-    summary.open_at_window = Some(report.open_at_start);
+    let summary = ws_window::summarize(&stats, info, elapsed, window, &watch)?;
     Ok((summary, c.json))
 }
 

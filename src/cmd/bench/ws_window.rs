@@ -105,6 +105,26 @@ pub fn spawn(
         })
 }
 
+/// The run's summary: over the whole run without a window; over the window
+/// with one (its length, the watched processes' CPU per operation, the
+/// sessions up when it opened).
+pub fn summarize(
+    stats: &super::stats::Stats,
+    info: super::stats::RunInfo,
+    elapsed: Duration,
+    window: Option<JoinHandle<WindowReport>>,
+    watch: &Watch,
+) -> Result<super::stats::Summary, super::BenchError> {
+    let Some(window) = window else {
+        return Ok(stats.summary(info, elapsed));
+    };
+    let report = window.join().map_err(|_| super::BenchError::Panicked)?;
+    let mut summary = stats.summary(info, Duration::from_secs_f64(report.secs));
+    summary.proxy_cpu_us_per_op = watch.us_per_op(report.cpu.0, report.cpu.1, summary.ops);
+    summary.open_at_window = Some(report.open_at_start);
+    Ok(summary)
+}
+
 /// Sleep until `at`, waking early if `stopped` turns true.
 fn sleep_until(at: Instant, stopped: &dyn Fn() -> bool) {
     while !stopped() {
