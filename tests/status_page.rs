@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::admin::post_body;
 use common::cdp::{kill_group, Browser};
 use common::client::{get, HttpConn, Response};
 use common::proc::{echo, serve, Proc};
@@ -86,20 +87,6 @@ fn admin_get(admin: SocketAddr, path: &str, token: Option<&str>) -> Response {
         .unwrap_or_default();
     let mut c = HttpConn::connect(admin);
     c.send(format!("GET {path} HTTP/1.1\r\nHost: a\r\n{auth}Connection: close\r\n\r\n").as_bytes());
-    c.read_response(false).expect("admin response")
-}
-
-/// A POST of a JSON body to the admin API (no token).
-fn admin_post(admin: SocketAddr, path: &str, body: &str) -> Response {
-    let mut c = HttpConn::connect(admin);
-    c.send(
-        format!(
-            "POST {path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
     c.read_response(false).expect("admin response")
 }
 
@@ -384,7 +371,7 @@ fn regenerate_screenshot() {
         .enumerate()
     {
         let body = serde_json::json!({"id": s["id"], "channels": rooms[i % rooms.len()]});
-        let r = admin_post(demo.admin, "/api/subscribe", &body.to_string());
+        let r = post_body(demo.admin, "/api/subscribe", &body.to_string());
         assert_eq!(r.status, 200, "{}", r.text());
     }
     page.wait_for(

@@ -8,14 +8,8 @@ use super::client::{HttpConn, Response};
 use super::ws_client::{Refused, WsConn};
 use wslb::proto::ws::frame::OpCode;
 
-/// `POST path` with a JSON body on the admin listener: the status and the
-/// JSON answer (null when it is not JSON).
-pub fn post_json(
-    admin: SocketAddr,
-    path: &str,
-    body: &serde_json::Value,
-) -> (u16, serde_json::Value) {
-    let body = body.to_string();
+/// `POST path` with a JSON body (given as text) on the admin listener.
+pub fn post_body(admin: SocketAddr, path: &str, body: &str) -> Response {
     let mut c = HttpConn::connect(admin);
     c.send(
         format!(
@@ -25,7 +19,17 @@ pub fn post_json(
         )
         .as_bytes(),
     );
-    let r = c.read_response(false).expect("admin answer");
+    c.read_response(false).expect("admin answer")
+}
+
+/// `POST path` with a JSON body on the admin listener: the status and the
+/// JSON answer (null when it is not JSON).
+pub fn post_json(
+    admin: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = post_body(admin, path, &body.to_string());
     let value = serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null);
     (r.status, value)
 }
