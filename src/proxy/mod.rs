@@ -167,14 +167,12 @@ where
             writer_intact = relay(&env, &mut client, conn, &open).await;
             end_session(&env, &client, open);
         }
+        // The event stream keeps both timers: one bounds its writes, the
+        // other paces its keep-alives.
         Some(http_flow::Handoff::Fallback(upgrade, opening)) => {
-            client.timer.release();
-            client.backend_timer.release();
             writer_intact = Box::pin(sse::begin(&env, &mut client, upgrade, *opening)).await;
         }
         Some(http_flow::Handoff::Resume(resume)) => {
-            client.timer.release();
-            client.backend_timer.release();
             writer_intact = Box::pin(sse::resume(&env, &mut client, resume)).await;
         }
     }
