@@ -19,7 +19,7 @@ use super::runner::{run_threads_with, Pacer, Plan, Shared, Worker};
 use super::sse_session::{Session, SseJob};
 use super::stats::{RunInfo, Summary};
 use super::url::Scheme;
-use super::ws_window::{self, Ramp};
+use super::ws_window;
 use super::{check_common, check_rate, BenchError, CommonArgs};
 
 /// `wslb bench sse`.
@@ -82,21 +82,16 @@ pub fn run(a: SseArgs) -> Result<(Summary, bool), BenchError> {
     };
     let shared = Arc::new(Shared::default());
     let watch = Watch::new(a.watch_pids.clone());
-    let mut window = None;
-    if !warmup.is_zero() {
-        let ramp = Ramp::new(Instant::now(), a.open_rate);
-        let w = ws_window::spawn(
-            ramp.clone(),
-            Arc::clone(&shared),
-            c.connections,
-            warmup,
-            duration,
-            watch.clone(),
-        )
-        .map_err(BenchError::Thread)?;
-        job.ramp = Some(ramp);
-        window = Some(w);
-    }
+    let window = ws_window::start(
+        a.open_rate,
+        &shared,
+        c.connections,
+        warmup,
+        Some(duration),
+        &watch,
+    )?;
+    job.ramp = window.as_ref().map(|(ramp, _)| ramp.clone());
+    let window = window.map(|(_, thread)| thread);
     let (stats, elapsed) = run_threads_with(&plan, shared, move |w| {
         let job = Rc::new(job.clone());
         async move {

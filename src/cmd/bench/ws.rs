@@ -86,21 +86,10 @@ pub fn run(a: WsArgs) -> Result<(Summary, bool), BenchError> {
     let shared = Arc::new(Shared::default());
     let watch = Watch::new(a.fanout.watch_pids.clone());
     let mut job = job;
-    let mut window = None;
-    if let (false, Some(d)) = (warmup.is_zero(), duration) {
-        let ramp = Ramp::new(Instant::now(), a.fanout.open_rate);
-        let w = ws_window::spawn(
-            ramp.clone(),
-            Arc::clone(&shared),
-            connections,
-            warmup,
-            d,
-            watch.clone(),
-        )
-        .map_err(BenchError::Thread)?;
-        job.ramp = Some(ramp);
-        window = Some(w);
-    }
+    let open_rate = a.fanout.open_rate;
+    let window = ws_window::start(open_rate, &shared, connections, warmup, duration, &watch)?;
+    job.ramp = window.as_ref().map(|(ramp, _)| ramp.clone());
+    let window = window.map(|(_, thread)| thread);
     let (stats, elapsed) = run_threads_with(&plan, shared, move |w| {
         let job = Rc::new(job.clone());
         async move {

@@ -105,6 +105,32 @@ pub fn spawn(
         })
 }
 
+/// With a warm-up (and a run of fixed length): the ramp sessions open on
+/// and the window thread (see [`spawn`]); None without.
+pub fn start(
+    open_rate: f64,
+    shared: &Arc<Shared>,
+    sessions: usize,
+    warmup: Duration,
+    duration: Option<Duration>,
+    watch: &Watch,
+) -> Result<Option<(Ramp, JoinHandle<WindowReport>)>, super::BenchError> {
+    let Some(duration) = duration.filter(|_| !warmup.is_zero()) else {
+        return Ok(None);
+    };
+    let ramp = Ramp::new(Instant::now(), open_rate);
+    let window = spawn(
+        ramp.clone(),
+        Arc::clone(shared),
+        sessions,
+        warmup,
+        duration,
+        watch.clone(),
+    )
+    .map_err(super::BenchError::Thread)?;
+    Ok(Some((ramp, window)))
+}
+
 /// The run's summary: over the whole run without a window; over the window
 /// with one (its length, the watched processes' CPU per operation, the
 /// sessions up when it opened).
