@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use common::proc::{echo, serve};
 
-/// Run the bench as a child process (bounded by its --duration and
-/// --timeout) and return its JSON summary.
-fn bench(url: &str, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_wslb"))
+/// Runs `wslb bench sse --url URL --json ARGS` as a child process (bounded
+/// by its --duration and --timeout).
+fn run_bench(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wslb"))
         .args([
             "--log-level",
             "error",
@@ -24,11 +24,16 @@ fn bench(url: &str, args: &[&str]) -> serde_json::Value {
             url,
             "--json",
         ])
-        .args(["--timeout", "3"])
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("run bench");
+        .expect("run bench")
+}
+
+/// Runs the bench (3 s --timeout) and returns its JSON summary, checking it
+/// succeeded and reported no problem.
+fn bench(url: &str, args: &[&str]) -> serde_json::Value {
+    let out = run_bench(url, &[&["--timeout", "3"], args].concat());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let problems: Vec<&str> = stderr
         .lines()
@@ -63,20 +68,7 @@ fn without_the_fallback_the_stream_is_refused() {
     let e = echo("e1");
     let lb = serve(&[&e], &[]);
     let url = format!("http://{}/", lb.http());
-    let out = Command::new(env!("CARGO_BIN_EXE_wslb"))
-        .args([
-            "--log-level",
-            "error",
-            "bench",
-            "sse",
-            "--url",
-            &url,
-            "--json",
-        ])
-        .args(["-c", "1", "-d", "0.3", "--timeout", "2"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bench");
+    let out = run_bench(&url, &["-c", "1", "-d", "0.3", "--timeout", "2"]);
     assert!(out.status.success());
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
     assert_eq!(s["ops"], 0);
@@ -93,24 +85,14 @@ fn without_the_fallback_the_stream_is_refused() {
 /// polled its finished stream watch: a worker panic, an abort in release).
 #[test]
 fn an_abandoned_session_does_not_take_the_balancer_down() {
-    use std::io::{Read, Write};
     let e = echo("e1");
     let mut lb = serve(
         &[&e],
         &["--fallback", "sse", "--fallback-resume-timeout", "500ms"],
     );
-    let mut s = std::net::TcpStream::connect(lb.http()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(3)))
-        .expect("timeout");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
-        .expect("write");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains("event: open") {
-        let n = s.read(&mut buf).expect("read");
-        assert!(n > 0, "stream closed before the open event");
-        got.extend_from_slice(&buf[..n]);
-    }
+    let mut s = common::sse::open(lb.http(), "/", None, &[])
+        .unwrap_or_else(|r| panic!("no event stream: {} {}", r.status, r.text()));
+    assert_eq!(s.event().event.as_deref(), Some("open"));
     drop(s);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
