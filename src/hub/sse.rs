@@ -151,6 +151,19 @@ struct State {
     owner_waits_room: bool,
 }
 
+impl State {
+    /// The events after id `after`, oldest first. Ids are contiguous, so
+    /// the first is at a known offset from the front: nothing before it is
+    /// looked at.
+    fn after(&self, after: u64) -> impl Iterator<Item = &(u64, Box<[u8]>)> {
+        let first = self.events.front().map_or(self.next_id, |(id, _)| *id);
+        let skip = (after + 1).saturating_sub(first);
+        self.events
+            .iter()
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+    }
+}
+
 /// One fallback session, shared by its owner and its streams and posters.
 #[derive(Debug)]
 pub struct SseShared {
@@ -263,12 +276,7 @@ impl SseShared {
         st.detached_since = None;
         st.epoch += 1;
         st.sent_upto = last;
-        st.unsent = st
-            .events
-            .iter()
-            .filter(|(id, _)| *id > last)
-            .map(|(_, e)| e.len())
-            .sum();
+        st.unsent = st.after(last).map(|(_, e)| e.len()).sum();
         let generation = st.attached;
         drop(st);
         // The superseded stream (if any) wakes, sees it, and ends.
@@ -307,11 +315,7 @@ impl SseShared {
             return StreamStep::Superseded;
         }
         let mut upto = cursor;
-        // Ids are contiguous: the first event after `cursor` is at a known
-        // offset from the front.
-        let first = st.events.front().map_or(st.next_id, |(id, _)| *id);
-        let skip = (cursor + 1).saturating_sub(first) as usize;
-        for (id, ev) in st.events.iter().skip(skip) {
+        for (id, ev) in st.after(cursor) {
             if upto != cursor && out.len() + ev.len() > max {
                 break;
             }
@@ -337,11 +341,9 @@ impl SseShared {
         if st.attached != generation || upto <= st.sent_upto {
             return;
         }
-        let from = st.sent_upto;
         let done: usize = st
-            .events
-            .iter()
-            .filter(|(id, _)| *id > from && *id <= upto)
+            .after(st.sent_upto)
+            .take_while(|(id, _)| *id <= upto)
             .map(|(_, e)| e.len())
             .sum();
         st.sent_upto = upto;
