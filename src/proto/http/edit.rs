@@ -64,6 +64,17 @@ pub(crate) fn remove_fields(head: &mut Vec<u8>, names: &[String]) -> usize {
     if !names.iter().any(|n| may_remove(n)) {
         return 0;
     }
+    drop_fields(head, |name| {
+        names
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(name) && may_remove(n))
+    })
+}
+
+/// Removes, in place, every field of `head` (after its first line) whose
+/// name `named` picks, with no check of its own (the balancer's own edits;
+/// a hook's go through [`remove_fields`]); returns how many fields went.
+pub(crate) fn drop_fields(head: &mut Vec<u8>, named: impl Fn(&[u8]) -> bool) -> usize {
     let Some(first_end) = head.iter().position(|&b| b == b'\n') else {
         return 0;
     };
@@ -76,13 +87,11 @@ pub(crate) fn remove_fields(head: &mut Vec<u8>, names: &[String]) -> usize {
             .position(|&b| b == b'\n')
             .map_or(head.len(), |p| read + p + 1);
         let line = &head[read..end];
-        let named = line.iter().position(|&b| b == b':').is_some_and(|colon| {
-            let name = &line[..colon];
-            names
-                .iter()
-                .any(|n| n.as_bytes().eq_ignore_ascii_case(name) && may_remove(n))
-        });
-        if named {
+        let picked = line
+            .iter()
+            .position(|&b| b == b':')
+            .is_some_and(|colon| named(&line[..colon]));
+        if picked {
             removed += 1;
         } else {
             head.copy_within(read..end, write);

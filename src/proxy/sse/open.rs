@@ -11,6 +11,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf};
 
 use super::stream;
 use crate::hub::sse::{SseShared, SseToken};
+use crate::proto::http::edit::drop_fields;
 use crate::proto::http::headers::push_field;
 use crate::proto::sse::{write_open, write_retry, STREAM_HEAD};
 use crate::proxy::conns::{ConnEntry, ConnKind};
@@ -56,27 +57,19 @@ impl Opening {
     /// Turns the head forwarded for the client's GET into a WebSocket
     /// upgrade (no extension offered: events carry whole messages).
     pub(crate) fn edit_head(&self, head: &mut Vec<u8>) {
-        let Some(body) = head.strip_suffix(b"\r\n\r\n") else {
+        if !head.ends_with(b"\r\n\r\n") {
             return;
-        };
-        let mut out = Vec::with_capacity(head.len() + 128);
-        for (i, line) in body.split(|&b| b == b'\n').enumerate() {
-            let name = line.split(|&b| b == b':').next().unwrap_or_default();
-            if i > 0 && REPLACED.iter().any(|r| name.eq_ignore_ascii_case(r)) {
-                continue;
-            }
-            out.extend_from_slice(line);
-            if !line.ends_with(b"\r") {
-                out.push(b'\r');
-            }
-            out.push(b'\n');
         }
-        push_field(&mut out, b"Connection", b"Upgrade");
-        push_field(&mut out, b"Upgrade", b"websocket");
-        push_field(&mut out, b"Sec-WebSocket-Version", b"13");
-        push_field(&mut out, b"Sec-WebSocket-Key", self.key.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        *head = out;
+        drop_fields(head, |name| {
+            REPLACED.iter().any(|r| name.eq_ignore_ascii_case(r))
+        });
+        // The new fields go before the empty line that ends the head.
+        head.truncate(head.len() - 2);
+        push_field(head, b"Connection", b"Upgrade");
+        push_field(head, b"Upgrade", b"websocket");
+        push_field(head, b"Sec-WebSocket-Version", b"13");
+        push_field(head, b"Sec-WebSocket-Key", self.key.as_bytes());
+        head.extend_from_slice(b"\r\n");
     }
 }
 
