@@ -47,6 +47,19 @@ pub(super) fn up_side(session: &WsSession) -> Side<'_> {
     }
 }
 
+/// Runs [`pump_up`] over `r` to its end, into sinks; returns how it ended
+/// and what the backend got (None if its writer was still held).
+fn pump_to_end(r: &mut Rounds, session: &WsSession) -> (End, Option<Vec<u8>>) {
+    run(async {
+        let pool = ReadPool::default();
+        let mut buf = ReadBuf::with_capacity(512);
+        let to_backend = Outbound::new(Sink::default(), true);
+        let to_client = Outbound::new(Sink::default(), false);
+        let end = pump_up(r, &mut buf, &pool, &to_backend, &to_client, session).await;
+        (end, to_backend.w.try_lock().map(|w| w.0.clone()))
+    })
+}
+
 /// The client-to-backend pump over `r`, with a client's scanner, no pings
 /// and `session`'s notes: what every test here runs.
 async fn pump_up<R, D, S>(
@@ -98,14 +111,7 @@ fn frames_cut_at_every_byte_across_readiness_rounds_go_through_whole() {
         steps.push(Step::Eof);
         let mut r = Rounds::new(steps);
         let session = session();
-        let (end, sent) = run(async {
-            let pool = ReadPool::default();
-            let mut buf = ReadBuf::with_capacity(512);
-            let to_backend = Outbound::new(Sink::default(), true);
-            let to_client = Outbound::new(Sink::default(), false);
-            let end = pump_up(&mut r, &mut buf, &pool, &to_backend, &to_client, &session).await;
-            (end, to_backend.w.try_lock().map(|w| w.0.clone()))
-        });
+        let (end, sent) = pump_to_end(&mut r, &session);
         assert_eq!(end, End::Vanished, "cut {cut}");
         let sent = sent.expect("backend writer free");
         assert_eq!(&sent[..stream.len()], &stream[..], "cut {cut}");
@@ -181,14 +187,7 @@ fn an_end_or_a_reset_while_a_partial_frame_is_held_closes_the_other_side() {
     for last in [Step::Eof, Step::Fail(std::io::ErrorKind::ConnectionReset)] {
         let mut r = Rounds::new([Step::Bytes(frame[..4].to_vec()), last]);
         let session = session();
-        let (end, sent) = run(async {
-            let pool = ReadPool::default();
-            let mut buf = ReadBuf::with_capacity(512);
-            let to_backend = Outbound::new(Sink::default(), true);
-            let to_client = Outbound::new(Sink::default(), false);
-            let end = pump_up(&mut r, &mut buf, &pool, &to_backend, &to_client, &session).await;
-            (end, to_backend.w.try_lock().map(|w| w.0.clone()))
-        });
+        let (end, sent) = pump_to_end(&mut r, &session);
         assert_eq!(end, End::Vanished);
         let sent = sent.expect("backend writer free");
         assert_eq!(close_code(&sent), Some(1001), "{sent:?}");
